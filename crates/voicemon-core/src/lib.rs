@@ -1,0 +1,20 @@
+//! voicemon-core: the pure heart of voicemon. No I/O, no async, tests in seconds.
+//!
+//! # Layout
+//! - [`event`]: the typed event contract v1.
+//! - [`validate`]: one JSON event → typed event, or an error naming the field.
+//! - [`body`]: an ingest body (object, array, NDJSON) → events.
+//! - [`sketch`]: mergeable DDSketch-style latency sketches and their encoding.
+//! - [`latency`]: latency components and the observations events contribute.
+//! - [`window`]: the minute grid, query ranges and steps.
+//! - [`clock`]: injectable time.
+//! - [`access`]: key roles and hashing.
+
+pub mod access;
+pub mod body;
+pub mod clock;
+pub mod event;
+pub mod latency;
+pub mod sketch;
+pub mod validate;
+pub mod window;

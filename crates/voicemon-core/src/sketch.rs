@@ -1,0 +1,215 @@
+//! Mergeable latency sketches: DDSketch-style logarithmic buckets with 1 % relative error.
+//!
+//! A value `v` (milliseconds) falls in bucket `i = ceil(ln(v) / ln(γ))` with
+//! `γ = (1 + α) / (1 − α)`, `α = 0.01`; bucket `i` answers `2γ^i / (γ + 1)`, which is
+//! within `α` of every value in `(γ^(i−1), γ^i]`. Values below [`MIN_INDEXABLE_MS`]
+//! count in a zero bucket. Counts are integers, so merging is exactly associative and
+//! commutative, and merging minute sketches gives bit-for-bit the sketch of all values.
+//!
+//! We keep our own implementation rather than a crate because the bucket mapping is part
+//! of the storage contract: the compact encoding ([`LatencySketch::encode`]) is what the
+//! stores persist, and the PostgreSQL backend's SQL merges the same buckets for Grafana.
+
+use thiserror::Error;
+
+/// Relative accuracy α of every quantile answered from a sketch.
+pub const RELATIVE_ACCURACY: f64 = 0.01;
+/// Values below this (ms) fall in the zero bucket and are answered as 0.
+pub const MIN_INDEXABLE_MS: f64 = 0.01;
+/// The estimator named in API answers.
+pub const ESTIMATOR: &str = "ddsketch";
+const ENCODING_VERSION: u8 = 1;
+
+fn gamma() -> f64 {
+    (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+}
+
+/// The bucket index of a value ≥ [`MIN_INDEXABLE_MS`].
+pub fn bucket_index(value_ms: f64) -> i32 {
+    (value_ms.ln() / gamma().ln()).ceil() as i32
+}
+
+/// The value a bucket answers with.
+pub fn bucket_value(index: i32) -> f64 {
+    let gamma = gamma();
+    2.0 * gamma.powi(index) / (gamma + 1.0)
+}
+
+/// A sketch of non-negative values (milliseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencySketch {
+    zero_count: u64,
+    /// Index of `counts[0]`.
+    offset: i32,
+    /// Dense counts from `offset`; empty when no value ≥ MIN_INDEXABLE_MS was added.
+    counts: Vec<u64>,
+    count: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("sketch encoding is truncated")]
+    Truncated,
+    #[error("sketch encoding version {0} is not known")]
+    UnknownVersion(u8),
+    #[error("sketch encoding is corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+impl LatencySketch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds one value. Negative and non-finite values are a caller bug (validation
+    /// refuses them) and are counted in the zero bucket rather than panicking.
+    pub fn add(&mut self, value_ms: f64) {
+        self.add_many(value_ms, 1);
+    }
+
+    fn add_many(&mut self, value_ms: f64, times: u64) {
+        if times == 0 {
+            return;
+        }
+        self.count += times;
+        if !(value_ms >= MIN_INDEXABLE_MS) || !value_ms.is_finite() {
+            self.zero_count += times;
+            return;
+        }
+        let index = bucket_index(value_ms);
+        self.add_to_bucket(index, times);
+    }
+
+    fn add_to_bucket(&mut self, index: i32, times: u64) {
+        if self.counts.is_empty() {
+            self.offset = index;
+            self.counts.push(0);
+        } else if index < self.offset {
+            let grow = (self.offset - index) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = index;
+        } else if index >= self.offset + self.counts.len() as i32 {
+            self.counts.resize((index - self.offset) as usize + 1, 0);
+        }
+        self.counts[(index - self.offset) as usize] += times;
+    }
+
+    /// Adds every value of `other` to `self`.
+    pub fn merge(&mut self, other: &LatencySketch) {
+        self.zero_count += other.zero_count;
+        self.count += other.zero_count;
+        for (position, &times) in other.counts.iter().enumerate() {
+            if times > 0 {
+                self.count += times;
+                self.add_to_bucket(other.offset + position as i32, times);
+            }
+        }
+    }
+
+    /// The `q`-quantile (0 ≤ q ≤ 1) within [`RELATIVE_ACCURACY`] of the exact value at
+    /// rank `floor(q × (count − 1))`; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * (self.count - 1) as f64;
+        let mut seen = self.zero_count;
+        if seen as f64 > rank {
+            return Some(0.0);
+        }
+        for (position, &times) in self.counts.iter().enumerate() {
+            seen += times;
+            if seen as f64 > rank {
+                return Some(bucket_value(self.offset + position as i32));
+            }
+        }
+        self.counts.len().checked_sub(1).map(|last| bucket_value(self.offset + last as i32))
+    }
+
+    /// Non-empty buckets as `(index, count)`, ascending; the zero bucket is separate.
+    pub fn buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &times)| times > 0)
+            .map(|(position, &times)| (self.offset + position as i32, times))
+    }
+
+    pub fn zero_count(&self) -> u64 {
+        self.zero_count
+    }
+
+    /// Compact encoding: version byte, zero count, bucket count, then per non-empty
+    /// bucket the index delta (zig-zag) and the count, all LEB128 varints.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.counts.len() * 2);
+        out.push(ENCODING_VERSION);
+        put_varint(&mut out, self.zero_count);
+        put_varint(&mut out, self.buckets().count() as u64);
+        let mut previous = 0i64;
+        for (index, times) in self.buckets() {
+            let delta = index as i64 - previous;
+            put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+            put_varint(&mut out, times);
+            previous = index as i64;
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<LatencySketch, DecodeError> {
+        let (&version, mut rest) = bytes.split_first().ok_or(DecodeError::Truncated)?;
+        if version != ENCODING_VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let mut sketch = LatencySketch::new();
+        let zero = take_varint(&mut rest)?;
+        sketch.zero_count = zero;
+        sketch.count = zero;
+        let buckets = take_varint(&mut rest)?;
+        let mut index = 0i64;
+        for _ in 0..buckets {
+            let zigzag = take_varint(&mut rest)?;
+            index += ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            let times = take_varint(&mut rest)?;
+            let index = i32::try_from(index).map_err(|_| DecodeError::Corrupt("index out of range"))?;
+            if !(-20_000..=20_000).contains(&index) {
+                return Err(DecodeError::Corrupt("index out of range"));
+            }
+            sketch.count += times;
+            sketch.add_to_bucket(index, times);
+        }
+        if !rest.is_empty() {
+            return Err(DecodeError::Corrupt("trailing bytes"));
+        }
+        Ok(sketch)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn take_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input.split_first().ok_or(DecodeError::Truncated)?;
+        *input = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(DecodeError::Corrupt("varint longer than 64 bits"))
+}

@@ -1,0 +1,113 @@
+//! Time windows: the minute grid rollups live on, query ranges and steps.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use thiserror::Error;
+
+pub const MINUTE_MS: i64 = 60_000;
+/// The most steps one query may ask for (as Prometheus' 11 000-point limit).
+pub const MAX_STEPS: i64 = 11_000;
+
+/// The start of the minute holding `timestamp_ms`.
+pub fn minute_of(timestamp_ms: i64) -> i64 {
+    timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// A half-open range `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WindowError {
+    #[error("`{0}` is neither an RFC 3339 time (2026-11-27T10:00:00Z) nor unix seconds")]
+    BadTime(String),
+    #[error("`{0}` is not a duration such as 1m, 5m, 1h or 1d")]
+    BadDuration(String),
+    #[error("`from` must be before `to`")]
+    Empty,
+    #[error("step must be a whole number of minutes, at least 1m")]
+    BadStep,
+    #[error("{steps} steps is more than {MAX_STEPS}; ask for a larger step or a shorter range")]
+    TooManySteps { steps: i64 },
+}
+
+/// Parses a query time: RFC 3339, or unix seconds (integer or fractional).
+pub fn parse_time(text: &str) -> Result<i64, WindowError> {
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_millis());
+    }
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok((seconds * 1000.0).round() as i64),
+        _ => Err(WindowError::BadTime(text.to_owned())),
+    }
+}
+
+/// Parses a duration such as `5m`, `1h`, `1d` or `300s`, in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, WindowError> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| WindowError::BadDuration(text.to_owned()))?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" | "" => 1_000,
+        "m" => MINUTE_MS,
+        "h" => 60 * MINUTE_MS,
+        "d" => 24 * 60 * MINUTE_MS,
+        "w" => 7 * 24 * 60 * MINUTE_MS,
+        _ => return Err(WindowError::BadDuration(text.to_owned())),
+    };
+    number.checked_mul(unit_ms).ok_or_else(|| WindowError::BadDuration(text.to_owned()))
+}
+
+impl TimeRange {
+    /// Resolves optional `from`/`to` query text; the default is the `default_ms` before `to`
+    /// (and `to` defaults to now).
+    pub fn resolve(
+        from: Option<&str>,
+        to: Option<&str>,
+        now_ms: i64,
+        default_ms: i64,
+    ) -> Result<TimeRange, WindowError> {
+        let to_ms = to.map(parse_time).transpose()?.unwrap_or(now_ms);
+        let from_ms = from.map(parse_time).transpose()?.unwrap_or(to_ms - default_ms);
+        if from_ms >= to_ms {
+            return Err(WindowError::Empty);
+        }
+        Ok(TimeRange { from_ms, to_ms })
+    }
+
+    /// The range widened to whole minutes: the rollups it must read.
+    pub fn minutes(&self) -> TimeRange {
+        TimeRange { from_ms: minute_of(self.from_ms), to_ms: minute_of(self.to_ms - 1) + MINUTE_MS }
+    }
+
+    /// Step starts over the range, aligned to multiples of `step_ms` since the epoch.
+    pub fn steps(&self, step_ms: i64) -> Result<Vec<i64>, WindowError> {
+        if step_ms < MINUTE_MS || step_ms % MINUTE_MS != 0 {
+            return Err(WindowError::BadStep);
+        }
+        let first = self.from_ms.div_euclid(step_ms) * step_ms;
+        let steps = (self.to_ms - first + step_ms - 1) / step_ms;
+        if steps > MAX_STEPS {
+            return Err(WindowError::TooManySteps { steps });
+        }
+        Ok((0..steps).map(|i| first + i * step_ms).collect())
+    }
+}
+
+/// A default step giving about 60 points over the range, rounded to whole minutes.
+pub fn default_step_ms(range: &TimeRange) -> i64 {
+    let raw = (range.to_ms - range.from_ms) / 60;
+    (raw.div_euclid(MINUTE_MS).max(1)) * MINUTE_MS
+}
+
+/// RFC 3339 text (UTC, milliseconds) for answers.
+pub fn format_time(timestamp_ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(timestamp_ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| timestamp_ms.to_string())
+}

@@ -1,0 +1,159 @@
+//! `GET /metrics/latency`: P50/P95/P99 per step and overall, merged from minute sketches.
+
+use crate::api::error::ApiError;
+use crate::api::query::{Params, Scope};
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Serialize;
+use voicemon_core::latency::{Component, Source};
+use voicemon_core::sketch::{LatencySketch, ESTIMATOR, RELATIVE_ACCURACY};
+use voicemon_core::window::{default_step_ms, format_time, parse_duration_ms, TimeRange};
+use voicemon_store::LatencyFilter;
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Percentiles {
+    pub fn of(sketch: &LatencySketch) -> Percentiles {
+        let rounded = |q| sketch.quantile(q).map(|v| (v * 100.0).round() / 100.0);
+        Percentiles { count: sketch.count(), p50: rounded(0.50), p95: rounded(0.95), p99: rounded(0.99) }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub start: String,
+    #[serde(flatten)]
+    pub percentiles: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Estimator {
+    pub name: &'static str,
+    /// Every percentile is within this relative error of the exact value.
+    pub relative_error: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatencyAnswer {
+    pub tenant_id: Option<String>,
+    pub component: Component,
+    /// `turn`: from turn.completed; `usage`: from the usage events of providers.
+    pub source: Source,
+    pub agent_id: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// The range answered, widened to whole minutes.
+    pub from: String,
+    pub to: String,
+    pub step_seconds: i64,
+    pub unit: &'static str,
+    pub estimator: Estimator,
+    pub overall: Percentiles,
+    pub steps: Vec<Step>,
+}
+
+const DEFAULT_RANGE_MS: i64 = 60 * 60 * 1000;
+
+pub async fn get_latency(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Result<Json<LatencyAnswer>, ApiError> {
+    let scope = Scope::resolve(&state, &headers, &params, DEFAULT_RANGE_MS).await?;
+    let component = match params.get("component") {
+        None => Component::TurnE2e,
+        Some(text) => Component::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown component `{text}`; expected one of turn_e2e, stt, eou, llm_ttft, tts_ttfb"
+            ))
+        })?,
+    };
+    let range = scope.range.minutes();
+    let step_ms = match params.get("step") {
+        Some(text) => parse_duration_ms(text)?,
+        None => default_step_ms(&range),
+    };
+    let step_starts = range.steps(step_ms)?;
+    let mut filter = LatencyFilter {
+        tenant_id: scope.tenant_id.clone(),
+        component,
+        source: Source::Turn,
+        agent_id: params.get("agent_id").map(str::to_owned),
+        provider: params.get("provider").map(str::to_owned),
+        model: params.get("model").map(str::to_owned),
+    };
+    let sketches = read_sketches(&state, &mut filter, range).await?;
+    let (overall, steps) = merge_into_steps(&sketches, &step_starts, step_ms);
+    Ok(Json(LatencyAnswer {
+        tenant_id: filter.tenant_id,
+        component,
+        source: filter.source,
+        agent_id: filter.agent_id,
+        provider: filter.provider,
+        model: filter.model,
+        from: format_time(range.from_ms),
+        to: format_time(range.to_ms),
+        step_seconds: step_ms / 1000,
+        unit: "ms",
+        estimator: Estimator { name: ESTIMATOR, relative_error: RELATIVE_ACCURACY },
+        overall: Percentiles::of(&overall),
+        steps,
+    }))
+}
+
+/// Chooses the source: a provider or model filter reads usage events (only they name
+/// one); otherwise turn.completed, falling back to usage events for a component the
+/// workers report only per provider request. `turn_e2e` and `eou` exist only per turn.
+async fn read_sketches(
+    state: &AppState,
+    filter: &mut LatencyFilter,
+    range: TimeRange,
+) -> Result<Vec<(i64, LatencySketch)>, ApiError> {
+    let per_turn_only = matches!(filter.component, Component::TurnE2e | Component::Eou);
+    let wants_provider = filter.provider.is_some() || filter.model.is_some();
+    if wants_provider && per_turn_only {
+        return Err(ApiError::BadRequest(format!(
+            "{} is measured per turn, not per provider; drop the provider and model filters",
+            filter.component.as_str()
+        )));
+    }
+    filter.source = if wants_provider { Source::Usage } else { Source::Turn };
+    let sketches = state.store.latency_sketches(filter, range).await?;
+    if !sketches.is_empty() || wants_provider || per_turn_only {
+        return Ok(sketches);
+    }
+    filter.source = Source::Usage;
+    Ok(state.store.latency_sketches(filter, range).await?)
+}
+
+/// Merges minute sketches into their steps and into one overall sketch.
+pub fn merge_into_steps(
+    sketches: &[(i64, LatencySketch)],
+    step_starts: &[i64],
+    step_ms: i64,
+) -> (LatencySketch, Vec<Step>) {
+    let mut overall = LatencySketch::new();
+    let mut per_step = vec![LatencySketch::new(); step_starts.len()];
+    let first = step_starts.first().copied().unwrap_or(0);
+    for (minute, sketch) in sketches {
+        overall.merge(sketch);
+        let slot = ((minute - first) / step_ms) as usize;
+        if let Some(step) = per_step.get_mut(slot) {
+            step.merge(sketch);
+        }
+    }
+    let steps = step_starts
+        .iter()
+        .zip(per_step.iter())
+        .map(|(start, sketch)| Step { start: format_time(*start), percentiles: Percentiles::of(sketch) })
+        .collect();
+    (overall, steps)
+}

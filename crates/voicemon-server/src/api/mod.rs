@@ -1,0 +1,30 @@
+//! The HTTP API: routes, query handlers and the one error type.
+
+pub mod calls;
+pub mod error;
+pub mod latency;
+pub mod probes;
+pub mod query;
+
+use crate::ingest::post_events;
+use crate::state::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+use error::ApiError;
+
+/// Every route voicemon serves.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/metrics/latency", get(latency::get_latency))
+        .route("/metrics/calls", get(calls::get_calls))
+        .route("/metrics", get(probes::prometheus))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}

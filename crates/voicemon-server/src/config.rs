@@ -1,0 +1,114 @@
+//! `voicemon.toml`: the optional configuration file. Unknown keys are errors.
+//!
+//! Precedence, highest first: command-line flag, environment variable, this file,
+//! built-in default. The CLI merges them; this module only reads and checks the file.
+
+use crate::ingest::writer::WriterConfig;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use voicemon_store::sqlite::Durability;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Port of the HTTP API (default 3001).
+    pub port: Option<u16>,
+    /// Address to listen on; loopback is forced while no API key exists.
+    pub bind: Option<IpAddr>,
+    /// Where the embedded store lives (default `./voicemon-data`).
+    pub data_dir: Option<PathBuf>,
+    /// Largest accepted ingest body in bytes (default 10 MiB).
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `[ingest]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// A group commit closes at this many events (default 100).
+    pub batch_max_events: Option<usize>,
+    /// No event waits longer than this for its group (default "5s").
+    pub flush_interval: Option<String>,
+    /// How long to wait for a fuller group when the queue is empty (default "0s").
+    pub flush_linger: Option<String>,
+    /// "full" (default: commits survive power loss) or "normal" (survive a crash).
+    pub durability: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Value { key: &'static str, message: String },
+}
+
+impl FileConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: FileConfig = toml::from_str(&text)
+            .map_err(|err| ConfigError::Invalid { path: path.to_owned(), message: err.to_string() })?;
+        config.ingest.writer_config(&WriterConfig::default())?;
+        config.ingest.durability()?;
+        if config.server.max_body_bytes == Some(0) {
+            return Err(ConfigError::Value { key: "server.max_body_bytes", message: "must be above 0".into() });
+        }
+        Ok(config)
+    }
+}
+
+pub fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text)
+        .map_err(|err| ConfigError::Value { key, message: format!("`{text}` is not a duration ({err})") })
+}
+
+impl IngestSection {
+    /// The writer configuration this section gives, on top of `base`.
+    pub fn writer_config(&self, base: &WriterConfig) -> Result<WriterConfig, ConfigError> {
+        let mut config = *base;
+        if let Some(max) = self.batch_max_events {
+            if max == 0 {
+                return Err(ConfigError::Value { key: "ingest.batch_max_events", message: "must be above 0".into() });
+            }
+            config.max_events = max;
+        }
+        if let Some(text) = &self.flush_interval {
+            config.max_wait = parse_duration("ingest.flush_interval", text)?;
+        }
+        if let Some(text) = &self.flush_linger {
+            config.linger = parse_duration("ingest.flush_linger", text)?;
+        }
+        Ok(config)
+    }
+
+    pub fn durability(&self) -> Result<Option<Durability>, ConfigError> {
+        self.durability.as_deref().map(parse_durability).transpose()
+    }
+}
+
+pub fn parse_durability(text: &str) -> Result<Durability, ConfigError> {
+    match text {
+        "full" => Ok(Durability::Full),
+        "normal" => Ok(Durability::Normal),
+        other => Err(ConfigError::Value {
+            key: "ingest.durability",
+            message: format!("`{other}` is not one of full, normal"),
+        }),
+    }
+}

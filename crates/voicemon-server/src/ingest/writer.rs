@@ -1,0 +1,170 @@
+//! The batch writer: group commits of validated events.
+//!
+//! Policy: the writer takes the first waiting submission and, without waiting, every
+//! other submission already queued, up to `max_events`; then it commits them in one
+//! transaction and answers each submitter. While a commit runs, new submissions queue and
+//! form the next group, so under load groups fill by themselves and a lone event is
+//! committed at once. `linger` (default 0) lets the writer wait that long for a fuller
+//! group, never longer than `max_wait`. A submission is never split: its events commit
+//! together. On shutdown the writer stops lingering, commits what it holds and exits
+//! once every submitter's sender is gone.
+
+use crate::telemetry::Telemetry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use voicemon_core::event::Event;
+use voicemon_store::{Store, StoreError, WriteOutcome};
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Stop gathering a group at this many events.
+    pub max_events: usize,
+    /// Wait this long for more events before committing a group that is not full.
+    pub linger: Duration,
+    /// No event waits longer than this for its group to close.
+    pub max_wait: Duration,
+    /// Submissions that may queue before submitters wait (backpressure).
+    pub queue: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_events: 100,
+            linger: Duration::ZERO,
+            max_wait: Duration::from_secs(5),
+            queue: 1024,
+        }
+    }
+}
+
+struct Submission {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+/// The submitting side; clone it into every handler.
+#[derive(Clone, Debug)]
+pub struct BatchWriter {
+    queue: mpsc::Sender<Submission>,
+}
+
+/// How long a submitter waits for room in the queue before answering 503.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+impl BatchWriter {
+    /// Starts the writer task. It ends once every `BatchWriter` is dropped and everything
+    /// queued is committed; `shutdown` turning true stops it lingering.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        config: WriterConfig,
+        telemetry: Telemetry,
+        shutdown: watch::Receiver<bool>,
+    ) -> (BatchWriter, tokio::task::JoinHandle<()>) {
+        let (queue, receiver) = mpsc::channel(config.queue.max(1));
+        let task = tokio::spawn(run(store, config, telemetry, receiver, shutdown));
+        (BatchWriter { queue }, task)
+    }
+
+    /// Stores `events` in the next group commit; returns once that commit is durable.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(WriteOutcome { stored: Vec::new() });
+        }
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission { events, reply };
+        match tokio::time::timeout(QUEUE_WAIT, self.queue.send(submission)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Unavailable("voicemon is shutting down".into())),
+            Err(_) => return Err(StoreError::Unavailable("the write queue is full".into())),
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Internal("the batch writer stopped".into())))
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    config: WriterConfig,
+    telemetry: Telemetry,
+    mut receiver: mpsc::Receiver<Submission>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // The loop ends when every BatchWriter is dropped, i.e. after the HTTP server has
+    // finished its in-flight requests; shutdown only stops lingering meanwhile.
+    while let Some(first) = receiver.recv().await {
+        let group = gather(first, &mut receiver, &config, &mut shutdown).await;
+        commit(&store, &telemetry, group).await;
+    }
+    tracing::info!("batch writer stopped; everything acknowledged is committed");
+}
+
+fn group_size(group: &[Submission]) -> usize {
+    group.iter().map(|s| s.events.len()).sum()
+}
+
+/// Moves already-queued submissions into `group` until it holds `max_events`.
+fn take_queued(group: &mut Vec<Submission>, receiver: &mut mpsc::Receiver<Submission>, max_events: usize) {
+    while group_size(group) < max_events {
+        match receiver.try_recv() {
+            Ok(submission) => group.push(submission),
+            Err(_) => break,
+        }
+    }
+}
+
+async fn gather(
+    first: Submission,
+    receiver: &mut mpsc::Receiver<Submission>,
+    config: &WriterConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Vec<Submission> {
+    let mut group = vec![first];
+    take_queued(&mut group, receiver, config.max_events);
+    let deadline = tokio::time::Instant::now() + config.linger.min(config.max_wait);
+    while group_size(&group) < config.max_events && !config.linger.is_zero() && !*shutdown.borrow() {
+        tokio::select! {
+            next = receiver.recv() => match next {
+                Some(submission) => group.push(submission),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    group
+}
+
+async fn commit(store: &Arc<dyn Store>, telemetry: &Telemetry, group: Vec<Submission>) {
+    let sizes: Vec<usize> = group.iter().map(|s| s.events.len()).collect();
+    let mut replies = Vec::with_capacity(group.len());
+    let mut events = Vec::with_capacity(sizes.iter().sum());
+    for submission in group {
+        events.extend(submission.events);
+        replies.push(submission.reply);
+    }
+    let total = events.len();
+    let started = Instant::now();
+    let span = tracing::debug_span!("group_commit", events = total, submissions = replies.len());
+    let result = tracing::Instrument::instrument(store.write_batch(events), span).await;
+    telemetry.flush(result.is_ok(), total, started.elapsed());
+    match result {
+        Ok(outcome) => {
+            let mut offset = 0;
+            for (reply, size) in replies.into_iter().zip(sizes) {
+                let stored = outcome.stored[offset..offset + size].to_vec();
+                offset += size;
+                // A submitter that went away (client disconnected) still had its events stored.
+                let _ = reply.send(Ok(WriteOutcome { stored }));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, events = total, "group commit failed; nothing of it is stored");
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}

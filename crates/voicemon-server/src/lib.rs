@@ -1,0 +1,19 @@
+//! voicemon-server: the HTTP API, the ingest pipeline and the traffic simulator.
+//!
+//! # Layout
+//! - [`startup`]: builds the application from its configuration; ordered shutdown.
+//! - [`ingest`]: `POST /v1/events` and the group-commit [`ingest::writer`].
+//! - [`api`]: query routes (`/metrics/*`, probes) and the one [`api::error::ApiError`].
+//! - [`auth`]: API keys, roles, tenant scope.
+//! - [`config`]: the optional `voicemon.toml`.
+//! - [`telemetry`]: voicemon's own metrics.
+//! - [`simulate`]: realistic traffic for demos, tests and benchmarks.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod ingest;
+pub mod simulate;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

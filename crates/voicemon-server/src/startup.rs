@@ -1,0 +1,147 @@
+//! Builds the application from its configuration and runs it until told to stop.
+//!
+//! Shutdown order: stop accepting and finish in-flight requests; the batch writer stops
+//! lingering meanwhile and, once the last request is answered, commits what it holds.
+//! Nothing acknowledged is lost and nothing buffered is dropped.
+
+use crate::api::router;
+use crate::auth::{KeyRing, RELOAD_EVERY};
+use crate::ingest::writer::{BatchWriter, WriterConfig};
+use crate::state::AppState;
+use crate::telemetry::Telemetry;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use voicemon_core::clock::Clock;
+use voicemon_store::sqlite::{Durability, SqliteStore};
+use voicemon_store::{Store, StoreError};
+
+/// Default body limit of `POST /v1/events`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+pub const DEFAULT_PORT: u16 = 3001;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// `None`: every interface when API keys exist, loopback when none do.
+    pub bind: Option<IpAddr>,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub writer: WriterConfig,
+    pub durability: Durability,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            bind: None,
+            port: DEFAULT_PORT,
+            data_dir,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            writer: WriterConfig::default(),
+            durability: Durability::Full,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    writer_task: tokio::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+    data_path: PathBuf,
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
+        let data_dir = config.data_dir.clone();
+        let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config.durability))
+            .await
+            .map_err(|err| StoreError::Internal(err.to_string()))??;
+        let data_path = sqlite.path().to_owned();
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let has_keys = !store.active_key_hashes().await?.is_empty();
+        let ip = choose_bind(config.bind, has_keys);
+        let addr = SocketAddr::new(ip, config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let keys = KeyRing::load(Arc::clone(&store), ip.is_loopback()).await?;
+        let telemetry = Telemetry::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (writer, writer_task) =
+            BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);
+        let state = AppState { store, writer, keys, clock, telemetry, max_body_bytes: config.max_body_bytes };
+        Ok(Application { listener, state, writer_task, shutdown, data_path })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where the embedded store's file is.
+    pub fn data_path(&self) -> &std::path::Path {
+        &self.data_path
+    }
+
+    /// Whether the server runs without API keys (loopback only).
+    pub fn is_open(&self) -> bool {
+        self.state.keys.is_open()
+    }
+
+    /// Serves until `signal` completes, then shuts down in order.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application { listener, state, writer_task, shutdown, .. } = self;
+        let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
+        let app = router(state);
+        let stop = shutdown.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down: finishing in-flight requests, then flushing");
+                let _ = stop.send(true);
+            })
+            .await;
+        let _ = shutdown.send(true);
+        // The router (and with it the last BatchWriter) is gone: the writer drains and ends.
+        if let Err(err) = writer_task.await {
+            tracing::error!(error = %err, "batch writer ended abnormally");
+        }
+        reload.abort();
+        served
+    }
+}
+
+fn choose_bind(requested: Option<IpAddr>, has_keys: bool) -> IpAddr {
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    match requested {
+        Some(ip) if has_keys || ip.is_loopback() => ip,
+        Some(ip) => {
+            tracing::warn!(%ip, "no api keys exist: refusing to listen on {ip}, listening on loopback only");
+            loopback
+        }
+        None if has_keys => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        None => loopback,
+    }
+}
+
+async fn reload_keys(keys: KeyRing, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(RELOAD_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => keys.reload().await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}

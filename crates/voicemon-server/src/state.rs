@@ -1,0 +1,18 @@
+//! What every handler shares.
+
+use crate::auth::KeyRing;
+use crate::ingest::writer::BatchWriter;
+use crate::telemetry::Telemetry;
+use std::sync::Arc;
+use voicemon_core::clock::Clock;
+use voicemon_store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub writer: BatchWriter,
+    pub keys: KeyRing,
+    pub clock: Arc<dyn Clock>,
+    pub telemetry: Telemetry,
+    pub max_body_bytes: usize,
+}

@@ -1,0 +1,5 @@
+//! API tests: the real server on a random port with a temporary data directory.
+
+mod helpers;
+
+mod ingest;

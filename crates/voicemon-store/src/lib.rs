@@ -1,0 +1,134 @@
+//! voicemon-store: where events live. Owns all SQL.
+//!
+//! # Layout
+//! - [`Store`]: the contract every backend satisfies (SQLite now, PostgreSQL next).
+//! - [`sqlite`]: the embedded default backend (one file in WAL mode).
+//!
+//! # Invariants
+//! - `write_batch` returns only after the batch is durable; a batch commits whole or not
+//!   at all, and an event whose tenant+id digest is already stored is a duplicate.
+//! - Latency rollups are per-minute sketches merged with the sketch merge, in any arrival
+//!   order; nothing here assumes events arrive in time order.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use voicemon_core::access::Role;
+use voicemon_core::event::Event;
+use voicemon_core::latency::{Component, Source};
+use voicemon_core::sketch::LatencySketch;
+use voicemon_core::window::TimeRange;
+
+/// Errors a caller branches on: `Unavailable` is worth retrying (HTTP 503), the rest is not.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// What happened to each event of a batch, in order: stored, or a duplicate of one
+/// stored before (or earlier in the same batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub stored: Vec<bool>,
+}
+
+impl WriteOutcome {
+    pub fn duplicates(&self) -> usize {
+        self.stored.iter().filter(|stored| !**stored).count()
+    }
+}
+
+/// Which latency rollups to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyFilter {
+    /// `None` reads every tenant (admin keys and open mode only).
+    pub tenant_id: Option<String>,
+    pub component: Component,
+    pub source: Source,
+    pub agent_id: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+}
+
+/// One call that ended, as the calls metrics need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndedCall {
+    pub ended_ms: i64,
+    pub status: String,
+    pub ended_reason: Option<String>,
+    pub duration_s: f64,
+    pub objective: Option<String>,
+}
+
+/// An API key as listed; the secret itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// `None`: every tenant (admin keys only).
+    pub tenant_id: Option<String>,
+    /// The first characters of the secret, to recognise it in a list.
+    pub prefix: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// A key to create: the caller generates the secret and passes its hash.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub prefix: String,
+    pub key_hash: String,
+    pub created_ms: i64,
+}
+
+/// The storage contract. Every backend answers the same questions the same way.
+#[async_trait]
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// A short name for logs and `/metrics/health`: `sqlite`, `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Stores a batch durably in one transaction, skipping duplicates.
+    async fn write_batch(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError>;
+
+    /// Minute sketches matching `filter` with `minute_ms` in `range` (several series may
+    /// share a minute; the caller merges).
+    async fn latency_sketches(
+        &self,
+        filter: &LatencyFilter,
+        range: TimeRange,
+    ) -> Result<Vec<(i64, LatencySketch)>, StoreError>;
+
+    /// Calls whose `call.ended` falls in `range`.
+    async fn ended_calls(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<Vec<EndedCall>, StoreError>;
+
+    /// How many calls started in `range`, and how many of those have not ended.
+    async fn started_calls(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<(u64, u64), StoreError>;
+
+    /// A real round trip to the storage.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes by id or by prefix; revoking twice is not an error.
+    async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError>;
+    /// Active (unrevoked) keys with their hashes, for the server's key ring.
+    async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError>;
+}

@@ -1,0 +1,216 @@
+//! The embedded default store: one SQLite file in WAL mode under the data directory.
+//!
+//! One writer connection (group commits arrive one at a time from the batch writer) and
+//! a small pool of reader connections, all used from tokio's blocking threads.
+
+mod keys;
+mod read;
+mod schema;
+mod write;
+
+use crate::{
+    ApiKey, EndedCall, LatencyFilter, NewApiKey, Store, StoreError, WriteOutcome,
+};
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use voicemon_core::event::Event;
+use voicemon_core::sketch::LatencySketch;
+use voicemon_core::window::TimeRange;
+
+pub use schema::latest_version;
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "voicemon.sqlite3";
+/// Reader connections kept open between queries.
+const MAX_IDLE_READERS: usize = 8;
+
+/// How hard each commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives a power cut. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of voicemon, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<write::Writer>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, applying migrations.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|err| {
+            StoreError::Unavailable(format!("cannot create data directory {}: {err}", data_dir.display()))
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = open_connection(&path, OpenFlags::default())?;
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous).map_err(map_error)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(map_error)?;
+        if found > latest_version() {
+            return Err(StoreError::Internal(format!(
+                "{} has schema version {found}, newer than this voicemon ({}); upgrade voicemon",
+                path.display(),
+                latest_version()
+            )));
+        }
+        schema::migrate(&mut conn).map_err(map_error)?;
+        write::register_functions(&conn).map_err(map_error)?;
+        Ok(SqliteStore {
+            path,
+            writer: Arc::new(Mutex::new(write::Writer::new(conn))),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on a reader connection on a blocking thread.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        blocking(move || {
+            let pooled = readers.lock().map_err(poisoned)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+            };
+            let result = work(&conn).map_err(map_error);
+            let mut idle = readers.lock().map_err(poisoned)?;
+            if result.is_ok() && idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `work` on the writer connection on a blocking thread.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut write::Writer) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        blocking(move || {
+            let mut writer = writer.lock().map_err(poisoned)?;
+            work(&mut writer)
+        })
+        .await
+    }
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StoreError::Internal(format!("storage task failed: {err}")))?
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Internal("a storage thread panicked earlier".into())
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(map_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_error)?;
+    if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
+    }
+    Ok(conn)
+}
+
+/// I/O-level failures are `Unavailable` (retry later); everything else is `Internal`.
+fn map_error(err: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match err.sqlite_error_code() {
+        Some(
+            DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen | DiskFull | ReadOnly
+            | FileLockingProtocolFailed | NotADatabase,
+        ) => StoreError::Unavailable(err.to_string()),
+        _ => StoreError::Internal(err.to_string()),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn write_batch(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError> {
+        self.write(move |writer| writer.write_batch(&events)).await
+    }
+
+    async fn latency_sketches(
+        &self,
+        filter: &LatencyFilter,
+        range: TimeRange,
+    ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| read::latency_sketches(conn, &filter, range)).await
+    }
+
+    async fn ended_calls(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<Vec<EndedCall>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range)).await
+    }
+
+    async fn started_calls(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<(u64, u64), StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if !self.path.exists() {
+            return Err(StoreError::Unavailable(format!("{} is gone", self.path.display())));
+        }
+        self.read(|conn| conn.query_row("SELECT count(*) FROM api_keys", [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
+        self.write(move |writer| keys::create(writer.connection(), &key)).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(keys::list).await
+    }
+
+    async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError> {
+        let id_or_prefix = id_or_prefix.to_owned();
+        self.write(move |writer| keys::revoke(writer.connection(), &id_or_prefix, now_ms)).await
+    }
+
+    async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
+        self.read(keys::active_hashes).await
+    }
+}

@@ -1,0 +1,142 @@
+//! Versioned migrations, tracked in SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+/// Migrations in order; migration `n` (1-based) brings `user_version` to `n`.
+/// Never edit a released migration: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: raw facts, latency rollups, API keys.
+    r#"
+    -- Idempotency: 16-byte digest of tenant_id + id for every stored event.
+    CREATE TABLE event_ids (digest BLOB PRIMARY KEY) WITHOUT ROWID;
+
+    -- One row per call, filled by call.started and call.ended in either order.
+    CREATE TABLE calls (
+        id           INTEGER PRIMARY KEY,
+        tenant_id    TEXT NOT NULL,
+        call_id      TEXT NOT NULL,
+        started_ms   INTEGER,
+        ended_ms     INTEGER,
+        channel      TEXT,
+        agent_id     TEXT,
+        objective    TEXT,
+        trace_id     TEXT,
+        duration_s   REAL,
+        status       TEXT,
+        ended_reason TEXT,
+        ended_by     TEXT,
+        attributes   TEXT,
+        UNIQUE (tenant_id, call_id)
+    );
+    CREATE INDEX calls_by_end ON calls (tenant_id, ended_ms) WHERE ended_ms IS NOT NULL;
+    CREATE INDEX calls_by_start ON calls (tenant_id, started_ms) WHERE started_ms IS NOT NULL;
+
+    -- Latencies in raw fact tables are integer tenths of a millisecond (compact varints).
+    CREATE TABLE turns (
+        call        INTEGER NOT NULL,   -- calls.id
+        ts_ms       INTEGER NOT NULL,
+        turn_index  INTEGER NOT NULL,
+        e2e         INTEGER NOT NULL,
+        stt         INTEGER,
+        eou         INTEGER,
+        llm_ttft    INTEGER,
+        tts_ttfb    INTEGER,
+        interrupted INTEGER,
+        tool_calls  INTEGER,
+        agent_id    TEXT
+    );
+    CREATE INDEX turns_by_call ON turns (call);
+
+    CREATE TABLE usage (
+        call                INTEGER NOT NULL,   -- calls.id
+        ts_ms               INTEGER NOT NULL,
+        component           TEXT NOT NULL,      -- stt | llm | tts
+        provider            TEXT NOT NULL,
+        model               TEXT,
+        voice               TEXT,
+        audio_seconds       REAL,
+        input_tokens        INTEGER,
+        output_tokens       INTEGER,
+        cached_input_tokens INTEGER,
+        audio_input_tokens  INTEGER,
+        audio_output_tokens INTEGER,
+        characters          INTEGER,
+        latency             INTEGER
+    );
+    CREATE INDEX usage_by_call ON usage (call);
+
+    CREATE TABLE provider_requests (
+        tenant_id TEXT NOT NULL,
+        ts_ms     INTEGER NOT NULL,
+        provider  TEXT NOT NULL,
+        component TEXT NOT NULL,
+        ok        INTEGER NOT NULL,
+        latency   INTEGER,
+        error     TEXT,
+        call      INTEGER
+    );
+    CREATE INDEX provider_requests_by_time ON provider_requests (provider, ts_ms);
+
+    CREATE TABLE breaker_changes (
+        tenant_id TEXT NOT NULL,
+        ts_ms     INTEGER NOT NULL,
+        breaker   TEXT NOT NULL,
+        state     TEXT NOT NULL
+    );
+    CREATE INDEX breaker_changes_by_time ON breaker_changes (breaker, ts_ms);
+
+    CREATE TABLE heartbeats (
+        tenant_id          TEXT NOT NULL,
+        ts_ms              INTEGER NOT NULL,
+        worker_id          TEXT NOT NULL,
+        memory_used_bytes  INTEGER NOT NULL,
+        memory_limit_bytes INTEGER NOT NULL,
+        cpu_percent        REAL NOT NULL,
+        active_calls       INTEGER NOT NULL
+    );
+    CREATE INDEX heartbeats_by_worker ON heartbeats (worker_id, ts_ms);
+
+    -- Per-minute DDSketch rollups (voicemon_core::sketch encoding), merged on conflict.
+    CREATE TABLE latency_rollups (
+        tenant_id TEXT NOT NULL,
+        component TEXT NOT NULL,
+        source    TEXT NOT NULL,   -- turn | usage
+        minute_ms INTEGER NOT NULL,
+        agent_id  TEXT NOT NULL,   -- '' when none
+        provider  TEXT NOT NULL,
+        model     TEXT NOT NULL,
+        sketch    BLOB NOT NULL,
+        PRIMARY KEY (tenant_id, component, source, minute_ms, agent_id, provider, model)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE api_keys (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        tenant_id  TEXT,
+        prefix     TEXT NOT NULL,
+        key_hash   TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    "#,
+];
+
+/// The schema version this build expects.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Applies every migration above the file's version, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(current)
+}

@@ -1,0 +1,338 @@
+//! The write path: one group commit = one transaction holding every fact and rollup.
+
+use super::map_error;
+use crate::{StoreError, WriteOutcome};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{params, Connection, Transaction};
+use std::collections::HashMap;
+use voicemon_core::access::event_digest;
+use voicemon_core::event::{Body, Event};
+use voicemon_core::latency::{observations, SeriesKey};
+use voicemon_core::sketch::LatencySketch;
+use voicemon_core::window::minute_of;
+
+/// Call row ids remembered across batches, so turns and usage lines of a live call cost
+/// no look-up. Cleared when it grows past this many calls (it is only a cache).
+const MAX_CACHED_CALLS: usize = 100_000;
+
+#[derive(Debug)]
+pub struct Writer {
+    conn: Connection,
+    call_rows: HashMap<(String, String), i64>,
+}
+
+/// Latencies in raw fact tables are integer tenths of a millisecond.
+fn tenths(ms: f64) -> i64 {
+    (ms * 10.0).round() as i64
+}
+
+/// `sketch_merge(a, b)`: the rollup upsert merges in SQL with the core's sketch merge.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "sketch_merge",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let decode = |i: usize| -> rusqlite::Result<LatencySketch> {
+                let bytes: Vec<u8> = ctx.get(i)?;
+                LatencySketch::decode(&bytes).map_err(|err| rusqlite::Error::UserFunctionError(Box::new(err)))
+            };
+            let mut merged = decode(0)?;
+            merged.merge(&decode(1)?);
+            Ok(merged.encode())
+        },
+    )
+}
+
+impl Writer {
+    pub fn new(conn: Connection) -> Writer {
+        Writer { conn, call_rows: HashMap::new() }
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn write_batch(&mut self, events: &[Event]) -> Result<WriteOutcome, StoreError> {
+        let result = self.try_write_batch(events).map_err(map_error);
+        if result.is_err() || self.call_rows.len() > MAX_CACHED_CALLS {
+            // Rows inserted by a rolled-back transaction do not exist: forget them.
+            self.call_rows.clear();
+        }
+        result
+    }
+
+    fn try_write_batch(&mut self, events: &[Event]) -> rusqlite::Result<WriteOutcome> {
+        let Writer { conn, call_rows } = self;
+        let tx = conn.transaction()?;
+        let mut stored = Vec::with_capacity(events.len());
+        let mut rollups: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
+        for event in events {
+            let digest = event_digest(&event.envelope.tenant_id, &event.envelope.id);
+            let fresh = tx
+                .prepare_cached("INSERT OR IGNORE INTO event_ids (digest) VALUES (?1)")?
+                .execute([&digest[..]])?
+                == 1;
+            stored.push(fresh);
+            if !fresh {
+                continue;
+            }
+            insert_fact(&tx, call_rows, event)?;
+            for observation in observations(event) {
+                let minute = minute_of(observation.timestamp_ms);
+                rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
+            }
+        }
+        upsert_rollups(&tx, rollups)?;
+        tx.commit()?;
+        Ok(WriteOutcome { stored })
+    }
+}
+
+fn call_row(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<(String, String), i64>,
+    tenant_id: &str,
+    call_id: &str,
+) -> rusqlite::Result<i64> {
+    let key = (tenant_id.to_owned(), call_id.to_owned());
+    if let Some(&row) = cache.get(&key) {
+        return Ok(row);
+    }
+    let row = tx
+        .prepare_cached(
+            "INSERT INTO calls (tenant_id, call_id) VALUES (?1, ?2)
+             ON CONFLICT (tenant_id, call_id) DO UPDATE SET tenant_id = excluded.tenant_id
+             RETURNING id",
+        )?
+        .query_row([tenant_id, call_id], |row| row.get(0))?;
+    cache.insert(key, row);
+    Ok(row)
+}
+
+fn insert_fact(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<(String, String), i64>,
+    event: &Event,
+) -> rusqlite::Result<()> {
+    let envelope = &event.envelope;
+    let tenant = envelope.tenant_id.as_str();
+    let ts = envelope.timestamp_ms;
+    let call = match &envelope.call_id {
+        Some(call_id) => Some(call_row(tx, cache, tenant, call_id)?),
+        None => None,
+    };
+    let call_row_id = || call.ok_or(rusqlite::Error::InvalidQuery);
+    match &event.body {
+        Body::CallStarted(started) => {
+            let attributes = (!envelope.attributes.is_empty())
+                .then(|| serde_json::to_string(&envelope.attributes).unwrap_or_default());
+            tx.prepare_cached(
+                "UPDATE calls SET started_ms = ?1, channel = coalesce(?2, channel),
+                 agent_id = coalesce(?3, agent_id), objective = coalesce(?4, objective),
+                 trace_id = coalesce(?5, trace_id), attributes = coalesce(?6, attributes)
+                 WHERE id = ?7",
+            )?
+            .execute(params![
+                ts,
+                started.channel,
+                envelope.agent_id,
+                envelope.objective,
+                envelope.trace_id,
+                attributes,
+                call_row_id()?
+            ])?;
+        }
+        Body::CallEnded(ended) => {
+            tx.prepare_cached(
+                "UPDATE calls SET ended_ms = ?1, duration_s = ?2, status = ?3, ended_reason = ?4,
+                 ended_by = ?5, agent_id = coalesce(?6, agent_id), objective = coalesce(?7, objective),
+                 trace_id = coalesce(?8, trace_id)
+                 WHERE id = ?9",
+            )?
+            .execute(params![
+                ts,
+                ended.duration_s,
+                ended.status.as_str(),
+                ended.ended_reason,
+                ended.ended_by.map(|by| by.as_str()),
+                envelope.agent_id,
+                envelope.objective,
+                envelope.trace_id,
+                call_row_id()?
+            ])?;
+        }
+        Body::TurnCompleted(turn) => {
+            tx.prepare_cached(
+                "INSERT INTO turns (call, ts_ms, turn_index, e2e, stt, eou, llm_ttft, tts_ttfb,
+                 interrupted, tool_calls, agent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                call_row_id()?,
+                ts,
+                turn.turn_index,
+                tenths(turn.e2e_ms),
+                turn.stt_ms.map(tenths),
+                turn.eou_ms.map(tenths),
+                turn.llm_ttft_ms.map(tenths),
+                turn.tts_ttfb_ms.map(tenths),
+                turn.interrupted,
+                turn.tool_calls,
+                envelope.agent_id,
+            ])?;
+        }
+        Body::SttUsage(usage) => insert_usage(
+            tx,
+            &UsageRow {
+                call: call_row_id()?,
+                ts,
+                component: "stt",
+                provider: &usage.provider,
+                model: usage.model.as_deref(),
+                audio_seconds: Some(usage.audio_seconds),
+                latency_ms: usage.latency_ms,
+                ..UsageRow::default()
+            },
+        )?,
+        Body::LlmUsage(usage) => insert_usage(
+            tx,
+            &UsageRow {
+                call: call_row_id()?,
+                ts,
+                component: "llm",
+                provider: &usage.provider,
+                model: Some(&usage.model),
+                tokens: [
+                    Some(usage.input_tokens),
+                    Some(usage.output_tokens),
+                    usage.cached_input_tokens,
+                    usage.audio_input_tokens,
+                    usage.audio_output_tokens,
+                ],
+                latency_ms: usage.ttft_ms,
+                ..UsageRow::default()
+            },
+        )?,
+        Body::TtsUsage(usage) => insert_usage(
+            tx,
+            &UsageRow {
+                call: call_row_id()?,
+                ts,
+                component: "tts",
+                provider: &usage.provider,
+                model: usage.model.as_deref(),
+                voice: usage.voice.as_deref(),
+                audio_seconds: usage.audio_seconds,
+                characters: Some(usage.characters),
+                latency_ms: usage.ttfb_ms,
+                ..UsageRow::default()
+            },
+        )?,
+        Body::ProviderRequest(request) => {
+            tx.prepare_cached(
+                "INSERT INTO provider_requests (tenant_id, ts_ms, provider, component, ok, latency, error, call)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                tenant,
+                ts,
+                request.provider,
+                request.component.as_str(),
+                request.ok,
+                request.latency_ms.map(tenths),
+                request.error,
+                call,
+            ])?;
+        }
+        Body::CircuitBreakerChanged(change) => {
+            tx.prepare_cached(
+                "INSERT INTO breaker_changes (tenant_id, ts_ms, breaker, state) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![tenant, ts, change.breaker, change.state.as_str()])?;
+        }
+        Body::WorkerHeartbeat(beat) => {
+            tx.prepare_cached(
+                "INSERT INTO heartbeats (tenant_id, ts_ms, worker_id, memory_used_bytes,
+                 memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                tenant,
+                ts,
+                beat.worker_id,
+                beat.memory_used_bytes as i64,
+                beat.memory_limit_bytes as i64,
+                beat.cpu_percent,
+                beat.active_calls,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// One line of the `usage` table.
+#[derive(Default)]
+struct UsageRow<'e> {
+    call: i64,
+    ts: i64,
+    component: &'static str,
+    provider: &'e str,
+    model: Option<&'e str>,
+    voice: Option<&'e str>,
+    audio_seconds: Option<f64>,
+    /// Input, output, cached input, audio input, audio output.
+    tokens: [Option<u64>; 5],
+    characters: Option<u64>,
+    latency_ms: Option<f64>,
+}
+
+fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()> {
+    let [input, output, cached, audio_in, audio_out] = row.tokens.map(|t| t.map(|t| t as i64));
+    tx.prepare_cached(
+        "INSERT INTO usage (call, ts_ms, component, provider, model, voice, audio_seconds,
+         input_tokens, output_tokens, cached_input_tokens, audio_input_tokens,
+         audio_output_tokens, characters, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        row.call,
+        row.ts,
+        row.component,
+        row.provider,
+        row.model,
+        row.voice,
+        row.audio_seconds,
+        input,
+        output,
+        cached,
+        audio_in,
+        audio_out,
+        row.characters.map(|c| c as i64),
+        row.latency_ms.map(tenths),
+    ])?;
+    Ok(())
+}
+
+fn upsert_rollups(
+    tx: &Transaction<'_>,
+    rollups: HashMap<(SeriesKey, i64), LatencySketch>,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO latency_rollups (tenant_id, component, source, minute_ms, agent_id, provider, model, sketch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tenant_id, component, source, minute_ms, agent_id, provider, model)
+         DO UPDATE SET sketch = sketch_merge(sketch, excluded.sketch)",
+    )?;
+    for ((key, minute), sketch) in rollups {
+        upsert.execute(params![
+            key.tenant_id,
+            key.component.as_str(),
+            key.source.as_str(),
+            minute,
+            key.agent_id,
+            key.provider,
+            key.model,
+            sketch.encode(),
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The `voicemon` binary: a thin command line over voicemon-server and voicemon-store.
+
+mod keys;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use voicemon_core::clock::SystemClock;
+use voicemon_server::config::{parse_durability, FileConfig};
+use voicemon_server::simulate::{self, SimulateOptions};
+use voicemon_server::startup::{Application, ServeConfig};
+
+/// Production monitoring for voice AI agents: turn latency as the caller hears it,
+/// calls, and more, from the events your voice workers send.
+#[derive(Parser, Debug)]
+#[command(name = "voicemon", version, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VOICEMON_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: ingest, store, API.
+    Serve(ServeArgs),
+    /// Send realistic voice-agent traffic to a running voicemon.
+    Simulate(SimulateArgs),
+    /// Check the configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage API keys (stored hashed in the data directory).
+    Keys(keys::KeysArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate voicemon.toml and print the settings it gives.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, env = "VOICEMON_CONFIG", default_value = "voicemon.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Port of the HTTP API [default: 3001].
+    #[arg(long, short, env = "METRICS_API_PORT")]
+    port: Option<u16>,
+    /// Address to listen on [default: 0.0.0.0 with API keys, 127.0.0.1 without].
+    #[arg(long, env = "VOICEMON_BIND")]
+    bind: Option<IpAddr>,
+    /// Where the embedded store lives [default: ./voicemon-data; ./voicemon-demo-data with --demo].
+    #[arg(long, env = "VOICEMON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Optional configuration file; flags and environment take precedence over it.
+    #[arg(long, short, env = "VOICEMON_CONFIG", default_value = "voicemon.toml")]
+    config: PathBuf,
+    /// Largest ingest body in bytes [default: 10485760].
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// A group commit closes at this many events [default: 100].
+    #[arg(long)]
+    batch_max_events: Option<usize>,
+    /// No event waits longer than this for its group commit [default: 5s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    flush_interval: Option<Duration>,
+    /// Wait this long for a fuller group when nothing else is queued [default: 0s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    flush_linger: Option<Duration>,
+    /// full: commits survive power loss; normal: they survive a crash of voicemon.
+    #[arg(long)]
+    durability: Option<String>,
+    /// Also run the traffic simulator in-process, so numbers show at once.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Base URL of the voicemon to send to.
+    #[arg(long, env = "VOICEMON_URL", default_value = "http://127.0.0.1:3001")]
+    url: String,
+    /// An ingest or admin key, when the server has keys.
+    #[arg(long, env = "VOICEMON_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// How many tenants.
+    #[arg(long, default_value_t = 5)]
+    tenants: usize,
+    /// Calls started per minute, over all tenants.
+    #[arg(long, default_value_t = 60.0)]
+    calls_per_minute: f64,
+    /// Stop after this long (e.g. 10m); runs until Ctrl-C when absent.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// First send this much history (e.g. 1h), as fast as the server takes it.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backfill: Option<Duration>,
+    /// Seed for reproducible traffic.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Simulate(args) => simulate_command(args).await,
+            Command::Config { command: ConfigCommand::Check { config } } => config_check(&config),
+            Command::Keys(args) => keys::run(args).await,
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Reads the configuration file when it exists; a missing default file is fine.
+fn load_file_config(path: &Path) -> Result<FileConfig> {
+    if !path.exists() {
+        return Ok(FileConfig::default());
+    }
+    FileConfig::load(path).map_err(anyhow::Error::from)
+}
+
+fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
+    let default_dir = if args.demo { "./voicemon-demo-data" } else { "./voicemon-data" };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(default_dir));
+    let mut config = ServeConfig::new(data_dir);
+    config.port = args.port.or(file.server.port).unwrap_or(config.port);
+    config.bind = args.bind.or(file.server.bind);
+    config.max_body_bytes = args.max_body_bytes.or(file.server.max_body_bytes).unwrap_or(config.max_body_bytes);
+    config.writer = file.ingest.writer_config(&config.writer)?;
+    if let Some(max) = args.batch_max_events {
+        anyhow::ensure!(max > 0, "--batch-max-events must be above 0");
+        config.writer.max_events = max;
+    }
+    config.writer.max_wait = args.flush_interval.unwrap_or(config.writer.max_wait);
+    config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
+    config.durability = match &args.durability {
+        Some(text) => parse_durability(text)?,
+        None => file.ingest.durability()?.unwrap_or(config.durability),
+    };
+    Ok(config)
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let file = load_file_config(&args.config)?;
+    let config = serve_config(&args, &file)?;
+    let app = Application::build(config, Arc::new(SystemClock)).await.context("voicemon could not start")?;
+    let addr = app.local_addr();
+    tracing::info!(
+        "voicemon listening on http://{addr} (data: {}), ingest at POST /v1/events",
+        app.data_path().display()
+    );
+    if app.is_open() {
+        tracing::warn!(
+            "running OPEN: no API keys exist, so anyone on this machine may read and write; \
+             listening on loopback only. Create keys with `voicemon keys create`"
+        );
+    }
+    let (stop_demo, demo_stopped) = watch::channel(false);
+    let demo = args.demo.then(|| tokio::spawn(run_demo(addr, demo_stopped)));
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop_demo.send(true);
+    };
+    app.run_until(signal).await.context("the HTTP server failed")?;
+    if let Some(demo) = demo {
+        demo.abort();
+    }
+    tracing::info!("voicemon stopped cleanly");
+    Ok(())
+}
+
+async fn run_demo(addr: std::net::SocketAddr, stop: watch::Receiver<bool>) {
+    let options = SimulateOptions {
+        base_url: format!("http://{addr}"),
+        backfill: Some(Duration::from_secs(15 * 60)),
+        ..SimulateOptions::default()
+    };
+    tracing::info!("demo: simulating voice traffic (15 minutes of history, then live)");
+    match simulate::run(options, stop, |_| {}).await {
+        Ok(summary) => tracing::info!("demo simulator stopped: {} events sent", summary.events_sent),
+        Err(err) => tracing::warn!(error = %err, "demo simulator stopped"),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn simulate_command(args: SimulateArgs) -> Result<()> {
+    let options = SimulateOptions {
+        base_url: args.url.trim_end_matches('/').to_owned(),
+        api_key: args.api_key,
+        tenants: args.tenants,
+        calls_per_minute: args.calls_per_minute,
+        duration: args.duration,
+        backfill: args.backfill,
+        seed: args.seed,
+        ..SimulateOptions::default()
+    };
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let summary = simulate::run(options, stopped, |progress| {
+        eprint!(
+            "\r{:>6.0}s  events sent {:>9}  accepted {:>9}  rejected {:>5}  calls {:>6} started {:>6} ended  failed requests {}   ",
+            progress.elapsed.as_secs_f64(),
+            progress.events_sent,
+            progress.accepted,
+            progress.rejected,
+            progress.calls_started,
+            progress.calls_ended,
+            progress.failed_requests,
+        );
+    })
+    .await;
+    eprintln!();
+    let summary = summary.context("the simulation stopped")?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn config_check(path: &Path) -> Result<()> {
+    let file = FileConfig::load(path)?;
+    let args = ServeArgs {
+        port: None,
+        bind: None,
+        data_dir: None,
+        config: path.to_owned(),
+        max_body_bytes: None,
+        batch_max_events: None,
+        flush_interval: None,
+        flush_linger: None,
+        durability: None,
+        demo: false,
+    };
+    let config = serve_config(&args, &file)?;
+    println!("{} is valid", path.display());
+    println!("  port:              {}", config.port);
+    println!(
+        "  bind:              {}",
+        config.bind.map(|ip| ip.to_string()).unwrap_or_else(|| "0.0.0.0 with keys, 127.0.0.1 without".into())
+    );
+    println!("  data_dir:          {}", config.data_dir.display());
+    println!("  max_body_bytes:    {}", config.max_body_bytes);
+    println!("  batch_max_events:  {}", config.writer.max_events);
+    println!("  flush_interval:    {}", humantime::format_duration(config.writer.max_wait));
+    println!("  flush_linger:      {}", humantime::format_duration(config.writer.linger));
+    println!("  durability:        {:?}", config.durability);
+    Ok(())
+}
