@@ -53,12 +53,7 @@ pub fn parse_body(body: &[u8], framing: Framing, now_ms: i64) -> Result<ParsedEv
         return Err(BodyError::Empty);
     }
     if framing == Framing::Ndjson {
-        let events = parse_lines(trimmed, now_ms);
-        if events.iter().all(is_not_json) {
-            let first = events.into_iter().next().and_then(Result::err);
-            return Err(BodyError::NotJson(first.map(|e| e.message).unwrap_or_default()));
-        }
-        return Ok(events);
+        return parse_lines(trimmed, now_ms);
     }
     if trimmed.starts_with('[') {
         let items: Vec<&RawValue> =
@@ -69,18 +64,25 @@ pub fn parse_body(body: &[u8], framing: Framing, now_ms: i64) -> Result<ParsedEv
         Ok(raw) => Ok(vec![parse_event(raw.get(), now_ms)]),
         // Several objects one per line without the NDJSON content type: read them as lines.
         Err(err) if err.is_syntax() && trimmed.starts_with('{') && trimmed.contains('\n') => {
-            Ok(parse_lines(trimmed, now_ms))
+            parse_lines(trimmed, now_ms)
         }
         Err(err) => Err(BodyError::NotJson(err.to_string())),
     }
 }
 
-fn parse_lines(text: &str, now_ms: i64) -> ParsedEvents {
-    text.lines()
+/// One event a line; a body none of whose lines is JSON is refused whole.
+fn parse_lines(text: &str, now_ms: i64) -> Result<ParsedEvents, BodyError> {
+    let events: ParsedEvents = text
+        .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .map(|line| parse_event(line, now_ms))
-        .collect()
+        .collect();
+    if events.iter().all(is_not_json) {
+        let first = events.into_iter().next().and_then(Result::err);
+        return Err(BodyError::NotJson(first.map(|e| e.message).unwrap_or_default()));
+    }
+    Ok(events)
 }
 
 fn is_not_json(outcome: &Result<Event, EventError>) -> bool {

@@ -19,6 +19,8 @@ pub const MIN_INDEXABLE_MS: f64 = 0.01;
 /// The estimator named in API answers.
 pub const ESTIMATOR: &str = "ddsketch";
 const ENCODING_VERSION: u8 = 1;
+/// Bucket indexes are clamped to ±this (γ^20000 ≈ e^400: far beyond any latency).
+const MAX_INDEX: i32 = 20_000;
 
 fn gamma() -> f64 {
     (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
@@ -89,6 +91,13 @@ impl LatencySketch {
     }
 
     fn add_to_bucket(&mut self, index: i32, times: u64) {
+        let position = self.bucket_slot(index);
+        self.counts[position] += times;
+    }
+
+    /// The position of bucket `index` in `counts`, growing `counts` to hold it.
+    fn bucket_slot(&mut self, index: i32) -> usize {
+        let index = index.clamp(-MAX_INDEX, MAX_INDEX);
         if self.counts.is_empty() {
             self.offset = index;
             self.counts.push(0);
@@ -99,7 +108,7 @@ impl LatencySketch {
         } else if index >= self.offset + self.counts.len() as i32 {
             self.counts.resize((index - self.offset) as usize + 1, 0);
         }
-        self.counts[(index - self.offset) as usize] += times;
+        (index - self.offset) as usize
     }
 
     /// Adds every value of `other` to `self`.
@@ -177,14 +186,18 @@ impl LatencySketch {
         let mut index = 0i64;
         for _ in 0..buckets {
             let zigzag = take_varint(&mut rest)?;
-            index += ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            index = index.checked_add(delta).ok_or(DecodeError::Corrupt("index out of range"))?;
             let times = take_varint(&mut rest)?;
-            let index = i32::try_from(index).map_err(|_| DecodeError::Corrupt("index out of range"))?;
-            if !(-20_000..=20_000).contains(&index) {
+            if !(-(MAX_INDEX as i64)..=MAX_INDEX as i64).contains(&index) {
                 return Err(DecodeError::Corrupt("index out of range"));
             }
-            sketch.count += times;
-            sketch.add_to_bucket(index, times);
+            sketch.count = sketch.count.checked_add(times).ok_or(DecodeError::Corrupt("count overflows"))?;
+            if times > 0 {
+                let position = sketch.bucket_slot(index as i32);
+                let slot = &mut sketch.counts[position];
+                *slot = slot.checked_add(times).ok_or(DecodeError::Corrupt("count overflows"))?;
+            }
         }
         if !rest.is_empty() {
             return Err(DecodeError::Corrupt("trailing bytes"));

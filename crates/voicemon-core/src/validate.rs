@@ -199,10 +199,20 @@ pub fn allowed_type_fields(kind: EventKind) -> &'static [&'static str] {
 /// Parses and validates one event from its JSON text. `now_ms` is voicemon's clock,
 /// used to refuse timestamps far in the future.
 pub fn parse_event(json: &str, now_ms: i64) -> Result<Event, EventError> {
+    if !json.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(json) {
+            Ok(_) => EventError::whole("an event must be a JSON object"),
+            Err(err) => EventError::whole(format!("{NOT_JSON}: {}", strip_position(&err.to_string()))),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let wire: WireEvent = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
+        // serde reports the first problem it meets: a wrong type may hide broken JSON.
+        if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+            return EventError::whole(format!("{NOT_JSON}: {}", strip_position(&syntax.to_string())));
+        }
         wire_error(&path, &inner)
     })?;
     validate(wire, now_ms)
@@ -217,6 +227,10 @@ fn wire_error(path: &str, err: &serde_json::Error) -> EventError {
             name,
             "unknown field; contract v1 has no such field (extra labels go in `attributes`)",
         );
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        return EventError::field(name, "duplicate field: it appears twice in the event");
     }
     if err.is_syntax() || err.is_eof() {
         return EventError::whole(format!("{NOT_JSON}: {message}"));
@@ -340,13 +354,10 @@ fn call_ended(wire: &WireEvent) -> Result<CallEnded, EventError> {
             "completed, failed, abandoned, transferred",
         )?,
         ended_reason: optional_text(&wire.ended_reason, "ended_reason", MAX_TEXT_LEN)?,
-        ended_by: match &wire.ended_by {
-            Some(_) => Some(parse_enum(
-                &wire.ended_by,
-                "ended_by",
-                EndedBy::parse,
-                "user, agent, system, provider",
-            )?),
+        ended_by: match optional_text(&wire.ended_by, "ended_by", MAX_TEXT_LEN)? {
+            Some(text) => Some(EndedBy::parse(&text).ok_or_else(|| {
+                EventError::field("ended_by", format!("`{text}` is not one of user, agent, system, provider"))
+            })?),
             None => None,
         },
     })

@@ -40,7 +40,8 @@ pub fn parse_time(text: &str) -> Result<i64, WindowError> {
         return Ok(time.timestamp_millis());
     }
     match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok((seconds * 1000.0).round() as i64),
+        // Up to year 9999: anything later is a typo, and would overflow the minute grid.
+        Ok(seconds) if (0.0..=253_402_300_799.0).contains(&seconds) => Ok((seconds * 1000.0).round() as i64),
         _ => Err(WindowError::BadTime(text.to_owned())),
     }
 }

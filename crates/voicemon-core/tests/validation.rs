@@ -7,6 +7,7 @@
 use serde_json::{json, Map, Value};
 use voicemon_core::event::{Body, BreakerState, CallStatus, EventKind, PipelineComponent};
 use voicemon_core::validate::{parse_event, EventError, NOT_JSON};
+use EventKind::*;
 
 /// voicemon's clock in every case: 2026-11-27T12:00:00Z.
 const NOW_MS: i64 = 1_795_780_800_000;
@@ -120,8 +121,6 @@ fn without(kind: EventKind, field: &str) -> String {
         .expect("field is in the minimal example");
     event.to_string()
 }
-
-use EventKind::*;
 
 fn at(timestamp: &str) -> Value {
     json!({ "timestamp": timestamp })

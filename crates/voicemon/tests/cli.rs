@@ -1,0 +1,238 @@
+//! End-to-end tests of the real `voicemon` binary.
+
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_voicemon");
+
+/// A running `voicemon serve` on a free loopback port.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--config", "/nonexistent/voicemon.toml"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("VOICEMON_DATA_DIR")
+            .env_remove("METRICS_API_PORT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("voicemon starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = found.send(addr);
+                }
+            }
+        });
+        let addr = address.recv_timeout(Duration::from_secs(30)).expect("voicemon says where it listens");
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        self.child.wait().expect("voicemon exits")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_rfc3339(offset_ms: i64) -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    voicemon_core::window::format_time(ms + offset_ms)
+}
+
+/// A batch of `size` turns for one tenant; every event has a unique id.
+fn turns_ndjson(tenant: &str, size: usize) -> String {
+    (0..size)
+        .map(|i| {
+            json!({"id": format!("{tenant}-{i}"), "type": "turn.completed", "timestamp": now_rfc3339(-1_000),
+                   "tenant_id": tenant, "call_id": format!("{tenant}-call"), "turn_index": i, "e2e_ms": 500 + i})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+async fn post(client: &reqwest::Client, server_url: &str, body: String) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{server_url}/v1/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+}
+
+async fn turn_count(client: &reqwest::Client, server: &Server, tenant: &str) -> u64 {
+    let body: serde_json::Value = client
+        .get(server.url(&format!("/metrics/latency?tenant_id={tenant}&from=2020-01-01T00:00:00Z")))
+        .send()
+        .await
+        .expect("latency answers")
+        .json()
+        .await
+        .expect("latency JSON");
+    body["overall"]["count"].as_u64().expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_event_survives_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    // Four senders post distinct tenants' batches until the server dies under them.
+    let mut senders = Vec::new();
+    for sender in 0..4 {
+        let client = client.clone();
+        let base = base.clone();
+        senders.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for batch in 0..10_000 {
+                let tenant = format!("s{sender}-b{batch}");
+                match post(&client, &base, turns_ndjson(&tenant, 50)).await {
+                    Ok(response) if response.status().as_u16() == 202 => acknowledged.push(tenant),
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.kill();
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        acknowledged.extend(sender.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty(), "some batches were acknowledged before the kill");
+
+    let server = Server::start(data.path(), &[]);
+    for tenant in &acknowledged {
+        assert_eq!(turn_count(&client, &server, tenant).await, 50, "acknowledged batch {tenant} is complete");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_a_lingering_group_and_exits_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--flush-linger", "30s", "--flush-interval", "60s", "--batch-max-events", "1000"]);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { post(&client, &base, turns_ndjson("lingering", 7)).await.map(|r| r.status().as_u16()) }
+    });
+    // The request is now waiting in the writer's lingering group.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "the group lingers until shutdown");
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert_eq!(pending.await.unwrap().expect("the request completes"), 202);
+    assert!(status.success(), "voicemon exits 0 on SIGTERM, got {status}");
+
+    let server = Server::start(data.path(), &[]);
+    assert_eq!(turn_count(&client, &server, "lingering").await, 7);
+}
+
+fn voicemon(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(BIN).args(args).env("VOICEMON_DATA_DIR", data_dir).output().expect("voicemon runs")
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked_and_only_hashes_are_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let created = voicemon(&["keys", "create", "--role", "ingest", "--tenant", "acme", "--name", "worker"], data.path());
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let secret = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(secret.starts_with("vm_") && secret.len() == 67, "secret {secret}");
+
+    let listed = voicemon(&["keys", "list"], data.path());
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(listing.contains("ingest") && listing.contains("acme") && listing.contains("active"), "{listing}");
+    assert!(!listing.contains(&secret), "the secret is never listed");
+
+    let database = std::fs::read(data.path().join("voicemon.sqlite3")).unwrap();
+    let needle = &secret.as_bytes()[3..];
+    assert!(!database.windows(needle.len()).any(|w| w == needle), "the secret is not stored");
+
+    let prefix = &secret[..11];
+    let revoked = voicemon(&["keys", "revoke", prefix], data.path());
+    assert!(revoked.status.success());
+    let listing = String::from_utf8(voicemon(&["keys", "list"], data.path()).stdout).unwrap();
+    assert!(listing.contains("revoked"), "{listing}");
+}
+
+#[test]
+fn a_read_key_without_a_tenant_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let output = voicemon(&["keys", "create", "--role", "read"], data.path());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("needs --tenant"));
+}
+
+#[test]
+fn config_check_accepts_a_valid_file_and_names_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[server]\nport = 4000\n[ingest]\nflush_interval = \"2s\"\nbatch_max_events = 500\n").unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&good).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("4000") && text.contains("500") && text.contains("2s"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nprot = 4000\n").unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&bad).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("prot"), "names the unknown key");
+
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(&wrong, "[ingest]\nflush_interval = \"soon\"\n").unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&wrong).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ingest.flush_interval"));
+}
+
+#[test]
+fn serve_refuses_a_broken_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("voicemon.toml");
+    std::fs::write(&bad, "[nonsense]\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--port", "0", "--config"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nonsense"));
+}
