@@ -124,11 +124,17 @@ impl Principal {
         }
     }
 
-    /// Ingest keys and admin keys may write; an ingest key only its own tenant.
-    pub fn check_write(&self, tenant_id: &str) -> Result<(), ApiError> {
+    /// Ingest keys and admin keys may write; checked before the body is read.
+    pub fn check_may_write(&self) -> Result<(), ApiError> {
         if self.key_role() == Some(Role::Read) {
             return Err(ApiError::Forbidden("a read key cannot send events; use an ingest key".into()));
         }
+        Ok(())
+    }
+
+    /// Whether this caller may write `tenant_id`: an ingest key only its own tenant.
+    pub fn check_write(&self, tenant_id: &str) -> Result<(), ApiError> {
+        self.check_may_write()?;
         match self.tenant() {
             Some(own) if own != tenant_id => Err(ApiError::Forbidden(format!(
                 "this key writes tenant `{own}` only, not `{tenant_id}`"

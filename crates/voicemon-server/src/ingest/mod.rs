@@ -38,6 +38,7 @@ pub async fn post_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     let principal = state.keys.authenticate(&headers).await?;
+    principal.check_may_write()?;
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;

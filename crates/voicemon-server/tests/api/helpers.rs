@@ -95,7 +95,8 @@ impl TestApp {
 
     pub async fn post_ndjson(&self, lines: &[Value], key: Option<&str>) -> reqwest::Response {
         let body: String = lines.iter().map(|line| format!("{line}\n")).collect();
-        self.post_body(body, Some("application/x-ndjson"), key).await
+        self.post_body(body, Some("application/x-ndjson"), key)
+            .await
     }
 
     /// Posts a raw body to `/v1/events` with the given content type.
@@ -175,7 +176,8 @@ pub fn at(offset_ms: i64) -> String {
 
 /// An event of `kind` with the envelope filled in and `fields` merged over it.
 pub fn event(kind: &str, id: &str, tenant: &str, offset_ms: i64, fields: Value) -> Value {
-    let mut event = json!({"id": id, "type": kind, "timestamp": at(offset_ms), "tenant_id": tenant});
+    let mut event =
+        json!({"id": id, "type": kind, "timestamp": at(offset_ms), "tenant_id": tenant});
     let object = event.as_object_mut().expect("an object");
     for (name, value) in fields.as_object().expect("fields are an object") {
         object.insert(name.clone(), value.clone());

@@ -2,4 +2,8 @@
 
 mod helpers;
 
+mod access;
+mod calls;
 mod ingest;
+mod latency;
+mod shutdown;
