@@ -118,7 +118,9 @@ impl EventKind {
     }
 
     pub fn from_wire_name(name: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|kind| kind.wire_name() == name)
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.wire_name() == name)
     }
 
     /// Whether `call_id` is required for this type.
@@ -185,7 +187,12 @@ pub enum EndedBy {
 }
 
 impl EndedBy {
-    pub const ALL: [EndedBy; 4] = [EndedBy::User, EndedBy::Agent, EndedBy::System, EndedBy::Provider];
+    pub const ALL: [EndedBy; 4] = [
+        EndedBy::User,
+        EndedBy::Agent,
+        EndedBy::System,
+        EndedBy::Provider,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -265,8 +272,11 @@ pub enum PipelineComponent {
 }
 
 impl PipelineComponent {
-    pub const ALL: [PipelineComponent; 3] =
-        [PipelineComponent::Stt, PipelineComponent::Llm, PipelineComponent::Tts];
+    pub const ALL: [PipelineComponent; 3] = [
+        PipelineComponent::Stt,
+        PipelineComponent::Llm,
+        PipelineComponent::Tts,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -277,7 +287,9 @@ impl PipelineComponent {
     }
 
     pub fn parse(text: &str) -> Option<PipelineComponent> {
-        PipelineComponent::ALL.into_iter().find(|c| c.as_str() == text)
+        PipelineComponent::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
     }
 }
 
@@ -300,8 +312,11 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    pub const ALL: [BreakerState; 3] =
-        [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen];
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

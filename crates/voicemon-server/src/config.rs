@@ -50,7 +50,10 @@ pub struct IngestSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -60,22 +63,31 @@ pub enum ConfigError {
 impl FileConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: FileConfig = toml::from_str(&text)
-            .map_err(|err| ConfigError::Invalid { path: path.to_owned(), message: err.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: FileConfig = toml::from_str(&text).map_err(|err| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
         config.ingest.writer_config(&WriterConfig::default())?;
         config.ingest.durability()?;
         if config.server.max_body_bytes == Some(0) {
-            return Err(ConfigError::Value { key: "server.max_body_bytes", message: "must be above 0".into() });
+            return Err(ConfigError::Value {
+                key: "server.max_body_bytes",
+                message: "must be above 0".into(),
+            });
         }
         Ok(config)
     }
 }
 
 pub fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text)
-        .map_err(|err| ConfigError::Value { key, message: format!("`{text}` is not a duration ({err})") })
+    humantime::parse_duration(text).map_err(|err| ConfigError::Value {
+        key,
+        message: format!("`{text}` is not a duration ({err})"),
+    })
 }
 
 impl IngestSection {
@@ -84,7 +96,10 @@ impl IngestSection {
         let mut config = *base;
         if let Some(max) = self.batch_max_events {
             if max == 0 {
-                return Err(ConfigError::Value { key: "ingest.batch_max_events", message: "must be above 0".into() });
+                return Err(ConfigError::Value {
+                    key: "ingest.batch_max_events",
+                    message: "must be above 0".into(),
+                });
             }
             config.max_events = max;
         }

@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 fn arg<T: std::str::FromStr>(args: &[String], index: usize, default: T) -> T {
-    args.get(index).and_then(|a| a.parse().ok()).unwrap_or(default)
+    args.get(index)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
 }
 
 fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_ms: i64) -> String {
@@ -20,12 +22,14 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
     let mut out = String::with_capacity(size * 260);
     for i in 0..size {
         let n = batch * size + i;
-        let ts = voicemon_core::window::format_time(now_ms - span_ms + (n as i64 * span_ms) / total as i64);
+        let ts = voicemon_core::window::format_time(
+            now_ms - span_ms + (n as i64 * span_ms) / total as i64,
+        );
         let tenant = n % tenants;
         let call = n / 8;
         // Deterministic spread of latencies: 300 ms .. ~2.3 s, skewed low.
         let e2e = 300.0 + ((n * 7919) % 1000) as f64 * ((n * 104_729) % 1000) as f64 / 500.0;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             out.push_str(&format!(
                 r#"{{"id":"lg-{n}","type":"turn.completed","timestamp":"{ts}","tenant_id":"t{tenant}","call_id":"c{call}","agent_id":"support-bot","turn_index":{},"e2e_ms":{e2e:.1},"stt_ms":{:.1},"eou_ms":{:.1},"llm_ttft_ms":{:.1},"tts_ttfb_ms":{:.1}}}"#,
                 n % 8,
@@ -50,7 +54,10 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:3001".into());
+    let url = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:3001".into());
     let events: usize = arg(&args, 2, 1_000_000);
     let batch_size: usize = arg(&args, 3, 5_000);
     let connections: usize = arg(&args, 4, 4);
@@ -60,7 +67,9 @@ async fn main() {
     let batches = events / batch_size;
 
     eprintln!("generating {batches} bodies of {batch_size} events…");
-    let bodies: Vec<String> = (0..batches).map(|b| body(b, batch_size, events, days, tenants, now_ms)).collect();
+    let bodies: Vec<String> = (0..batches)
+        .map(|b| body(b, batch_size, events, days, tenants, now_ms))
+        .collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let client = reqwest::Client::new();
@@ -74,7 +83,9 @@ async fn main() {
         workers.push(tokio::spawn(async move {
             let mut accepted = 0u64;
             loop {
-                let Some(body) = queue.lock().expect("queue").pop() else { break };
+                let Some(body) = queue.lock().expect("queue").pop() else {
+                    break;
+                };
                 let response = client
                     .post(&endpoint)
                     .header("content-type", "application/x-ndjson")
@@ -103,9 +114,18 @@ async fn main() {
 
     let from = voicemon_core::window::format_time(now_ms - days * 86_400_000 - 60_000);
     for (label, query) in [
-        ("one tenant, whole range, 1d steps", format!("tenant_id=t0&from={from}&step=1d")),
-        ("one tenant, whole range, 1h steps", format!("tenant_id=t0&from={from}&step=1h")),
-        ("all tenants, whole range, 1d steps", format!("from={from}&step=1d")),
+        (
+            "one tenant, whole range, 1d steps",
+            format!("tenant_id=t0&from={from}&step=1d"),
+        ),
+        (
+            "one tenant, whole range, 1h steps",
+            format!("tenant_id=t0&from={from}&step=1h"),
+        ),
+        (
+            "all tenants, whole range, 1d steps",
+            format!("from={from}&step=1d"),
+        ),
     ] {
         let mut times = Vec::new();
         let mut count = 0;
@@ -124,6 +144,9 @@ async fn main() {
         }
         times.sort();
         let median: Duration = times[times.len() / 2];
-        println!("latency query ({label}): {count} turns, median {:.1} ms over 20 runs", median.as_secs_f64() * 1000.0);
+        println!(
+            "latency query ({label}): {count} turns, median {:.1} ms over 20 runs",
+            median.as_secs_f64() * 1000.0
+        );
     }
 }

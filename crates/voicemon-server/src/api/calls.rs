@@ -78,7 +78,9 @@ pub async fn get_calls(
         None => false,
         Some("objective") => true,
         Some(other) => {
-            return Err(ApiError::BadRequest(format!("cannot group calls by `{other}`; use by=objective")))
+            return Err(ApiError::BadRequest(format!(
+                "cannot group calls by `{other}`; use by=objective"
+            )))
         }
     };
     let tenant = scope.tenant_id.as_deref();
@@ -103,7 +105,10 @@ fn group_by_objective(calls: &[EndedCall]) -> Vec<ObjectiveSummary> {
     }
     groups
         .into_iter()
-        .map(|(objective, calls)| ObjectiveSummary { objective: objective.to_owned(), summary: summarise(&calls) })
+        .map(|(objective, calls)| ObjectiveSummary {
+            objective: objective.to_owned(),
+            summary: summarise(&calls),
+        })
         .collect()
 }
 
@@ -113,16 +118,25 @@ pub fn summarise(calls: &[EndedCall]) -> CallSummary {
     let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
     let mut successes = 0u64;
     for call in calls {
-        let Some(status) = CallStatus::parse(&call.status) else { continue };
+        let Some(status) = CallStatus::parse(&call.status) else {
+            continue;
+        };
         *by_status.entry(status).or_default() += 1;
         if status.is_success() {
             successes += 1;
         } else {
-            *reasons.entry(call.ended_reason.as_deref().unwrap_or(NO_REASON)).or_default() += 1;
+            *reasons
+                .entry(call.ended_reason.as_deref().unwrap_or(NO_REASON))
+                .or_default() += 1;
         }
     }
-    let mut failure_reasons: Vec<ReasonCount> =
-        reasons.into_iter().map(|(reason, count)| ReasonCount { reason: reason.to_owned(), count }).collect();
+    let mut failure_reasons: Vec<ReasonCount> = reasons
+        .into_iter()
+        .map(|(reason, count)| ReasonCount {
+            reason: reason.to_owned(),
+            count,
+        })
+        .collect();
     failure_reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     let total = calls.len() as u64;
     let count = |status| by_status.get(&status).copied().unwrap_or(0);

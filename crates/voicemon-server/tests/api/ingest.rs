@@ -163,7 +163,7 @@ async fn every_one_of_the_nine_event_types_is_accepted() {
 async fn each_event_type_is_accepted_on_its_own() {
     let app = spawn_app().await;
     for one in one_of_each_type() {
-        let (status, report) = app.ingest(&[one.clone()], None).await;
+        let (status, report) = app.ingest(std::slice::from_ref(&one), None).await;
         assert_eq!(status, 202, "{one} → {report}");
         assert_eq!(report["accepted"], 1, "{one} → {report}");
     }

@@ -213,7 +213,7 @@ fn turn_with_components(i: usize, values: &mut Values) -> (Value, [Option<f64>; 
     let stt = values.between(100.0, 300.0);
     let eou = values.between(200.0, 600.0);
     let llm = values.between(300.0, 1_200.0);
-    let tts = (i % 4 != 0).then(|| values.between(80.0, 250.0));
+    let tts = (!i.is_multiple_of(4)).then(|| values.between(80.0, 250.0));
     let mut fields = json!({"call_id": format!("c{}", i % 5), "turn_index": i, "e2e_ms": 2_000.0,
                             "stt_ms": stt, "eou_ms": eou, "llm_ttft_ms": llm});
     if let Some(tts) = tts {
