@@ -18,6 +18,8 @@ fn arg<T: std::str::FromStr>(args: &[String], index: usize, default: T) -> T {
 }
 
 fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_ms: i64) -> String {
+    // Ids unique per run, so a second run against the same store is not all duplicates.
+    let run = now_ms;
     let span_ms = days * 86_400_000;
     let mut out = String::with_capacity(size * 260);
     for i in 0..size {
@@ -31,7 +33,7 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
         let e2e = 300.0 + ((n * 7919) % 1000) as f64 * ((n * 104_729) % 1000) as f64 / 500.0;
         if n.is_multiple_of(2) {
             out.push_str(&format!(
-                r#"{{"id":"lg-{n}","type":"turn.completed","timestamp":"{ts}","tenant_id":"t{tenant}","call_id":"c{call}","agent_id":"support-bot","turn_index":{},"e2e_ms":{e2e:.1},"stt_ms":{:.1},"eou_ms":{:.1},"llm_ttft_ms":{:.1},"tts_ttfb_ms":{:.1}}}"#,
+                r#"{{"id":"lg-{run}-{n}","type":"turn.completed","timestamp":"{ts}","tenant_id":"t{tenant}","call_id":"c{run}-{call}","agent_id":"support-bot","turn_index":{},"e2e_ms":{e2e:.1},"stt_ms":{:.1},"eou_ms":{:.1},"llm_ttft_ms":{:.1},"tts_ttfb_ms":{:.1}}}"#,
                 n % 8,
                 e2e * 0.2,
                 e2e * 0.15,
@@ -40,7 +42,7 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
             ));
         } else {
             out.push_str(&format!(
-                r#"{{"id":"lg-{n}","type":"llm.usage","timestamp":"{ts}","tenant_id":"t{tenant}","call_id":"c{call}","provider":"openai","model":"gpt-4o-mini","input_tokens":{},"cached_input_tokens":512,"output_tokens":{},"ttft_ms":{:.1}}}"#,
+                r#"{{"id":"lg-{run}-{n}","type":"llm.usage","timestamp":"{ts}","tenant_id":"t{tenant}","call_id":"c{run}-{call}","provider":"openai","model":"gpt-4o-mini","input_tokens":{},"cached_input_tokens":512,"output_tokens":{},"ttft_ms":{:.1}}}"#,
                 1024 + n % 3000,
                 20 + n % 180,
                 e2e * 0.4

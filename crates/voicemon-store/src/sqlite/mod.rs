@@ -21,6 +21,10 @@ pub use schema::latest_version;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "voicemon.sqlite3";
+/// Address space mapped for reads, per connection (not memory used).
+const MMAP_BYTES: i64 = 1 << 30;
+/// Page cache per connection, KiB.
+const CACHE_KIB: i64 = 32 * 1024;
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 8;
 
