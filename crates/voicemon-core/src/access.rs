@@ -37,15 +37,17 @@ pub fn hash_key(secret: &str) -> String {
 /// The prefix every voicemon key starts with, so scanners and people recognise one.
 pub const KEY_PREFIX: &str = "vm_";
 
-/// The 16-byte idempotency digest of an event: tenant and id together, so two tenants
-/// may use the same ids.
-pub fn event_digest(tenant_id: &str, id: &str) -> [u8; 16] {
+/// The idempotency key of an event within its timestamp: 64 bits of SHA-256 over tenant
+/// and id, so two tenants may use the same ids. Stores pair it with the event's timestamp
+/// (a retried event carries the same timestamp), which keeps the index append-mostly and
+/// makes a collision need the same millisecond *and* the same 64-bit hash.
+pub fn event_key(tenant_id: &str, id: &str) -> i64 {
     let mut hasher = Sha256::new();
     hasher.update(tenant_id.as_bytes());
     hasher.update([0u8]);
     hasher.update(id.as_bytes());
     let full = hasher.finalize();
-    let mut digest = [0u8; 16];
-    digest.copy_from_slice(&full[..16]);
-    digest
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&full[..8]);
+    i64::from_le_bytes(first)
 }

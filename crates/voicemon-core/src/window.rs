@@ -4,12 +4,18 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use thiserror::Error;
 
 pub const MINUTE_MS: i64 = 60_000;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// The most steps one query may ask for (as Prometheus' 11 000-point limit).
 pub const MAX_STEPS: i64 = 11_000;
 
 /// The start of the minute holding `timestamp_ms`.
 pub fn minute_of(timestamp_ms: i64) -> i64 {
     timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// The start of the hour holding `timestamp_ms`.
+pub fn hour_of(timestamp_ms: i64) -> i64 {
+    timestamp_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
 /// A half-open range `[from_ms, to_ms)`.

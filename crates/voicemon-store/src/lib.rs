@@ -7,8 +7,9 @@
 //! # Invariants
 //! - `write_batch` returns only after the batch is durable; a batch commits whole or not
 //!   at all, and an event whose tenant+id digest is already stored is a duplicate.
-//! - Latency rollups are per-minute sketches merged with the sketch merge, in any arrival
-//!   order; nothing here assumes events arrive in time order.
+//! - Latency rollups are per-minute and per-hour sketches merged with the sketch merge, in
+//!   any arrival order; nothing here assumes events arrive in time order. An hour rollup
+//!   always equals the merge of its sixty minute rollups.
 
 pub mod sqlite;
 
@@ -42,6 +43,16 @@ impl WriteOutcome {
     pub fn duplicates(&self) -> usize {
         self.stored.iter().filter(|stored| !**stored).count()
     }
+}
+
+/// The coarsest rollup a latency read may answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Minute rollups only.
+    Minute,
+    /// Hour rollups for the whole hours of the range, minute rollups for its edges.
+    /// Right for steps that are whole hours: an hour never straddles two steps.
+    Hour,
 }
 
 /// Which latency rollups to read.
@@ -100,12 +111,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Stores a batch durably in one transaction, skipping duplicates.
     async fn write_batch(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError>;
 
-    /// Minute sketches matching `filter` with `minute_ms` in `range` (several series may
-    /// share a minute; the caller merges).
+    /// Sketches matching `filter` in the minute-aligned `range`, each with the start of
+    /// the minute or hour it covers (several series may share one; the caller merges).
     async fn latency_sketches(
         &self,
         filter: &LatencyFilter,
         range: TimeRange,
+        resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError>;
 
     /// Calls whose `call.ended` falls in `range`.

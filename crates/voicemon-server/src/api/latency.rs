@@ -9,8 +9,8 @@ use axum::Json;
 use serde::Serialize;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::sketch::{LatencySketch, ESTIMATOR, RELATIVE_ACCURACY};
-use voicemon_core::window::{default_step_ms, format_time, parse_duration_ms, TimeRange};
-use voicemon_store::LatencyFilter;
+use voicemon_core::window::{default_step_ms, format_time, parse_duration_ms, TimeRange, HOUR_MS};
+use voicemon_store::{LatencyFilter, Resolution};
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -95,7 +95,9 @@ pub async fn get_latency(
         provider: params.get("provider").map(str::to_owned),
         model: params.get("model").map(str::to_owned),
     };
-    let sketches = read_sketches(&state, &mut filter, range).await?;
+    // Whole-hour steps may read hour rollups: an hour never straddles two such steps.
+    let resolution = if step_ms % HOUR_MS == 0 { Resolution::Hour } else { Resolution::Minute };
+    let sketches = read_sketches(&state, &mut filter, range, resolution).await?;
     let (overall, steps) = merge_into_steps(&sketches, &step_starts, step_ms);
     Ok(Json(LatencyAnswer {
         tenant_id: filter.tenant_id,
@@ -124,6 +126,7 @@ async fn read_sketches(
     state: &AppState,
     filter: &mut LatencyFilter,
     range: TimeRange,
+    resolution: Resolution,
 ) -> Result<Vec<(i64, LatencySketch)>, ApiError> {
     let per_turn_only = matches!(filter.component, Component::TurnE2e | Component::Eou);
     let wants_provider = filter.provider.is_some() || filter.model.is_some();
@@ -138,12 +141,12 @@ async fn read_sketches(
     } else {
         Source::Turn
     };
-    let sketches = state.store.latency_sketches(filter, range).await?;
+    let sketches = state.store.latency_sketches(filter, range, resolution).await?;
     if !sketches.is_empty() || wants_provider || per_turn_only {
         return Ok(sketches);
     }
     filter.source = Source::Usage;
-    Ok(state.store.latency_sketches(filter, range).await?)
+    Ok(state.store.latency_sketches(filter, range, resolution).await?)
 }
 
 /// Merges minute sketches into their steps and into one overall sketch.

@@ -8,7 +8,9 @@ mod read;
 mod schema;
 mod write;
 
-use crate::{ApiKey, EndedCall, LatencyFilter, NewApiKey, Store, StoreError, WriteOutcome};
+use crate::{
+    ApiKey, EndedCall, LatencyFilter, NewApiKey, Resolution, Store, StoreError, WriteOutcome,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -146,6 +148,12 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErr
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(map_error)?;
     }
+    // Pages are read through a memory map (no copy per page read) and kept in a page
+    // cache large enough for the hot parts of the indexes.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        .map_err(map_error)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(map_error)?;
     Ok(conn)
 }
 
@@ -181,9 +189,10 @@ impl Store for SqliteStore {
         &self,
         filter: &LatencyFilter,
         range: TimeRange,
+        resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| read::latency_sketches(conn, &filter, range))
+        self.read(move |conn| read::latency_sketches(conn, &filter, range, resolution))
             .await
     }
 

@@ -1,44 +1,80 @@
 //! The read path: rollups and call facts for the metrics endpoints.
 
-use crate::{EndedCall, LatencyFilter};
+use crate::{EndedCall, LatencyFilter, Resolution};
 use rusqlite::{params, Connection};
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::TimeRange;
+use voicemon_core::window::{hour_of, TimeRange, HOUR_MS};
 
 pub fn latency_sketches(
     conn: &Connection,
     filter: &LatencyFilter,
     range: TimeRange,
+    resolution: Resolution,
 ) -> rusqlite::Result<Vec<(i64, LatencySketch)>> {
-    // A NULL parameter means "any": `(?n IS NULL OR column = ?n)`.
-    let sql = "SELECT minute_ms, sketch FROM latency_rollups
-               WHERE (?1 IS NULL OR tenant_id = ?1) AND component = ?2 AND source = ?3
-                 AND minute_ms >= ?4 AND minute_ms < ?5
-                 AND (?6 IS NULL OR agent_id = ?6) AND (?7 IS NULL OR provider = ?7)
-                 AND (?8 IS NULL OR model = ?8)";
-    let mut statement = conn.prepare_cached(sql)?;
-    let rows = statement.query_map(
-        params![
-            filter.tenant_id,
-            filter.component.as_str(),
-            filter.source.as_str(),
-            range.from_ms,
-            range.to_ms,
-            filter.agent_id,
-            filter.provider,
-            filter.model,
-        ],
-        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
-    )?;
     let mut sketches = Vec::new();
-    for row in rows {
-        let (minute, bytes) = row?;
-        let sketch = LatencySketch::decode(&bytes).map_err(|err| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(err))
-        })?;
-        sketches.push((minute, sketch));
+    if resolution == Resolution::Minute {
+        read_rollups(conn, MINUTE_TABLE, filter, range, &mut sketches)?;
+        return Ok(sketches);
+    }
+    // Whole hours from the hour table, the ragged edges from the minute table.
+    let first_hour = hour_of(range.from_ms + HOUR_MS - 1);
+    let end_hour = hour_of(range.to_ms);
+    if first_hour >= end_hour {
+        read_rollups(conn, MINUTE_TABLE, filter, range, &mut sketches)?;
+        return Ok(sketches);
+    }
+    let head = TimeRange { from_ms: range.from_ms, to_ms: first_hour };
+    let hours = TimeRange { from_ms: first_hour, to_ms: end_hour };
+    let tail = TimeRange { from_ms: end_hour, to_ms: range.to_ms };
+    for (table, part) in [(MINUTE_TABLE, head), (HOUR_TABLE, hours), (MINUTE_TABLE, tail)] {
+        if part.from_ms < part.to_ms {
+            read_rollups(conn, table, filter, part, &mut sketches)?;
+        }
     }
     Ok(sketches)
+}
+
+pub const MINUTE_TABLE: &str = "latency_rollups";
+pub const HOUR_TABLE: &str = "latency_rollups_hourly";
+
+fn read_rollups(
+    conn: &Connection,
+    table: &str,
+    filter: &LatencyFilter,
+    range: TimeRange,
+    into: &mut Vec<(i64, LatencySketch)>,
+) -> rusqlite::Result<()> {
+    // Only the filters given appear in the SQL, so the primary key (tenant, component,
+    // source, start) serves the range; `(? IS NULL OR …)` would force a full scan.
+    let mut sql = format!(
+        "SELECT start_ms, sketch FROM {table}
+         WHERE component = ?1 AND source = ?2 AND start_ms >= ?3 AND start_ms < ?4"
+    );
+    let component = filter.component.as_str();
+    let source = filter.source.as_str();
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&component, &source, &range.from_ms, &range.to_ms];
+    for (column, value) in [
+        ("tenant_id", &filter.tenant_id),
+        ("agent_id", &filter.agent_id),
+        ("provider", &filter.provider),
+        ("model", &filter.model),
+    ] {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+        }
+    }
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(values.as_slice())?;
+    while let Some(row) = rows.next()? {
+        let start: i64 = row.get(0)?;
+        let bytes = row.get_ref(1)?.as_blob()?;
+        let sketch = LatencySketch::decode(bytes).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(err))
+        })?;
+        into.push((start, sketch));
+    }
+    Ok(())
 }
 
 pub fn ended_calls(

@@ -7,8 +7,13 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     // 1: raw facts, latency rollups, API keys.
     r#"
-    -- Idempotency: 16-byte digest of tenant_id + id for every stored event.
-    CREATE TABLE event_ids (digest BLOB PRIMARY KEY) WITHOUT ROWID;
+    -- Idempotency: every stored event's timestamp and 64-bit key of tenant_id + id
+    -- (voicemon_core::access::event_key). Time first keeps inserts append-mostly.
+    CREATE TABLE event_ids (
+        ts_ms INTEGER NOT NULL,
+        key   INTEGER NOT NULL,
+        PRIMARY KEY (ts_ms, key)
+    ) WITHOUT ROWID;
 
     -- One row per call, filled by call.started and call.ended in either order.
     CREATE TABLE calls (
@@ -96,18 +101,32 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX heartbeats_by_worker ON heartbeats (worker_id, ts_ms);
 
-    -- Per-minute DDSketch rollups (voicemon_core::sketch encoding), merged on conflict.
+    -- Per-minute DDSketch rollups (voicemon_core::sketch encoding), merged on conflict,
+    -- and the same per hour for long ranges. start_ms is the minute's (hour's) start.
     CREATE TABLE latency_rollups (
         tenant_id TEXT NOT NULL,
         component TEXT NOT NULL,
         source    TEXT NOT NULL,   -- turn | usage
-        minute_ms INTEGER NOT NULL,
+        start_ms  INTEGER NOT NULL,
         agent_id  TEXT NOT NULL,   -- '' when none
         provider  TEXT NOT NULL,
         model     TEXT NOT NULL,
         sketch    BLOB NOT NULL,
-        PRIMARY KEY (tenant_id, component, source, minute_ms, agent_id, provider, model)
+        PRIMARY KEY (tenant_id, component, source, start_ms, agent_id, provider, model)
     ) WITHOUT ROWID;
+    CREATE TABLE latency_rollups_hourly (
+        tenant_id TEXT NOT NULL,
+        component TEXT NOT NULL,
+        source    TEXT NOT NULL,
+        start_ms  INTEGER NOT NULL,
+        agent_id  TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        model     TEXT NOT NULL,
+        sketch    BLOB NOT NULL,
+        PRIMARY KEY (tenant_id, component, source, start_ms, agent_id, provider, model)
+    ) WITHOUT ROWID;
+    -- Queries over every tenant (admin keys) read hours by time.
+    CREATE INDEX latency_rollups_hourly_by_time ON latency_rollups_hourly (component, source, start_ms);
 
     CREATE TABLE api_keys (
         id         INTEGER PRIMARY KEY,

@@ -5,11 +5,13 @@ use crate::{StoreError, WriteOutcome};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
-use voicemon_core::access::event_digest;
+use voicemon_core::access::event_key;
 use voicemon_core::event::{Body, Event};
 use voicemon_core::latency::{observations, SeriesKey};
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::minute_of;
+use voicemon_core::window::{hour_of, minute_of};
+
+use super::read::{HOUR_TABLE, MINUTE_TABLE};
 
 /// Call row ids remembered across batches, so turns and usage lines of a live call cost
 /// no look-up. Cleared when it grows past this many calls (it is only a cache).
@@ -72,10 +74,10 @@ impl Writer {
         let mut stored = Vec::with_capacity(events.len());
         let mut rollups: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
         for event in events {
-            let digest = event_digest(&event.envelope.tenant_id, &event.envelope.id);
+            let key = event_key(&event.envelope.tenant_id, &event.envelope.id);
             let fresh = tx
-                .prepare_cached("INSERT OR IGNORE INTO event_ids (digest) VALUES (?1)")?
-                .execute([&digest[..]])?
+                .prepare_cached("INSERT OR IGNORE INTO event_ids (ts_ms, key) VALUES (?1, ?2)")?
+                .execute([event.envelope.timestamp_ms, key])?
                 == 1;
             stored.push(fresh);
             if !fresh {
@@ -321,20 +323,33 @@ fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()
 
 fn upsert_rollups(
     tx: &Transaction<'_>,
+    minutes: HashMap<(SeriesKey, i64), LatencySketch>,
+) -> rusqlite::Result<()> {
+    let mut hours: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
+    for ((key, minute), sketch) in &minutes {
+        hours.entry((key.clone(), hour_of(*minute))).or_default().merge(sketch);
+    }
+    upsert_into(tx, MINUTE_TABLE, minutes)?;
+    upsert_into(tx, HOUR_TABLE, hours)
+}
+
+fn upsert_into(
+    tx: &Transaction<'_>,
+    table: &str,
     rollups: HashMap<(SeriesKey, i64), LatencySketch>,
 ) -> rusqlite::Result<()> {
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO latency_rollups (tenant_id, component, source, minute_ms, agent_id, provider, model, sketch)
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT INTO {table} (tenant_id, component, source, start_ms, agent_id, provider, model, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (tenant_id, component, source, minute_ms, agent_id, provider, model)
-         DO UPDATE SET sketch = sketch_merge(sketch, excluded.sketch)",
-    )?;
-    for ((key, minute), sketch) in rollups {
+         ON CONFLICT (tenant_id, component, source, start_ms, agent_id, provider, model)
+         DO UPDATE SET sketch = sketch_merge(sketch, excluded.sketch)"
+    ))?;
+    for ((key, start), sketch) in rollups {
         upsert.execute(params![
             key.tenant_id,
             key.component.as_str(),
             key.source.as_str(),
-            minute,
+            start,
             key.agent_id,
             key.provider,
             key.model,
