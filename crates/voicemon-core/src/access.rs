@@ -22,9 +22,7 @@ impl Role {
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        [Role::Ingest, Role::Read, Role::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        [Role::Ingest, Role::Read, Role::Admin].into_iter().find(|r| r.as_str() == text)
     }
 }
 

@@ -19,12 +19,7 @@ pub enum Framing {
 
 impl Framing {
     pub fn from_content_type(content_type: Option<&str>) -> Framing {
-        let essence = content_type
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
+        let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
         match essence.to_ascii_lowercase().as_str() {
             "application/x-ndjson"
             | "application/ndjson"
@@ -65,10 +60,7 @@ pub fn parse_body(body: &[u8], framing: Framing, now_ms: i64) -> Result<ParsedEv
     if trimmed.starts_with('[') {
         let items: Vec<&RawValue> =
             serde_json::from_str(trimmed).map_err(|err| BodyError::NotJson(err.to_string()))?;
-        return Ok(items
-            .iter()
-            .map(|raw| parse_event(raw.get(), now_ms))
-            .collect());
+        return Ok(items.iter().map(|raw| parse_event(raw.get(), now_ms)).collect());
     }
     match serde_json::from_str::<&RawValue>(trimmed) {
         Ok(raw) => Ok(vec![parse_event(raw.get(), now_ms)]),
@@ -90,9 +82,7 @@ fn parse_lines(text: &str, now_ms: i64) -> Result<ParsedEvents, BodyError> {
         .collect();
     if events.iter().all(is_not_json) {
         let first = events.into_iter().next().and_then(Result::err);
-        return Err(BodyError::NotJson(
-            first.map(|e| e.message).unwrap_or_default(),
-        ));
+        return Err(BodyError::NotJson(first.map(|e| e.message).unwrap_or_default()));
     }
     Ok(events)
 }

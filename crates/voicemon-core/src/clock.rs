@@ -26,9 +26,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn at(now_ms: i64) -> Self {
-        ManualClock {
-            now_ms: Arc::new(AtomicI64::new(now_ms)),
-        }
+        ManualClock { now_ms: Arc::new(AtomicI64::new(now_ms)) }
     }
 
     pub fn set(&self, now_ms: i64) {

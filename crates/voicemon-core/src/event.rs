@@ -118,18 +118,14 @@ impl EventKind {
     }
 
     pub fn from_wire_name(name: &str) -> Option<EventKind> {
-        EventKind::ALL
-            .into_iter()
-            .find(|kind| kind.wire_name() == name)
+        EventKind::ALL.into_iter().find(|kind| kind.wire_name() == name)
     }
 
     /// Whether `call_id` is required for this type.
     pub fn is_call_scoped(self) -> bool {
         !matches!(
             self,
-            EventKind::ProviderRequest
-                | EventKind::CircuitBreakerChanged
-                | EventKind::WorkerHeartbeat
+            EventKind::ProviderRequest | EventKind::CircuitBreakerChanged | EventKind::WorkerHeartbeat
         )
     }
 }
@@ -150,12 +146,8 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
-    pub const ALL: [CallStatus; 4] = [
-        CallStatus::Completed,
-        CallStatus::Failed,
-        CallStatus::Abandoned,
-        CallStatus::Transferred,
-    ];
+    pub const ALL: [CallStatus; 4] =
+        [CallStatus::Completed, CallStatus::Failed, CallStatus::Abandoned, CallStatus::Transferred];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -187,12 +179,7 @@ pub enum EndedBy {
 }
 
 impl EndedBy {
-    pub const ALL: [EndedBy; 4] = [
-        EndedBy::User,
-        EndedBy::Agent,
-        EndedBy::System,
-        EndedBy::Provider,
-    ];
+    pub const ALL: [EndedBy; 4] = [EndedBy::User, EndedBy::Agent, EndedBy::System, EndedBy::Provider];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -272,11 +259,8 @@ pub enum PipelineComponent {
 }
 
 impl PipelineComponent {
-    pub const ALL: [PipelineComponent; 3] = [
-        PipelineComponent::Stt,
-        PipelineComponent::Llm,
-        PipelineComponent::Tts,
-    ];
+    pub const ALL: [PipelineComponent; 3] =
+        [PipelineComponent::Stt, PipelineComponent::Llm, PipelineComponent::Tts];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -287,9 +271,7 @@ impl PipelineComponent {
     }
 
     pub fn parse(text: &str) -> Option<PipelineComponent> {
-        PipelineComponent::ALL
-            .into_iter()
-            .find(|c| c.as_str() == text)
+        PipelineComponent::ALL.into_iter().find(|c| c.as_str() == text)
     }
 }
 
@@ -312,11 +294,7 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    pub const ALL: [BreakerState; 3] = [
-        BreakerState::Closed,
-        BreakerState::Open,
-        BreakerState::HalfOpen,
-    ];
+    pub const ALL: [BreakerState; 3] = [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -17,13 +17,8 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 5] = [
-        Component::TurnE2e,
-        Component::Stt,
-        Component::Eou,
-        Component::LlmTtft,
-        Component::TtsTtfb,
-    ];
+    pub const ALL: [Component; 5] =
+        [Component::TurnE2e, Component::Stt, Component::Eou, Component::LlmTtft, Component::TtsTtfb];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,9 +53,7 @@ impl Source {
     }
 
     pub fn parse(text: &str) -> Option<Source> {
-        [Source::Turn, Source::Usage]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [Source::Turn, Source::Usage].into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -112,41 +105,17 @@ pub fn observations(event: &Event) -> Vec<Observation> {
         .collect(),
         Body::SttUsage(usage) => usage
             .latency_ms
-            .map(|v| {
-                make(
-                    Component::Stt,
-                    Source::Usage,
-                    &usage.provider,
-                    usage.model.as_deref(),
-                    v,
-                )
-            })
+            .map(|v| make(Component::Stt, Source::Usage, &usage.provider, usage.model.as_deref(), v))
             .into_iter()
             .collect(),
         Body::LlmUsage(usage) => usage
             .ttft_ms
-            .map(|v| {
-                make(
-                    Component::LlmTtft,
-                    Source::Usage,
-                    &usage.provider,
-                    Some(&usage.model),
-                    v,
-                )
-            })
+            .map(|v| make(Component::LlmTtft, Source::Usage, &usage.provider, Some(&usage.model), v))
             .into_iter()
             .collect(),
         Body::TtsUsage(usage) => usage
             .ttfb_ms
-            .map(|v| {
-                make(
-                    Component::TtsTtfb,
-                    Source::Usage,
-                    &usage.provider,
-                    usage.model.as_deref(),
-                    v,
-                )
-            })
+            .map(|v| make(Component::TtsTtfb, Source::Usage, &usage.provider, usage.model.as_deref(), v))
             .into_iter()
             .collect(),
         _ => Vec::new(),

@@ -6,6 +6,8 @@
 //! - [`body`]: an ingest body (object, array, NDJSON) → events.
 //! - [`sketch`]: mergeable DDSketch-style latency sketches and their encoding.
 //! - [`latency`]: latency components and the observations events contribute.
+//! - [`money`]: integer nano-USD and exact decimal text.
+//! - [`pricing`]: the dated price book and the cost of usage events.
 //! - [`window`]: the minute grid, query ranges and steps.
 //! - [`clock`]: injectable time.
 //! - [`access`]: key roles and hashing.
@@ -15,6 +17,8 @@ pub mod body;
 pub mod clock;
 pub mod event;
 pub mod latency;
+pub mod money;
+pub mod pricing;
 pub mod sketch;
 pub mod validate;
 pub mod window;

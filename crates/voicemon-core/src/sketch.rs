@@ -140,10 +140,7 @@ impl LatencySketch {
                 return Some(bucket_value(self.offset + position as i32));
             }
         }
-        self.counts
-            .len()
-            .checked_sub(1)
-            .map(|last| bucket_value(self.offset + last as i32))
+        self.counts.len().checked_sub(1).map(|last| bucket_value(self.offset + last as i32))
     }
 
     /// Non-empty buckets as `(index, count)`, ascending; the zero bucket is separate.
@@ -190,23 +187,16 @@ impl LatencySketch {
         for _ in 0..buckets {
             let zigzag = take_varint(&mut rest)?;
             let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-            index = index
-                .checked_add(delta)
-                .ok_or(DecodeError::Corrupt("index out of range"))?;
+            index = index.checked_add(delta).ok_or(DecodeError::Corrupt("index out of range"))?;
             let times = take_varint(&mut rest)?;
             if !(-(MAX_INDEX as i64)..=MAX_INDEX as i64).contains(&index) {
                 return Err(DecodeError::Corrupt("index out of range"));
             }
-            sketch.count = sketch
-                .count
-                .checked_add(times)
-                .ok_or(DecodeError::Corrupt("count overflows"))?;
+            sketch.count = sketch.count.checked_add(times).ok_or(DecodeError::Corrupt("count overflows"))?;
             if times > 0 {
                 let position = sketch.bucket_slot(index as i32);
                 let slot = &mut sketch.counts[position];
-                *slot = slot
-                    .checked_add(times)
-                    .ok_or(DecodeError::Corrupt("count overflows"))?;
+                *slot = slot.checked_add(times).ok_or(DecodeError::Corrupt("count overflows"))?;
             }
         }
         if !rest.is_empty() {

@@ -34,17 +34,11 @@ pub struct EventError {
 
 impl EventError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        EventError {
-            field: Some(field.into()),
-            message: message.into(),
-        }
+        EventError { field: Some(field.into()), message: message.into() }
     }
 
     pub fn whole(message: impl Into<String>) -> Self {
-        EventError {
-            field: None,
-            message: message.into(),
-        }
+        EventError { field: None, message: message.into() }
     }
 }
 
@@ -157,11 +151,7 @@ impl WireEvent {
             ("cpu_percent", self.cpu_percent.is_some()),
             ("active_calls", self.active_calls.is_some()),
         ];
-        fields
-            .iter()
-            .filter(|(_, present)| *present)
-            .map(|(name, _)| *name)
-            .collect()
+        fields.iter().filter(|(_, present)| *present).map(|(name, _)| *name).collect()
     }
 }
 
@@ -191,23 +181,12 @@ pub fn allowed_type_fields(kind: EventKind) -> &'static [&'static str] {
             "audio_output_tokens",
             "ttft_ms",
         ],
-        EventKind::TtsUsage => &[
-            "provider",
-            "model",
-            "voice",
-            "characters",
-            "audio_seconds",
-            "ttfb_ms",
-        ],
+        EventKind::TtsUsage => &["provider", "model", "voice", "characters", "audio_seconds", "ttfb_ms"],
         EventKind::ProviderRequest => &["provider", "component", "ok", "latency_ms", "error"],
         EventKind::CircuitBreakerChanged => &["breaker", "state"],
-        EventKind::WorkerHeartbeat => &[
-            "worker_id",
-            "memory_used_bytes",
-            "memory_limit_bytes",
-            "cpu_percent",
-            "active_calls",
-        ],
+        EventKind::WorkerHeartbeat => {
+            &["worker_id", "memory_used_bytes", "memory_limit_bytes", "cpu_percent", "active_calls"]
+        }
     }
 }
 
@@ -217,9 +196,7 @@ pub fn parse_event(json: &str, now_ms: i64) -> Result<Event, EventError> {
     if !json.trim_start().starts_with('{') {
         return Err(match serde_json::from_str::<serde::de::IgnoredAny>(json) {
             Ok(_) => EventError::whole("an event must be a JSON object"),
-            Err(err) => {
-                EventError::whole(format!("{NOT_JSON}: {}", strip_position(&err.to_string())))
-            }
+            Err(err) => EventError::whole(format!("{NOT_JSON}: {}", strip_position(&err.to_string()))),
         });
     }
     let mut deserializer = serde_json::Deserializer::from_str(json);
@@ -228,10 +205,7 @@ pub fn parse_event(json: &str, now_ms: i64) -> Result<Event, EventError> {
         let inner = err.into_inner();
         // serde reports the first problem it meets: a wrong type may hide broken JSON.
         if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
-            return EventError::whole(format!(
-                "{NOT_JSON}: {}",
-                strip_position(&syntax.to_string())
-            ));
+            return EventError::whole(format!("{NOT_JSON}: {}", strip_position(&syntax.to_string())));
         }
         wire_error(&path, &inner)
     })?;
@@ -274,30 +248,16 @@ pub fn validate(wire: WireEvent, now_ms: i64) -> Result<Event, EventError> {
     let kind_name = required_text(&wire.kind, "type", MAX_TEXT_LEN)?;
     let kind = EventKind::from_wire_name(&kind_name).ok_or_else(|| {
         let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.wire_name()).collect();
-        EventError::field(
-            "type",
-            format!(
-                "unknown type `{kind_name}`; expected one of {}",
-                known.join(", ")
-            ),
-        )
+        EventError::field("type", format!("unknown type `{kind_name}`; expected one of {}", known.join(", ")))
     })?;
     let allowed = allowed_type_fields(kind);
-    if let Some(stray) = wire
-        .present_type_fields()
-        .into_iter()
-        .find(|f| !allowed.contains(f))
-    {
-        return Err(EventError::field(
-            stray,
-            format!("does not belong to {}", kind.wire_name()),
-        ));
+    if let Some(stray) = wire.present_type_fields().into_iter().find(|f| !allowed.contains(f)) {
+        return Err(EventError::field(stray, format!("does not belong to {}", kind.wire_name())));
     }
     let envelope = validate_envelope(&wire, kind, now_ms)?;
     let body = match kind {
         EventKind::CallStarted => Body::CallStarted(CallStarted {
-            channel: optional_text(&wire.channel, "channel", MAX_TEXT_LEN)?
-                .map(|c| c.to_ascii_lowercase()),
+            channel: optional_text(&wire.channel, "channel", MAX_TEXT_LEN)?.map(|c| c.to_ascii_lowercase()),
         }),
         EventKind::CallEnded => Body::CallEnded(call_ended(&wire)?),
         EventKind::TurnCompleted => Body::TurnCompleted(turn_completed(&wire)?),
@@ -322,30 +282,23 @@ pub fn validate(wire: WireEvent, now_ms: i64) -> Result<Event, EventError> {
         EventKind::ProviderRequest => Body::ProviderRequest(provider_request(&wire)?),
         EventKind::CircuitBreakerChanged => Body::CircuitBreakerChanged(CircuitBreakerChanged {
             breaker: required_text(&wire.breaker, "breaker", MAX_TEXT_LEN)?,
-            state: parse_enum(
-                &wire.state,
-                "state",
-                BreakerState::parse,
-                "closed, open, half_open",
-            )?,
+            state: parse_enum(&wire.state, "state", BreakerState::parse, "closed, open, half_open")?,
         }),
         EventKind::WorkerHeartbeat => Body::WorkerHeartbeat(worker_heartbeat(&wire)?),
     };
     Ok(Event { envelope, body })
 }
 
-fn validate_envelope(
-    wire: &WireEvent,
-    kind: EventKind,
-    now_ms: i64,
-) -> Result<Envelope, EventError> {
+fn validate_envelope(wire: &WireEvent, kind: EventKind, now_ms: i64) -> Result<Envelope, EventError> {
     let id = required_text(&wire.id, "id", MAX_ID_LEN)?;
     let timestamp_text = required_text(&wire.timestamp, "timestamp", MAX_TEXT_LEN)?;
     let timestamp_ms = DateTime::parse_from_rfc3339(&timestamp_text)
         .map_err(|err| {
             EventError::field(
                 "timestamp",
-                format!("`{timestamp_text}` is not an RFC 3339 time such as 2026-11-27T10:15:00.250Z ({err})"),
+                format!(
+                    "`{timestamp_text}` is not an RFC 3339 time such as 2026-11-27T10:15:00.250Z ({err})"
+                ),
             )
         })?
         .timestamp_millis();
@@ -356,10 +309,7 @@ fn validate_envelope(
         ));
     }
     if timestamp_ms < MIN_TIMESTAMP_MS {
-        return Err(EventError::field(
-            "timestamp",
-            format!("`{timestamp_text}` is before 2020"),
-        ));
+        return Err(EventError::field("timestamp", format!("`{timestamp_text}` is before 2020")));
     }
     let tenant_id = required_text(&wire.tenant_id, "tenant_id", MAX_ID_LEN)?;
     let call_id = if kind.is_call_scoped() {
@@ -369,15 +319,9 @@ fn validate_envelope(
     };
     let attributes = wire.attributes.clone().unwrap_or_default();
     if attributes.len() > MAX_ATTRIBUTES {
-        return Err(EventError::field(
-            "attributes",
-            format!("more than {MAX_ATTRIBUTES} entries"),
-        ));
+        return Err(EventError::field("attributes", format!("more than {MAX_ATTRIBUTES} entries")));
     }
-    if let Some((key, _)) = attributes
-        .iter()
-        .find(|(k, v)| k.len() > 64 || v.len() > MAX_TEXT_LEN)
-    {
+    if let Some((key, _)) = attributes.iter().find(|(k, v)| k.len() > 64 || v.len() > MAX_TEXT_LEN) {
         return Err(EventError::field(
             format!("attributes.{key}"),
             format!("keys are at most 64 bytes and values at most {MAX_TEXT_LEN}"),
@@ -407,10 +351,7 @@ fn call_ended(wire: &WireEvent) -> Result<CallEnded, EventError> {
         ended_reason: optional_text(&wire.ended_reason, "ended_reason", MAX_TEXT_LEN)?,
         ended_by: match optional_text(&wire.ended_by, "ended_by", MAX_TEXT_LEN)? {
             Some(text) => Some(EndedBy::parse(&text).ok_or_else(|| {
-                EventError::field(
-                    "ended_by",
-                    format!("`{text}` is not one of user, agent, system, provider"),
-                )
+                EventError::field("ended_by", format!("`{text}` is not one of user, agent, system, provider"))
             })?),
             None => None,
         },
@@ -433,14 +374,14 @@ fn turn_completed(wire: &WireEvent) -> Result<TurnCompleted, EventError> {
 fn llm_usage(wire: &WireEvent) -> Result<LlmUsage, EventError> {
     let input_tokens = required(wire.input_tokens, "input_tokens")?;
     let output_tokens = required(wire.output_tokens, "output_tokens")?;
-    let part_of = |value: Option<u64>, field: &str, whole: u64, whole_name: &str| {
-        match value {
-            Some(part) if part > whole => Err(EventError::field(
-                field,
-                format!("{part} exceeds {whole_name} {whole}; {whole_name} counts every token, this one included"),
-            )),
-            _ => Ok(value),
-        }
+    let part_of = |value: Option<u64>, field: &str, whole: u64, whole_name: &str| match value {
+        Some(part) if part > whole => Err(EventError::field(
+            field,
+            format!(
+                "{part} exceeds {whole_name} {whole}; {whole_name} counts every token, this one included"
+            ),
+        )),
+        _ => Ok(value),
     };
     Ok(LlmUsage {
         provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
@@ -473,19 +414,11 @@ fn provider_request(wire: &WireEvent) -> Result<ProviderRequest, EventError> {
     let ok = required(wire.ok, "ok")?;
     let error = optional_text(&wire.error, "error", MAX_TEXT_LEN)?;
     if ok && error.is_some() {
-        return Err(EventError::field(
-            "error",
-            "given on a request with ok: true",
-        ));
+        return Err(EventError::field("error", "given on a request with ok: true"));
     }
     Ok(ProviderRequest {
         provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
-        component: parse_enum(
-            &wire.component,
-            "component",
-            PipelineComponent::parse,
-            "stt, llm, tts",
-        )?,
+        component: parse_enum(&wire.component, "component", PipelineComponent::parse, "stt, llm, tts")?,
         ok,
         latency_ms: optional_latency(wire.latency_ms, "latency_ms")?,
         error,
@@ -517,30 +450,19 @@ fn required<T: Copy>(value: Option<T>, field: &str) -> Result<T, EventError> {
     value.ok_or_else(|| EventError::field(field, "is required"))
 }
 
-fn required_text(
-    value: &Option<String>,
-    field: &str,
-    max_len: usize,
-) -> Result<String, EventError> {
+fn required_text(value: &Option<String>, field: &str, max_len: usize) -> Result<String, EventError> {
     optional_text(value, field, max_len)?.ok_or_else(|| EventError::field(field, "is required"))
 }
 
 /// Text fields are trimmed; empty counts as absent; control characters are refused.
-fn optional_text(
-    value: &Option<String>,
-    field: &str,
-    max_len: usize,
-) -> Result<Option<String>, EventError> {
+fn optional_text(value: &Option<String>, field: &str, max_len: usize) -> Result<Option<String>, EventError> {
     let Some(text) = value else { return Ok(None) };
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
     if text.len() > max_len {
-        return Err(EventError::field(
-            field,
-            format!("is longer than {max_len} bytes"),
-        ));
+        return Err(EventError::field(field, format!("is longer than {max_len} bytes")));
     }
     if text.chars().any(char::is_control) {
         return Err(EventError::field(field, "contains control characters"));
@@ -555,16 +477,12 @@ fn parse_enum<T>(
     expected: &str,
 ) -> Result<T, EventError> {
     let text = required_text(value, field, MAX_TEXT_LEN)?;
-    parse(&text)
-        .ok_or_else(|| EventError::field(field, format!("`{text}` is not one of {expected}")))
+    parse(&text).ok_or_else(|| EventError::field(field, format!("`{text}` is not one of {expected}")))
 }
 
 fn latency(value: f64, field: &str) -> Result<f64, EventError> {
     if !value.is_finite() || value < 0.0 {
-        return Err(EventError::field(
-            field,
-            format!("{value} is negative; latencies are milliseconds ≥ 0"),
-        ));
+        return Err(EventError::field(field, format!("{value} is negative; latencies are milliseconds ≥ 0")));
     }
     if value > MAX_LATENCY_MS {
         return Err(EventError::field(
@@ -582,10 +500,7 @@ fn optional_latency(value: Option<f64>, field: &str) -> Result<Option<f64>, Even
 fn duration_seconds(value: Option<f64>, field: &str) -> Result<f64, EventError> {
     let value = required(value, field)?;
     if !value.is_finite() || value < 0.0 {
-        return Err(EventError::field(
-            field,
-            format!("{value} is negative; durations are seconds ≥ 0"),
-        ));
+        return Err(EventError::field(field, format!("{value} is negative; durations are seconds ≥ 0")));
     }
     if value > MAX_DURATION_S {
         return Err(EventError::field(

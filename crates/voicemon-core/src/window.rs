@@ -47,9 +47,7 @@ pub fn parse_time(text: &str) -> Result<i64, WindowError> {
     }
     match text.parse::<f64>() {
         // Up to year 9999: anything later is a typo, and would overflow the minute grid.
-        Ok(seconds) if (0.0..=253_402_300_799.0).contains(&seconds) => {
-            Ok((seconds * 1000.0).round() as i64)
-        }
+        Ok(seconds) if (0.0..=253_402_300_799.0).contains(&seconds) => Ok((seconds * 1000.0).round() as i64),
         _ => Err(WindowError::BadTime(text.to_owned())),
     }
 }
@@ -57,13 +55,9 @@ pub fn parse_time(text: &str) -> Result<i64, WindowError> {
 /// Parses a duration such as `5m`, `1h`, `1d` or `300s`, in milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<i64, WindowError> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: i64 = number
-        .parse()
-        .map_err(|_| WindowError::BadDuration(text.to_owned()))?;
+    let number: i64 = number.parse().map_err(|_| WindowError::BadDuration(text.to_owned()))?;
     let unit_ms = match unit {
         "ms" => 1,
         "s" | "" => 1_000,
@@ -73,9 +67,7 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, WindowError> {
         "w" => 7 * 24 * 60 * MINUTE_MS,
         _ => return Err(WindowError::BadDuration(text.to_owned())),
     };
-    number
-        .checked_mul(unit_ms)
-        .ok_or_else(|| WindowError::BadDuration(text.to_owned()))
+    number.checked_mul(unit_ms).ok_or_else(|| WindowError::BadDuration(text.to_owned()))
 }
 
 impl TimeRange {
@@ -88,10 +80,7 @@ impl TimeRange {
         default_ms: i64,
     ) -> Result<TimeRange, WindowError> {
         let to_ms = to.map(parse_time).transpose()?.unwrap_or(now_ms);
-        let from_ms = from
-            .map(parse_time)
-            .transpose()?
-            .unwrap_or(to_ms - default_ms);
+        let from_ms = from.map(parse_time).transpose()?.unwrap_or(to_ms - default_ms);
         if from_ms >= to_ms {
             return Err(WindowError::Empty);
         }
@@ -100,10 +89,7 @@ impl TimeRange {
 
     /// The range widened to whole minutes: the rollups it must read.
     pub fn minutes(&self) -> TimeRange {
-        TimeRange {
-            from_ms: minute_of(self.from_ms),
-            to_ms: minute_of(self.to_ms - 1) + MINUTE_MS,
-        }
+        TimeRange { from_ms: minute_of(self.from_ms), to_ms: minute_of(self.to_ms - 1) + MINUTE_MS }
     }
 
     /// Step starts over the range, aligned to multiples of `step_ms` since the epoch.

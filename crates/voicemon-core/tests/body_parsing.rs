@@ -49,10 +49,7 @@ fn check(body: &str, framing: Framing, expected: Vec<Outcome>) {
 fn check_refused(body: &[u8], framing: Framing, expected: fn(&BodyError) -> bool) {
     match parse_body(body, framing, NOW_MS) {
         Err(error) if expected(&error) => {}
-        other => panic!(
-            "{framing:?} body {:?}: unexpected {other:?}",
-            String::from_utf8_lossy(body)
-        ),
+        other => panic!("{framing:?} body {:?}: unexpected {other:?}", String::from_utf8_lossy(body)),
     }
 }
 
@@ -65,24 +62,15 @@ fn lines(events: &[&str]) -> String {
 
 #[test]
 fn a_single_object_is_one_event() {
-    check(
-        TURN,
-        Framing::Json,
-        vec![Accepted(EventKind::TurnCompleted)],
-    );
+    check(TURN, Framing::Json, vec![Accepted(EventKind::TurnCompleted)]);
 }
 
 #[test]
 fn a_pretty_printed_object_is_one_event() {
     let pretty =
-        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(TURN).unwrap())
-            .unwrap();
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(TURN).unwrap()).unwrap();
     assert!(pretty.contains('\n'));
-    check(
-        &pretty,
-        Framing::Json,
-        vec![Accepted(EventKind::TurnCompleted)],
-    );
+    check(&pretty, Framing::Json, vec![Accepted(EventKind::TurnCompleted)]);
 }
 
 #[test]
@@ -102,14 +90,7 @@ fn a_json_array_is_one_event_per_element_in_order() {
 #[test]
 fn a_pretty_printed_array_is_one_event_per_element() {
     let body = format!("[\n  {CALL_STARTED},\n  {TURN}\n]\n");
-    check(
-        &body,
-        Framing::Json,
-        vec![
-            Accepted(EventKind::CallStarted),
-            Accepted(EventKind::TurnCompleted),
-        ],
-    );
+    check(&body, Framing::Json, vec![Accepted(EventKind::CallStarted), Accepted(EventKind::TurnCompleted)]);
 }
 
 #[test]
@@ -133,23 +114,12 @@ fn ndjson_is_one_event_per_line() {
 #[test]
 fn ndjson_ignores_blank_lines_crlf_and_a_trailing_newline() {
     let body = format!("\r\n{CALL_STARTED}\r\n\r\n   \n{TURN}\r\n");
-    check(
-        &body,
-        Framing::Ndjson,
-        vec![
-            Accepted(EventKind::CallStarted),
-            Accepted(EventKind::TurnCompleted),
-        ],
-    );
+    check(&body, Framing::Ndjson, vec![Accepted(EventKind::CallStarted), Accepted(EventKind::TurnCompleted)]);
 }
 
 #[test]
 fn a_single_object_with_ndjson_framing_is_one_event() {
-    check(
-        TURN,
-        Framing::Ndjson,
-        vec![Accepted(EventKind::TurnCompleted)],
-    );
+    check(TURN, Framing::Ndjson, vec![Accepted(EventKind::TurnCompleted)]);
 }
 
 #[test]
@@ -168,16 +138,8 @@ fn newline_separated_objects_without_ndjson_framing_are_read_as_lines() {
 #[test]
 fn a_byte_order_mark_before_the_body_is_ignored() {
     let body = format!("\u{feff}{TURN}");
-    check(
-        &body,
-        Framing::Json,
-        vec![Accepted(EventKind::TurnCompleted)],
-    );
-    check(
-        &body,
-        Framing::Ndjson,
-        vec![Accepted(EventKind::TurnCompleted)],
-    );
+    check(&body, Framing::Json, vec![Accepted(EventKind::TurnCompleted)]);
+    check(&body, Framing::Ndjson, vec![Accepted(EventKind::TurnCompleted)]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -200,13 +162,7 @@ fn a_mixed_array_rejects_bad_events_at_their_index_and_keeps_the_rest() {
 
 #[test]
 fn mixed_ndjson_rejects_bad_lines_at_their_index_and_keeps_the_rest() {
-    let body = lines(&[
-        NEGATIVE_TURN,
-        CALL_STARTED,
-        "{not json",
-        TURN_WITHOUT_CALL,
-        HEARTBEAT,
-    ]);
+    let body = lines(&[NEGATIVE_TURN, CALL_STARTED, "{not json", TURN_WITHOUT_CALL, HEARTBEAT]);
     let expected = || {
         vec![
             Rejected(Some("e2e_ms".into())),
@@ -222,12 +178,7 @@ fn mixed_ndjson_rejects_bad_lines_at_their_index_and_keeps_the_rest() {
 
 #[test]
 fn a_line_that_is_not_json_is_rejected_saying_so() {
-    let events = parse_body(
-        lines(&[TURN, "{\"id\": oops}"]).as_bytes(),
-        Framing::Ndjson,
-        NOW_MS,
-    )
-    .unwrap();
+    let events = parse_body(lines(&[TURN, "{\"id\": oops}"]).as_bytes(), Framing::Ndjson, NOW_MS).unwrap();
     assert!(events[0].is_ok());
     let error = events[1].as_ref().unwrap_err();
     assert_eq!(error.field, None);
@@ -255,16 +206,8 @@ fn an_array_element_that_is_not_an_object_is_rejected_at_its_index_only() {
 
 #[test]
 fn a_single_invalid_event_is_a_body_of_one_rejection_not_a_refused_body() {
-    check(
-        NEGATIVE_TURN,
-        Framing::Json,
-        vec![Rejected(Some("e2e_ms".into()))],
-    );
-    check(
-        NEGATIVE_TURN,
-        Framing::Ndjson,
-        vec![Rejected(Some("e2e_ms".into()))],
-    );
+    check(NEGATIVE_TURN, Framing::Json, vec![Rejected(Some("e2e_ms".into()))]);
+    check(NEGATIVE_TURN, Framing::Ndjson, vec![Rejected(Some("e2e_ms".into()))]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -280,9 +223,7 @@ fn a_body_that_is_not_json_at_all_is_refused_whole_in_both_framings() {
         "{\"id\": \"e1\"",
     ] {
         for framing in [Framing::Json, Framing::Ndjson] {
-            check_refused(body.as_bytes(), framing, |e| {
-                matches!(e, BodyError::NotJson(_))
-            });
+            check_refused(body.as_bytes(), framing, |e| matches!(e, BodyError::NotJson(_)));
         }
     }
 }
@@ -292,38 +233,27 @@ fn malformed_json_whose_first_problem_is_a_wrong_type_is_still_refused_as_not_js
     // serde reports the first problem it meets; a wrong type met before the syntax error
     // must not make a body that is not JSON look like JSON with one bad event.
     for body in ["[1, 2", "{\"id\": 5, oops", "[{}, {}"] {
-        check_refused(body.as_bytes(), Framing::Ndjson, |e| {
-            matches!(e, BodyError::NotJson(_))
-        });
+        check_refused(body.as_bytes(), Framing::Ndjson, |e| matches!(e, BodyError::NotJson(_)));
     }
 }
 
 #[test]
 fn ndjson_whose_every_line_is_not_json_is_refused_whole() {
-    check_refused(b"hello\nworld\n", Framing::Ndjson, |e| {
-        matches!(e, BodyError::NotJson(_))
-    });
-    check_refused(b"{oops\n{oops", Framing::Ndjson, |e| {
-        matches!(e, BodyError::NotJson(_))
-    });
+    check_refused(b"hello\nworld\n", Framing::Ndjson, |e| matches!(e, BodyError::NotJson(_)));
+    check_refused(b"{oops\n{oops", Framing::Ndjson, |e| matches!(e, BodyError::NotJson(_)));
 }
 
 #[test]
 fn lines_of_broken_objects_without_ndjson_framing_are_refused_whole_too() {
     // The same body is refused whole with NDJSON framing; it is no more JSON without it.
-    check_refused(b"{oops\n{oops", Framing::Json, |e| {
-        matches!(e, BodyError::NotJson(_))
-    });
+    check_refused(b"{oops\n{oops", Framing::Json, |e| matches!(e, BodyError::NotJson(_)));
 }
 
 #[test]
 fn the_not_json_refusal_explains_the_accepted_shapes() {
     let error = parse_body(b"hello", Framing::Json, NOW_MS).unwrap_err();
     let message = error.to_string();
-    assert!(
-        message.contains("NDJSON") && message.contains("array"),
-        "{message}"
-    );
+    assert!(message.contains("NDJSON") && message.contains("array"), "{message}");
 }
 
 #[test]
@@ -338,9 +268,7 @@ fn an_empty_body_is_refused_whole_in_both_framings() {
 #[test]
 fn a_body_that_is_not_utf8_is_refused_whole() {
     for framing in [Framing::Json, Framing::Ndjson] {
-        check_refused(&[0x7b, 0xff, 0xfe, 0x7d], framing, |e| {
-            *e == BodyError::NotUtf8
-        });
+        check_refused(&[0x7b, 0xff, 0xfe, 0x7d], framing, |e| *e == BodyError::NotUtf8);
     }
 }
 
@@ -355,10 +283,7 @@ fn ndjson_content_types_select_ndjson_framing_and_everything_else_json() {
         (Some("application/jsonl"), Framing::Ndjson),
         (Some("application/x-jsonlines"), Framing::Ndjson),
         (Some("Application/X-NDJSON; charset=utf-8"), Framing::Ndjson),
-        (
-            Some("  application/x-ndjson ;charset=utf-8"),
-            Framing::Ndjson,
-        ),
+        (Some("  application/x-ndjson ;charset=utf-8"), Framing::Ndjson),
         (Some("application/json"), Framing::Json),
         (Some("application/json; charset=utf-8"), Framing::Json),
         (Some("text/plain"), Framing::Json),
@@ -366,10 +291,6 @@ fn ndjson_content_types_select_ndjson_framing_and_everything_else_json() {
         (None, Framing::Json),
     ];
     for (content_type, framing) in cases {
-        assert_eq!(
-            Framing::from_content_type(content_type),
-            framing,
-            "{content_type:?}"
-        );
+        assert_eq!(Framing::from_content_type(content_type), framing, "{content_type:?}");
     }
 }

@@ -83,9 +83,7 @@ fn assert_quantiles_within_relative_accuracy(
     sorted.sort_by(f64::total_cmp);
     for q in QUANTILES {
         let exact = exact_quantile(&sorted, q);
-        let estimate = sketch
-            .quantile(q)
-            .expect("a sketch with values answers every quantile");
+        let estimate = sketch.quantile(q).expect("a sketch with values answers every quantile");
         let relative_error = (estimate - exact).abs() / exact;
         prop_assert!(
             relative_error <= RELATIVE_ACCURACY + FLOAT_SLACK,
@@ -152,12 +150,9 @@ proptest! {
 /// The same seeds every run, so a regression in the bound shows without proptest luck.
 #[test]
 fn quantiles_of_ten_thousand_turns_of_each_distribution_are_within_one_percent() {
-    for distribution in [
-        Distribution::LogNormal,
-        Distribution::Bimodal,
-        Distribution::HeavyTail,
-        Distribution::Uniform,
-    ] {
+    for distribution in
+        [Distribution::LogNormal, Distribution::Bimodal, Distribution::HeavyTail, Distribution::Uniform]
+    {
         let values = samples(distribution, 20261127, 10_000);
         assert_quantiles_within_relative_accuracy(distribution, &values).unwrap();
     }
@@ -216,10 +211,7 @@ fn zeros_below_the_median_leave_the_upper_quantiles_to_the_buckets() {
     let sketch = sketch_of(&[0.0, 0.0, 500.0, 500.0, 500.0]);
     assert_eq!(sketch.quantile(0.0), Some(0.0));
     let p50 = sketch.quantile(0.5).unwrap();
-    assert!(
-        (p50 - 500.0).abs() <= 500.0 * RELATIVE_ACCURACY,
-        "p50 {p50}"
-    );
+    assert!((p50 - 500.0).abs() <= 500.0 * RELATIVE_ACCURACY, "p50 {p50}");
 }
 
 #[test]
@@ -235,10 +227,7 @@ fn a_single_value_answers_every_quantile_within_one_percent() {
     let sketch = sketch_of(&[812.5]);
     for q in [0.0, 0.5, 0.99, 1.0] {
         let estimate = sketch.quantile(q).unwrap();
-        assert!(
-            (estimate - 812.5).abs() <= 812.5 * RELATIVE_ACCURACY,
-            "q={q}: {estimate}"
-        );
+        assert!((estimate - 812.5).abs() <= 812.5 * RELATIVE_ACCURACY, "q={q}: {estimate}");
     }
 }
 
@@ -428,10 +417,7 @@ fn a_hand_assembled_encoding_decodes_to_the_sketch_it_describes() {
     expected.add(600.0);
     expected.add(600.0);
     let index = voicemon_core::sketch::bucket_index(600.0) as i64;
-    assert_eq!(
-        LatencySketch::decode(&encoding(1, &[(index, 2)])),
-        Ok(expected.clone())
-    );
+    assert_eq!(LatencySketch::decode(&encoding(1, &[(index, 2)])), Ok(expected.clone()));
     assert_eq!(expected.encode(), encoding(1, &[(index, 2)]));
 }
 
@@ -448,14 +434,8 @@ fn decoding_nothing_is_truncated() {
 
 #[test]
 fn decoding_an_unknown_version_is_refused_naming_it() {
-    assert_eq!(
-        LatencySketch::decode(&[2, 0, 0]),
-        Err(DecodeError::UnknownVersion(2))
-    );
-    assert_eq!(
-        LatencySketch::decode(&[0]),
-        Err(DecodeError::UnknownVersion(0))
-    );
+    assert_eq!(LatencySketch::decode(&[2, 0, 0]), Err(DecodeError::UnknownVersion(2)));
+    assert_eq!(LatencySketch::decode(&[0]), Err(DecodeError::UnknownVersion(0)));
 }
 
 #[test]
@@ -463,32 +443,20 @@ fn decoding_a_varint_longer_than_64_bits_is_corrupt() {
     let mut bytes = vec![1u8];
     bytes.extend([0xff; 10]);
     bytes.push(0x01);
-    assert!(matches!(
-        LatencySketch::decode(&bytes),
-        Err(DecodeError::Corrupt(_))
-    ));
+    assert!(matches!(LatencySketch::decode(&bytes), Err(DecodeError::Corrupt(_))));
 }
 
 #[test]
 fn decoding_a_bucket_index_far_out_of_range_is_corrupt() {
-    assert!(matches!(
-        LatencySketch::decode(&encoding(0, &[(30_000, 1)])),
-        Err(DecodeError::Corrupt(_))
-    ));
-    assert!(matches!(
-        LatencySketch::decode(&encoding(0, &[(-30_000, 1)])),
-        Err(DecodeError::Corrupt(_))
-    ));
+    assert!(matches!(LatencySketch::decode(&encoding(0, &[(30_000, 1)])), Err(DecodeError::Corrupt(_))));
+    assert!(matches!(LatencySketch::decode(&encoding(0, &[(-30_000, 1)])), Err(DecodeError::Corrupt(_))));
 }
 
 #[test]
 fn decoding_trailing_bytes_is_corrupt() {
     let mut bytes = encoding(0, &[(500, 3)]);
     bytes.push(0);
-    assert!(matches!(
-        LatencySketch::decode(&bytes),
-        Err(DecodeError::Corrupt(_))
-    ));
+    assert!(matches!(LatencySketch::decode(&bytes), Err(DecodeError::Corrupt(_))));
 }
 
 /// Decodes, turning a panic into `Err(panic message)` so a failure says what happened.
@@ -507,28 +475,19 @@ fn decode_catching_panics(bytes: &[u8]) -> Result<Result<LatencySketch, DecodeEr
 fn decoding_counts_whose_total_overflows_is_refused_without_panicking() {
     // A zero count of u64::MAX plus one value in a bucket: the total does not fit in u64.
     let outcome = decode_catching_panics(&encoding(u64::MAX, &[(0, 1)]));
-    assert!(
-        matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))),
-        "expected Err(Corrupt), got {outcome:?}"
-    );
+    assert!(matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))), "expected Err(Corrupt), got {outcome:?}");
 }
 
 #[test]
 fn decoding_the_same_bucket_twice_with_overflowing_counts_is_refused_without_panicking() {
     let half = u64::MAX / 2 + 1;
     let outcome = decode_catching_panics(&encoding(0, &[(100, half), (0, half)]));
-    assert!(
-        matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))),
-        "expected Err(Corrupt), got {outcome:?}"
-    );
+    assert!(matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))), "expected Err(Corrupt), got {outcome:?}");
 }
 
 #[test]
 fn decoding_an_index_delta_that_overflows_is_refused_without_panicking() {
     // 20 000 is in range; adding i64::MAX to it overflows before the range check.
     let outcome = decode_catching_panics(&encoding(0, &[(20_000, 1), (i64::MAX, 1)]));
-    assert!(
-        matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))),
-        "expected Err(Corrupt), got {outcome:?}"
-    );
+    assert!(matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))), "expected Err(Corrupt), got {outcome:?}");
 }

@@ -50,10 +50,7 @@ fn check(json: &str, expected: Expected) {
 fn assert_message_mentions(error: &EventError, mentioning: &str, json: &str) {
     assert!(!error.message.trim().is_empty(), "{json}: empty message");
     assert!(
-        error
-            .message
-            .to_lowercase()
-            .contains(&mentioning.to_lowercase()),
+        error.message.to_lowercase().contains(&mentioning.to_lowercase()),
         "{json}: message `{}` does not mention `{mentioning}`",
         error.message
     );
@@ -97,9 +94,7 @@ fn minimal(kind: EventKind) -> Value {
 }
 
 fn merge(event: &mut Value, changes: Value) {
-    let Value::Object(changes) = changes else {
-        panic!("changes must be an object")
-    };
+    let Value::Object(changes) = changes else { panic!("changes must be an object") };
     let object: &mut Map<String, Value> = event.as_object_mut().unwrap();
     object.extend(changes);
 }
@@ -114,11 +109,7 @@ fn event(kind: EventKind, changes: Value) -> String {
 /// The minimal event of `kind` without `field`.
 fn without(kind: EventKind, field: &str) -> String {
     let mut event = minimal(kind);
-    event
-        .as_object_mut()
-        .unwrap()
-        .remove(field)
-        .expect("field is in the minimal example");
+    event.as_object_mut().unwrap().remove(field).expect("field is in the minimal example");
     event.to_string()
 }
 
@@ -143,12 +134,7 @@ fn removing_any_field_of_a_minimal_event_is_rejected_naming_that_field() {
         for field in fields {
             let outcome = parse_event(&without(kind, &field), NOW_MS);
             let error = outcome.expect_err(&format!("{} without {field}", kind.wire_name()));
-            assert_eq!(
-                error.field.as_deref(),
-                Some(field.as_str()),
-                "{} without {field}",
-                kind.wire_name()
-            );
+            assert_eq!(error.field.as_deref(), Some(field.as_str()), "{} without {field}", kind.wire_name());
             assert!(error.message.contains("required"), "{error:?}");
         }
     }
@@ -164,9 +150,7 @@ fn an_accepted_turn_carries_its_values_and_time_in_unix_milliseconds() {
     assert_eq!(parsed.envelope.timestamp_ms, NOW_MS - 29_750);
     assert_eq!(parsed.envelope.tenant_id, "acme");
     assert_eq!(parsed.envelope.call_id.as_deref(), Some("call-1"));
-    let Body::TurnCompleted(turn) = parsed.body else {
-        panic!("{:?}", parsed.body)
-    };
+    let Body::TurnCompleted(turn) = parsed.body else { panic!("{:?}", parsed.body) };
     assert_eq!(turn.e2e_ms, 912.5);
     assert_eq!(turn.stt_ms, Some(120.0));
     assert_eq!(turn.eou_ms, None);
@@ -183,14 +167,8 @@ fn a_timestamp_with_an_offset_is_the_same_instant_in_utc() {
 fn typed_enums_are_read_from_their_wire_names() {
     let ended = parse_event(&minimal(CallEnded).to_string(), NOW_MS).unwrap();
     assert!(matches!(ended.body, Body::CallEnded(ref c) if c.status == CallStatus::Completed));
-    let breaker = parse_event(
-        &event(CircuitBreakerChanged, json!({"state": "half_open"})),
-        NOW_MS,
-    )
-    .unwrap();
-    assert!(
-        matches!(breaker.body, Body::CircuitBreakerChanged(ref b) if b.state == BreakerState::HalfOpen)
-    );
+    let breaker = parse_event(&event(CircuitBreakerChanged, json!({"state": "half_open"})), NOW_MS).unwrap();
+    assert!(matches!(breaker.body, Body::CircuitBreakerChanged(ref b) if b.state == BreakerState::HalfOpen));
     let request = parse_event(&minimal(ProviderRequest).to_string(), NOW_MS).unwrap();
     assert!(
         matches!(request.body, Body::ProviderRequest(ref r) if r.component == PipelineComponent::Llm && r.ok)
@@ -199,18 +177,11 @@ fn typed_enums_are_read_from_their_wire_names() {
 
 #[test]
 fn text_is_trimmed_and_channels_are_lower_cased() {
-    let parsed = parse_event(
-        &event(
-            CallStarted,
-            json!({"tenant_id": "  acme ", "channel": "PHONE"}),
-        ),
-        NOW_MS,
-    )
-    .unwrap();
+    let parsed =
+        parse_event(&event(CallStarted, json!({"tenant_id": "  acme ", "channel": "PHONE"})), NOW_MS)
+            .unwrap();
     assert_eq!(parsed.envelope.tenant_id, "acme");
-    assert!(
-        matches!(parsed.body, Body::CallStarted(ref c) if c.channel.as_deref() == Some("phone"))
-    );
+    assert!(matches!(parsed.body, Body::CallStarted(ref c) if c.channel.as_deref() == Some("phone")));
 }
 
 #[test]
@@ -220,10 +191,7 @@ fn optional_fields_of_each_type_are_accepted() {
             CallStarted,
             json!({"channel": "sip", "agent_id": "support-bot", "trace_id": "t1", "objective": "booking"}),
         ),
-        event(
-            CallEnded,
-            json!({"ended_reason": "user hung up", "ended_by": "user"}),
-        ),
+        event(CallEnded, json!({"ended_reason": "user hung up", "ended_by": "user"})),
         event(
             TurnCompleted,
             json!({"stt_ms": 140.0, "eou_ms": 200.0, "llm_ttft_ms": 310.0, "tts_ttfb_ms": 95.0, "interrupted": false, "tool_calls": 2}),
@@ -233,18 +201,12 @@ fn optional_fields_of_each_type_are_accepted() {
             LlmUsage,
             json!({"cached_input_tokens": 1000, "audio_input_tokens": 200, "audio_output_tokens": 80, "ttft_ms": 310.0}),
         ),
-        event(
-            TtsUsage,
-            json!({"model": "sonic-2", "voice": "katie", "audio_seconds": 4.0, "ttfb_ms": 95.0}),
-        ),
+        event(TtsUsage, json!({"model": "sonic-2", "voice": "katie", "audio_seconds": 4.0, "ttfb_ms": 95.0})),
         event(
             ProviderRequest,
             json!({"ok": false, "error": "http_429", "latency_ms": 30.0, "call_id": "call-1"}),
         ),
-        event(
-            WorkerHeartbeat,
-            json!({"attributes": {"region": "eu-west-1"}}),
-        ),
+        event(WorkerHeartbeat, json!({"attributes": {"region": "eu-west-1"}})),
     ];
     let kinds = [
         CallStarted,
@@ -266,23 +228,14 @@ fn optional_fields_of_each_type_are_accepted() {
 
 #[test]
 fn turn_without_e2e_ms_is_rejected_naming_the_field() {
-    check(
-        &without(TurnCompleted, "e2e_ms"),
-        Rejected {
-            field: "e2e_ms",
-            mentioning: "required",
-        },
-    );
+    check(&without(TurnCompleted, "e2e_ms"), Rejected { field: "e2e_ms", mentioning: "required" });
 }
 
 #[test]
 fn e2e_ms_given_as_null_is_rejected_as_missing() {
     check(
         &event(TurnCompleted, json!({"e2e_ms": null})),
-        Rejected {
-            field: "e2e_ms",
-            mentioning: "required",
-        },
+        Rejected { field: "e2e_ms", mentioning: "required" },
     );
 }
 
@@ -290,37 +243,16 @@ fn e2e_ms_given_as_null_is_rejected_as_missing() {
 fn blank_text_counts_as_missing() {
     check(
         &event(CallStarted, json!({"tenant_id": "   "})),
-        Rejected {
-            field: "tenant_id",
-            mentioning: "required",
-        },
+        Rejected { field: "tenant_id", mentioning: "required" },
     );
-    check(
-        &event(SttUsage, json!({"provider": ""})),
-        Rejected {
-            field: "provider",
-            mentioning: "required",
-        },
-    );
+    check(&event(SttUsage, json!({"provider": ""})), Rejected { field: "provider", mentioning: "required" });
 }
 
 #[test]
 fn call_scoped_types_without_call_id_are_rejected_naming_call_id() {
     for kind in EventKind::ALL.into_iter().filter(|k| k.is_call_scoped()) {
-        check(
-            &without(kind, "call_id"),
-            Rejected {
-                field: "call_id",
-                mentioning: "required",
-            },
-        );
-        check(
-            &event(kind, json!({"call_id": " "})),
-            Rejected {
-                field: "call_id",
-                mentioning: "required",
-            },
-        );
+        check(&without(kind, "call_id"), Rejected { field: "call_id", mentioning: "required" });
+        check(&event(kind, json!({"call_id": " "})), Rejected { field: "call_id", mentioning: "required" });
     }
 }
 
@@ -342,30 +274,15 @@ fn negative_latencies_are_rejected_naming_the_field() {
         (event(TurnCompleted, json!({"e2e_ms": -1.0})), "e2e_ms"),
         (event(TurnCompleted, json!({"stt_ms": -0.5})), "stt_ms"),
         (event(TurnCompleted, json!({"eou_ms": -3})), "eou_ms"),
-        (
-            event(TurnCompleted, json!({"llm_ttft_ms": -10})),
-            "llm_ttft_ms",
-        ),
-        (
-            event(TurnCompleted, json!({"tts_ttfb_ms": -10})),
-            "tts_ttfb_ms",
-        ),
+        (event(TurnCompleted, json!({"llm_ttft_ms": -10})), "llm_ttft_ms"),
+        (event(TurnCompleted, json!({"tts_ttfb_ms": -10})), "tts_ttfb_ms"),
         (event(SttUsage, json!({"latency_ms": -1})), "latency_ms"),
         (event(LlmUsage, json!({"ttft_ms": -1})), "ttft_ms"),
         (event(TtsUsage, json!({"ttfb_ms": -1})), "ttfb_ms"),
-        (
-            event(ProviderRequest, json!({"latency_ms": -1})),
-            "latency_ms",
-        ),
+        (event(ProviderRequest, json!({"latency_ms": -1})), "latency_ms"),
     ];
     for (json, field) in cases {
-        check(
-            &json,
-            Rejected {
-                field,
-                mentioning: "negative",
-            },
-        );
+        check(&json, Rejected { field, mentioning: "negative" });
     }
 }
 
@@ -373,72 +290,39 @@ fn negative_latencies_are_rejected_naming_the_field() {
 fn latencies_over_ten_minutes_are_rejected_as_probably_the_wrong_unit() {
     let cases = [
         (event(TurnCompleted, json!({"e2e_ms": 600_000.5})), "e2e_ms"),
-        (
-            event(TurnCompleted, json!({"e2e_ms": 850_000_000.0})),
-            "e2e_ms",
-        ),
-        (
-            event(TurnCompleted, json!({"llm_ttft_ms": 3_600_000})),
-            "llm_ttft_ms",
-        ),
+        (event(TurnCompleted, json!({"e2e_ms": 850_000_000.0})), "e2e_ms"),
+        (event(TurnCompleted, json!({"llm_ttft_ms": 3_600_000})), "llm_ttft_ms"),
         (event(LlmUsage, json!({"ttft_ms": 700_000})), "ttft_ms"),
-        (
-            event(ProviderRequest, json!({"latency_ms": 1e9})),
-            "latency_ms",
-        ),
+        (event(ProviderRequest, json!({"latency_ms": 1e9})), "latency_ms"),
     ];
     for (json, field) in cases {
-        check(
-            &json,
-            Rejected {
-                field,
-                mentioning: "10 minutes",
-            },
-        );
+        check(&json, Rejected { field, mentioning: "10 minutes" });
     }
 }
 
 #[test]
 fn latencies_of_zero_and_of_exactly_ten_minutes_are_accepted() {
-    check(
-        &event(TurnCompleted, json!({"e2e_ms": 0})),
-        Accepted(TurnCompleted),
-    );
-    check(
-        &event(TurnCompleted, json!({"e2e_ms": 600_000})),
-        Accepted(TurnCompleted),
-    );
+    check(&event(TurnCompleted, json!({"e2e_ms": 0})), Accepted(TurnCompleted));
+    check(&event(TurnCompleted, json!({"e2e_ms": 600_000})), Accepted(TurnCompleted));
 }
 
 #[test]
 fn durations_that_are_negative_or_over_a_day_are_rejected() {
     check(
         &event(CallEnded, json!({"duration_s": -1})),
-        Rejected {
-            field: "duration_s",
-            mentioning: "negative",
-        },
+        Rejected { field: "duration_s", mentioning: "negative" },
     );
     check(
         &event(CallEnded, json!({"duration_s": 90_000})),
-        Rejected {
-            field: "duration_s",
-            mentioning: "24 hours",
-        },
+        Rejected { field: "duration_s", mentioning: "24 hours" },
     );
     check(
         &event(SttUsage, json!({"audio_seconds": -2})),
-        Rejected {
-            field: "audio_seconds",
-            mentioning: "negative",
-        },
+        Rejected { field: "audio_seconds", mentioning: "negative" },
     );
     check(
         &event(TtsUsage, json!({"audio_seconds": 1e7})),
-        Rejected {
-            field: "audio_seconds",
-            mentioning: "24 hours",
-        },
+        Rejected { field: "audio_seconds", mentioning: "24 hours" },
     );
 }
 
@@ -449,65 +333,36 @@ fn durations_that_are_negative_or_over_a_day_are_rejected() {
 fn timestamps_more_than_five_minutes_in_the_future_are_rejected() {
     check(
         &event(TurnCompleted, at("2026-11-27T12:05:01Z")),
-        Rejected {
-            field: "timestamp",
-            mentioning: "5 minutes",
-        },
+        Rejected { field: "timestamp", mentioning: "5 minutes" },
     );
     check(
         &event(TurnCompleted, at("2026-11-28T12:00:00Z")),
-        Rejected {
-            field: "timestamp",
-            mentioning: "clock",
-        },
+        Rejected { field: "timestamp", mentioning: "clock" },
     );
 }
 
 #[test]
 fn timestamps_up_to_five_minutes_ahead_are_accepted_for_clock_drift() {
-    check(
-        &event(TurnCompleted, at("2026-11-27T12:05:00Z")),
-        Accepted(TurnCompleted),
-    );
-    check(
-        &event(TurnCompleted, at("2026-11-27T12:03:00Z")),
-        Accepted(TurnCompleted),
-    );
+    check(&event(TurnCompleted, at("2026-11-27T12:05:00Z")), Accepted(TurnCompleted));
+    check(&event(TurnCompleted, at("2026-11-27T12:03:00Z")), Accepted(TurnCompleted));
 }
 
 #[test]
 fn timestamps_before_2020_are_rejected() {
     check(
         &event(CallStarted, at("2019-12-31T23:59:59Z")),
-        Rejected {
-            field: "timestamp",
-            mentioning: "2020",
-        },
+        Rejected { field: "timestamp", mentioning: "2020" },
     );
     check(
         &event(CallStarted, at("1970-01-01T00:00:00Z")),
-        Rejected {
-            field: "timestamp",
-            mentioning: "2020",
-        },
+        Rejected { field: "timestamp", mentioning: "2020" },
     );
 }
 
 #[test]
 fn timestamps_that_are_not_rfc3339_are_rejected_quoting_them() {
-    for text in [
-        "1795780740",
-        "2026-11-27 11:59:00",
-        "yesterday",
-        "2026-11-27T11:59:00",
-    ] {
-        check(
-            &event(CallStarted, at(text)),
-            Rejected {
-                field: "timestamp",
-                mentioning: "RFC 3339",
-            },
-        );
+    for text in ["1795780740", "2026-11-27 11:59:00", "yesterday", "2026-11-27T11:59:00"] {
+        check(&event(CallStarted, at(text)), Rejected { field: "timestamp", mentioning: "RFC 3339" });
         let error = parse_event(&event(CallStarted, at(text)), NOW_MS).unwrap_err();
         assert!(error.message.contains(text), "{error:?}");
     }
@@ -517,10 +372,7 @@ fn timestamps_that_are_not_rfc3339_are_rejected_quoting_them() {
 fn a_timestamp_given_as_a_number_is_rejected_naming_the_field() {
     check(
         &event(CallStarted, json!({"timestamp": 1_795_780_740})),
-        Rejected {
-            field: "timestamp",
-            mentioning: "invalid type",
-        },
+        Rejected { field: "timestamp", mentioning: "invalid type" },
     );
 }
 
@@ -530,37 +382,16 @@ fn a_timestamp_given_as_a_number_is_rejected_naming_the_field() {
 #[test]
 fn an_unknown_type_is_rejected_listing_the_known_ones() {
     let json = event(CallStarted, json!({"type": "call.paused"}));
-    check(
-        &json,
-        Rejected {
-            field: "type",
-            mentioning: "call.paused",
-        },
-    );
-    check(
-        &json,
-        Rejected {
-            field: "type",
-            mentioning: "turn.completed",
-        },
-    );
-    check(
-        &json,
-        Rejected {
-            field: "type",
-            mentioning: "worker.heartbeat",
-        },
-    );
+    check(&json, Rejected { field: "type", mentioning: "call.paused" });
+    check(&json, Rejected { field: "type", mentioning: "turn.completed" });
+    check(&json, Rejected { field: "type", mentioning: "worker.heartbeat" });
 }
 
 #[test]
 fn type_names_are_case_sensitive() {
     check(
         &event(CallStarted, json!({"type": "Call.Started"})),
-        Rejected {
-            field: "type",
-            mentioning: "unknown type",
-        },
+        Rejected { field: "type", mentioning: "unknown type" },
     );
 }
 
@@ -568,74 +399,32 @@ fn type_names_are_case_sensitive() {
 fn an_unknown_field_is_rejected_naming_it_and_pointing_to_attributes() {
     check(
         &event(TurnCompleted, json!({"latency": 850})),
-        Rejected {
-            field: "latency",
-            mentioning: "attributes",
-        },
+        Rejected { field: "latency", mentioning: "attributes" },
     );
     check(
         &event(CallStarted, json!({"customer_tier": "gold"})),
-        Rejected {
-            field: "customer_tier",
-            mentioning: "unknown field",
-        },
+        Rejected { field: "customer_tier", mentioning: "unknown field" },
     );
 }
 
 #[test]
 fn an_unknown_field_is_named_even_when_the_type_is_missing() {
     let json = r#"{"id":"e1","tenant_id":"acme","e2e":850}"#;
-    check(
-        json,
-        Rejected {
-            field: "e2e",
-            mentioning: "unknown field",
-        },
-    );
+    check(json, Rejected { field: "e2e", mentioning: "unknown field" });
 }
 
 #[test]
 fn a_field_of_another_type_is_rejected_naming_it_and_the_type() {
     let cases = [
-        (
-            event(TurnCompleted, json!({"characters": 140})),
-            "characters",
-            "turn.completed",
-        ),
-        (
-            event(CallStarted, json!({"e2e_ms": 850})),
-            "e2e_ms",
-            "call.started",
-        ),
-        (
-            event(SttUsage, json!({"input_tokens": 10})),
-            "input_tokens",
-            "stt.usage",
-        ),
-        (
-            event(TtsUsage, json!({"latency_ms": 10})),
-            "latency_ms",
-            "tts.usage",
-        ),
-        (
-            event(WorkerHeartbeat, json!({"provider": "openai"})),
-            "provider",
-            "worker.heartbeat",
-        ),
-        (
-            event(CircuitBreakerChanged, json!({"status": "completed"})),
-            "status",
-            "circuit_breaker.changed",
-        ),
+        (event(TurnCompleted, json!({"characters": 140})), "characters", "turn.completed"),
+        (event(CallStarted, json!({"e2e_ms": 850})), "e2e_ms", "call.started"),
+        (event(SttUsage, json!({"input_tokens": 10})), "input_tokens", "stt.usage"),
+        (event(TtsUsage, json!({"latency_ms": 10})), "latency_ms", "tts.usage"),
+        (event(WorkerHeartbeat, json!({"provider": "openai"})), "provider", "worker.heartbeat"),
+        (event(CircuitBreakerChanged, json!({"status": "completed"})), "status", "circuit_breaker.changed"),
     ];
     for (json, field, kind) in cases {
-        check(
-            &json,
-            Rejected {
-                field,
-                mentioning: kind,
-            },
-        );
+        check(&json, Rejected { field, mentioning: kind });
     }
 }
 
@@ -643,31 +432,19 @@ fn a_field_of_another_type_is_rejected_naming_it_and_the_type() {
 fn enum_fields_with_unknown_values_are_rejected_listing_the_known_ones() {
     check(
         &event(CallEnded, json!({"status": "done"})),
-        Rejected {
-            field: "status",
-            mentioning: "completed",
-        },
+        Rejected { field: "status", mentioning: "completed" },
     );
     check(
         &event(CallEnded, json!({"ended_by": "caller"})),
-        Rejected {
-            field: "ended_by",
-            mentioning: "user",
-        },
+        Rejected { field: "ended_by", mentioning: "user" },
     );
     check(
         &event(ProviderRequest, json!({"component": "vad"})),
-        Rejected {
-            field: "component",
-            mentioning: "stt",
-        },
+        Rejected { field: "component", mentioning: "stt" },
     );
     check(
         &event(CircuitBreakerChanged, json!({"state": "half-open"})),
-        Rejected {
-            field: "state",
-            mentioning: "half_open",
-        },
+        Rejected { field: "state", mentioning: "half_open" },
     );
 }
 
@@ -677,24 +454,15 @@ fn enum_fields_with_unknown_values_are_rejected_listing_the_known_ones() {
 #[test]
 fn cached_input_tokens_above_input_tokens_are_rejected() {
     check(
-        &event(
-            LlmUsage,
-            json!({"input_tokens": 100, "cached_input_tokens": 101}),
-        ),
-        Rejected {
-            field: "cached_input_tokens",
-            mentioning: "input_tokens",
-        },
+        &event(LlmUsage, json!({"input_tokens": 100, "cached_input_tokens": 101})),
+        Rejected { field: "cached_input_tokens", mentioning: "input_tokens" },
     );
 }
 
 #[test]
 fn parts_of_token_counts_may_equal_the_whole() {
     check(
-        &event(
-            LlmUsage,
-            json!({"input_tokens": 100, "cached_input_tokens": 100, "audio_input_tokens": 100}),
-        ),
+        &event(LlmUsage, json!({"input_tokens": 100, "cached_input_tokens": 100, "audio_input_tokens": 100})),
         Accepted(LlmUsage),
     );
 }
@@ -702,24 +470,12 @@ fn parts_of_token_counts_may_equal_the_whole() {
 #[test]
 fn audio_tokens_above_their_whole_are_rejected() {
     check(
-        &event(
-            LlmUsage,
-            json!({"input_tokens": 10, "audio_input_tokens": 11}),
-        ),
-        Rejected {
-            field: "audio_input_tokens",
-            mentioning: "input_tokens",
-        },
+        &event(LlmUsage, json!({"input_tokens": 10, "audio_input_tokens": 11})),
+        Rejected { field: "audio_input_tokens", mentioning: "input_tokens" },
     );
     check(
-        &event(
-            LlmUsage,
-            json!({"output_tokens": 10, "audio_output_tokens": 11}),
-        ),
-        Rejected {
-            field: "audio_output_tokens",
-            mentioning: "output_tokens",
-        },
+        &event(LlmUsage, json!({"output_tokens": 10, "audio_output_tokens": 11})),
+        Rejected { field: "audio_output_tokens", mentioning: "output_tokens" },
     );
 }
 
@@ -727,47 +483,29 @@ fn audio_tokens_above_their_whole_are_rejected() {
 fn a_successful_request_with_an_error_is_rejected() {
     check(
         &event(ProviderRequest, json!({"ok": true, "error": "timeout"})),
-        Rejected {
-            field: "error",
-            mentioning: "ok",
-        },
+        Rejected { field: "error", mentioning: "ok" },
     );
 }
 
 #[test]
 fn a_failed_request_with_or_without_an_error_is_accepted() {
-    check(
-        &event(ProviderRequest, json!({"ok": false, "error": "timeout"})),
-        Accepted(ProviderRequest),
-    );
-    check(
-        &event(ProviderRequest, json!({"ok": false})),
-        Accepted(ProviderRequest),
-    );
+    check(&event(ProviderRequest, json!({"ok": false, "error": "timeout"})), Accepted(ProviderRequest));
+    check(&event(ProviderRequest, json!({"ok": false})), Accepted(ProviderRequest));
 }
 
 #[test]
 fn heartbeats_with_impossible_resources_are_rejected() {
     check(
         &event(WorkerHeartbeat, json!({"memory_limit_bytes": 0})),
-        Rejected {
-            field: "memory_limit_bytes",
-            mentioning: "above 0",
-        },
+        Rejected { field: "memory_limit_bytes", mentioning: "above 0" },
     );
     check(
         &event(WorkerHeartbeat, json!({"cpu_percent": -1.0})),
-        Rejected {
-            field: "cpu_percent",
-            mentioning: "percent",
-        },
+        Rejected { field: "cpu_percent", mentioning: "percent" },
     );
     check(
         &event(WorkerHeartbeat, json!({"cpu_percent": 6400.5})),
-        Rejected {
-            field: "cpu_percent",
-            mentioning: "6400",
-        },
+        Rejected { field: "cpu_percent", mentioning: "6400" },
     );
 }
 
@@ -778,17 +516,11 @@ fn heartbeats_with_impossible_resources_are_rejected() {
 fn a_number_given_as_a_string_is_rejected_naming_the_field() {
     check(
         &event(TurnCompleted, json!({"e2e_ms": "850"})),
-        Rejected {
-            field: "e2e_ms",
-            mentioning: "invalid type",
-        },
+        Rejected { field: "e2e_ms", mentioning: "invalid type" },
     );
     check(
         &event(LlmUsage, json!({"input_tokens": "1200"})),
-        Rejected {
-            field: "input_tokens",
-            mentioning: "invalid type",
-        },
+        Rejected { field: "input_tokens", mentioning: "invalid type" },
     );
 }
 
@@ -796,24 +528,15 @@ fn a_number_given_as_a_string_is_rejected_naming_the_field() {
 fn counts_that_are_negative_or_fractional_are_rejected_naming_the_field() {
     check(
         &event(LlmUsage, json!({"output_tokens": -1})),
-        Rejected {
-            field: "output_tokens",
-            mentioning: "-1",
-        },
+        Rejected { field: "output_tokens", mentioning: "-1" },
     );
     check(
         &event(TurnCompleted, json!({"turn_index": 1.5})),
-        Rejected {
-            field: "turn_index",
-            mentioning: "1.5",
-        },
+        Rejected { field: "turn_index", mentioning: "1.5" },
     );
     check(
         &event(TtsUsage, json!({"characters": true})),
-        Rejected {
-            field: "characters",
-            mentioning: "invalid type",
-        },
+        Rejected { field: "characters", mentioning: "invalid type" },
     );
 }
 
@@ -821,10 +544,7 @@ fn counts_that_are_negative_or_fractional_are_rejected_naming_the_field() {
 fn a_boolean_given_as_a_string_is_rejected_naming_the_field() {
     check(
         &event(ProviderRequest, json!({"ok": "true"})),
-        Rejected {
-            field: "ok",
-            mentioning: "invalid type",
-        },
+        Rejected { field: "ok", mentioning: "invalid type" },
     );
 }
 
@@ -832,10 +552,7 @@ fn a_boolean_given_as_a_string_is_rejected_naming_the_field() {
 fn a_non_text_attribute_is_rejected_naming_its_key() {
     check(
         &event(CallStarted, json!({"attributes": {"tier": 1}})),
-        Rejected {
-            field: "attributes.tier",
-            mentioning: "invalid type",
-        },
+        Rejected { field: "attributes.tier", mentioning: "invalid type" },
     );
 }
 
@@ -844,121 +561,58 @@ fn too_many_or_too_long_attributes_are_rejected() {
     let many: Map<String, Value> = (0..33).map(|i| (format!("k{i}"), json!("v"))).collect();
     check(
         &event(CallStarted, json!({"attributes": many})),
-        Rejected {
-            field: "attributes",
-            mentioning: "32",
-        },
+        Rejected { field: "attributes", mentioning: "32" },
     );
     let long_value = "x".repeat(257);
     check(
         &event(CallStarted, json!({"attributes": {"note": long_value}})),
-        Rejected {
-            field: "attributes.note",
-            mentioning: "256",
-        },
+        Rejected { field: "attributes.note", mentioning: "256" },
     );
 }
 
 #[test]
 fn overlong_or_control_character_text_is_rejected() {
-    check(
-        &event(CallStarted, json!({"id": "e".repeat(129)})),
-        Rejected {
-            field: "id",
-            mentioning: "128",
-        },
-    );
+    check(&event(CallStarted, json!({"id": "e".repeat(129)})), Rejected { field: "id", mentioning: "128" });
     check(
         &event(CallStarted, json!({"agent_id": "bot\u{0007}"})),
-        Rejected {
-            field: "agent_id",
-            mentioning: "control",
-        },
+        Rejected { field: "agent_id", mentioning: "control" },
     );
 }
 
 #[test]
 fn text_that_is_not_json_is_rejected_as_a_whole() {
-    check(
-        "{\"id\": ",
-        RejectedWhole {
-            mentioning: NOT_JSON,
-        },
-    );
-    check(
-        "not json",
-        RejectedWhole {
-            mentioning: NOT_JSON,
-        },
-    );
+    check("{\"id\": ", RejectedWhole { mentioning: NOT_JSON });
+    check("not json", RejectedWhole { mentioning: NOT_JSON });
 }
 
 #[test]
 fn a_json_scalar_is_rejected_as_a_whole_for_not_being_an_object() {
-    check(
-        "42",
-        RejectedWhole {
-            mentioning: "JSON object",
-        },
-    );
-    check(
-        "\"turn.completed\"",
-        RejectedWhole {
-            mentioning: "JSON object",
-        },
-    );
-    check(
-        "null",
-        RejectedWhole {
-            mentioning: "JSON object",
-        },
-    );
+    check("42", RejectedWhole { mentioning: "JSON object" });
+    check("\"turn.completed\"", RejectedWhole { mentioning: "JSON object" });
+    check("null", RejectedWhole { mentioning: "JSON object" });
 }
 
 #[test]
 fn a_json_array_is_rejected_as_a_whole_for_not_being_an_object() {
-    check(
-        "[]",
-        RejectedWhole {
-            mentioning: "JSON object",
-        },
-    );
-    check(
-        "[1, 2]",
-        RejectedWhole {
-            mentioning: "JSON object",
-        },
-    );
+    check("[]", RejectedWhole { mentioning: "JSON object" });
+    check("[1, 2]", RejectedWhole { mentioning: "JSON object" });
 }
 
 #[test]
 fn an_array_of_positional_values_is_not_accepted_as_an_event() {
     // serde reads a struct from a sequence too: an array with one value per wire field,
     // in declaration order, must still be refused, as events are objects.
-    let mut positional = vec![
-        json!("evt-1"),
-        json!("call.started"),
-        json!(ONE_MINUTE_AGO),
-        json!("acme"),
-        json!("call-1"),
-    ];
+    let mut positional =
+        vec![json!("evt-1"), json!("call.started"), json!(ONE_MINUTE_AGO), json!("acme"), json!("call-1")];
     positional.resize(45, Value::Null);
-    check(
-        &Value::Array(positional).to_string(),
-        RejectedWhole {
-            mentioning: "JSON object",
-        },
-    );
+    check(&Value::Array(positional).to_string(), RejectedWhole { mentioning: "JSON object" });
 }
 
 #[test]
 fn a_duplicate_field_is_rejected_naming_it() {
     check(
         r#"{"id":"e1","id":"e2","type":"call.started","timestamp":"2026-11-27T11:59:00Z","tenant_id":"acme","call_id":"c1"}"#,
-        Rejected {
-            field: "id",
-            mentioning: "duplicate",
-        },
+        Rejected { field: "id", mentioning: "duplicate" },
     );
 }
 

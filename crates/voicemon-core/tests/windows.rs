@@ -45,22 +45,9 @@ fn query_times_are_read_as_rfc3339_or_unix_seconds() {
 
 #[test]
 fn query_times_that_are_neither_rfc3339_nor_unix_seconds_are_refused_quoting_them() {
-    for text in [
-        "",
-        "yesterday",
-        "now-1h",
-        "2026-11-27",
-        "2026-11-27 12:00:00",
-        "-5",
-        "NaN",
-        "inf",
-        "12:00",
-    ] {
-        assert_eq!(
-            parse_time(text),
-            Err(WindowError::BadTime(text.trim().to_owned())),
-            "{text:?}"
-        );
+    for text in ["", "yesterday", "now-1h", "2026-11-27", "2026-11-27 12:00:00", "-5", "NaN", "inf", "12:00"]
+    {
+        assert_eq!(parse_time(text), Err(WindowError::BadTime(text.trim().to_owned())), "{text:?}");
     }
 }
 
@@ -68,9 +55,7 @@ fn query_times_that_are_neither_rfc3339_nor_unix_seconds_are_refused_quoting_the
 fn a_bad_time_error_says_what_is_expected() {
     let message = parse_time("yesterday").unwrap_err().to_string();
     assert!(
-        message.contains("yesterday")
-            && message.contains("RFC 3339")
-            && message.contains("unix seconds"),
+        message.contains("yesterday") && message.contains("RFC 3339") && message.contains("unix seconds"),
         "{message}"
     );
 }
@@ -79,11 +64,7 @@ fn a_bad_time_error_says_what_is_expected() {
 fn unix_seconds_too_large_for_milliseconds_are_refused() {
     // 1e16 s is 1e19 ms, beyond i64: it must not silently become i64::MAX.
     for text in ["1e16", "10000000000000000", "1e300"] {
-        assert_eq!(
-            parse_time(text),
-            Err(WindowError::BadTime(text.to_owned())),
-            "{text:?}"
-        );
+        assert_eq!(parse_time(text), Err(WindowError::BadTime(text.to_owned())), "{text:?}");
     }
 }
 
@@ -96,16 +77,10 @@ fn a_query_to_the_far_future_is_an_error_not_a_panic() {
         })
     })
     .map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let message = payload.downcast_ref::<&str>().map(|s| s.to_string()).unwrap_or_default();
         format!("panicked: {message}")
     });
-    assert!(
-        matches!(outcome, Ok(Err(_))),
-        "expected an error, got {outcome:?}"
-    );
+    assert!(matches!(outcome, Ok(Err(_))), "expected an error, got {outcome:?}");
 }
 
 #[test]
@@ -140,9 +115,7 @@ fn durations_are_read_with_their_unit() {
 
 #[test]
 fn durations_without_a_number_or_with_an_unknown_unit_are_refused_quoting_them() {
-    for text in [
-        "", "m", "5x", "5 m", "5M", "1.5h", "-5m", "5mm", "h1", "1y", "PT5M",
-    ] {
+    for text in ["", "m", "5x", "5 m", "5M", "1.5h", "-5m", "5mm", "h1", "1y", "PT5M"] {
         assert_eq!(
             parse_duration_ms(text),
             Err(WindowError::BadDuration(text.trim().to_owned())),
@@ -153,16 +126,8 @@ fn durations_without_a_number_or_with_an_unknown_unit_are_refused_quoting_them()
 
 #[test]
 fn durations_that_overflow_are_refused() {
-    for text in [
-        "99999999999999999w",
-        "9223372036854775807s",
-        "99999999999999999999ms",
-    ] {
-        assert_eq!(
-            parse_duration_ms(text),
-            Err(WindowError::BadDuration(text.to_owned())),
-            "{text:?}"
-        );
+    for text in ["99999999999999999w", "9223372036854775807s", "99999999999999999999ms"] {
+        assert_eq!(parse_duration_ms(text), Err(WindowError::BadDuration(text.to_owned())), "{text:?}");
     }
     assert_eq!(parse_duration_ms("9223372036854775807ms"), Ok(i64::MAX));
 }
@@ -172,10 +137,7 @@ fn durations_that_overflow_are_refused() {
 
 #[test]
 fn with_neither_from_nor_to_the_range_is_the_default_before_now() {
-    assert_eq!(
-        TimeRange::resolve(None, None, NOW_MS, HOUR_MS),
-        Ok(range(NOW_MS - HOUR_MS, NOW_MS))
-    );
+    assert_eq!(TimeRange::resolve(None, None, NOW_MS, HOUR_MS), Ok(range(NOW_MS - HOUR_MS, NOW_MS)));
 }
 
 #[test]
@@ -198,12 +160,7 @@ fn with_only_from_the_range_runs_to_now() {
 #[test]
 fn with_both_the_default_is_ignored_and_the_forms_may_mix() {
     assert_eq!(
-        TimeRange::resolve(
-            Some("1795773600"),
-            Some("2026-11-27T11:00:00Z"),
-            NOW_MS,
-            5 * MINUTE_MS
-        ),
+        TimeRange::resolve(Some("1795773600"), Some("2026-11-27T11:00:00Z"), NOW_MS, 5 * MINUTE_MS),
         Ok(range(on_the_27th(10, 0, 0), on_the_27th(11, 0, 0)))
     );
 }
@@ -222,10 +179,7 @@ fn a_range_whose_from_is_not_before_to_is_empty() {
         TimeRange::resolve(Some("2026-11-27T12:30:00Z"), None, NOW_MS, HOUR_MS),
         Err(WindowError::Empty)
     );
-    assert_eq!(
-        TimeRange::resolve(None, None, NOW_MS, 0),
-        Err(WindowError::Empty)
-    );
+    assert_eq!(TimeRange::resolve(None, None, NOW_MS, 0), Err(WindowError::Empty));
 }
 
 #[test]
@@ -290,20 +244,11 @@ fn steps_are_aligned_to_multiples_of_the_step_since_the_epoch() {
     let from = on_the_27th(10, 7, 30);
     let to = on_the_27th(11, 0, 0);
     let five_minutes = range(from, to).steps(5 * MINUTE_MS).unwrap();
-    let expected: Vec<i64> = (0..11)
-        .map(|i| on_the_27th(10, 5, 0) + i * 5 * MINUTE_MS)
-        .collect();
+    let expected: Vec<i64> = (0..11).map(|i| on_the_27th(10, 5, 0) + i * 5 * MINUTE_MS).collect();
     assert_eq!(five_minutes, expected);
 
     let hourly = range(from, on_the_27th(12, 30, 0)).steps(HOUR_MS).unwrap();
-    assert_eq!(
-        hourly,
-        vec![
-            on_the_27th(10, 0, 0),
-            on_the_27th(11, 0, 0),
-            on_the_27th(12, 0, 0)
-        ]
-    );
+    assert_eq!(hourly, vec![on_the_27th(10, 0, 0), on_the_27th(11, 0, 0), on_the_27th(12, 0, 0)]);
 
     let daily = range(from, on_the_27th(10, 8, 0)).steps(DAY_MS).unwrap();
     assert_eq!(daily, vec![on_the_27th(0, 0, 0)]);
@@ -311,9 +256,7 @@ fn steps_are_aligned_to_multiples_of_the_step_since_the_epoch() {
 
 #[test]
 fn a_range_on_step_boundaries_has_no_extra_step() {
-    let steps = range(on_the_27th(10, 0, 0), on_the_27th(11, 0, 0))
-        .steps(MINUTE_MS)
-        .unwrap();
+    let steps = range(on_the_27th(10, 0, 0), on_the_27th(11, 0, 0)).steps(MINUTE_MS).unwrap();
     assert_eq!(steps.len(), 60);
     assert_eq!(steps.first(), Some(&on_the_27th(10, 0, 0)));
     assert_eq!(steps.last(), Some(&on_the_27th(10, 59, 0)));
@@ -321,10 +264,7 @@ fn a_range_on_step_boundaries_has_no_extra_step() {
 
 #[test]
 fn steps_before_the_epoch_align_downwards() {
-    assert_eq!(
-        range(-90_000, 0).steps(MINUTE_MS),
-        Ok(vec![-120_000, -60_000])
-    );
+    assert_eq!(range(-90_000, 0).steps(MINUTE_MS), Ok(vec![-120_000, -60_000]));
 }
 
 #[test]
@@ -338,32 +278,16 @@ fn steps_that_are_not_whole_minutes_are_refused() {
 #[test]
 fn more_than_max_steps_is_refused_with_the_count() {
     let at_the_limit = range(NOW_MS - MAX_STEPS * MINUTE_MS, NOW_MS);
-    assert_eq!(
-        at_the_limit.steps(MINUTE_MS).map(|s| s.len()),
-        Ok(MAX_STEPS as usize)
-    );
+    assert_eq!(at_the_limit.steps(MINUTE_MS).map(|s| s.len()), Ok(MAX_STEPS as usize));
 
     let one_over = range(NOW_MS - (MAX_STEPS + 1) * MINUTE_MS, NOW_MS);
-    assert_eq!(
-        one_over.steps(MINUTE_MS),
-        Err(WindowError::TooManySteps {
-            steps: MAX_STEPS + 1
-        })
-    );
+    assert_eq!(one_over.steps(MINUTE_MS), Err(WindowError::TooManySteps { steps: MAX_STEPS + 1 }));
     // A larger step makes the same range fine.
-    assert_eq!(
-        one_over.steps(2 * MINUTE_MS).map(|s| s.len()),
-        Ok(MAX_STEPS as usize / 2 + 1)
-    );
+    assert_eq!(one_over.steps(2 * MINUTE_MS).map(|s| s.len()), Ok(MAX_STEPS as usize / 2 + 1));
 
     let a_year = range(NOW_MS - 365 * DAY_MS, NOW_MS);
     let error = a_year.steps(MINUTE_MS).unwrap_err();
-    assert_eq!(
-        error,
-        WindowError::TooManySteps {
-            steps: 365 * 24 * 60
-        }
-    );
+    assert_eq!(error, WindowError::TooManySteps { steps: 365 * 24 * 60 });
     assert!(error.to_string().contains("larger step"), "{error}");
 }
 
@@ -378,11 +302,7 @@ fn the_default_step_gives_about_sixty_points_in_whole_minutes() {
         (90 * MINUTE_MS, MINUTE_MS),
     ];
     for (length, step) in cases {
-        assert_eq!(
-            default_step_ms(&range(NOW_MS - length, NOW_MS)),
-            step,
-            "range of {length} ms"
-        );
+        assert_eq!(default_step_ms(&range(NOW_MS - length, NOW_MS)), step, "range of {length} ms");
     }
 }
 

@@ -42,15 +42,8 @@ pub struct KeyRing {
 impl KeyRing {
     pub async fn load(store: Arc<dyn Store>, loopback_only: bool) -> Result<KeyRing, StoreError> {
         let by_hash = fetch(&store).await?;
-        let ring = Ring {
-            by_hash,
-            loaded_at: Instant::now(),
-        };
-        Ok(KeyRing {
-            store,
-            ring: Arc::new(RwLock::new(ring)),
-            loopback_only,
-        })
+        let ring = Ring { by_hash, loaded_at: Instant::now() };
+        Ok(KeyRing { store, ring: Arc::new(RwLock::new(ring)), loopback_only })
     }
 
     pub fn is_open(&self) -> bool {
@@ -61,14 +54,8 @@ impl KeyRing {
     pub async fn reload(&self) {
         match fetch(&self.store).await {
             Ok(by_hash) => {
-                let mut ring = self
-                    .ring
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                *ring = Ring {
-                    by_hash,
-                    loaded_at: Instant::now(),
-                };
+                let mut ring = self.ring.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                *ring = Ring { by_hash, loaded_at: Instant::now() };
             }
             Err(err) => {
                 tracing::warn!(error = %err, "could not reload api keys; keeping the old ones")
@@ -77,10 +64,7 @@ impl KeyRing {
     }
 
     fn read_ring<T>(&self, f: impl FnOnce(&Ring) -> T) -> T {
-        f(&self
-            .ring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        f(&self.ring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// Identifies the caller from the `Authorization: Bearer …` header.
@@ -89,16 +73,13 @@ impl KeyRing {
         if self.is_open() {
             if !self.loopback_only {
                 return Err(ApiError::Unauthorized(
-                    "no api key is active on this server; create one with `voicemon keys create`"
-                        .into(),
+                    "no api key is active on this server; create one with `voicemon keys create`".into(),
                 ));
             }
             return Ok(Principal::Open);
         }
         let Some(token) = token else {
-            return Err(ApiError::Unauthorized(
-                "send an api key as `Authorization: Bearer <key>`".into(),
-            ));
+            return Err(ApiError::Unauthorized("send an api key as `Authorization: Bearer <key>`".into()));
         };
         let hash = hash_key(token);
         if let Some(key) = self.read_ring(|ring| ring.by_hash.get(&hash).cloned()) {
@@ -110,9 +91,7 @@ impl KeyRing {
                 return Ok(Principal::Key(key));
             }
         }
-        Err(ApiError::Unauthorized(
-            "the api key is unknown or revoked".into(),
-        ))
+        Err(ApiError::Unauthorized("the api key is unknown or revoked".into()))
     }
 }
 
@@ -124,17 +103,11 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("the authorization header is not text".into()))?;
-    match value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    {
+    let value =
+        value.to_str().map_err(|_| ApiError::Unauthorized("the authorization header is not text".into()))?;
+    match value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
         Some(token) => Ok(Some(token.trim())),
-        None => Err(ApiError::Unauthorized(
-            "use `Authorization: Bearer <key>`".into(),
-        )),
+        None => Err(ApiError::Unauthorized("use `Authorization: Bearer <key>`".into())),
     }
 }
 
@@ -157,9 +130,7 @@ impl Principal {
     /// Ingest keys and admin keys may write; checked before the body is read.
     pub fn check_may_write(&self) -> Result<(), ApiError> {
         if self.key_role() == Some(Role::Read) {
-            return Err(ApiError::Forbidden(
-                "a read key cannot send events; use an ingest key".into(),
-            ));
+            return Err(ApiError::Forbidden("a read key cannot send events; use an ingest key".into()));
         }
         Ok(())
     }
@@ -168,9 +139,9 @@ impl Principal {
     pub fn check_write(&self, tenant_id: &str) -> Result<(), ApiError> {
         self.check_may_write()?;
         match self.tenant() {
-            Some(own) if own != tenant_id => Err(ApiError::Forbidden(format!(
-                "this key writes tenant `{own}` only, not `{tenant_id}`"
-            ))),
+            Some(own) if own != tenant_id => {
+                Err(ApiError::Forbidden(format!("this key writes tenant `{own}` only, not `{tenant_id}`")))
+            }
             _ => Ok(()),
         }
     }
@@ -179,14 +150,12 @@ impl Principal {
     /// requested tenant, the key's own when none was requested, or `None` for all.
     pub fn read_scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
         if self.key_role() == Some(Role::Ingest) {
-            return Err(ApiError::Forbidden(
-                "an ingest key cannot read metrics; use a read key".into(),
-            ));
+            return Err(ApiError::Forbidden("an ingest key cannot read metrics; use a read key".into()));
         }
         match (self.tenant(), requested) {
-            (Some(own), Some(asked)) if own != asked => Err(ApiError::Forbidden(format!(
-                "this key reads tenant `{own}` only, not `{asked}`"
-            ))),
+            (Some(own), Some(asked)) if own != asked => {
+                Err(ApiError::Forbidden(format!("this key reads tenant `{own}` only, not `{asked}`")))
+            }
             (Some(own), _) => Ok(Some(own.to_owned())),
             (None, asked) => Ok(asked.map(str::to_owned)),
         }

@@ -50,10 +50,7 @@ pub struct IngestSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -63,14 +60,10 @@ pub enum ConfigError {
 impl FileConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: FileConfig = toml::from_str(&text).map_err(|err| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: err.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: FileConfig = toml::from_str(&text)
+            .map_err(|err| ConfigError::Invalid { path: path.to_owned(), message: err.to_string() })?;
         config.ingest.writer_config(&WriterConfig::default())?;
         config.ingest.durability()?;
         if config.server.max_body_bytes == Some(0) {
@@ -84,10 +77,8 @@ impl FileConfig {
 }
 
 pub fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text).map_err(|err| ConfigError::Value {
-        key,
-        message: format!("`{text}` is not a duration ({err})"),
-    })
+    humantime::parse_duration(text)
+        .map_err(|err| ConfigError::Value { key, message: format!("`{text}` is not a duration ({err})") })
 }
 
 impl IngestSection {

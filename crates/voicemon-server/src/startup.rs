@@ -53,10 +53,7 @@ pub enum StartError {
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A built application, listening but not yet serving.
@@ -69,53 +66,28 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(
-        config: ServeConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Application, StartError> {
+    pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
         let data_dir = config.data_dir.clone();
-        let sqlite =
-            tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config.durability))
-                .await
-                .map_err(|err| StoreError::Internal(err.to_string()))??;
+        let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config.durability))
+            .await
+            .map_err(|err| StoreError::Internal(err.to_string()))??;
         let data_path = sqlite.path().to_owned();
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let has_keys = !store.active_key_hashes().await?.is_empty();
         let ip = choose_bind(config.bind, has_keys);
         let addr = SocketAddr::new(ip, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let keys = KeyRing::load(Arc::clone(&store), ip.is_loopback()).await?;
         let telemetry = Telemetry::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (writer, writer_task) = BatchWriter::spawn(
-            Arc::clone(&store),
-            config.writer,
-            telemetry.clone(),
-            shutdown_rx,
-        );
-        let state = AppState {
-            store,
-            writer,
-            keys,
-            clock,
-            telemetry,
-            max_body_bytes: config.max_body_bytes,
-        };
-        Ok(Application {
-            listener,
-            state,
-            writer_task,
-            shutdown,
-            data_path,
-        })
+        let (writer, writer_task) =
+            BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);
+        let state = AppState { store, writer, keys, clock, telemetry, max_body_bytes: config.max_body_bytes };
+        Ok(Application { listener, state, writer_task, shutdown, data_path })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Where the embedded store's file is.
@@ -129,17 +101,8 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then shuts down in order.
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let Application {
-            listener,
-            state,
-            writer_task,
-            shutdown,
-            ..
-        } = self;
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application { listener, state, writer_task, shutdown, .. } = self;
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
         let app = router(state);
         let stop = shutdown.clone();

@@ -47,11 +47,7 @@ impl Telemetry {
             events.clone(),
         );
         let flushes = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "voicemon_store_flushes",
-            "Group commits by outcome: ok, error",
-            flushes.clone(),
-        );
+        registry.register("voicemon_store_flushes", "Group commits by outcome: ok, error", flushes.clone());
         let flush_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "voicemon_store_flush_duration_seconds",
@@ -59,24 +55,12 @@ impl Telemetry {
             flush_seconds.clone(),
         );
         let flush_events = Histogram::new(exponential_buckets(1.0, 4.0, 10));
-        registry.register(
-            "voicemon_store_flush_events",
-            "Events in one group commit",
-            flush_events.clone(),
-        );
-        Telemetry {
-            registry: Arc::new(registry),
-            events,
-            flushes,
-            flush_seconds,
-            flush_events,
-        }
+        registry.register("voicemon_store_flush_events", "Events in one group commit", flush_events.clone());
+        Telemetry { registry: Arc::new(registry), events, flushes, flush_seconds, flush_events }
     }
 
     pub fn events(&self, outcome: &'static str, count: usize) {
-        self.events
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc_by(count as u64);
+        self.events.get_or_create(&OutcomeLabel { outcome }).inc_by(count as u64);
     }
 
     pub fn flush(&self, ok: bool, events: usize, took: Duration) {

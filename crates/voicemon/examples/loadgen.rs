@@ -12,9 +12,7 @@
 use std::time::{Duration, Instant};
 
 fn arg<T: std::str::FromStr>(args: &[String], index: usize, default: T) -> T {
-    args.get(index)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
+    args.get(index).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
 fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_ms: i64) -> String {
@@ -24,9 +22,7 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
     let mut out = String::with_capacity(size * 260);
     for i in 0..size {
         let n = batch * size + i;
-        let ts = voicemon_core::window::format_time(
-            now_ms - span_ms + (n as i64 * span_ms) / total as i64,
-        );
+        let ts = voicemon_core::window::format_time(now_ms - span_ms + (n as i64 * span_ms) / total as i64);
         let tenant = n % tenants;
         let call = n / 8;
         // Deterministic spread of latencies: 300 ms .. ~2.3 s, skewed low.
@@ -56,10 +52,7 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let url = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "http://127.0.0.1:3001".into());
+    let url = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:3001".into());
     let events: usize = arg(&args, 2, 1_000_000);
     let batch_size: usize = arg(&args, 3, 5_000);
     let connections: usize = arg(&args, 4, 4);
@@ -69,9 +62,8 @@ async fn main() {
     let batches = events / batch_size;
 
     eprintln!("generating {batches} bodies of {batch_size} events…");
-    let bodies: Vec<String> = (0..batches)
-        .map(|b| body(b, batch_size, events, days, tenants, now_ms))
-        .collect();
+    let bodies: Vec<String> =
+        (0..batches).map(|b| body(b, batch_size, events, days, tenants, now_ms)).collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let client = reqwest::Client::new();
@@ -116,18 +108,9 @@ async fn main() {
 
     let from = voicemon_core::window::format_time(now_ms - days * 86_400_000 - 60_000);
     for (label, query) in [
-        (
-            "one tenant, whole range, 1d steps",
-            format!("tenant_id=t0&from={from}&step=1d"),
-        ),
-        (
-            "one tenant, whole range, 1h steps",
-            format!("tenant_id=t0&from={from}&step=1h"),
-        ),
-        (
-            "all tenants, whole range, 1d steps",
-            format!("from={from}&step=1d"),
-        ),
+        ("one tenant, whole range, 1d steps", format!("tenant_id=t0&from={from}&step=1d")),
+        ("one tenant, whole range, 1h steps", format!("tenant_id=t0&from={from}&step=1h")),
+        ("all tenants, whole range, 1d steps", format!("from={from}&step=1d")),
     ] {
         let mut times = Vec::new();
         let mut count = 0;

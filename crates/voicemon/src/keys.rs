@@ -12,12 +12,7 @@ use voicemon_store::{NewApiKey, Store};
 #[derive(Args, Debug)]
 pub struct KeysArgs {
     /// The data directory of the voicemon whose keys to manage.
-    #[arg(
-        long,
-        env = "VOICEMON_DATA_DIR",
-        default_value = "./voicemon-data",
-        global = true
-    )]
+    #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data", global = true)]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: KeysCommand,
@@ -58,10 +53,7 @@ pub async fn run(args: KeysArgs) -> Result<()> {
                 bail!("unknown role `{role}`; expected ingest, read or admin");
             };
             if tenant.is_none() && role != Role::Admin {
-                bail!(
-                    "an {} key needs --tenant; only admin keys may span every tenant",
-                    role.as_str()
-                );
+                bail!("an {} key needs --tenant; only admin keys may span every tenant", role.as_str());
             }
             let secret = new_secret();
             let prefix = secret[..KEY_PREFIX.len() + 8].to_owned();

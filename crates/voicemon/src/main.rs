@@ -119,16 +119,12 @@ struct SimulateArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Simulate(args) => simulate_command(args).await,
-            Command::Config {
-                command: ConfigCommand::Check { config },
-            } => config_check(&config),
+            Command::Config { command: ConfigCommand::Check { config } } => config_check(&config),
             Command::Keys(args) => keys::run(args).await,
         }
     })
@@ -137,9 +133,7 @@ fn main() -> Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -155,11 +149,7 @@ fn load_file_config(path: &Path) -> Result<FileConfig> {
 }
 
 fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
-    let default_dir = if args.demo {
-        "./voicemon-demo-data"
-    } else {
-        "./voicemon-data"
-    };
+    let default_dir = if args.demo { "./voicemon-demo-data" } else { "./voicemon-data" };
     let data_dir = args
         .data_dir
         .clone()
@@ -168,10 +158,8 @@ fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
     let mut config = ServeConfig::new(data_dir);
     config.port = args.port.or(file.server.port).unwrap_or(config.port);
     config.bind = args.bind.or(file.server.bind);
-    config.max_body_bytes = args
-        .max_body_bytes
-        .or(file.server.max_body_bytes)
-        .unwrap_or(config.max_body_bytes);
+    config.max_body_bytes =
+        args.max_body_bytes.or(file.server.max_body_bytes).unwrap_or(config.max_body_bytes);
     config.writer = file.ingest.writer_config(&config.writer)?;
     if let Some(max) = args.batch_max_events {
         anyhow::ensure!(max > 0, "--batch-max-events must be above 0");
@@ -189,9 +177,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
 async fn serve(args: ServeArgs) -> Result<()> {
     let file = load_file_config(&args.config)?;
     let config = serve_config(&args, &file)?;
-    let app = Application::build(config, Arc::new(SystemClock))
-        .await
-        .context("voicemon could not start")?;
+    let app = Application::build(config, Arc::new(SystemClock)).await.context("voicemon could not start")?;
     let addr = app.local_addr();
     tracing::info!(
         "voicemon listening on http://{addr} (data: {}), ingest at POST /v1/events",
@@ -204,16 +190,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let (stop_demo, demo_stopped) = watch::channel(false);
-    let demo = args
-        .demo
-        .then(|| tokio::spawn(run_demo(addr, demo_stopped)));
+    let demo = args.demo.then(|| tokio::spawn(run_demo(addr, demo_stopped)));
     let signal = async move {
         shutdown_signal().await;
         let _ = stop_demo.send(true);
     };
-    app.run_until(signal)
-        .await
-        .context("the HTTP server failed")?;
+    app.run_until(signal).await.context("the HTTP server failed")?;
     if let Some(demo) = demo {
         demo.abort();
     }
@@ -229,10 +211,7 @@ async fn run_demo(addr: std::net::SocketAddr, stop: watch::Receiver<bool>) {
     };
     tracing::info!("demo: simulating voice traffic (15 minutes of history, then live)");
     match simulate::run(options, stop, |_| {}).await {
-        Ok(summary) => tracing::info!(
-            "demo simulator stopped: {} events sent",
-            summary.events_sent
-        ),
+        Ok(summary) => tracing::info!("demo simulator stopped: {} events sent", summary.events_sent),
         Err(err) => tracing::warn!(error = %err, "demo simulator stopped"),
     }
 }
@@ -319,22 +298,13 @@ fn config_check(path: &Path) -> Result<()> {
     println!("  port:              {}", config.port);
     println!(
         "  bind:              {}",
-        config
-            .bind
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "0.0.0.0 with keys, 127.0.0.1 without".into())
+        config.bind.map(|ip| ip.to_string()).unwrap_or_else(|| "0.0.0.0 with keys, 127.0.0.1 without".into())
     );
     println!("  data_dir:          {}", config.data_dir.display());
     println!("  max_body_bytes:    {}", config.max_body_bytes);
     println!("  batch_max_events:  {}", config.writer.max_events);
-    println!(
-        "  flush_interval:    {}",
-        humantime::format_duration(config.writer.max_wait)
-    );
-    println!(
-        "  flush_linger:      {}",
-        humantime::format_duration(config.writer.linger)
-    );
+    println!("  flush_interval:    {}", humantime::format_duration(config.writer.max_wait));
+    println!("  flush_linger:      {}", humantime::format_duration(config.writer.linger));
     println!("  durability:        {:?}", config.durability);
     Ok(())
 }

@@ -34,22 +34,13 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = found.send(addr);
                 }
             }
         });
-        let addr = address
-            .recv_timeout(Duration::from_secs(30))
-            .expect("voicemon says where it listens");
-        Server {
-            child,
-            base: format!("http://{addr}"),
-        }
+        let addr = address.recv_timeout(Duration::from_secs(30)).expect("voicemon says where it listens");
+        Server { child, base: format!("http://{addr}") }
     }
 
     fn url(&self, path: &str) -> String {
@@ -63,10 +54,7 @@ impl Server {
 
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
         self.child.wait().expect("voicemon exits")
     }
 }
@@ -79,10 +67,7 @@ impl Drop for Server {
 }
 
 fn now_rfc3339(offset_ms: i64) -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     voicemon_core::window::format_time(ms + offset_ms)
 }
 
@@ -113,9 +98,7 @@ async fn post(
 
 async fn turn_count(client: &reqwest::Client, server: &Server, tenant: &str) -> u64 {
     let body: serde_json::Value = client
-        .get(server.url(&format!(
-            "/metrics/latency?tenant_id={tenant}&from=2020-01-01T00:00:00Z"
-        )))
+        .get(server.url(&format!("/metrics/latency?tenant_id={tenant}&from=2020-01-01T00:00:00Z")))
         .send()
         .await
         .expect("latency answers")
@@ -154,18 +137,11 @@ async fn every_acknowledged_event_survives_sigkill() {
     for sender in senders {
         acknowledged.extend(sender.await.unwrap());
     }
-    assert!(
-        !acknowledged.is_empty(),
-        "some batches were acknowledged before the kill"
-    );
+    assert!(!acknowledged.is_empty(), "some batches were acknowledged before the kill");
 
     let server = Server::start(data.path(), &[]);
     for tenant in &acknowledged {
-        assert_eq!(
-            turn_count(&client, &server, tenant).await,
-            50,
-            "acknowledged batch {tenant} is complete"
-        );
+        assert_eq!(turn_count(&client, &server, tenant).await, 50, "acknowledged batch {tenant} is complete");
     }
 }
 
@@ -174,68 +150,39 @@ async fn sigterm_flushes_a_lingering_group_and_exits_zero() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(
         data.path(),
-        &[
-            "--flush-linger",
-            "30s",
-            "--flush-interval",
-            "60s",
-            "--batch-max-events",
-            "1000",
-        ],
+        &["--flush-linger", "30s", "--flush-interval", "60s", "--batch-max-events", "1000"],
     );
     let client = reqwest::Client::new();
     let base = server.base.clone();
     let pending = tokio::spawn({
         let client = client.clone();
-        async move {
-            post(&client, &base, turns_ndjson("lingering", 7))
-                .await
-                .map(|r| r.status().as_u16())
-        }
+        async move { post(&client, &base, turns_ndjson("lingering", 7)).await.map(|r| r.status().as_u16()) }
     });
     // The request is now waiting in the writer's lingering group.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!pending.is_finished(), "the group lingers until shutdown");
-    let status = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert_eq!(pending.await.unwrap().expect("the request completes"), 202);
-    assert!(
-        status.success(),
-        "voicemon exits 0 on SIGTERM, got {status}"
-    );
+    assert!(status.success(), "voicemon exits 0 on SIGTERM, got {status}");
 
     let server = Server::start(data.path(), &[]);
     assert_eq!(turn_count(&client, &server, "lingering").await, 7);
 }
 
 fn voicemon(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("VOICEMON_DATA_DIR", data_dir)
-        .output()
-        .expect("voicemon runs")
+    Command::new(BIN).args(args).env("VOICEMON_DATA_DIR", data_dir).output().expect("voicemon runs")
 }
 
 #[test]
 fn keys_are_created_listed_and_revoked_and_only_hashes_are_stored() {
     let data = tempfile::tempdir().unwrap();
     let created = voicemon(
-        &[
-            "keys", "create", "--role", "ingest", "--tenant", "acme", "--name", "worker",
-        ],
+        &["keys", "create", "--role", "ingest", "--tenant", "acme", "--name", "worker"],
         data.path(),
     );
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let secret = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    assert!(
-        secret.starts_with("vm_") && secret.len() == 67,
-        "secret {secret}"
-    );
+    assert!(secret.starts_with("vm_") && secret.len() == 67, "secret {secret}");
 
     let listed = voicemon(&["keys", "list"], data.path());
     let listing = String::from_utf8(listed.stdout).unwrap();
@@ -247,10 +194,7 @@ fn keys_are_created_listed_and_revoked_and_only_hashes_are_stored() {
 
     let database = std::fs::read(data.path().join("voicemon.sqlite3")).unwrap();
     let needle = &secret.as_bytes()[3..];
-    assert!(
-        !database.windows(needle.len()).any(|w| w == needle),
-        "the secret is not stored"
-    );
+    assert!(!database.windows(needle.len()).any(|w| w == needle), "the secret is not stored");
 
     let prefix = &secret[..11];
     let revoked = voicemon(&["keys", "revoke", prefix], data.path());
@@ -276,42 +220,20 @@ fn config_check_accepts_a_valid_file_and_names_an_unknown_key() {
         "[server]\nport = 4000\n[ingest]\nflush_interval = \"2s\"\nbatch_max_events = 500\n",
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args(["config", "check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&good).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        text.contains("4000") && text.contains("500") && text.contains("2s"),
-        "{text}"
-    );
+    assert!(text.contains("4000") && text.contains("500") && text.contains("2s"), "{text}");
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[server]\nprot = 4000\n").unwrap();
-    let output = Command::new(BIN)
-        .args(["config", "check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&bad).output().unwrap();
     assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("prot"),
-        "names the unknown key"
-    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("prot"), "names the unknown key");
 
     let wrong = dir.path().join("wrong.toml");
     std::fs::write(&wrong, "[ingest]\nflush_interval = \"soon\"\n").unwrap();
-    let output = Command::new(BIN)
-        .args(["config", "check", "--config"])
-        .arg(&wrong)
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&wrong).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("ingest.flush_interval"));
 }

@@ -78,9 +78,7 @@ pub async fn get_calls(
         None => false,
         Some("objective") => true,
         Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "cannot group calls by `{other}`; use by=objective"
-            )))
+            return Err(ApiError::BadRequest(format!("cannot group calls by `{other}`; use by=objective")))
         }
     };
     let tenant = scope.tenant_id.as_deref();
@@ -125,18 +123,11 @@ pub fn summarise(calls: &[EndedCall]) -> CallSummary {
         if status.is_success() {
             successes += 1;
         } else {
-            *reasons
-                .entry(call.ended_reason.as_deref().unwrap_or(NO_REASON))
-                .or_default() += 1;
+            *reasons.entry(call.ended_reason.as_deref().unwrap_or(NO_REASON)).or_default() += 1;
         }
     }
-    let mut failure_reasons: Vec<ReasonCount> = reasons
-        .into_iter()
-        .map(|(reason, count)| ReasonCount {
-            reason: reason.to_owned(),
-            count,
-        })
-        .collect();
+    let mut failure_reasons: Vec<ReasonCount> =
+        reasons.into_iter().map(|(reason, count)| ReasonCount { reason: reason.to_owned(), count }).collect();
     failure_reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     let total = calls.len() as u64;
     let count = |status| by_status.get(&status).copied().unwrap_or(0);

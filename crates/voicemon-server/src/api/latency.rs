@@ -23,12 +23,7 @@ pub struct Percentiles {
 impl Percentiles {
     pub fn of(sketch: &LatencySketch) -> Percentiles {
         let rounded = |q| sketch.quantile(q).map(|v| (v * 100.0).round() / 100.0);
-        Percentiles {
-            count: sketch.count(),
-            p50: rounded(0.50),
-            p95: rounded(0.95),
-            p99: rounded(0.99),
-        }
+        Percentiles { count: sketch.count(), p50: rounded(0.50), p95: rounded(0.95), p99: rounded(0.99) }
     }
 }
 
@@ -110,10 +105,7 @@ pub async fn get_latency(
         to: format_time(range.to_ms),
         step_seconds: step_ms / 1000,
         unit: "ms",
-        estimator: Estimator {
-            name: ESTIMATOR,
-            relative_error: RELATIVE_ACCURACY,
-        },
+        estimator: Estimator { name: ESTIMATOR, relative_error: RELATIVE_ACCURACY },
         overall: Percentiles::of(&overall),
         steps,
     }))
@@ -136,11 +128,7 @@ async fn read_sketches(
             filter.component.as_str()
         )));
     }
-    filter.source = if wants_provider {
-        Source::Usage
-    } else {
-        Source::Turn
-    };
+    filter.source = if wants_provider { Source::Usage } else { Source::Turn };
     let sketches = state.store.latency_sketches(filter, range, resolution).await?;
     if !sketches.is_empty() || wants_provider || per_turn_only {
         return Ok(sketches);
@@ -168,10 +156,7 @@ pub fn merge_into_steps(
     let steps = step_starts
         .iter()
         .zip(per_step.iter())
-        .map(|(start, sketch)| Step {
-            start: format_time(*start),
-            percentiles: Percentiles::of(sketch),
-        })
+        .map(|(start, sketch)| Step { start: format_time(*start), percentiles: Percentiles::of(sketch) })
         .collect();
     (overall, steps)
 }

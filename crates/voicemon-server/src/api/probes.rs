@@ -17,23 +17,15 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "not ready: storage check failed");
-        ApiError::Unavailable(format!(
-            "storage ({}) is not answering",
-            state.store.backend()
-        ))
+        ApiError::Unavailable(format!("storage ({}) is not answering", state.store.backend()))
     })?;
-    Ok(Json(
-        json!({ "status": "ready", "store": state.store.backend() }),
-    ))
+    Ok(Json(json!({ "status": "ready", "store": state.store.backend() })))
 }
 
 /// `GET /metrics`: Prometheus text exposition of voicemon's own metrics.
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.telemetry.encode(),
     )
 }

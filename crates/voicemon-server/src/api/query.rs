@@ -33,12 +33,8 @@ impl Scope {
     ) -> Result<Scope, ApiError> {
         let principal = state.keys.authenticate(headers).await?;
         let tenant_id = principal.read_scope(params.get("tenant_id"))?;
-        let range = TimeRange::resolve(
-            params.get("from"),
-            params.get("to"),
-            state.clock.now_ms(),
-            default_range_ms,
-        )?;
+        let range =
+            TimeRange::resolve(params.get("from"), params.get("to"), state.clock.now_ms(), default_range_ms)?;
         Ok(Scope { tenant_id, range })
     }
 }

@@ -41,12 +41,8 @@ pub async fn post_events(
     principal.check_may_write()?;
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge {
-            limit: state.max_body_bytes,
-        })?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+        .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let framing = Framing::from_content_type(content_type);
     let parsed = parse_body(&bytes, framing, state.clock.now_ms())
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
@@ -59,31 +55,19 @@ pub async fn post_events(
                 principal.check_write(&event.envelope.tenant_id)?;
                 events.push(event);
             }
-            Err(err) => rejected.push(Rejection {
-                index,
-                field: err.field,
-                error: err.message,
-            }),
+            Err(err) => rejected.push(Rejection { index, field: err.field, error: err.message }),
         }
     }
     let submitted = events.len();
     let outcome = state.writer.submit(events).await?;
     let duplicates = outcome.duplicates();
-    let report = IngestReport {
-        accepted: outcome.stored.len() - duplicates,
-        duplicates,
-        rejected,
-    };
+    let report = IngestReport { accepted: outcome.stored.len() - duplicates, duplicates, rejected };
     state.telemetry.events("accepted", report.accepted);
     state.telemetry.events("duplicate", report.duplicates);
     state.telemetry.events("rejected", report.rejected.len());
     if !report.rejected.is_empty() {
         tracing::debug!(rejected = report.rejected.len(), first = %report.rejected[0].error, "events rejected");
     }
-    let status = if submitted == 0 {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::ACCEPTED
-    };
+    let status = if submitted == 0 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::ACCEPTED };
     Ok((status, Json(report)).into_response())
 }

@@ -79,9 +79,7 @@ impl BatchWriter {
             Ok(Err(_)) => return Err(StoreError::Unavailable("voicemon is shutting down".into())),
             Err(_) => return Err(StoreError::Unavailable("the write queue is full".into())),
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Internal("the batch writer stopped".into())))
+        answer.await.unwrap_or_else(|_| Err(StoreError::Internal("the batch writer stopped".into())))
     }
 }
 
@@ -106,11 +104,7 @@ fn group_size(group: &[Submission]) -> usize {
 }
 
 /// Moves already-queued submissions into `group` until it holds `max_events`.
-fn take_queued(
-    group: &mut Vec<Submission>,
-    receiver: &mut mpsc::Receiver<Submission>,
-    max_events: usize,
-) {
+fn take_queued(group: &mut Vec<Submission>, receiver: &mut mpsc::Receiver<Submission>, max_events: usize) {
     while group_size(group) < max_events {
         match receiver.try_recv() {
             Ok(submission) => group.push(submission),
@@ -128,8 +122,7 @@ async fn gather(
     let mut group = vec![first];
     take_queued(&mut group, receiver, config.max_events);
     let deadline = tokio::time::Instant::now() + config.linger.min(config.max_wait);
-    while group_size(&group) < config.max_events && !config.linger.is_zero() && !*shutdown.borrow()
-    {
+    while group_size(&group) < config.max_events && !config.linger.is_zero() && !*shutdown.borrow() {
         tokio::select! {
             next = receiver.recv() => match next {
                 Some(submission) => group.push(submission),

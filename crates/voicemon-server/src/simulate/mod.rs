@@ -164,10 +164,7 @@ impl std::fmt::Display for Summary {
     }
 }
 
-fn serialize_seconds<S: serde::Serializer>(
-    value: &Duration,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_seconds<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(value.as_secs_f64())
 }
 
@@ -185,11 +182,7 @@ pub enum SimulateError {
     #[error("voicemon rejected all {count} events of a batch; first rejection: {first}")]
     Rejected { count: usize, first: String },
     #[error("voicemon answered {status} to POST {url}: {message}")]
-    UnexpectedAnswer {
-        status: u16,
-        url: String,
-        message: String,
-    },
+    UnexpectedAnswer { status: u16, url: String, message: String },
 }
 
 /// Generates traffic and sends it to voicemon until `duration` has elapsed (backfill
@@ -206,11 +199,7 @@ pub async fn run(
     let now_ms = SystemClock.now_ms();
     let backfill_ms = options.backfill.map_or(0, |b| b.as_millis() as i64);
     let seed = options.seed.unwrap_or_else(rand::random);
-    let model = TrafficModel::new(ModelConfig::from_options(
-        &options,
-        seed,
-        now_ms - backfill_ms,
-    ));
+    let model = TrafficModel::new(ModelConfig::from_options(&options, seed, now_ms - backfill_ms));
     tracing::info!(seed, url = %sender.events_url, ?options, "simulate: starting");
     let started = tokio::time::Instant::now();
     let deadline = options.duration.map(|d| started + d);
@@ -270,18 +259,12 @@ mod tests {
         };
         let text = summary.to_string();
         assert_eq!(text.lines().count(), 3, "{text}");
-        assert!(
-            text.starts_with("simulated for 1.5 s (seed 1): 10 events sent"),
-            "{text}"
-        );
+        assert!(text.starts_with("simulated for 1.5 s (seed 1): 10 events sent"), "{text}");
     }
 
     #[test]
     fn options_debug_hides_the_api_key() {
-        let options = SimulateOptions {
-            api_key: Some("vm_secret".into()),
-            ..SimulateOptions::default()
-        };
+        let options = SimulateOptions { api_key: Some("vm_secret".into()), ..SimulateOptions::default() };
         assert!(!format!("{options:?}").contains("vm_secret"));
     }
 
@@ -295,14 +278,8 @@ mod tests {
 
     #[test]
     fn invalid_options_are_refused_before_anything_is_sent() {
-        let options = SimulateOptions {
-            batch_max_events: 0,
-            ..SimulateOptions::default()
-        };
+        let options = SimulateOptions { batch_max_events: 0, ..SimulateOptions::default() };
         let error = check_options(&options).expect_err("zero batch size");
-        assert_eq!(
-            error.to_string(),
-            "invalid simulate options: batch_max_events must be at least 1"
-        );
+        assert_eq!(error.to_string(), "invalid simulate options: batch_max_events must be at least 1");
     }
 }

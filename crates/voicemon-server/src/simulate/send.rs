@@ -72,10 +72,7 @@ pub(super) enum Delivery {
 /// How one attempt went.
 enum Attempt {
     Answered(Answered),
-    Retry {
-        after: Option<Duration>,
-        reason: String,
-    },
+    Retry { after: Option<Duration>, reason: String },
     Fatal(SimulateError),
 }
 
@@ -103,16 +100,12 @@ impl Sender {
 
     /// Any HTTP answer from `/healthz` will do: it only proves something listens.
     pub(super) async fn check_reachable(&self) -> Result<(), SimulateError> {
-        let request = self
-            .client
-            .get(&self.health_url)
-            .timeout(REACHABILITY_TIMEOUT);
+        let request = self.client.get(&self.health_url).timeout(REACHABILITY_TIMEOUT);
         match request.send().await {
             Ok(_) => Ok(()),
-            Err(err) => Err(SimulateError::Unreachable {
-                url: self.health_url.clone(),
-                reason: error_chain(&err),
-            }),
+            Err(err) => {
+                Err(SimulateError::Unreachable { url: self.health_url.clone(), reason: error_chain(&err) })
+            }
         }
     }
 
@@ -151,10 +144,7 @@ impl Sender {
         }
         match request.send().await {
             Ok(response) => self.classify(response).await,
-            Err(err) => Attempt::Retry {
-                after: None,
-                reason: error_chain(&err),
-            },
+            Err(err) => Attempt::Retry { after: None, reason: error_chain(&err) },
         }
     }
 
@@ -163,23 +153,14 @@ impl Sender {
         let retry_after = retry_after(&response);
         let text = match response.text().await {
             Ok(text) => text,
-            Err(err) => {
-                return Attempt::Retry {
-                    after: None,
-                    reason: error_chain(&err),
-                }
-            }
+            Err(err) => return Attempt::Retry { after: None, reason: error_chain(&err) },
         };
         match status {
             200..=299 | 422 => self.read_answer(status, &text),
-            401 | 403 => Attempt::Fatal(SimulateError::AuthRefused {
-                status,
-                message: error_message(&text),
-            }),
-            429 | 500 | 502 | 503 | 504 => Attempt::Retry {
-                after: retry_after,
-                reason: format!("{status}: {}", error_message(&text)),
-            },
+            401 | 403 => Attempt::Fatal(SimulateError::AuthRefused { status, message: error_message(&text) }),
+            429 | 500 | 502 | 503 | 504 => {
+                Attempt::Retry { after: retry_after, reason: format!("{status}: {}", error_message(&text)) }
+            }
             413 => {
                 let message = format!("{}; lower batch_max_events", error_message(&text));
                 Attempt::Fatal(self.unexpected(status, message))
@@ -190,23 +171,15 @@ impl Sender {
 
     fn read_answer(&self, status: u16, text: &str) -> Attempt {
         match serde_json::from_str::<IngestAnswer>(text) {
-            Ok(answer) => Attempt::Answered(Answered {
-                answer,
-                all_rejected: status == 422,
-            }),
-            Err(err) => Attempt::Fatal(self.unexpected(
-                status,
-                format!("not an ingest answer ({err}): {}", excerpt(text)),
-            )),
+            Ok(answer) => Attempt::Answered(Answered { answer, all_rejected: status == 422 }),
+            Err(err) => Attempt::Fatal(
+                self.unexpected(status, format!("not an ingest answer ({err}): {}", excerpt(text))),
+            ),
         }
     }
 
     fn unexpected(&self, status: u16, message: String) -> SimulateError {
-        SimulateError::UnexpectedAnswer {
-            status,
-            url: self.events_url.clone(),
-            message,
-        }
+        SimulateError::UnexpectedAnswer { status, url: self.events_url.clone(), message }
     }
 }
 
@@ -265,10 +238,7 @@ mod tests {
         let started = std::time::Instant::now();
         let summary = run(options, shutdown, |_| {}).await.expect("run succeeds");
         let seen = state.lock().expect("stand-in state");
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "retry-after was not honoured"
-        );
+        assert!(started.elapsed() >= Duration::from_secs(1), "retry-after was not honoured");
         assert_eq!(summary.failed_requests, 0);
         assert_eq!(summary.events_sent, seen.lines as u64);
         assert_eq!(summary.accepted, seen.lines as u64);
@@ -278,17 +248,9 @@ mod tests {
     async fn a_refused_api_key_stops_the_run_with_a_clear_error() {
         let (url, _state) = start_stand_in(vec![401]).await;
         let (_stop, shutdown) = watch::channel(false);
-        let error = run(options_for(&url), shutdown, |_| {})
-            .await
-            .expect_err("401 stops the run");
-        assert!(
-            matches!(error, SimulateError::AuthRefused { status: 401, .. }),
-            "{error}"
-        );
-        assert_eq!(
-            error.to_string(),
-            "voicemon refused the api key (401): unauthorized: unknown api key"
-        );
+        let error = run(options_for(&url), shutdown, |_| {}).await.expect_err("401 stops the run");
+        assert!(matches!(error, SimulateError::AuthRefused { status: 401, .. }), "{error}");
+        assert_eq!(error.to_string(), "voicemon refused the api key (401): unauthorized: unknown api key");
     }
 
     #[tokio::test]
@@ -297,15 +259,8 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().expect("local address"));
         drop(listener);
         let (_stop, shutdown) = watch::channel(false);
-        let error = run(options_for(&url), shutdown, |_| {})
-            .await
-            .expect_err("nothing listens");
-        assert!(
-            matches!(error, SimulateError::Unreachable { .. }),
-            "{error}"
-        );
-        assert!(error
-            .to_string()
-            .starts_with("voicemon is unreachable at http://127.0.0.1:"));
+        let error = run(options_for(&url), shutdown, |_| {}).await.expect_err("nothing listens");
+        assert!(matches!(error, SimulateError::Unreachable { .. }), "{error}");
+        assert!(error.to_string().starts_with("voicemon is unreachable at http://127.0.0.1:"));
     }
 }

@@ -125,10 +125,7 @@ impl<F: FnMut(&Progress) + Send> Session<F> {
     }
 
     fn count_answer(&mut self, answered: Answered, sent: usize) -> Result<(), SimulateError> {
-        let Answered {
-            answer,
-            all_rejected,
-        } = answered;
+        let Answered { answer, all_rejected } = answered;
         let first = answer.rejected.first().map(RejectedEvent::describe);
         if all_rejected {
             let first = first.unwrap_or_else(|| "voicemon gave no reason".to_owned());
@@ -210,49 +207,27 @@ mod tests {
         let (url, state) = start_stand_in(Vec::new()).await;
         let (_stop, shutdown) = watch::channel(false);
         let mut reports = 0;
-        let summary = run(options_for(&url), shutdown, |_| reports += 1)
-            .await
-            .expect("run succeeds");
+        let summary = run(options_for(&url), shutdown, |_| reports += 1).await.expect("run succeeds");
         let seen = state.lock().expect("stand-in state");
-        assert!(
-            seen.posts >= 10,
-            "only {} posts for 3 minutes of backfill",
-            seen.posts
-        );
+        assert!(seen.posts >= 10, "only {} posts for 3 minutes of backfill", seen.posts);
         assert_eq!(summary.events_sent, seen.lines as u64);
         assert_eq!(summary.accepted, seen.valid as u64);
-        assert_eq!(
-            summary.accepted, summary.events_sent,
-            "first rejection: {:?}",
-            summary.first_rejection
-        );
+        assert_eq!(summary.accepted, summary.events_sent, "first rejection: {:?}", summary.first_rejection);
         assert_eq!((summary.rejected, summary.failed_requests), (0, 0));
         assert_eq!(summary.calls_started, seen.call_started as u64);
         assert!(summary.calls_started > 100, "{summary}");
-        assert_eq!(
-            summary.calls_ended + summary.calls_active,
-            summary.calls_started
-        );
+        assert_eq!(summary.calls_ended + summary.calls_active, summary.calls_started);
         assert!(reports >= 1);
-        assert_eq!(
-            seen.content_types,
-            HashSet::from(["application/x-ndjson".to_owned()])
-        );
-        assert_eq!(
-            seen.authorizations,
-            HashSet::from(["Bearer vm_test_key".to_owned()])
-        );
+        assert_eq!(seen.content_types, HashSet::from(["application/x-ndjson".to_owned()]));
+        assert_eq!(seen.authorizations, HashSet::from(["Bearer vm_test_key".to_owned()]));
     }
 
     #[tokio::test]
     async fn shutdown_stops_an_endless_run_and_flushes() {
         let (url, state) = start_stand_in(Vec::new()).await;
         let (stop, shutdown) = watch::channel(false);
-        let options = SimulateOptions {
-            duration: None,
-            backfill: Some(Duration::from_secs(30)),
-            ..options_for(&url)
-        };
+        let options =
+            SimulateOptions { duration: None, backfill: Some(Duration::from_secs(30)), ..options_for(&url) };
         let handle = tokio::spawn(run(options, shutdown, |_| {}));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.send(true).expect("the run still listens");

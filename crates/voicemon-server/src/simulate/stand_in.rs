@@ -27,14 +27,9 @@ pub(super) struct StandIn {
 /// A tiny HTTP/1.1 server: answers `GET` with 200 and `POST /v1/events` like voicemon,
 /// validating each NDJSON line with the real contract code.
 pub(super) async fn start_stand_in(script: Vec<u16>) -> (String, Arc<Mutex<StandIn>>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a local port");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
     let url = format!("http://{}", listener.local_addr().expect("local address"));
-    let state = Arc::new(Mutex::new(StandIn {
-        script,
-        ..StandIn::default()
-    }));
+    let state = Arc::new(Mutex::new(StandIn { script, ..StandIn::default() }));
     let shared = Arc::clone(&state);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -69,11 +64,7 @@ fn answer_post(head: &str, body: &[u8], state: &mut StandIn) -> String {
     match status {
         202 => {}
         401 => {
-            return http_response(
-                401,
-                "",
-                r#"{"error":{"code":"unauthorized","message":"unknown api key"}}"#,
-            )
+            return http_response(401, "", r#"{"error":{"code":"unauthorized","message":"unknown api key"}}"#)
         }
         503 => {
             return http_response(
@@ -93,9 +84,7 @@ fn answer_post(head: &str, body: &[u8], state: &mut StandIn) -> String {
         state.call_started += usize::from(line.contains(r#""type":"call.started""#));
         match parse_event(line, now_ms) {
             Ok(_) => state.valid += 1,
-            Err(err) => {
-                rejected.push(json!({ "index": index, "field": err.field, "error": err.message }))
-            }
+            Err(err) => rejected.push(json!({ "index": index, "field": err.field, "error": err.message })),
         }
     }
     let accepted = lines.len() - rejected.len();
@@ -106,9 +95,7 @@ fn answer_post(head: &str, body: &[u8], state: &mut StandIn) -> String {
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_owned())
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
     })
 }
 
@@ -126,9 +113,7 @@ async fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
     loop {
         if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            let length: usize = header(&head, "content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let length: usize = header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
             if buffer.len() >= end + 4 + length {
                 return Some((head, buffer[end + 4..end + 4 + length].to_vec()));
             }

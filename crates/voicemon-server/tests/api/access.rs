@@ -1,8 +1,8 @@
 //! API keys: roles, tenant scope, revocation, and what answers without a key.
 
 use crate::helpers::{
-    assert_error, create_key, eventually, revoke_key, spawn_app, spawn_app_in, status_and_json,
-    turn, TestApp, TestKey,
+    assert_error, create_key, eventually, revoke_key, spawn_app, spawn_app_in, status_and_json, turn,
+    TestApp, TestKey,
 };
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -35,12 +35,7 @@ async fn spawn_keyed_app() -> Keyed {
         )
         .await;
     assert_eq!(status, 202, "the admin key writes every tenant: {report}");
-    Keyed {
-        app,
-        ingest_acme,
-        read_acme,
-        admin,
-    }
+    Keyed { app, ingest_acme, read_acme, admin }
 }
 
 const NEVER_ISSUED: &str = "vm_this_key_was_never_issued";
@@ -52,9 +47,7 @@ async fn a_request_without_a_key_is_answered_401_with_a_json_error() {
     assert_error(status, &body, 401, "unauthorized");
     let (status, body) = app.get_json("/metrics/calls", None).await;
     assert_error(status, &body, 401, "unauthorized");
-    let (status, body) = app
-        .ingest(&[turn("x", "acme", "c", -1_000, 1.0)], None)
-        .await;
+    let (status, body) = app.ingest(&[turn("x", "acme", "c", -1_000, 1.0)], None).await;
     assert_error(status, &body, 401, "unauthorized");
     app.shutdown().await;
 }
@@ -64,9 +57,7 @@ async fn an_unknown_key_is_answered_401() {
     let Keyed { app, .. } = spawn_keyed_app().await;
     let (status, body) = app.get_json("/metrics/latency", Some(NEVER_ISSUED)).await;
     assert_error(status, &body, 401, "unauthorized");
-    let (status, body) = app
-        .ingest(&[turn("x", "acme", "c", -1_000, 1.0)], Some(NEVER_ISSUED))
-        .await;
+    let (status, body) = app.ingest(&[turn("x", "acme", "c", -1_000, 1.0)], Some(NEVER_ISSUED)).await;
     assert_error(status, &body, 401, "unauthorized");
     app.shutdown().await;
 }
@@ -88,18 +79,9 @@ async fn an_authorization_header_that_is_not_bearer_is_answered_401() {
 
 #[tokio::test]
 async fn an_ingest_key_writes_its_own_tenant() {
-    let Keyed {
-        app,
-        ingest_acme,
-        admin,
-        ..
-    } = spawn_keyed_app().await;
-    let (status, report) = app
-        .ingest(
-            &[turn("a3", "acme", "c1", -40_000, 520.0)],
-            ingest_acme.secret(),
-        )
-        .await;
+    let Keyed { app, ingest_acme, admin, .. } = spawn_keyed_app().await;
+    let (status, report) =
+        app.ingest(&[turn("a3", "acme", "c1", -40_000, 520.0)], ingest_acme.secret()).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["accepted"], 1, "{report}");
     assert_eq!(app.latency_count("tenant_id=acme", admin.secret()).await, 3);
@@ -108,36 +90,19 @@ async fn an_ingest_key_writes_its_own_tenant() {
 
 #[tokio::test]
 async fn an_ingest_key_writing_another_tenant_is_refused_and_nothing_of_the_batch_is_stored() {
-    let Keyed {
-        app,
-        ingest_acme,
-        admin,
-        ..
-    } = spawn_keyed_app().await;
-    let batch = [
-        turn("a3", "acme", "c1", -40_000, 520.0),
-        turn("g3", "globex", "c2", -40_000, 3_200.0),
-    ];
+    let Keyed { app, ingest_acme, admin, .. } = spawn_keyed_app().await;
+    let batch = [turn("a3", "acme", "c1", -40_000, 520.0), turn("g3", "globex", "c2", -40_000, 3_200.0)];
     let (status, body) = app.ingest(&batch, ingest_acme.secret()).await;
     assert_error(status, &body, 403, "forbidden");
-    assert_eq!(
-        app.latency_count("tenant_id=globex", admin.secret()).await,
-        2
-    );
+    assert_eq!(app.latency_count("tenant_id=globex", admin.secret()).await, 2);
     assert_eq!(app.latency_count("tenant_id=acme", admin.secret()).await, 2);
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_ingest_key_cannot_read_metrics() {
-    let Keyed {
-        app, ingest_acme, ..
-    } = spawn_keyed_app().await;
-    for path in [
-        "/metrics/latency",
-        "/metrics/latency?tenant_id=acme",
-        "/metrics/calls?tenant_id=acme",
-    ] {
+    let Keyed { app, ingest_acme, .. } = spawn_keyed_app().await;
+    for path in ["/metrics/latency", "/metrics/latency?tenant_id=acme", "/metrics/calls?tenant_id=acme"] {
         let (status, body) = app.get_json(path, ingest_acme.secret()).await;
         assert_error(status, &body, 403, "forbidden");
     }
@@ -147,10 +112,7 @@ async fn an_ingest_key_cannot_read_metrics() {
 #[tokio::test]
 async fn a_read_key_cannot_read_another_tenant() {
     let Keyed { app, read_acme, .. } = spawn_keyed_app().await;
-    for path in [
-        "/metrics/latency?tenant_id=globex",
-        "/metrics/calls?tenant_id=globex",
-    ] {
+    for path in ["/metrics/latency?tenant_id=globex", "/metrics/calls?tenant_id=globex"] {
         let (status, body) = app.get_json(path, read_acme.secret()).await;
         assert_error(status, &body, 403, "forbidden");
     }
@@ -166,14 +128,8 @@ async fn a_read_key_without_a_tenant_parameter_reads_its_own_tenant_only() {
     assert_eq!(body["overall"]["count"], 2, "{body}");
     let p99 = body["overall"]["p99"].as_f64().expect("a p99");
     assert!(p99 < 600.0, "globex's 3 s turns are not mixed in: {body}");
-    let (status, body) = app
-        .get_json("/metrics/latency?tenant_id=acme", read_acme.secret())
-        .await;
-    assert_eq!(
-        (status, body["overall"]["count"].clone()),
-        (200, 2.into()),
-        "{body}"
-    );
+    let (status, body) = app.get_json("/metrics/latency?tenant_id=acme", read_acme.secret()).await;
+    assert_eq!((status, body["overall"]["count"].clone()), (200, 2.into()), "{body}");
     let (status, body) = app.get_json("/metrics/calls", read_acme.secret()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tenant_id"], "acme", "{body}");
@@ -182,18 +138,8 @@ async fn a_read_key_without_a_tenant_parameter_reads_its_own_tenant_only() {
 
 #[tokio::test]
 async fn a_read_key_cannot_post_events() {
-    let Keyed {
-        app,
-        read_acme,
-        admin,
-        ..
-    } = spawn_keyed_app().await;
-    let (status, body) = app
-        .ingest(
-            &[turn("a3", "acme", "c1", -40_000, 520.0)],
-            read_acme.secret(),
-        )
-        .await;
+    let Keyed { app, read_acme, admin, .. } = spawn_keyed_app().await;
+    let (status, body) = app.ingest(&[turn("a3", "acme", "c1", -40_000, 520.0)], read_acme.secret()).await;
     assert_error(status, &body, 403, "forbidden");
     assert_eq!(app.latency_count("tenant_id=acme", admin.secret()).await, 2);
     app.shutdown().await;
@@ -202,12 +148,7 @@ async fn a_read_key_cannot_post_events() {
 #[tokio::test]
 async fn a_read_key_is_refused_before_its_events_are_looked_at() {
     let Keyed { app, read_acme, .. } = spawn_keyed_app().await;
-    let (status, body) = app
-        .ingest(
-            &[turn("bad", "acme", "c1", -40_000, -1.0)],
-            read_acme.secret(),
-        )
-        .await;
+    let (status, body) = app.ingest(&[turn("bad", "acme", "c1", -40_000, -1.0)], read_acme.secret()).await;
     assert_error(status, &body, 403, "forbidden");
     app.shutdown().await;
 }
@@ -219,10 +160,7 @@ async fn an_admin_key_without_a_tenant_reads_every_tenant() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tenant_id"], serde_json::Value::Null, "{body}");
     assert_eq!(body["overall"]["count"], 4, "{body}");
-    assert_eq!(
-        app.latency_count("tenant_id=globex", admin.secret()).await,
-        2
-    );
+    assert_eq!(app.latency_count("tenant_id=globex", admin.secret()).await, 2);
     app.shutdown().await;
 }
 
@@ -237,11 +175,7 @@ async fn a_revoked_key_is_refused_once_the_ring_reloads() {
     let refused = eventually(Duration::from_secs(8), || async move {
         let (app, read_acme) = (app_ref, read_acme_ref);
         let _ = app.get("/metrics/latency", Some(NEVER_ISSUED)).await;
-        app.get("/metrics/latency", read_acme.secret())
-            .await
-            .status()
-            .as_u16()
-            == 401
+        app.get("/metrics/latency", read_acme.secret()).await.status().as_u16() == 401
     })
     .await;
     assert!(refused, "the revoked key is still accepted");
@@ -257,11 +191,7 @@ async fn a_key_created_while_the_server_runs_is_accepted_after_a_reload() {
     let (app_ref, read_globex_ref) = (&app, &read_globex);
     let accepted = eventually(Duration::from_secs(8), || async move {
         let (app, read_globex) = (app_ref, read_globex_ref);
-        app.get("/metrics/latency", read_globex.secret())
-            .await
-            .status()
-            .as_u16()
-            == 200
+        app.get("/metrics/latency", read_globex.secret()).await.status().as_u16() == 200
     })
     .await;
     assert!(accepted, "the new key is never accepted");
@@ -273,29 +203,20 @@ async fn a_key_created_while_the_server_runs_is_accepted_after_a_reload() {
 async fn a_server_beyond_loopback_refuses_everything_once_its_last_key_is_revoked() {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
     let admin = create_key(data_dir.path(), Role::Admin, None).await;
-    let app = spawn_app_in(data_dir, |config| {
-        config.bind = Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-    })
-    .await;
+    let app = spawn_app_in(data_dir, |config| config.bind = Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED))).await;
     assert_eq!(app.latency_count("", admin.secret()).await, 0);
     revoke_key(app.data_dir.path(), &admin).await;
     let (app_ref, admin_ref) = (&app, &admin);
     let refused = eventually(Duration::from_secs(8), || async move {
         let (app, admin) = (app_ref, admin_ref);
         let _ = app.get("/metrics/latency", Some(NEVER_ISSUED)).await;
-        app.get("/metrics/latency", admin.secret())
-            .await
-            .status()
-            .as_u16()
-            == 401
+        app.get("/metrics/latency", admin.secret()).await.status().as_u16() == 401
     })
     .await;
     assert!(refused, "the revoked key is still accepted");
     let (status, body) = app.get_json("/metrics/latency", None).await;
     assert_error(status, &body, 401, "unauthorized");
-    let (status, body) = app
-        .ingest(&[turn("x", "acme", "c", -1_000, 1.0)], None)
-        .await;
+    let (status, body) = app.ingest(&[turn("x", "acme", "c", -1_000, 1.0)], None).await;
     assert_error(status, &body, 401, "unauthorized");
     app.shutdown().await;
 }
@@ -325,9 +246,7 @@ async fn an_unknown_route_is_answered_404_with_a_json_error() {
 #[tokio::test]
 async fn an_open_server_on_loopback_needs_no_key() {
     let app = spawn_app().await;
-    let (status, report) = app
-        .ingest(&[turn("t1", "acme", "c", -1_000, 1.0)], None)
-        .await;
+    let (status, report) = app.ingest(&[turn("t1", "acme", "c", -1_000, 1.0)], None).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(app.latency_count("", Some(NEVER_ISSUED)).await, 1);
     app.shutdown().await;
@@ -337,17 +256,9 @@ async fn an_open_server_on_loopback_needs_no_key() {
 async fn a_wrong_method_on_a_known_route_is_answered_405_with_a_json_error() {
     let app = spawn_app().await;
     let response = app.get("/v1/events", None).await;
-    assert_eq!(
-        response.headers().get("allow").map(|v| v.as_bytes()),
-        Some(&b"POST"[..])
-    );
+    assert_eq!(response.headers().get("allow").map(|v| v.as_bytes()), Some(&b"POST"[..]));
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, 405, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     app.shutdown().await;
 }

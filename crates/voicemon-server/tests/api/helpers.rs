@@ -39,18 +39,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
 
 /// Spawns an app over an existing data directory (keys created in it beforehand are
 /// loaded at start). Listens on loopback unless the test asks otherwise.
-pub async fn spawn_app_in(
-    data_dir: tempfile::TempDir,
-    adjust: impl FnOnce(&mut ServeConfig),
-) -> TestApp {
+pub async fn spawn_app_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let mut config = ServeConfig::new(data_dir.path().to_owned());
     config.port = 0;
     config.bind = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     adjust(&mut config);
     let clock = ManualClock::at(NOW_MS);
-    let app = Application::build(config, Arc::new(clock.clone()))
-        .await
-        .expect("the app builds");
+    let app = Application::build(config, Arc::new(clock.clone())).await.expect("the app builds");
     let mut local = app.local_addr();
     if local.ip().is_unspecified() {
         local.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -60,18 +55,8 @@ pub async fn spawn_app_in(
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("a client");
-    TestApp {
-        address,
-        client,
-        clock,
-        data_dir,
-        stop: Some(stop),
-        server: Some(server),
-    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
+    TestApp { address, client, clock, data_dir, stop: Some(stop), server: Some(server) }
 }
 
 impl TestApp {
@@ -85,18 +70,14 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("the server task")
-                .expect("the server stops cleanly");
+            server.await.expect("the server task").expect("the server stops cleanly");
         }
         self.data_dir
     }
 
     pub async fn post_ndjson(&self, lines: &[Value], key: Option<&str>) -> reqwest::Response {
         let body: String = lines.iter().map(|line| format!("{line}\n")).collect();
-        self.post_body(body, Some("application/x-ndjson"), key)
-            .await
+        self.post_body(body, Some("application/x-ndjson"), key).await
     }
 
     /// Posts a raw body to `/v1/events` with the given content type.
@@ -143,13 +124,9 @@ impl TestApp {
 
     /// `overall.count` of a latency query that must succeed.
     pub async fn latency_count(&self, query: &str, key: Option<&str>) -> u64 {
-        let (status, body) = self
-            .get_json(&format!("/metrics/latency?{query}"), key)
-            .await;
+        let (status, body) = self.get_json(&format!("/metrics/latency?{query}"), key).await;
         assert_eq!(status, 200, "{body}");
-        body["overall"]["count"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("a count in {body}"))
+        body["overall"]["count"].as_u64().unwrap_or_else(|| panic!("a count in {body}"))
     }
 }
 
@@ -176,8 +153,7 @@ pub fn at(offset_ms: i64) -> String {
 
 /// An event of `kind` with the envelope filled in and `fields` merged over it.
 pub fn event(kind: &str, id: &str, tenant: &str, offset_ms: i64, fields: Value) -> Value {
-    let mut event =
-        json!({"id": id, "type": kind, "timestamp": at(offset_ms), "tenant_id": tenant});
+    let mut event = json!({"id": id, "type": kind, "timestamp": at(offset_ms), "tenant_id": tenant});
     let object = event.as_object_mut().expect("an object");
     for (name, value) in fields.as_object().expect("fields are an object") {
         object.insert(name.clone(), value.clone());
@@ -241,10 +217,7 @@ pub async fn create_key(data_dir: &Path, role: Role, tenant_id: Option<&str>) ->
 
 /// Revokes a key in the store under `data_dir`.
 pub async fn revoke_key(data_dir: &Path, key: &TestKey) {
-    open_store(data_dir)
-        .revoke_key(&key.id.to_string(), NOW_MS)
-        .await
-        .expect("the key is revoked");
+    open_store(data_dir).revoke_key(&key.id.to_string(), NOW_MS).await.expect("the key is revoked");
 }
 
 fn open_store(data_dir: &Path) -> SqliteStore {

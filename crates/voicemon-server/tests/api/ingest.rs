@@ -8,60 +8,43 @@ fn one_of_each_type() -> Vec<Value> {
     let call = json!({"call_id": "call-1", "agent_id": "receptionist", "objective": "book"});
     let with_call = |fields: Value| {
         let mut merged = call.clone();
-        merged
-            .as_object_mut()
-            .unwrap()
-            .extend(fields.as_object().unwrap().clone());
+        merged.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
         merged
     };
     vec![
-        event(
-            "call.started",
-            "e1",
-            "acme",
-            -120_000,
-            with_call(json!({"channel": "phone"})),
-        ),
+        event("call.started", "e1", "acme", -120_000, with_call(json!({"channel": "phone"}))),
         event(
             "turn.completed",
             "e2",
             "acme",
             -110_000,
-            with_call(
-                json!({"turn_index": 0, "e2e_ms": 905.0, "stt_ms": 212.5, "eou_ms": 320.0,
+            with_call(json!({"turn_index": 0, "e2e_ms": 905.0, "stt_ms": 212.5, "eou_ms": 320.0,
                              "llm_ttft_ms": 410.2, "tts_ttfb_ms": 148.7, "interrupted": false,
-                             "tool_calls": 0}),
-            ),
+                             "tool_calls": 0})),
         ),
         event(
             "stt.usage",
             "e3",
             "acme",
             -109_000,
-            with_call(
-                json!({"provider": "deepgram", "model": "nova-3", "audio_seconds": 3.84,
-                             "latency_ms": 205.0}),
-            ),
+            with_call(json!({"provider": "deepgram", "model": "nova-3", "audio_seconds": 3.84,
+                             "latency_ms": 205.0})),
         ),
         event(
             "llm.usage",
             "e4",
             "acme",
             -108_000,
-            with_call(
-                json!({"provider": "openai", "model": "gpt-4o", "input_tokens": 1850,
-                             "output_tokens": 42, "cached_input_tokens": 1536, "ttft_ms": 410.2}),
-            ),
+            with_call(json!({"provider": "openai", "model": "gpt-4o", "input_tokens": 1850,
+                             "output_tokens": 42, "cached_input_tokens": 1536, "ttft_ms": 410.2})),
         ),
         event(
             "tts.usage",
             "e5",
             "acme",
             -107_000,
-            with_call(
-                json!({"provider": "cartesia", "model": "sonic-2", "voice": "v1",
-                             "characters": 168, "audio_seconds": 9.6, "ttfb_ms": 148.7}),
-            ),
+            with_call(json!({"provider": "cartesia", "model": "sonic-2", "voice": "v1",
+                             "characters": 168, "audio_seconds": 9.6, "ttfb_ms": 148.7})),
         ),
         event(
             "provider.request",
@@ -92,10 +75,8 @@ fn one_of_each_type() -> Vec<Value> {
             "e9",
             "acme",
             -60_000,
-            with_call(
-                json!({"duration_s": 60.0, "status": "completed", "ended_reason": "goal_reached",
-                             "ended_by": "user"}),
-            ),
+            with_call(json!({"duration_s": 60.0, "status": "completed", "ended_reason": "goal_reached",
+                             "ended_by": "user"})),
         ),
     ]
 }
@@ -108,9 +89,7 @@ fn good_turn(id: &str) -> Value {
 /// and naming `field`, while both good ones are stored.
 async fn assert_rejected_alone(bad: Value, field: Option<&str>) {
     let app = spawn_app().await;
-    let (status, report) = app
-        .ingest(&[good_turn("good-1"), bad, good_turn("good-2")], None)
-        .await;
+    let (status, report) = app.ingest(&[good_turn("good-1"), bad, good_turn("good-2")], None).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["accepted"], 2, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");
@@ -118,10 +97,7 @@ async fn assert_rejected_alone(bad: Value, field: Option<&str>) {
     assert_eq!(rejected.len(), 1, "{report}");
     assert_eq!(rejected[0]["index"], 1, "{report}");
     assert_eq!(rejected[0]["field"], json!(field), "{report}");
-    assert!(
-        !rejected[0]["error"].as_str().unwrap_or_default().is_empty(),
-        "{report}"
-    );
+    assert!(!rejected[0]["error"].as_str().unwrap_or_default().is_empty(), "{report}");
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 2);
     app.shutdown().await;
 }
@@ -129,9 +105,7 @@ async fn assert_rejected_alone(bad: Value, field: Option<&str>) {
 #[tokio::test]
 async fn a_turn_is_accepted_and_answered_in_latency() {
     let app = spawn_app().await;
-    let response = app
-        .post_ndjson(&[turn("t1", "acme", "c1", -30_000, 640.0)], None)
-        .await;
+    let response = app.post_ndjson(&[turn("t1", "acme", "c1", -30_000, 640.0)], None).await;
     assert_eq!(response.status().as_u16(), 202);
     let report: serde_json::Value = response.json().await.unwrap();
     assert_eq!(report["accepted"], 1);
@@ -148,10 +122,7 @@ async fn every_one_of_the_nine_event_types_is_accepted() {
     let app = spawn_app().await;
     let (status, report) = app.ingest(&one_of_each_type(), None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(
-        report,
-        json!({"accepted": 9, "duplicates": 0, "rejected": []})
-    );
+    assert_eq!(report, json!({"accepted": 9, "duplicates": 0, "rejected": []}));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     let (_, calls) = app.get_json("/metrics/calls?tenant_id=acme", None).await;
     assert_eq!(calls["started"], 1, "{calls}");
@@ -177,10 +148,7 @@ async fn one_event_object_is_accepted_as_a_json_body() {
     let response = app.post_body(body, Some("application/json"), None).await;
     let (status, report) = status_and_json(response).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(
-        report,
-        json!({"accepted": 1, "duplicates": 0, "rejected": []})
-    );
+    assert_eq!(report, json!({"accepted": 1, "duplicates": 0, "rejected": []}));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     app.shutdown().await;
 }
@@ -200,15 +168,8 @@ async fn a_json_array_of_events_is_accepted_whole() {
 #[tokio::test]
 async fn ndjson_is_read_one_event_per_line_skipping_blank_lines() {
     let app = spawn_app().await;
-    let body = format!(
-        "{}\n\n{}\r\n  \n{}",
-        good_turn("t1"),
-        good_turn("t2"),
-        good_turn("t3")
-    );
-    let response = app
-        .post_body(body, Some("application/x-ndjson"), None)
-        .await;
+    let body = format!("{}\n\n{}\r\n  \n{}", good_turn("t1"), good_turn("t2"), good_turn("t3"));
+    let response = app.post_body(body, Some("application/x-ndjson"), None).await;
     let (status, report) = status_and_json(response).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["accepted"], 3, "{report}");
@@ -229,25 +190,13 @@ async fn objects_one_per_line_without_the_ndjson_content_type_are_read_as_lines(
 
 #[tokio::test]
 async fn a_missing_required_field_is_rejected_but_the_rest_of_the_batch_is_kept() {
-    let bad = event(
-        "turn.completed",
-        "bad",
-        "acme",
-        -30_000,
-        json!({"call_id": "call-1", "turn_index": 0}),
-    );
+    let bad = event("turn.completed", "bad", "acme", -30_000, json!({"call_id": "call-1", "turn_index": 0}));
     assert_rejected_alone(bad, Some("e2e_ms")).await;
 }
 
 #[tokio::test]
 async fn a_missing_call_id_on_a_call_event_is_rejected_but_the_rest_is_kept() {
-    let bad = event(
-        "turn.completed",
-        "bad",
-        "acme",
-        -30_000,
-        json!({"turn_index": 0, "e2e_ms": 500.0}),
-    );
+    let bad = event("turn.completed", "bad", "acme", -30_000, json!({"turn_index": 0, "e2e_ms": 500.0}));
     assert_rejected_alone(bad, Some("call_id")).await;
 }
 
@@ -270,19 +219,13 @@ async fn a_negative_component_latency_names_its_own_field() {
 
 #[tokio::test]
 async fn a_latency_over_ten_minutes_is_rejected_but_the_rest_of_the_batch_is_kept() {
-    assert_rejected_alone(
-        turn("bad", "acme", "call-1", -30_000, 600_000.5),
-        Some("e2e_ms"),
-    )
-    .await;
+    assert_rejected_alone(turn("bad", "acme", "call-1", -30_000, 600_000.5), Some("e2e_ms")).await;
 }
 
 #[tokio::test]
 async fn a_latency_of_exactly_ten_minutes_is_accepted() {
     let app = spawn_app().await;
-    let (status, report) = app
-        .ingest(&[turn("t1", "acme", "call-1", -30_000, 600_000.0)], None)
-        .await;
+    let (status, report) = app.ingest(&[turn("t1", "acme", "call-1", -30_000, 600_000.0)], None).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["accepted"], 1, "{report}");
     app.shutdown().await;
@@ -290,13 +233,7 @@ async fn a_latency_of_exactly_ten_minutes_is_accepted() {
 
 #[tokio::test]
 async fn an_unknown_type_is_rejected_but_the_rest_of_the_batch_is_kept() {
-    let bad = event(
-        "turn.finished",
-        "bad",
-        "acme",
-        -30_000,
-        json!({"call_id": "call-1"}),
-    );
+    let bad = event("turn.finished", "bad", "acme", -30_000, json!({"call_id": "call-1"}));
     assert_rejected_alone(bad, Some("type")).await;
 }
 
@@ -316,19 +253,13 @@ async fn a_field_of_another_event_type_is_rejected_but_the_rest_is_kept() {
 
 #[tokio::test]
 async fn a_timestamp_more_than_five_minutes_ahead_is_rejected_but_the_rest_is_kept() {
-    assert_rejected_alone(
-        turn("bad", "acme", "call-1", 5 * 60_000 + 1, 500.0),
-        Some("timestamp"),
-    )
-    .await;
+    assert_rejected_alone(turn("bad", "acme", "call-1", 5 * 60_000 + 1, 500.0), Some("timestamp")).await;
 }
 
 #[tokio::test]
 async fn a_timestamp_up_to_five_minutes_ahead_is_accepted() {
     let app = spawn_app().await;
-    let (status, report) = app
-        .ingest(&[turn("t1", "acme", "call-1", 5 * 60_000, 500.0)], None)
-        .await;
+    let (status, report) = app.ingest(&[turn("t1", "acme", "call-1", 5 * 60_000, 500.0)], None).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["accepted"], 1, "{report}");
     app.shutdown().await;
@@ -358,14 +289,8 @@ async fn a_negative_count_is_rejected_as_the_wrong_json_type() {
 #[tokio::test]
 async fn an_ndjson_line_that_is_not_json_is_rejected_alone() {
     let app = spawn_app().await;
-    let body = format!(
-        "{}\n{{\"id\": \"broken\n{}\n",
-        good_turn("t1"),
-        good_turn("t2")
-    );
-    let response = app
-        .post_body(body, Some("application/x-ndjson"), None)
-        .await;
+    let body = format!("{}\n{{\"id\": \"broken\n{}\n", good_turn("t1"), good_turn("t2"));
+    let response = app.post_body(body, Some("application/x-ndjson"), None).await;
     let (status, report) = status_and_json(response).await;
     assert_eq!(status, 202, "{report}");
     assert_eq!(report["accepted"], 2, "{report}");
@@ -397,22 +322,10 @@ async fn every_bad_event_of_a_batch_is_reported_at_its_own_index() {
     wrong_type["interrupted"] = json!("no");
     let batch = vec![
         good_turn("g0"),
-        event(
-            "turn.completed",
-            "b1",
-            "acme",
-            -30_000,
-            json!({"call_id": "c", "turn_index": 0}),
-        ),
+        event("turn.completed", "b1", "acme", -30_000, json!({"call_id": "c", "turn_index": 0})),
         turn("b2", "acme", "c", -30_000, -5.0),
         turn("b3", "acme", "c", -30_000, 700_000.0),
-        event(
-            "call.paused",
-            "b4",
-            "acme",
-            -30_000,
-            json!({"call_id": "c"}),
-        ),
+        event("call.paused", "b4", "acme", -30_000, json!({"call_id": "c"})),
         unknown_field,
         turn("b6", "acme", "c", 6 * 60_000, 500.0),
         wrong_type,
@@ -444,10 +357,7 @@ async fn every_bad_event_of_a_batch_is_reported_at_its_own_index() {
 #[tokio::test]
 async fn a_batch_with_every_event_rejected_is_answered_422_with_the_report() {
     let app = spawn_app().await;
-    let batch = [
-        turn("b1", "acme", "c", -30_000, -1.0),
-        turn("b2", "acme", "c", -30_000, -2.0),
-    ];
+    let batch = [turn("b1", "acme", "c", -30_000, -1.0), turn("b2", "acme", "c", -30_000, -2.0)];
     let (status, report) = app.ingest(&batch, None).await;
     assert_eq!(status, 422, "{report}");
     assert_eq!(report["accepted"], 0, "{report}");
@@ -460,9 +370,7 @@ async fn a_batch_with_every_event_rejected_is_answered_422_with_the_report() {
 async fn a_body_that_is_not_json_is_answered_400_with_an_error_object() {
     let app = spawn_app().await;
     for content_type in ["application/json", "application/x-ndjson"] {
-        let response = app
-            .post_body("this is not json", Some(content_type), None)
-            .await;
+        let response = app.post_body("this is not json", Some(content_type), None).await;
         let (status, body) = status_and_json(response).await;
         assert_error(status, &body, 400, "bad_request");
     }
@@ -521,17 +429,10 @@ async fn a_body_over_the_limit_is_answered_413_and_nothing_is_stored() {
 #[tokio::test]
 async fn a_duplicate_id_within_one_request_is_stored_once() {
     let app = spawn_app().await;
-    let (status, report) = app
-        .ingest(
-            &[good_turn("same"), good_turn("same"), good_turn("other")],
-            None,
-        )
-        .await;
+    let (status, report) =
+        app.ingest(&[good_turn("same"), good_turn("same"), good_turn("other")], None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(
-        report,
-        json!({"accepted": 2, "duplicates": 1, "rejected": []})
-    );
+    assert_eq!(report, json!({"accepted": 2, "duplicates": 1, "rejected": []}));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 2);
     app.shutdown().await;
 }
@@ -540,19 +441,10 @@ async fn a_duplicate_id_within_one_request_is_stored_once() {
 async fn a_duplicate_id_across_requests_is_stored_once() {
     let app = spawn_app().await;
     let (_, first) = app.ingest(&[good_turn("same")], None).await;
-    assert_eq!(
-        first,
-        json!({"accepted": 1, "duplicates": 0, "rejected": []})
-    );
+    assert_eq!(first, json!({"accepted": 1, "duplicates": 0, "rejected": []}));
     let (status, second) = app.ingest(&[good_turn("same")], None).await;
-    assert_eq!(
-        status, 202,
-        "a batch of duplicates is not an error: {second}"
-    );
-    assert_eq!(
-        second,
-        json!({"accepted": 0, "duplicates": 1, "rejected": []})
-    );
+    assert_eq!(status, 202, "a batch of duplicates is not an error: {second}");
+    assert_eq!(second, json!({"accepted": 0, "duplicates": 1, "rejected": []}));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     app.shutdown().await;
 }
@@ -560,32 +452,21 @@ async fn a_duplicate_id_across_requests_is_stored_once() {
 #[tokio::test]
 async fn a_duplicate_keeps_the_first_value_sent() {
     let app = spawn_app().await;
-    app.ingest_ok(&[turn("same", "acme", "c", -30_000, 400.0)])
-        .await;
-    app.ingest_ok(&[turn("same", "acme", "c", -30_000, 4000.0)])
-        .await;
+    app.ingest_ok(&[turn("same", "acme", "c", -30_000, 400.0)]).await;
+    app.ingest_ok(&[turn("same", "acme", "c", -30_000, 4000.0)]).await;
     let (_, body) = app.get_json("/metrics/latency?tenant_id=acme", None).await;
     let p99 = body["overall"]["p99"].as_f64().unwrap();
-    assert!(
-        (p99 - 400.0).abs() <= 4.0,
-        "the second value was not stored: p99 {p99}"
-    );
+    assert!((p99 - 400.0).abs() <= 4.0, "the second value was not stored: p99 {p99}");
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_same_id_in_two_tenants_is_not_a_duplicate() {
     let app = spawn_app().await;
-    let batch = [
-        turn("same", "acme", "c", -30_000, 500.0),
-        turn("same", "globex", "c", -30_000, 500.0),
-    ];
+    let batch = [turn("same", "acme", "c", -30_000, 500.0), turn("same", "globex", "c", -30_000, 500.0)];
     let (status, report) = app.ingest(&batch, None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(
-        report,
-        json!({"accepted": 2, "duplicates": 0, "rejected": []})
-    );
+    assert_eq!(report, json!({"accepted": 2, "duplicates": 0, "rejected": []}));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     assert_eq!(app.latency_count("tenant_id=globex", None).await, 1);
     app.shutdown().await;
@@ -594,16 +475,9 @@ async fn the_same_id_in_two_tenants_is_not_a_duplicate() {
 #[tokio::test]
 async fn a_rejected_event_does_not_claim_its_id() {
     let app = spawn_app().await;
-    let (_, first) = app
-        .ingest(&[turn("t1", "acme", "c", -30_000, -1.0)], None)
-        .await;
+    let (_, first) = app.ingest(&[turn("t1", "acme", "c", -30_000, -1.0)], None).await;
     assert_eq!(first["accepted"], 0, "{first}");
-    let (_, second) = app
-        .ingest(&[turn("t1", "acme", "c", -30_000, 500.0)], None)
-        .await;
-    assert_eq!(
-        second,
-        json!({"accepted": 1, "duplicates": 0, "rejected": []})
-    );
+    let (_, second) = app.ingest(&[turn("t1", "acme", "c", -30_000, 500.0)], None).await;
+    assert_eq!(second, json!({"accepted": 1, "duplicates": 0, "rejected": []}));
     app.shutdown().await;
 }

@@ -19,10 +19,7 @@ struct Values(u64);
 
 impl Values {
     fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -39,37 +36,20 @@ fn two_tenants_of_turns() -> Vec<Sent> {
     for i in 0..240i64 {
         let minute = 1 + i % 54;
         let offset_ms = -minute * MINUTE_MS + (i * 1_373) % 59_000;
-        let e2e_ms = if i % 10 == 0 {
-            values.between(2_000.0, 6_000.0)
-        } else {
-            values.between(350.0, 1_400.0)
-        };
-        sent.push(Sent {
-            tenant: "acme",
-            offset_ms,
-            e2e_ms,
-        });
+        let e2e_ms =
+            if i % 10 == 0 { values.between(2_000.0, 6_000.0) } else { values.between(350.0, 1_400.0) };
+        sent.push(Sent { tenant: "acme", offset_ms, e2e_ms });
     }
     for i in 0..90i64 {
         let minute = 2 + (i * 7) % 50;
         let offset_ms = -minute * MINUTE_MS + (i * 4_111) % 59_000;
-        sent.push(Sent {
-            tenant: "globex",
-            offset_ms,
-            e2e_ms: values.between(1_800.0, 4_800.0),
-        });
+        sent.push(Sent { tenant: "globex", offset_ms, e2e_ms: values.between(1_800.0, 4_800.0) });
     }
     sent
 }
 
 fn as_turn(index: usize, sent: &Sent) -> Value {
-    turn(
-        &format!("turn-{index}"),
-        sent.tenant,
-        &format!("call-{}", index % 17),
-        sent.offset_ms,
-        sent.e2e_ms,
-    )
+    turn(&format!("turn-{index}"), sent.tenant, &format!("call-{}", index % 17), sent.offset_ms, sent.e2e_ms)
 }
 
 /// Sends the turns newest minute first in several requests, then every seventh turn
@@ -92,14 +72,9 @@ async fn send_out_of_order_and_late(app: &TestApp, sent: &[Sent]) {
 
 /// The API rounds to 0.01 ms; the sketch promises 1 % of the exact value.
 fn assert_within_one_percent(answer: &Value, exact: f64, what: &str) {
-    let got = answer
-        .as_f64()
-        .unwrap_or_else(|| panic!("{what}: no number in {answer}"));
+    let got = answer.as_f64().unwrap_or_else(|| panic!("{what}: no number in {answer}"));
     let allowed = 0.01 * exact + 0.005 + 1e-9;
-    assert!(
-        (got - exact).abs() <= allowed,
-        "{what}: got {got}, exact {exact} (allowed ±{allowed:.3})"
-    );
+    assert!((got - exact).abs() <= allowed, "{what}: got {got}, exact {exact} (allowed ±{allowed:.3})");
 }
 
 /// Checks count and P50/P95/P99 of one answer (overall or step) against `values`.
@@ -112,18 +87,12 @@ fn assert_percentiles(answer: &Value, values: &[f64], what: &str) {
         return;
     }
     for (q, name) in [(0.50, "p50"), (0.95, "p95"), (0.99, "p99")] {
-        assert_within_one_percent(
-            &answer[name],
-            exact_quantile(values, q),
-            &format!("{what} {name}"),
-        );
+        assert_within_one_percent(&answer[name], exact_quantile(values, q), &format!("{what} {name}"));
     }
 }
 
 async fn latency(app: &TestApp, query: &str) -> Value {
-    let (status, body) = app
-        .get_json(&format!("/metrics/latency?{query}"), None)
-        .await;
+    let (status, body) = app.get_json(&format!("/metrics/latency?{query}"), None).await;
     assert_eq!(status, 200, "{query}: {body}");
     body
 }
@@ -142,20 +111,14 @@ async fn percentiles_of_out_of_order_and_late_turns_are_within_one_percent_overa
         let body = latency(&app, &format!("tenant_id={tenant}&{range}")).await;
         assert_eq!(body["tenant_id"], tenant, "{body}");
         let own: Vec<&Sent> = sent.iter().filter(|s| s.tenant == tenant).collect();
-        assert_percentiles(
-            &body["overall"],
-            &e2e_of(own.iter().copied()),
-            &format!("{tenant} overall"),
-        );
+        assert_percentiles(&body["overall"], &e2e_of(own.iter().copied()), &format!("{tenant} overall"));
         let steps = body["steps"].as_array().expect("steps");
         assert_eq!(steps.len(), 12, "{body}");
         for (k, step) in steps.iter().enumerate() {
             let start = -HOUR_MS + k as i64 * 5 * MINUTE_MS;
             assert_eq!(step["start"], at(start), "{body}");
-            let inside = own
-                .iter()
-                .copied()
-                .filter(|s| s.offset_ms >= start && s.offset_ms < start + 5 * MINUTE_MS);
+            let inside =
+                own.iter().copied().filter(|s| s.offset_ms >= start && s.offset_ms < start + 5 * MINUTE_MS);
             assert_percentiles(step, &e2e_of(inside), &format!("{tenant} step {k}"));
         }
     }
@@ -194,14 +157,9 @@ async fn the_tenant_filter_isolates_tenants() {
 #[tokio::test]
 async fn the_answer_names_its_estimator_and_its_relative_error() {
     let app = spawn_app().await;
-    app.ingest_ok(&[turn("t1", "acme", "c1", -60_000, 700.0)])
-        .await;
+    app.ingest_ok(&[turn("t1", "acme", "c1", -60_000, 700.0)]).await;
     let body = latency(&app, "tenant_id=acme").await;
-    assert_eq!(
-        body["estimator"],
-        json!({"name": "ddsketch", "relative_error": 0.01}),
-        "{body}"
-    );
+    assert_eq!(body["estimator"], json!({"name": "ddsketch", "relative_error": 0.01}), "{body}");
     assert_eq!(body["unit"], "ms", "{body}");
     assert_eq!(body["component"], "turn_e2e", "{body}");
     assert_eq!(body["source"], "turn", "{body}");
@@ -230,25 +188,17 @@ fn turn_with_components(i: usize, values: &mut Values) -> (Value, [Option<f64>; 
 async fn each_component_of_turn_completed_is_answered_from_the_turns() {
     let app = spawn_app().await;
     let mut values = Values(11);
-    let (lines, measured): (Vec<Value>, Vec<[Option<f64>; 4]>) = (0..80)
-        .map(|i| turn_with_components(i, &mut values))
-        .unzip();
+    let (lines, measured): (Vec<Value>, Vec<[Option<f64>; 4]>) =
+        (0..80).map(|i| turn_with_components(i, &mut values)).unzip();
     app.ingest_ok(&lines).await;
-    for (slot, component) in ["stt", "eou", "llm_ttft", "tts_ttfb"]
-        .into_iter()
-        .enumerate()
-    {
+    for (slot, component) in ["stt", "eou", "llm_ttft", "tts_ttfb"].into_iter().enumerate() {
         let body = latency(&app, &format!("tenant_id=acme&component={component}")).await;
         assert_eq!(body["component"], component, "{body}");
         assert_eq!(body["source"], "turn", "{body}");
         let expected: Vec<f64> = measured.iter().filter_map(|m| m[slot]).collect();
         assert_percentiles(&body["overall"], &expected, component);
     }
-    assert_eq!(
-        app.latency_count("tenant_id=acme&component=tts_ttfb", None)
-            .await,
-        60
-    );
+    assert_eq!(app.latency_count("tenant_id=acme&component=tts_ttfb", None).await, 60);
     app.shutdown().await;
 }
 
@@ -273,13 +223,7 @@ async fn a_provider_filter_reads_the_usage_events_of_that_provider() {
         if i % 3 == 0 {
             let ttft = values.between(800.0, 1_500.0);
             anthropic.push(ttft);
-            lines.push(llm_usage(
-                &id,
-                "anthropic",
-                "claude-sonnet",
-                offset,
-                Some(ttft),
-            ));
+            lines.push(llm_usage(&id, "anthropic", "claude-sonnet", offset, Some(ttft)));
         } else {
             let ttft = values.between(250.0, 700.0);
             let model = if i % 3 == 1 { "gpt-4o" } else { "gpt-4o-mini" };
@@ -307,18 +251,11 @@ async fn a_provider_filter_reads_the_usage_events_of_that_provider() {
     assert_percentiles(&body["overall"], &openai, "openai");
     let body = latency(&app, "tenant_id=acme&component=llm_ttft&provider=anthropic").await;
     assert_percentiles(&body["overall"], &anthropic, "anthropic");
-    let body = latency(
-        &app,
-        "tenant_id=acme&component=llm_ttft&provider=openai&model=gpt-4o-mini",
-    )
-    .await;
+    let body = latency(&app, "tenant_id=acme&component=llm_ttft&provider=openai&model=gpt-4o-mini").await;
     assert_percentiles(&body["overall"], &mini, "openai gpt-4o-mini");
 
     let body = latency(&app, "tenant_id=acme&component=llm_ttft").await;
-    assert_eq!(
-        body["source"], "turn",
-        "without a provider the turns answer: {body}"
-    );
+    assert_eq!(body["source"], "turn", "without a provider the turns answer: {body}");
     assert_percentiles(&body["overall"], &[9_000.0], "llm_ttft of turns");
     app.shutdown().await;
 }
@@ -335,8 +272,7 @@ async fn a_component_reported_only_per_provider_falls_back_to_usage_events() {
             json!({"call_id": "c1", "provider": "cartesia", "characters": 100, "ttfb_ms": ttfb}),
         )
     };
-    app.ingest_ok(&[tts("s1", 140.0), tts("s2", 160.0), tts("s3", 210.0)])
-        .await;
+    app.ingest_ok(&[tts("s1", 140.0), tts("s2", 160.0), tts("s3", 210.0)]).await;
     let body = latency(&app, "tenant_id=acme&component=tts_ttfb").await;
     assert_eq!(body["source"], "usage", "{body}");
     assert_percentiles(&body["overall"], &[140.0, 160.0, 210.0], "tts from usage");
@@ -346,14 +282,8 @@ async fn a_component_reported_only_per_provider_falls_back_to_usage_events() {
 #[tokio::test]
 async fn a_provider_filter_on_a_per_turn_component_is_a_bad_request() {
     let app = spawn_app().await;
-    for query in [
-        "provider=openai",
-        "component=eou&provider=openai",
-        "component=turn_e2e&model=gpt-4o",
-    ] {
-        let (status, body) = app
-            .get_json(&format!("/metrics/latency?{query}"), None)
-            .await;
+    for query in ["provider=openai", "component=eou&provider=openai", "component=turn_e2e&model=gpt-4o"] {
+        let (status, body) = app.get_json(&format!("/metrics/latency?{query}"), None).await;
         assert_error(status, &body, 400, "bad_request");
     }
     app.shutdown().await;
@@ -423,16 +353,10 @@ async fn the_default_step_gives_about_sixty_points() {
 async fn a_bad_step_is_a_bad_request() {
     let app = spawn_app().await;
     for step in ["5x", "90s", "0m", "-5m", "soon"] {
-        let (status, body) = app
-            .get_json(&format!("/metrics/latency?step={step}"), None)
-            .await;
+        let (status, body) = app.get_json(&format!("/metrics/latency?step={step}"), None).await;
         assert_error(status, &body, 400, "bad_request");
     }
-    let too_many = format!(
-        "/metrics/latency?from={}&to={}&step=1m",
-        at(-30 * 24 * HOUR_MS),
-        at(0)
-    );
+    let too_many = format!("/metrics/latency?from={}&to={}&step=1m", at(-30 * 24 * HOUR_MS), at(0));
     let (status, body) = app.get_json(&too_many, None).await;
     assert_error(status, &body, 400, "bad_request");
     app.shutdown().await;
@@ -442,9 +366,7 @@ async fn a_bad_step_is_a_bad_request() {
 async fn from_after_to_is_a_bad_request() {
     let app = spawn_app().await;
     for (from, to) in [(at(0), at(-HOUR_MS)), (at(-HOUR_MS), at(-HOUR_MS))] {
-        let (status, body) = app
-            .get_json(&format!("/metrics/latency?from={from}&to={to}"), None)
-            .await;
+        let (status, body) = app.get_json(&format!("/metrics/latency?from={from}&to={to}"), None).await;
         assert_error(status, &body, 400, "bad_request");
     }
     app.shutdown().await;
@@ -461,15 +383,10 @@ async fn a_time_that_is_neither_rfc_3339_nor_unix_seconds_is_a_bad_request() {
 #[tokio::test]
 async fn unix_seconds_are_accepted_as_times() {
     let app = spawn_app().await;
-    app.ingest_ok(&[turn("t1", "acme", "c1", -2 * HOUR_MS, 800.0)])
-        .await;
+    app.ingest_ok(&[turn("t1", "acme", "c1", -2 * HOUR_MS, 800.0)]).await;
     let from = (NOW_MS - 3 * HOUR_MS) / 1000;
     let to = (NOW_MS - HOUR_MS) / 1000;
-    assert_eq!(
-        app.latency_count(&format!("from={from}&to={to}"), None)
-            .await,
-        1
-    );
+    assert_eq!(app.latency_count(&format!("from={from}&to={to}"), None).await, 1);
     app.shutdown().await;
 }
 
@@ -492,16 +409,8 @@ async fn the_default_range_is_the_last_hour() {
     .await;
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 2);
     let from = at(-2 * HOUR_MS);
-    assert_eq!(
-        app.latency_count(&format!("tenant_id=acme&from={from}"), None)
-            .await,
-        3
-    );
+    assert_eq!(app.latency_count(&format!("tenant_id=acme&from={from}"), None).await, 3);
     app.clock.advance(HOUR_MS);
-    assert_eq!(
-        app.latency_count("tenant_id=acme", None).await,
-        0,
-        "an hour later"
-    );
+    assert_eq!(app.latency_count("tenant_id=acme", None).await, 0, "an hour later");
     app.shutdown().await;
 }

@@ -21,43 +21,29 @@ async fn a_graceful_shutdown_commits_what_the_writer_holds_and_answers_every_pos
     let posts: Vec<_> = (0..3)
         .map(|request| {
             let lines: String = (0..2)
-                .map(|i| {
-                    format!(
-                        "{}\n",
-                        turn(&format!("t{request}-{i}"), "acme", "c1", -30_000, 640.0)
-                    )
-                })
+                .map(|i| format!("{}\n", turn(&format!("t{request}-{i}"), "acme", "c1", -30_000, 640.0)))
                 .collect();
             let post = app
                 .client
                 .post(app.url("/v1/events"))
                 .header("content-type", "application/x-ndjson")
                 .body(lines);
-            tokio::spawn(async move {
-                status_and_json(post.send().await.expect("the request is sent")).await
-            })
+            tokio::spawn(
+                async move { status_and_json(post.send().await.expect("the request is sent")).await },
+            )
         })
         .collect();
     // Give the requests a moment to reach the writer, which lingers for a fuller group.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        posts.iter().all(|post| !post.is_finished()),
-        "the writer did not linger"
-    );
-    assert_eq!(
-        app.latency_count("tenant_id=acme", None).await,
-        0,
-        "nothing is committed yet"
-    );
+    assert!(posts.iter().all(|post| !post.is_finished()), "the writer did not linger");
+    assert_eq!(app.latency_count("tenant_id=acme", None).await, 0, "nothing is committed yet");
 
     let data_dir = tokio::time::timeout(BOUND, app.shutdown())
         .await
         .expect("shutdown stops the linger instead of waiting it out");
     for post in posts {
-        let (status, report): (u16, Value) = tokio::time::timeout(BOUND, post)
-            .await
-            .expect("the post is answered")
-            .expect("the post task");
+        let (status, report): (u16, Value) =
+            tokio::time::timeout(BOUND, post).await.expect("the post is answered").expect("the post task");
         assert_eq!(status, 202, "{report}");
         assert_eq!(report["accepted"], 2, "{report}");
     }
@@ -70,19 +56,13 @@ async fn a_graceful_shutdown_commits_what_the_writer_holds_and_answers_every_pos
 #[tokio::test]
 async fn events_acknowledged_before_a_restart_are_found_after_it() {
     let app = spawn_app().await;
-    app.ingest_ok(&[turn("t1", "acme", "c1", -30_000, 640.0)])
-        .await;
+    app.ingest_ok(&[turn("t1", "acme", "c1", -30_000, 640.0)]).await;
     let data_dir = app.shutdown().await;
     let app = spawn_app_in(data_dir, |_| {}).await;
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
-    let (status, report) = app
-        .ingest(&[turn("t1", "acme", "c1", -30_000, 640.0)], None)
-        .await;
+    let (status, report) = app.ingest(&[turn("t1", "acme", "c1", -30_000, 640.0)], None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(
-        report["duplicates"], 1,
-        "ids are remembered across restarts: {report}"
-    );
+    assert_eq!(report["duplicates"], 1, "ids are remembered across restarts: {report}");
     app.shutdown().await;
 }
 
@@ -93,10 +73,7 @@ async fn readiness_is_503_with_retry_after_once_the_database_file_is_gone() {
     assert_eq!(status, 200, "{body}");
     std::fs::remove_file(app.data_dir.path().join(DB_FILE)).expect("the database file is removed");
     let response = app.get("/readyz", None).await;
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap_or("").to_owned());
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
     let (status, body) = status_and_json(response).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");

@@ -27,14 +27,7 @@ pub fn create(conn: &Connection, key: &NewApiKey) -> Result<ApiKey, StoreError> 
             "INSERT INTO api_keys (name, role, tenant_id, prefix, key_hash, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {COLUMNS}"
         ),
-        params![
-            key.name,
-            key.role.as_str(),
-            key.tenant_id,
-            key.prefix,
-            key.key_hash,
-            key.created_ms
-        ],
+        params![key.name, key.role.as_str(), key.tenant_id, key.prefix, key.key_hash, key.created_ms],
         from_row,
     )
     .map_err(map_error)
@@ -55,26 +48,18 @@ pub fn revoke(conn: &Connection, id_or_prefix: &str, now_ms: i64) -> Result<ApiK
         )
         .optional()
         .map_err(map_error)?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("no key with id or prefix `{id_or_prefix}`"))
-        })?;
+        .ok_or_else(|| StoreError::NotFound(format!("no key with id or prefix `{id_or_prefix}`")))?;
     conn.execute(
         "UPDATE api_keys SET revoked_ms = coalesce(revoked_ms, ?1) WHERE id = ?2",
         params![now_ms, found.id],
     )
     .map_err(map_error)?;
-    Ok(ApiKey {
-        revoked_ms: found.revoked_ms.or(Some(now_ms)),
-        ..found
-    })
+    Ok(ApiKey { revoked_ms: found.revoked_ms.or(Some(now_ms)), ..found })
 }
 
 pub fn active_hashes(conn: &Connection) -> rusqlite::Result<Vec<(String, ApiKey)>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS}, key_hash FROM api_keys WHERE revoked_ms IS NULL ORDER BY id"
-    ))?;
-    let keys = statement
-        .query_map([], |row| Ok((row.get::<_, String>(7)?, from_row(row)?)))?
-        .collect();
+    let mut statement = conn
+        .prepare(&format!("SELECT {COLUMNS}, key_hash FROM api_keys WHERE revoked_ms IS NULL ORDER BY id"))?;
+    let keys = statement.query_map([], |row| Ok((row.get::<_, String>(7)?, from_row(row)?)))?.collect();
     keys
 }

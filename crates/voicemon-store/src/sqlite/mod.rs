@@ -8,9 +8,7 @@ mod read;
 mod schema;
 mod write;
 
-use crate::{
-    ApiKey, EndedCall, LatencyFilter, NewApiKey, Resolution, Store, StoreError, WriteOutcome,
-};
+use crate::{ApiKey, EndedCall, LatencyFilter, NewApiKey, Resolution, Store, StoreError, WriteOutcome};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -51,10 +49,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, applying migrations.
     pub fn open(data_dir: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|err| {
-            StoreError::Unavailable(format!(
-                "cannot create data directory {}: {err}",
-                data_dir.display()
-            ))
+            StoreError::Unavailable(format!("cannot create data directory {}: {err}", data_dir.display()))
         })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&path, OpenFlags::default())?;
@@ -62,11 +57,9 @@ impl SqliteStore {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
         };
-        conn.pragma_update(None, "synchronous", synchronous)
-            .map_err(map_error)?;
-        let found: i64 = conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(map_error)?;
+        conn.pragma_update(None, "synchronous", synchronous).map_err(map_error)?;
+        let found: i64 =
+            conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(map_error)?;
         if found > latest_version() {
             return Err(StoreError::Internal(format!(
                 "{} has schema version {found}, newer than this voicemon ({}); upgrade voicemon",
@@ -142,18 +135,14 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
 
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(map_error)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(map_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_error)?;
     if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
     }
     // Pages are read through a memory map (no copy per page read) and kept in a page
     // cache large enough for the hot parts of the indexes.
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
-        .map_err(map_error)?;
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)
-        .map_err(map_error)?;
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES).map_err(map_error)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB).map_err(map_error)?;
     Ok(conn)
 }
 
@@ -192,8 +181,7 @@ impl Store for SqliteStore {
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| read::latency_sketches(conn, &filter, range, resolution))
-            .await
+        self.read(move |conn| read::latency_sketches(conn, &filter, range, resolution)).await
     }
 
     async fn ended_calls(
@@ -202,8 +190,7 @@ impl Store for SqliteStore {
         range: TimeRange,
     ) -> Result<Vec<EndedCall>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range))
-            .await
+        self.read(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn started_calls(
@@ -212,29 +199,20 @@ impl Store for SqliteStore {
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| read::started_calls(conn, tenant_id.as_deref(), range))
-            .await
+        self.read(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.path.exists() {
-            return Err(StoreError::Unavailable(format!(
-                "{} is gone",
-                self.path.display()
-            )));
+            return Err(StoreError::Unavailable(format!("{} is gone", self.path.display())));
         }
-        self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM api_keys", [], |row| {
-                row.get::<_, i64>(0)
-            })
-        })
-        .await
-        .map(|_| ())
+        self.read(|conn| conn.query_row("SELECT count(*) FROM api_keys", [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
     }
 
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
-        self.write(move |writer| keys::create(writer.connection(), &key))
-            .await
+        self.write(move |writer| keys::create(writer.connection(), &key)).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
@@ -243,8 +221,7 @@ impl Store for SqliteStore {
 
     async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError> {
         let id_or_prefix = id_or_prefix.to_owned();
-        self.write(move |writer| keys::revoke(writer.connection(), &id_or_prefix, now_ms))
-            .await
+        self.write(move |writer| keys::revoke(writer.connection(), &id_or_prefix, now_ms)).await
     }
 
     async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {

@@ -37,8 +37,7 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         |ctx| {
             let decode = |i: usize| -> rusqlite::Result<LatencySketch> {
                 let bytes: Vec<u8> = ctx.get(i)?;
-                LatencySketch::decode(&bytes)
-                    .map_err(|err| rusqlite::Error::UserFunctionError(Box::new(err)))
+                LatencySketch::decode(&bytes).map_err(|err| rusqlite::Error::UserFunctionError(Box::new(err)))
             };
             let mut merged = decode(0)?;
             merged.merge(&decode(1)?);
@@ -49,10 +48,7 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 
 impl Writer {
     pub fn new(conn: Connection) -> Writer {
-        Writer {
-            conn,
-            call_rows: HashMap::new(),
-        }
+        Writer { conn, call_rows: HashMap::new() }
     }
 
     pub fn connection(&self) -> &Connection {
@@ -86,10 +82,7 @@ impl Writer {
             insert_fact(&tx, call_rows, event)?;
             for observation in observations(event) {
                 let minute = minute_of(observation.timestamp_ms);
-                rollups
-                    .entry((observation.key, minute))
-                    .or_default()
-                    .add(observation.value_ms);
+                rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
             }
         }
         upsert_rollups(&tx, rollups)?;

@@ -10,24 +10,11 @@ use voicemon_core::event::BreakerState;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Happening {
     CallArrives,
-    Turn {
-        call: u64,
-        turn_index: u32,
-        user_speech_s: f64,
-    },
-    CallEnds {
-        call: u64,
-    },
-    Heartbeat {
-        tenant: usize,
-        worker: usize,
-    },
+    Turn { call: u64, turn_index: u32, user_speech_s: f64 },
+    CallEnds { call: u64 },
+    Heartbeat { tenant: usize, worker: usize },
     IncidentStarts,
-    BreakerChanges {
-        tenant: usize,
-        provider: Provider,
-        state: BreakerState,
-    },
+    BreakerChanges { tenant: usize, provider: Provider, state: BreakerState },
     IncidentEnds,
 }
 
@@ -62,30 +49,22 @@ impl Ord for Scheduled {
 impl TrafficModel {
     pub(super) fn schedule(&mut self, at_ms: i64, happening: Happening) {
         self.next_seq += 1;
-        self.queue.push(Scheduled {
-            at_ms,
-            seq: self.next_seq,
-            happening,
-        });
+        self.queue.push(Scheduled { at_ms, seq: self.next_seq, happening });
     }
 
     /// Runs a happening whose time has come.
     pub(super) fn handle(&mut self, at_ms: i64, happening: Happening) {
         match happening {
             Happening::CallArrives => self.call_arrives(at_ms),
-            Happening::Turn {
-                call,
-                turn_index,
-                user_speech_s,
-            } => self.turn(at_ms, call, turn_index, user_speech_s),
+            Happening::Turn { call, turn_index, user_speech_s } => {
+                self.turn(at_ms, call, turn_index, user_speech_s)
+            }
             Happening::CallEnds { call } => self.call_ends(at_ms, call),
             Happening::Heartbeat { tenant, worker } => self.heartbeat(at_ms, tenant, worker),
             Happening::IncidentStarts => self.incident_starts(at_ms),
-            Happening::BreakerChanges {
-                tenant,
-                provider,
-                state,
-            } => self.breaker_changes(at_ms, tenant, provider, state),
+            Happening::BreakerChanges { tenant, provider, state } => {
+                self.breaker_changes(at_ms, tenant, provider, state)
+            }
             Happening::IncidentEnds => self.incident_ends(at_ms),
         }
     }

@@ -51,31 +51,14 @@ impl TrafficModel {
         let worker = least_loaded(&self.tenants[tenant].workers);
         let scope = self.call_scope(tenant, agent);
         let phone_share = self.tenants[tenant].agents[agent].kind.phone_share;
-        let channel = if self.rng.random_bool(phone_share) {
-            "phone"
-        } else {
-            "web"
-        };
-        self.emit(
-            at_ms,
-            EventKind::CallStarted,
-            &scope,
-            json!({ "channel": channel }),
-        );
+        let channel = if self.rng.random_bool(phone_share) { "phone" } else { "web" };
+        self.emit(at_ms, EventKind::CallStarted, &scope, json!({ "channel": channel }));
         let plan = plan_call(&mut self.rng);
         let key = self.next_call;
         self.next_call += 1;
         self.tenants[tenant].workers[worker].active_calls += 1;
         self.stats.calls_started += 1;
-        let call = CallSim {
-            scope,
-            tenant,
-            agent,
-            worker,
-            started_ms: at_ms,
-            plan,
-            context_tokens: 0,
-        };
+        let call = CallSim { scope, tenant, agent, worker, started_ms: at_ms, plan, context_tokens: 0 };
         self.calls.insert(key, call);
         self.schedule_turn(at_ms, key, 0);
     }
@@ -84,11 +67,7 @@ impl TrafficModel {
     /// agent's main one 80 % of the time).
     fn call_scope(&mut self, tenant: usize, agent: usize) -> Scope {
         let objectives = self.tenants[tenant].agents[agent].kind.objectives;
-        let objective = if self.rng.random_bool(0.8) {
-            objectives[0]
-        } else {
-            objectives[1]
-        };
+        let objective = if self.rng.random_bool(0.8) { objectives[0] } else { objectives[1] };
         Scope {
             tenant_id: self.tenants[tenant].tenant_id.clone(),
             call_id: Some(format!("call-{}-{}", self.run_tag, self.next_call)),
@@ -131,12 +110,8 @@ impl TrafficModel {
 fn plan_call(rng: &mut StdRng) -> CallPlan {
     let turns = rng.random_range(3..=15u32);
     let roll: f64 = rng.random();
-    let plan = |status, ended_reason, ended_by, last_turn| CallPlan {
-        status,
-        ended_reason,
-        ended_by,
-        last_turn,
-    };
+    let plan =
+        |status, ended_reason, ended_by, last_turn| CallPlan { status, ended_reason, ended_by, last_turn };
     if roll < 0.88 {
         let (reason, by) = if rng.random_bool(0.55) {
             ("user_goodbye", EndedBy::User)
@@ -146,34 +121,15 @@ fn plan_call(rng: &mut StdRng) -> CallPlan {
         return plan(CallStatus::Completed, reason, by, turns - 1);
     }
     if roll < 0.93 {
-        let reason = [
-            "llm_timeout",
-            "llm_timeout",
-            "stt_error",
-            "tts_error",
-            "pipeline_error",
-        ][rng.random_range(0..5)];
-        let by = if reason == "pipeline_error" {
-            EndedBy::System
-        } else {
-            EndedBy::Provider
-        };
+        let reason = ["llm_timeout", "llm_timeout", "stt_error", "tts_error", "pipeline_error"]
+            [rng.random_range(0..5)];
+        let by = if reason == "pipeline_error" { EndedBy::System } else { EndedBy::Provider };
         return plan(CallStatus::Failed, reason, by, rng.random_range(0..turns));
     }
     if roll < 0.98 {
-        return plan(
-            CallStatus::Abandoned,
-            "user_hangup",
-            EndedBy::User,
-            rng.random_range(0..turns.min(5)),
-        );
+        return plan(CallStatus::Abandoned, "user_hangup", EndedBy::User, rng.random_range(0..turns.min(5)));
     }
-    plan(
-        CallStatus::Transferred,
-        "transfer_to_human",
-        EndedBy::Agent,
-        turns - 1,
-    )
+    plan(CallStatus::Transferred, "transfer_to_human", EndedBy::Agent, turns - 1)
 }
 
 #[cfg(test)]
@@ -189,14 +145,8 @@ mod tests {
             assert!(event["agent_id"].is_string(), "{event} has no agent_id");
             assert!(event["objective"].is_string(), "{event} has no objective");
         }
-        let tenants: HashSet<&str> = events
-            .iter()
-            .filter_map(|e| e["tenant_id"].as_str())
-            .collect();
-        assert!(
-            tenants.contains("tenant-01") && tenants.contains("tenant-05"),
-            "{tenants:?}"
-        );
+        let tenants: HashSet<&str> = events.iter().filter_map(|e| e["tenant_id"].as_str()).collect();
+        assert!(tenants.contains("tenant-01") && tenants.contains("tenant-05"), "{tenants:?}");
     }
 
     #[test]
@@ -205,10 +155,7 @@ mod tests {
         let events = model.events_until(START_MS + 10 * MINUTE_MS);
         let started = count_type(&events, "call.started");
         let ended = count_type(&events, "call.ended");
-        assert!(
-            started > 400,
-            "only {started} calls in 10 minutes at 60 a minute"
-        );
+        assert!(started > 400, "only {started} calls in 10 minutes at 60 a minute");
         assert_eq!(ended + model.active_calls(), started);
         assert_eq!(model.stats().calls_started as usize, started);
         assert_eq!(model.stats().calls_ended as usize, ended);
@@ -233,9 +180,7 @@ mod tests {
         let mut statuses: HashMap<&str, usize> = HashMap::new();
         for event in events.iter().filter(|e| e["type"] == "call.ended") {
             if early_calls.contains(event["call_id"].as_str().unwrap_or_default()) {
-                *statuses
-                    .entry(event["status"].as_str().unwrap_or_default())
-                    .or_default() += 1;
+                *statuses.entry(event["status"].as_str().unwrap_or_default()).or_default() += 1;
             }
         }
         let total: usize = statuses.values().sum();
@@ -259,8 +204,7 @@ mod tests {
                 Some("call.started") => drop(started.insert(call, timestamp_ms(event))),
                 Some("turn.completed") => drop(last_turn.insert(call, timestamp_ms(event))),
                 Some("call.ended") => {
-                    let duration_ms =
-                        (event["duration_s"].as_f64().unwrap_or(-1.0) * 1000.0).round() as i64;
+                    let duration_ms = (event["duration_s"].as_f64().unwrap_or(-1.0) * 1000.0).round() as i64;
                     assert_eq!(started[call] + duration_ms, timestamp_ms(event), "{event}");
                     if let Some(turn) = last_turn.get(call) {
                         assert!(*turn <= timestamp_ms(event), "{event}");
@@ -273,11 +217,8 @@ mod tests {
 
     #[test]
     fn no_calls_per_minute_means_only_heartbeats() {
-        let config = ModelConfig {
-            calls_per_minute: 0.0,
-            mean_incident_gap: None,
-            ..ModelConfig::new(1, START_MS)
-        };
+        let config =
+            ModelConfig { calls_per_minute: 0.0, mean_incident_gap: None, ..ModelConfig::new(1, START_MS) };
         let events = TrafficModel::new(config).events_until(START_MS + MINUTE_MS);
         assert!(!events.is_empty());
         assert!(events.iter().all(|e| e["type"] == "worker.heartbeat"));

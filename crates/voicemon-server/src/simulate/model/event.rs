@@ -21,10 +21,7 @@ impl TrafficModel {
     /// keeps the event for the next [`TrafficModel::events_until`].
     pub(super) fn emit(&mut self, at_ms: i64, kind: EventKind, scope: &Scope, fields: Value) {
         let mut event = Map::new();
-        event.insert(
-            "id".into(),
-            format!("sim-{}-{}", self.run_tag, self.next_event).into(),
-        );
+        event.insert("id".into(), format!("sim-{}-{}", self.run_tag, self.next_event).into());
         event.insert("type".into(), kind.wire_name().into());
         event.insert("timestamp".into(), rfc3339_millis(at_ms).into());
         event.insert("tenant_id".into(), scope.tenant_id.clone().into());
@@ -55,25 +52,13 @@ impl TrafficModel {
     }
 
     /// A `provider.request` that went through in `latency_ms`.
-    pub(super) fn emit_request(
-        &mut self,
-        at_ms: i64,
-        scope: &Scope,
-        provider: Provider,
-        latency_ms: f64,
-    ) {
+    pub(super) fn emit_request(&mut self, at_ms: i64, scope: &Scope, provider: Provider, latency_ms: f64) {
         self.emit_provider_request(at_ms, scope, provider, latency_ms, None);
     }
 
     /// A `provider.request` that failed with `error`: a timeout after 5–10 s, anything
     /// else within 250 ms.
-    pub(super) fn emit_failed_request(
-        &mut self,
-        at_ms: i64,
-        scope: &Scope,
-        provider: Provider,
-        error: &str,
-    ) {
+    pub(super) fn emit_failed_request(&mut self, at_ms: i64, scope: &Scope, provider: Provider, error: &str) {
         let latency_ms = match error {
             "timeout" => uniform(&mut self.rng, 5_000.0, 10_000.0),
             _ => uniform(&mut self.rng, 20.0, 250.0),

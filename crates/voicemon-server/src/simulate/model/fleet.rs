@@ -19,16 +19,8 @@ pub(super) struct AgentKind {
 }
 
 const AGENT_KINDS: [AgentKind; 6] = [
-    AgentKind {
-        name: "support-bot",
-        objectives: ["support", "billing_question"],
-        phone_share: 0.75,
-    },
-    AgentKind {
-        name: "sales-bot",
-        objectives: ["sales_qualification", "demo_booking"],
-        phone_share: 0.6,
-    },
+    AgentKind { name: "support-bot", objectives: ["support", "billing_question"], phone_share: 0.75 },
+    AgentKind { name: "sales-bot", objectives: ["sales_qualification", "demo_booking"], phone_share: 0.6 },
     AgentKind {
         name: "booking-bot",
         objectives: ["book_appointment", "reschedule_appointment"],
@@ -39,16 +31,8 @@ const AGENT_KINDS: [AgentKind; 6] = [
         objectives: ["payment_collection", "billing_question"],
         phone_share: 0.9,
     },
-    AgentKind {
-        name: "survey-bot",
-        objectives: ["customer_survey", "support"],
-        phone_share: 0.95,
-    },
-    AgentKind {
-        name: "triage-bot",
-        objectives: ["triage", "support"],
-        phone_share: 0.5,
-    },
+    AgentKind { name: "survey-bot", objectives: ["customer_survey", "support"], phone_share: 0.95 },
+    AgentKind { name: "triage-bot", objectives: ["triage", "support"], phone_share: 0.5 },
 ];
 
 /// A company whose API serves one pipeline component.
@@ -91,40 +75,16 @@ pub(super) struct Service {
 }
 
 const STT_SERVICES: [Service; 2] = [
-    Service {
-        provider: Provider::Deepgram,
-        model: "nova-3",
-        speed: 0.95,
-    },
-    Service {
-        provider: Provider::AssemblyAi,
-        model: "universal-streaming",
-        speed: 1.1,
-    },
+    Service { provider: Provider::Deepgram, model: "nova-3", speed: 0.95 },
+    Service { provider: Provider::AssemblyAi, model: "universal-streaming", speed: 1.1 },
 ];
 const LLM_SERVICES: [Service; 2] = [
-    Service {
-        provider: Provider::OpenAi,
-        model: "gpt-4o",
-        speed: 1.1,
-    },
-    Service {
-        provider: Provider::OpenAi,
-        model: "gpt-4o-mini",
-        speed: 0.85,
-    },
+    Service { provider: Provider::OpenAi, model: "gpt-4o", speed: 1.1 },
+    Service { provider: Provider::OpenAi, model: "gpt-4o-mini", speed: 0.85 },
 ];
 const TTS_SERVICES: [Service; 2] = [
-    Service {
-        provider: Provider::Cartesia,
-        model: "sonic-2",
-        speed: 0.9,
-    },
-    Service {
-        provider: Provider::ElevenLabs,
-        model: "eleven_flash_v2_5",
-        speed: 1.15,
-    },
+    Service { provider: Provider::Cartesia, model: "sonic-2", speed: 0.9 },
+    Service { provider: Provider::ElevenLabs, model: "eleven_flash_v2_5", speed: 1.15 },
 ];
 
 /// The STT → LLM → TTS pipeline one agent runs.
@@ -165,11 +125,7 @@ pub(super) struct TenantSim {
 
 /// Tenants with their agents and enough workers for their share of the traffic
 /// (about ten concurrent calls per worker, two workers at least).
-pub(super) fn build_tenants(
-    rng: &mut StdRng,
-    config: &ModelConfig,
-    weights: &[f64],
-) -> Vec<TenantSim> {
+pub(super) fn build_tenants(rng: &mut StdRng, config: &ModelConfig, weights: &[f64]) -> Vec<TenantSim> {
     let agents_per_tenant = config.agents_per_tenant.max(1);
     let total_weight: f64 = weights.iter().sum();
     let mean_call_s = 60.0;
@@ -177,14 +133,11 @@ pub(super) fn build_tenants(
         .iter()
         .enumerate()
         .map(|(index, weight)| {
-            let concurrent =
-                config.calls_per_minute.max(0.0) * weight / total_weight * mean_call_s / 60.0;
+            let concurrent = config.calls_per_minute.max(0.0) * weight / total_weight * mean_call_s / 60.0;
             let workers = ((concurrent / 10.0).ceil() as usize).clamp(2, 32);
             TenantSim {
                 tenant_id: format!("tenant-{:02}", index + 1),
-                agents: (0..agents_per_tenant)
-                    .map(|a| build_agent(rng, a))
-                    .collect(),
+                agents: (0..agents_per_tenant).map(|a| build_agent(rng, a)).collect(),
                 agent_weights: zipf_weights(agents_per_tenant, 0.5),
                 workers: (0..workers).map(|w| build_worker(rng, w)).collect(),
             }
@@ -195,28 +148,18 @@ pub(super) fn build_tenants(
 fn build_agent(rng: &mut StdRng, index: usize) -> AgentSim {
     let kind = &AGENT_KINDS[index % AGENT_KINDS.len()];
     let round = index / AGENT_KINDS.len();
-    let agent_id = if round == 0 {
-        kind.name.to_owned()
-    } else {
-        format!("{}-{}", kind.name, round + 1)
-    };
+    let agent_id = if round == 0 { kind.name.to_owned() } else { format!("{}-{}", kind.name, round + 1) };
     let stack = Stack {
         stt: STT_SERVICES[usize::from(!rng.random_bool(0.7))],
         llm: LLM_SERVICES[usize::from(!rng.random_bool(0.45))],
         tts: TTS_SERVICES[usize::from(!rng.random_bool(0.6))],
     };
-    AgentSim {
-        agent_id,
-        kind,
-        stack,
-    }
+    AgentSim { agent_id, kind, stack }
 }
 
 /// Every provider some agent uses, each once, in a fixed order.
 pub(super) fn used_providers(tenants: &[TenantSim]) -> Vec<Provider> {
-    let used: BTreeSet<Provider> = tenants
-        .iter()
-        .flat_map(|t| t.agents.iter().flat_map(|a| a.stack.providers()))
-        .collect();
+    let used: BTreeSet<Provider> =
+        tenants.iter().flat_map(|t| t.agents.iter().flat_map(|a| a.stack.providers())).collect();
     used.into_iter().collect()
 }

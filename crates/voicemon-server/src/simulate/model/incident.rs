@@ -52,33 +52,13 @@ impl TrafficModel {
         self.schedule(last_close + 1, Happening::IncidentEnds);
     }
 
-    fn schedule_breaker(
-        &mut self,
-        at_ms: i64,
-        tenant: usize,
-        provider: Provider,
-        state: BreakerState,
-    ) {
-        self.schedule(
-            at_ms,
-            Happening::BreakerChanges {
-                tenant,
-                provider,
-                state,
-            },
-        );
+    fn schedule_breaker(&mut self, at_ms: i64, tenant: usize, provider: Provider, state: BreakerState) {
+        self.schedule(at_ms, Happening::BreakerChanges { tenant, provider, state });
     }
 
     fn tenants_using(&self, provider: Provider) -> Vec<usize> {
-        let uses = |tenant: &TenantSim| {
-            tenant
-                .agents
-                .iter()
-                .any(|a| a.stack.providers().contains(&provider))
-        };
-        (0..self.tenants.len())
-            .filter(|&t| uses(&self.tenants[t]))
-            .collect()
+        let uses = |tenant: &TenantSim| tenant.agents.iter().any(|a| a.stack.providers().contains(&provider));
+        (0..self.tenants.len()).filter(|&t| uses(&self.tenants[t])).collect()
     }
 
     pub(super) fn breaker_changes(
@@ -118,25 +98,16 @@ impl TrafficModel {
         scope: &Scope,
         stack: &Stack,
     ) -> IncidentEffect {
-        let open = stack
-            .providers()
-            .into_iter()
-            .find(|p| self.open_breakers.contains(&(tenant, *p)));
+        let open = stack.providers().into_iter().find(|p| self.open_breakers.contains(&(tenant, *p)));
         if let Some(provider) = open {
-            let error = if self.rng.random_bool(0.6) {
-                "timeout"
-            } else {
-                "http_503"
-            };
+            let error = if self.rng.random_bool(0.6) { "timeout" } else { "http_503" };
             self.emit_failed_request(at_ms, scope, provider, error);
             if self.rng.random_bool(0.02) {
                 return IncidentEffect::CallFails(provider);
             }
             return IncidentEffect::Retried;
         }
-        let slow = self
-            .slowdown
-            .filter(|slow| stack.providers().contains(&slow.provider));
+        let slow = self.slowdown.filter(|slow| stack.providers().contains(&slow.provider));
         if let Some(slow) = slow {
             if self.rng.random_bool(0.15) {
                 self.emit_failed_request(at_ms, scope, slow.provider, "timeout");
@@ -182,14 +153,8 @@ mod tests {
             for event in model.events_until(now_ms) {
                 let parsed = parse_event(&event.to_string(), now_ms)
                     .unwrap_or_else(|err| panic!("{event} is invalid: {err}"));
-                assert!(
-                    parsed.envelope.timestamp_ms <= now_ms,
-                    "{event} is in the future"
-                );
-                assert!(
-                    parsed.envelope.timestamp_ms >= START_MS,
-                    "{event} is before the start"
-                );
+                assert!(parsed.envelope.timestamp_ms <= now_ms, "{event} is in the future");
+                assert!(parsed.envelope.timestamp_ms >= START_MS, "{event} is before the start");
                 events.push(parsed);
             }
         }
@@ -201,19 +166,13 @@ mod tests {
             })
             .collect();
         for state in BreakerState::ALL {
-            assert!(
-                breaker_states.contains(&state),
-                "no breaker went {state:?} in 20 minutes"
-            );
+            assert!(breaker_states.contains(&state), "no breaker went {state:?} in 20 minutes");
         }
         let failed_request = |e: &voicemon_core::event::Event| match &e.body {
             Body::ProviderRequest(request) => !request.ok && request.error.is_some(),
             _ => false,
         };
-        assert!(
-            events.iter().any(failed_request),
-            "no failed provider request during the incident"
-        );
+        assert!(events.iter().any(failed_request), "no failed provider request during the incident");
         assert!(model.stats().breaker_trips > 0);
     }
 }

@@ -224,9 +224,7 @@ mod test_support {
 
     pub(super) fn timestamp_ms(event: &Value) -> i64 {
         let text = event["timestamp"].as_str().unwrap_or_default();
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_millis())
-            .unwrap_or(i64::MIN)
+        chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).unwrap_or(i64::MIN)
     }
 }
 
@@ -240,11 +238,7 @@ mod tests {
     fn the_same_seed_and_start_give_the_same_events() {
         let first = model(7).events_until(START_MS + 5 * MINUTE_MS);
         let second = model(7).events_until(START_MS + 5 * MINUTE_MS);
-        assert!(
-            first.len() > 1_000,
-            "only {} events in 5 minutes",
-            first.len()
-        );
+        assert!(first.len() > 1_000, "only {} events in 5 minutes", first.len());
         assert_eq!(first, second);
     }
 

@@ -5,9 +5,7 @@ use rand::Rng;
 
 /// Weights `1 / rank^exponent`: the first few take most, a long tail shares the rest.
 pub(super) fn zipf_weights(count: usize, exponent: f64) -> Vec<f64> {
-    (1..=count)
-        .map(|rank| 1.0 / (rank as f64).powf(exponent))
-        .collect()
+    (1..=count).map(|rank| 1.0 / (rank as f64).powf(exponent)).collect()
 }
 
 /// An index drawn in proportion to `weights`.

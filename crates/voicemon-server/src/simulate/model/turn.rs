@@ -37,11 +37,7 @@ impl TrafficModel {
     pub(super) fn schedule_turn(&mut self, after_ms: i64, call: u64, turn_index: u32) {
         let gap_s = uniform(&mut self.rng, 3.0, 12.0);
         let user_speech_s = uniform(&mut self.rng, 1.0, (gap_s - 1.0).min(8.0));
-        let happening = Happening::Turn {
-            call,
-            turn_index,
-            user_speech_s,
-        };
+        let happening = Happening::Turn { call, turn_index, user_speech_s };
         self.schedule(after_ms + seconds_ms(gap_s), happening);
     }
 
@@ -57,14 +53,11 @@ impl TrafficModel {
             self.fail_turn(at_ms, key, &scope, &stack, plan.ended_reason);
             return;
         }
-        if let IncidentEffect::CallFails(provider) =
-            self.incident_effect(at_ms, tenant, &scope, &stack)
-        {
+        if let IncidentEffect::CallFails(provider) = self.incident_effect(at_ms, tenant, &scope, &stack) {
             self.fail_call_on_incident(at_ms, key, provider);
             return;
         }
-        let agent_speech_s =
-            self.complete_turn(at_ms, key, turn_index, user_speech_s, &scope, &stack);
+        let agent_speech_s = self.complete_turn(at_ms, key, turn_index, user_speech_s, &scope, &stack);
         if turn_index < plan.last_turn {
             self.schedule_turn(at_ms, key, turn_index + 1);
             return;
@@ -73,10 +66,7 @@ impl TrafficModel {
             CallStatus::Abandoned => uniform(&mut self.rng, 1.0, 4.0),
             _ => agent_speech_s + uniform(&mut self.rng, 0.5, 2.0),
         };
-        self.schedule(
-            at_ms + seconds_ms(after_s),
-            Happening::CallEnds { call: key },
-        );
+        self.schedule(at_ms + seconds_ms(after_s), Happening::CallEnds { call: key });
     }
 
     /// A planned failure: the failing provider's request (if a provider is to blame),
@@ -109,29 +99,16 @@ impl TrafficModel {
         }
         let characters = self.sample_characters(tokens.output);
         let user_stopped_ms = at_ms - timing.e2e_ms.round() as i64;
-        self.emit_stt(
-            user_stopped_ms + timing.stt_ms.round() as i64,
-            scope,
-            stack,
-            &timing,
-            user_speech_s,
-        );
-        let llm_at_ms = user_stopped_ms
-            + (timing.eou_ms.max(timing.stt_ms) + timing.llm_ttft_ms).round() as i64;
+        self.emit_stt(user_stopped_ms + timing.stt_ms.round() as i64, scope, stack, &timing, user_speech_s);
+        let llm_at_ms =
+            user_stopped_ms + (timing.eou_ms.max(timing.stt_ms) + timing.llm_ttft_ms).round() as i64;
         self.emit_llm(llm_at_ms.min(at_ms), scope, stack, &timing, tokens);
         self.emit_tts(at_ms, scope, stack, &timing, characters);
         self.emit_turn_completed(at_ms, scope, turn_index, &timing);
         characters as f64 / CHARACTERS_PER_SECOND
     }
 
-    fn emit_stt(
-        &mut self,
-        at_ms: i64,
-        scope: &Scope,
-        stack: &Stack,
-        timing: &TurnTiming,
-        audio_s: f64,
-    ) {
+    fn emit_stt(&mut self, at_ms: i64, scope: &Scope, stack: &Stack, timing: &TurnTiming, audio_s: f64) {
         let fields = json!({
             "audio_seconds": round1(audio_s),
             "latency_ms": round1(timing.stt_ms),
@@ -140,14 +117,7 @@ impl TrafficModel {
         self.emit_usage(at_ms, kind, scope, stack.stt, fields, timing.stt_ms);
     }
 
-    fn emit_llm(
-        &mut self,
-        at_ms: i64,
-        scope: &Scope,
-        stack: &Stack,
-        timing: &TurnTiming,
-        tokens: Tokens,
-    ) {
+    fn emit_llm(&mut self, at_ms: i64, scope: &Scope, stack: &Stack, timing: &TurnTiming, tokens: Tokens) {
         let fields = json!({
             "input_tokens": tokens.input,
             "cached_input_tokens": tokens.cached,
@@ -160,14 +130,7 @@ impl TrafficModel {
         self.emit_usage(at_ms, kind, scope, stack.llm, fields, request_ms);
     }
 
-    fn emit_tts(
-        &mut self,
-        at_ms: i64,
-        scope: &Scope,
-        stack: &Stack,
-        timing: &TurnTiming,
-        characters: u64,
-    ) {
+    fn emit_tts(&mut self, at_ms: i64, scope: &Scope, stack: &Stack, timing: &TurnTiming, characters: u64) {
         let fields = json!({
             "characters": characters,
             "audio_seconds": round1(characters as f64 / CHARACTERS_PER_SECOND),
@@ -198,13 +161,7 @@ impl TrafficModel {
         self.emit_request(at_ms, scope, service.provider, request_ms);
     }
 
-    fn emit_turn_completed(
-        &mut self,
-        at_ms: i64,
-        scope: &Scope,
-        turn_index: u32,
-        timing: &TurnTiming,
-    ) {
+    fn emit_turn_completed(&mut self, at_ms: i64, scope: &Scope, turn_index: u32, timing: &TurnTiming) {
         let mut fields = json!({
             "turn_index": turn_index,
             "e2e_ms": round1(timing.e2e_ms),
@@ -234,13 +191,7 @@ impl TrafficModel {
         let tts_ttfb_ms = clamp_latency(base_ms * shares[2] * self.scale(stack.tts));
         let overhead_ms = base_ms * shares[3];
         let e2e_ms = clamp_latency(eou_ms.max(stt_ms) + llm_ttft_ms + tts_ttfb_ms + overhead_ms);
-        TurnTiming {
-            stt_ms,
-            eou_ms,
-            llm_ttft_ms,
-            tts_ttfb_ms,
-            e2e_ms,
-        }
+        TurnTiming { stt_ms, eou_ms, llm_ttft_ms, tts_ttfb_ms, e2e_ms }
     }
 
     fn sample_shares(&mut self, base: [f64; 4]) -> [f64; 4] {
@@ -265,17 +216,9 @@ impl TrafficModel {
         let grown = 800.0 + 230.0 * f64::from(turn_index) + uniform(&mut self.rng, 0.0, 200.0);
         let input = (grown.round() as u64).clamp(800, 4000);
         let cache_hit = context_tokens >= 1024 && self.rng.random_bool(0.85);
-        let cached = if cache_hit {
-            (context_tokens / 128 * 128).min(input)
-        } else {
-            0
-        };
+        let cached = if cache_hit { (context_tokens / 128 * 128).min(input) } else { 0 };
         let output = (lognormal(&mut self.rng, 40.0, 0.5).round() as u64).clamp(20, 200);
-        Tokens {
-            input,
-            cached,
-            output,
-        }
+        Tokens { input, cached, output }
     }
 
     /// What the agent says is what the LLM wrote: about four characters per token.
@@ -309,10 +252,7 @@ mod tests {
 
     #[test]
     fn turn_latency_has_a_realistic_median_and_p95() {
-        let config = ModelConfig {
-            mean_incident_gap: None,
-            ..ModelConfig::new(29, START_MS)
-        };
+        let config = ModelConfig { mean_incident_gap: None, ..ModelConfig::new(29, START_MS) };
         let events = TrafficModel::new(config).events_until(START_MS + 30 * MINUTE_MS);
         let mut e2e: Vec<f64> = events
             .iter()
@@ -322,32 +262,17 @@ mod tests {
         e2e.sort_by(f64::total_cmp);
         let quantile = |q: f64| e2e[((e2e.len() - 1) as f64 * q) as usize];
         assert!(e2e.len() > 5_000);
-        assert!(
-            (580.0..720.0).contains(&quantile(0.5)),
-            "median {}",
-            quantile(0.5)
-        );
-        assert!(
-            (950.0..1_300.0).contains(&quantile(0.95)),
-            "p95 {}",
-            quantile(0.95)
-        );
+        assert!((580.0..720.0).contains(&quantile(0.5)), "median {}", quantile(0.5));
+        assert!((950.0..1_300.0).contains(&quantile(0.95)), "p95 {}", quantile(0.95));
     }
 
     #[test]
     fn llm_cached_tokens_never_exceed_input_and_input_grows() {
         let events = model(37).events_until(START_MS + 5 * MINUTE_MS);
         let usage: Vec<&Value> = events.iter().filter(|e| e["type"] == "llm.usage").collect();
-        assert!(usage
-            .iter()
-            .all(|e| e["cached_input_tokens"].as_u64() <= e["input_tokens"].as_u64()));
-        assert!(usage
-            .iter()
-            .any(|e| e["cached_input_tokens"].as_u64() > Some(0)));
-        let max_input = usage
-            .iter()
-            .filter_map(|e| e["input_tokens"].as_u64())
-            .max();
+        assert!(usage.iter().all(|e| e["cached_input_tokens"].as_u64() <= e["input_tokens"].as_u64()));
+        assert!(usage.iter().any(|e| e["cached_input_tokens"].as_u64() > Some(0)));
+        let max_input = usage.iter().filter_map(|e| e["input_tokens"].as_u64()).max();
         assert!(max_input > Some(2_500), "{max_input:?}");
     }
 }

@@ -27,17 +27,12 @@ pub(super) fn build_worker(rng: &mut StdRng, index: usize) -> WorkerSim {
 
 /// The worker with the fewest active calls (the first of those, on a tie).
 pub(super) fn least_loaded(workers: &[WorkerSim]) -> usize {
-    (0..workers.len())
-        .min_by_key(|&w| (workers[w].active_calls, w))
-        .unwrap_or(0)
+    (0..workers.len()).min_by_key(|&w| (workers[w].active_calls, w)).unwrap_or(0)
 }
 
 impl TrafficModel {
     pub(super) fn heartbeat(&mut self, at_ms: i64, tenant: usize, worker: usize) {
-        self.schedule(
-            at_ms + HEARTBEAT_EVERY_MS,
-            Happening::Heartbeat { tenant, worker },
-        );
+        self.schedule(at_ms + HEARTBEAT_EVERY_MS, Happening::Heartbeat { tenant, worker });
         let (worker_id, active_calls, base_memory) = {
             let w = &self.tenants[tenant].workers[worker];
             (w.worker_id.clone(), w.active_calls, w.base_memory_bytes)
@@ -72,27 +67,14 @@ mod tests {
     fn heartbeats_report_each_workers_own_active_calls() {
         let mut model = model(19);
         let events = model.events_until(START_MS + 5 * MINUTE_MS);
-        let heartbeats: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["type"] == "worker.heartbeat")
-            .collect();
-        let workers: HashSet<(String, String)> = heartbeats
-            .iter()
-            .map(|e| (e["tenant_id"].to_string(), e["worker_id"].to_string()))
-            .collect();
+        let heartbeats: Vec<&Value> = events.iter().filter(|e| e["type"] == "worker.heartbeat").collect();
+        let workers: HashSet<(String, String)> =
+            heartbeats.iter().map(|e| (e["tenant_id"].to_string(), e["worker_id"].to_string())).collect();
         // Every worker beats every 10 s: 30 beats each in 5 minutes.
         assert_eq!(heartbeats.len(), workers.len() * 30);
-        let busiest = heartbeats
-            .iter()
-            .filter_map(|e| e["active_calls"].as_u64())
-            .max();
+        let busiest = heartbeats.iter().filter_map(|e| e["active_calls"].as_u64()).max();
         assert!(busiest.is_some_and(|calls| calls > 0));
-        let total_active: u32 = model
-            .tenants
-            .iter()
-            .flat_map(|t| &t.workers)
-            .map(|w| w.active_calls)
-            .sum();
+        let total_active: u32 = model.tenants.iter().flat_map(|t| &t.workers).map(|w| w.active_calls).sum();
         assert_eq!(total_active as usize, model.active_calls());
     }
 }
