@@ -8,6 +8,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use voicemon_core::pricing::{PriceBook, PriceEntryText, PricingError};
 use voicemon_store::sqlite::Durability;
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -17,6 +18,17 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub ingest: IngestSection,
+    #[serde(default)]
+    pub pricing: PricingSection,
+}
+
+/// `[pricing]`: entries added to (or replacing) the shipped price book.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingSection {
+    /// `[[pricing.price]]` entries, the same fields as `pricing/default.toml`.
+    #[serde(default)]
+    pub price: Vec<PriceEntryText>,
 }
 
 /// `[server]`
@@ -55,6 +67,8 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Value { key: &'static str, message: String },
+    #[error("{0}")]
+    Pricing(#[from] PricingError),
 }
 
 impl FileConfig {
@@ -66,6 +80,7 @@ impl FileConfig {
             .map_err(|err| ConfigError::Invalid { path: path.to_owned(), message: err.to_string() })?;
         config.ingest.writer_config(&WriterConfig::default())?;
         config.ingest.durability()?;
+        config.price_book(path)?;
         if config.server.max_body_bytes == Some(0) {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",
@@ -73,6 +88,14 @@ impl FileConfig {
             });
         }
         Ok(config)
+    }
+}
+
+impl FileConfig {
+    /// The shipped price book with this file's `[[pricing.price]]` entries applied.
+    pub fn price_book(&self, path: &Path) -> Result<PriceBook, ConfigError> {
+        let origin = format!("{} [[pricing.price]]", path.display());
+        Ok(PriceBook::with_overrides(&self.pricing.price, &origin)?)
     }
 }
 

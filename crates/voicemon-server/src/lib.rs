@@ -7,12 +7,14 @@
 //! - [`auth`]: API keys, roles, tenant scope.
 //! - [`config`]: the optional `voicemon.toml`.
 //! - [`telemetry`]: voicemon's own metrics.
+//! - [`reprice`]: recompute stored cost after the price book changes.
 //! - [`simulate`]: realistic traffic for demos, tests and benchmarks.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod reprice;
 pub mod simulate;
 pub mod startup;
 pub mod state;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use voicemon_core::clock::Clock;
+use voicemon_core::pricing::PriceBook;
 use voicemon_store::sqlite::{Durability, SqliteStore};
 use voicemon_store::{Store, StoreError};
 
@@ -33,9 +34,11 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub writer: WriterConfig,
     pub durability: Durability,
+    pub prices: PriceBook,
 }
 
 impl ServeConfig {
+    /// Defaults, with the shipped price book.
     pub fn new(data_dir: PathBuf) -> ServeConfig {
         ServeConfig {
             bind: None,
@@ -44,6 +47,7 @@ impl ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             writer: WriterConfig::default(),
             durability: Durability::Full,
+            prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
         }
     }
 }
@@ -82,7 +86,9 @@ impl Application {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer, writer_task) =
             BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);
-        let state = AppState { store, writer, keys, clock, telemetry, max_body_bytes: config.max_body_bytes };
+        let prices = Arc::new(config.prices);
+        let state =
+            AppState { store, writer, keys, clock, telemetry, max_body_bytes: config.max_body_bytes, prices };
         Ok(Application { listener, state, writer_task, shutdown, data_path })
     }
 

@@ -5,6 +5,7 @@ use crate::ingest::writer::BatchWriter;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use voicemon_core::clock::Clock;
+use voicemon_core::pricing::PriceBook;
 use voicemon_store::Store;
 
 #[derive(Clone)]
@@ -15,4 +16,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub telemetry: Telemetry,
     pub max_body_bytes: usize,
+    /// The price book usage events are costed with at ingest.
+    pub prices: Arc<PriceBook>,
 }

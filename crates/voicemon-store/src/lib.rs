@@ -18,6 +18,7 @@ use serde::Serialize;
 use voicemon_core::access::Role;
 use voicemon_core::event::Event;
 use voicemon_core::latency::{Component, Source};
+use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
@@ -30,6 +31,13 @@ pub enum StoreError {
     Internal(String),
     #[error("{0}")]
     NotFound(String),
+}
+
+/// An event on its way into the store, with its cost under the price book in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestEvent {
+    pub event: Event,
+    pub costing: Costing,
 }
 
 /// What happened to each event of a batch, in order: stored, or a duplicate of one
@@ -77,6 +85,91 @@ pub struct EndedCall {
     pub objective: Option<String>,
 }
 
+/// Which call to itemise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallRef {
+    CallId(String),
+    TraceId(String),
+}
+
+/// One stored usage line with its cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageLine {
+    /// The line's row id (stable; re-pricing updates by it).
+    pub id: i64,
+    pub tenant_id: String,
+    pub call_id: String,
+    pub ts_ms: i64,
+    /// `stt`, `llm` or `tts`.
+    pub component: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub voice: Option<String>,
+    pub audio_seconds: Option<f64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cached_input_tokens: Option<u64>,
+    pub audio_input_tokens: Option<u64>,
+    pub audio_output_tokens: Option<u64>,
+    pub characters: Option<u64>,
+    /// `None`: unpriced.
+    pub cost_nano: Option<i64>,
+    /// The price entry used ('' when unpriced).
+    pub price_ref: String,
+    /// Unit prices used, or why the line is unpriced.
+    pub detail: String,
+}
+
+/// One call with its itemised usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallCost {
+    pub tenant_id: String,
+    pub call_id: String,
+    pub trace_id: Option<String>,
+    pub first_ms: Option<i64>,
+    pub duration_s: Option<f64>,
+    pub status: Option<String>,
+    pub lines: Vec<UsageLine>,
+}
+
+/// A call's cost totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallCostTotal {
+    pub call_id: String,
+    pub first_ms: i64,
+    pub cost_nano: i64,
+    pub usage_lines: u64,
+    pub unpriced_lines: u64,
+    /// From call.ended; `None` while the call has not ended.
+    pub duration_s: Option<f64>,
+}
+
+/// How to split cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostGroup {
+    Provider,
+    Component,
+    Model,
+    /// The UTC day of the call's first event.
+    Day,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostGroupRow {
+    /// Provider, component, model ('' when none) or the day's start in unix ms as text.
+    pub key: String,
+    pub cost_nano: i64,
+    pub usage_lines: u64,
+    pub unpriced_lines: u64,
+}
+
+/// A usage line's new cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostUpdate {
+    pub usage_id: i64,
+    pub costing: Costing,
+}
+
 /// An API key as listed; the secret itself is never stored, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
@@ -109,7 +202,7 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Stores a batch durably in one transaction, skipping duplicates.
-    async fn write_batch(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError>;
+    async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError>;
 
     /// Sketches matching `filter` in the minute-aligned `range`, each with the start of
     /// the minute or hour it covers (several series may share one; the caller merges).
@@ -133,6 +226,43 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError>;
+
+    /// A call and its usage lines, if it exists (within `tenant_id` when given).
+    async fn call_cost(
+        &self,
+        tenant_id: Option<&str>,
+        call: &CallRef,
+    ) -> Result<Option<CallCost>, StoreError>;
+
+    /// Cost totals of the calls whose first event falls in `range`.
+    async fn call_costs(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<Vec<CallCostTotal>, StoreError>;
+
+    /// The usage cost of the calls whose first event falls in `range`, split by `group`.
+    async fn cost_breakdown(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+        group: CostGroup,
+    ) -> Result<Vec<CostGroupRow>, StoreError>;
+
+    /// Usage lines with `ts_ms` in `range`, in id order after `after_id`, at most `limit`.
+    async fn usage_lines(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<UsageLine>, StoreError>;
+
+    /// How many usage lines `usage_lines` would walk.
+    async fn count_usage_lines(&self, tenant_id: Option<&str>, range: TimeRange) -> Result<u64, StoreError>;
+
+    /// Stores new costs for usage lines and recomputes their calls' totals, in one transaction.
+    async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError>;
 
     /// A real round trip to the storage.
     async fn ping(&self) -> Result<(), StoreError>;

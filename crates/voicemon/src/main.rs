@@ -45,6 +45,27 @@ enum Command {
     },
     /// Manage API keys (stored hashed in the data directory).
     Keys(keys::KeysArgs),
+    /// Recompute the stored cost of usage after the price book changed.
+    Reprice(RepriceArgs),
+}
+
+#[derive(Args, Debug)]
+struct RepriceArgs {
+    /// Start of the range of usage to re-price (RFC 3339, YYYY-MM-DD or unix seconds).
+    #[arg(long)]
+    from: String,
+    /// End of the range, exclusive [default: now].
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this tenant's usage.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The data directory of the store to re-price.
+    #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data")]
+    data_dir: PathBuf,
+    /// The configuration file whose [[pricing.price]] entries apply.
+    #[arg(long, short, env = "VOICEMON_CONFIG", default_value = "voicemon.toml")]
+    config: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +147,7 @@ fn main() -> Result<()> {
             Command::Simulate(args) => simulate_command(args).await,
             Command::Config { command: ConfigCommand::Check { config } } => config_check(&config),
             Command::Keys(args) => keys::run(args).await,
+            Command::Reprice(args) => reprice_command(args).await,
         }
     })
 }
@@ -167,6 +189,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
     }
     config.writer.max_wait = args.flush_interval.unwrap_or(config.writer.max_wait);
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
+    config.prices = file.price_book(&args.config)?;
     config.durability = match &args.durability {
         Some(text) => parse_durability(text)?,
         None => file.ingest.durability()?.unwrap_or(config.durability),
@@ -306,5 +329,64 @@ fn config_check(path: &Path) -> Result<()> {
     println!("  flush_interval:    {}", humantime::format_duration(config.writer.max_wait));
     println!("  flush_linger:      {}", humantime::format_duration(config.writer.linger));
     println!("  durability:        {:?}", config.durability);
+    println!(
+        "  price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",
+        config.prices.entries().len(),
+        file_defaults_count(),
+        file.pricing.price.len()
+    );
     Ok(())
+}
+
+fn file_defaults_count() -> usize {
+    voicemon_core::pricing::PriceBook::with_overrides(&[], "").map(|book| book.entries().len()).unwrap_or(0)
+}
+
+/// Parses a CLI time: `YYYY-MM-DD` (00:00 UTC), RFC 3339 or unix seconds.
+fn parse_cli_time(text: &str) -> Result<i64> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis());
+    }
+    Ok(voicemon_core::window::parse_time(text)?)
+}
+
+async fn reprice_command(args: RepriceArgs) -> Result<()> {
+    let file = load_file_config(&args.config)?;
+    let book = file.price_book(&args.config)?;
+    let from_ms = parse_cli_time(&args.from)?;
+    let to_ms = match &args.to {
+        Some(to) => parse_cli_time(to)?,
+        None => voicemon_core::clock::Clock::now_ms(&SystemClock),
+    };
+    anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
+    let data_dir = args.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        voicemon_store::sqlite::SqliteStore::open(&data_dir, voicemon_store::sqlite::Durability::Full)
+    })
+    .await?
+    .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let range = voicemon_core::window::TimeRange { from_ms, to_ms };
+    let summary =
+        voicemon_server::reprice::reprice(&store, &book, args.tenant.as_deref(), range, |done, total| {
+            eprint!("\r{}", progress_bar(done, total));
+        })
+        .await;
+    eprintln!();
+    println!(
+        "{}",
+        summary.context("re-pricing stopped; what was done so far is stored, run it again to finish")?
+    );
+    Ok(())
+}
+
+/// `[##########----------]  50%  5000/10000 lines`
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = if total == 0 { WIDTH } else { done.min(total) * WIDTH / total };
+    let percent = if total == 0 { 100 } else { done.min(total) * 100 / total };
+    format!(
+        "[{}{}] {percent:>3}%  {done}/{total} usage lines",
+        "#".repeat(filled as usize),
+        "-".repeat((WIDTH - filled) as usize)
+    )
 }

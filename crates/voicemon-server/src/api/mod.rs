@@ -1,6 +1,7 @@
 //! The HTTP API: routes, query handlers and the one error type.
 
 pub mod calls;
+pub mod cost;
 pub mod error;
 pub mod latency;
 pub mod probes;
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(post_events))
         .route("/metrics/latency", get(latency::get_latency))
         .route("/metrics/calls", get(calls::get_calls))
+        .route("/metrics/cost", get(cost::get_cost))
         .route("/metrics", get(probes::prometheus))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))

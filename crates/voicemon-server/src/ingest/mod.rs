@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use voicemon_core::body::{parse_body, Framing};
+use voicemon_store::IngestEvent;
 
 /// One refused event: its index in the body, the field at fault, and why.
 #[derive(Debug, Serialize)]
@@ -53,7 +54,8 @@ pub async fn post_events(
         match outcome {
             Ok(event) => {
                 principal.check_write(&event.envelope.tenant_id)?;
-                events.push(event);
+                let costing = state.prices.cost(&event);
+                events.push(IngestEvent { event, costing });
             }
             Err(err) => rejected.push(Rejection { index, field: err.field, error: err.message }),
         }

@@ -13,8 +13,7 @@ use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use voicemon_core::event::Event;
-use voicemon_store::{Store, StoreError, WriteOutcome};
+use voicemon_store::{IngestEvent, Store, StoreError, WriteOutcome};
 
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
@@ -40,7 +39,7 @@ impl Default for WriterConfig {
 }
 
 struct Submission {
-    events: Vec<Event>,
+    events: Vec<IngestEvent>,
     reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
@@ -68,7 +67,7 @@ impl BatchWriter {
     }
 
     /// Stores `events` in the next group commit; returns once that commit is durable.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError> {
+    pub async fn submit(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
         if events.is_empty() {
             return Ok(WriteOutcome { stored: Vec::new() });
         }

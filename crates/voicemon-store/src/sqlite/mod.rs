@@ -3,17 +3,20 @@
 //! One writer connection (group commits arrive one at a time from the batch writer) and
 //! a small pool of reader connections, all used from tokio's blocking threads.
 
+mod cost;
 mod keys;
 mod read;
 mod schema;
 mod write;
 
-use crate::{ApiKey, EndedCall, LatencyFilter, NewApiKey, Resolution, Store, StoreError, WriteOutcome};
+use crate::{
+    ApiKey, CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, EndedCall, IngestEvent,
+    LatencyFilter, NewApiKey, Resolution, Store, StoreError, UsageLine, WriteOutcome,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use voicemon_core::event::Event;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
@@ -170,7 +173,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn write_batch(&self, events: Vec<Event>) -> Result<WriteOutcome, StoreError> {
+    async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
         self.write(move |writer| writer.write_batch(&events)).await
     }
 
@@ -200,6 +203,55 @@ impl Store for SqliteStore {
     ) -> Result<(u64, u64), StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
         self.read(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
+    }
+
+    async fn call_cost(
+        &self,
+        tenant_id: Option<&str>,
+        call: &CallRef,
+    ) -> Result<Option<CallCost>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        let call = call.clone();
+        self.read(move |conn| cost::call_cost(conn, tenant_id.as_deref(), &call)).await
+    }
+
+    async fn call_costs(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<Vec<CallCostTotal>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| cost::call_costs(conn, tenant_id.as_deref(), range)).await
+    }
+
+    async fn cost_breakdown(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+        group: CostGroup,
+    ) -> Result<Vec<CostGroupRow>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| cost::cost_breakdown(conn, tenant_id.as_deref(), range, group)).await
+    }
+
+    async fn usage_lines(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<UsageLine>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| cost::usage_lines(conn, tenant_id.as_deref(), range, after_id, limit)).await
+    }
+
+    async fn count_usage_lines(&self, tenant_id: Option<&str>, range: TimeRange) -> Result<u64, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| cost::count_usage_lines(conn, tenant_id.as_deref(), range)).await
+    }
+
+    async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
+        self.write(move |writer| writer.apply_costs(&updates).map_err(map_error)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

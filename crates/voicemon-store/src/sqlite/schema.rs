@@ -31,8 +31,16 @@ const MIGRATIONS: &[&str] = &[
         ended_reason TEXT,
         ended_by     TEXT,
         attributes   TEXT,
+        -- The call's earliest event: cost is attributed to the call at this time.
+        first_ms       INTEGER,
+        -- Sum of its priced usage lines (nano-USD), and how many lines it has / are unpriced.
+        cost_nano      INTEGER NOT NULL DEFAULT 0,
+        usage_lines    INTEGER NOT NULL DEFAULT 0,
+        unpriced_lines INTEGER NOT NULL DEFAULT 0,
         UNIQUE (tenant_id, call_id)
     );
+    CREATE INDEX calls_by_first ON calls (tenant_id, first_ms);
+    CREATE INDEX calls_by_trace ON calls (trace_id) WHERE trace_id IS NOT NULL;
     CREATE INDEX calls_by_end ON calls (tenant_id, ended_ms) WHERE ended_ms IS NOT NULL;
     CREATE INDEX calls_by_start ON calls (tenant_id, started_ms) WHERE started_ms IS NOT NULL;
 
@@ -66,9 +74,20 @@ const MIGRATIONS: &[&str] = &[
         audio_input_tokens  INTEGER,
         audio_output_tokens INTEGER,
         characters          INTEGER,
-        latency             INTEGER
+        latency             INTEGER,
+        cost_nano           INTEGER,            -- NULL: unpriced
+        cost_note           INTEGER NOT NULL    -- cost_notes.id
+    );
+    -- Which price entry priced a line and its unit prices, or why it is unpriced;
+    -- interned, since a few dozen notes serve millions of lines.
+    CREATE TABLE cost_notes (
+        id        INTEGER PRIMARY KEY,
+        price_ref TEXT NOT NULL,    -- '' for unpriced lines
+        detail    TEXT NOT NULL,
+        UNIQUE (price_ref, detail)
     );
     CREATE INDEX usage_by_call ON usage (call);
+    CREATE INDEX usage_by_time ON usage (ts_ms);
 
     CREATE TABLE provider_requests (
         tenant_id TEXT NOT NULL,

@@ -1,13 +1,14 @@
 //! The write path: one group commit = one transaction holding every fact and rollup.
 
 use super::map_error;
-use crate::{StoreError, WriteOutcome};
+use crate::{IngestEvent, StoreError, WriteOutcome};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
 use voicemon_core::access::event_key;
 use voicemon_core::event::{Body, Event};
 use voicemon_core::latency::{observations, SeriesKey};
+use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{hour_of, minute_of};
 
@@ -21,6 +22,17 @@ const MAX_CACHED_CALLS: usize = 100_000;
 pub struct Writer {
     conn: Connection,
     call_rows: HashMap<(String, String), i64>,
+    /// `cost_notes` ids by (price_ref, detail).
+    cost_notes: HashMap<(String, String), i64>,
+}
+
+/// What one batch adds to one call's row.
+#[derive(Debug, Default)]
+struct CallDelta {
+    first_ms: Option<i64>,
+    cost_nano: i64,
+    usage_lines: i64,
+    unpriced_lines: i64,
 }
 
 /// Latencies in raw fact tables are integer tenths of a millisecond.
@@ -48,28 +60,35 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 
 impl Writer {
     pub fn new(conn: Connection) -> Writer {
-        Writer { conn, call_rows: HashMap::new() }
+        Writer { conn, call_rows: HashMap::new(), cost_notes: HashMap::new() }
     }
 
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
-    pub fn write_batch(&mut self, events: &[Event]) -> Result<WriteOutcome, StoreError> {
+    /// The connection and the cost-note cache, borrowed together.
+    pub fn parts(&mut self) -> (&mut Connection, &mut HashMap<(String, String), i64>) {
+        (&mut self.conn, &mut self.cost_notes)
+    }
+
+    pub fn write_batch(&mut self, events: &[IngestEvent]) -> Result<WriteOutcome, StoreError> {
         let result = self.try_write_batch(events).map_err(map_error);
         if result.is_err() || self.call_rows.len() > MAX_CACHED_CALLS {
             // Rows inserted by a rolled-back transaction do not exist: forget them.
             self.call_rows.clear();
+            self.cost_notes.clear();
         }
         result
     }
 
-    fn try_write_batch(&mut self, events: &[Event]) -> rusqlite::Result<WriteOutcome> {
-        let Writer { conn, call_rows } = self;
+    fn try_write_batch(&mut self, events: &[IngestEvent]) -> rusqlite::Result<WriteOutcome> {
+        let Writer { conn, call_rows, cost_notes } = self;
         let tx = conn.transaction()?;
         let mut stored = Vec::with_capacity(events.len());
         let mut rollups: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
-        for event in events {
+        let mut calls: HashMap<i64, CallDelta> = HashMap::new();
+        for IngestEvent { event, costing } in events {
             let key = event_key(&event.envelope.tenant_id, &event.envelope.id);
             let fresh = tx
                 .prepare_cached("INSERT OR IGNORE INTO event_ids (ts_ms, key) VALUES (?1, ?2)")?
@@ -79,16 +98,99 @@ impl Writer {
             if !fresh {
                 continue;
             }
-            insert_fact(&tx, call_rows, event)?;
+            let call = match &event.envelope.call_id {
+                Some(call_id) => Some(call_row(&tx, call_rows, &event.envelope.tenant_id, call_id)?),
+                None => None,
+            };
+            let cost = CostColumns::of(&tx, cost_notes, costing)?;
+            insert_fact(&tx, call, event, &cost)?;
+            if let Some(call) = call {
+                calls.entry(call).or_default().add(event.envelope.timestamp_ms, &cost);
+            }
             for observation in observations(event) {
                 let minute = minute_of(observation.timestamp_ms);
                 rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
             }
         }
+        update_calls(&tx, calls)?;
         upsert_rollups(&tx, rollups)?;
         tx.commit()?;
         Ok(WriteOutcome { stored })
     }
+}
+
+impl CallDelta {
+    fn add(&mut self, timestamp_ms: i64, cost: &CostColumns) {
+        self.first_ms = Some(self.first_ms.map_or(timestamp_ms, |first| first.min(timestamp_ms)));
+        if cost.note.is_some() {
+            self.usage_lines += 1;
+            match cost.cost_nano {
+                Some(nanos) => self.cost_nano += nanos,
+                None => self.unpriced_lines += 1,
+            }
+        }
+    }
+}
+
+fn update_calls(tx: &Transaction<'_>, calls: HashMap<i64, CallDelta>) -> rusqlite::Result<()> {
+    let mut update = tx.prepare_cached(
+        "UPDATE calls SET first_ms = min(coalesce(first_ms, ?1), ?1), cost_nano = cost_nano + ?2,
+         usage_lines = usage_lines + ?3, unpriced_lines = unpriced_lines + ?4 WHERE id = ?5",
+    )?;
+    for (call, delta) in calls {
+        update.execute(params![
+            delta.first_ms,
+            delta.cost_nano,
+            delta.usage_lines,
+            delta.unpriced_lines,
+            call
+        ])?;
+    }
+    Ok(())
+}
+
+/// The cost columns of a usage line: its cost (None when unpriced) and its note.
+#[derive(Debug, Default)]
+pub struct CostColumns {
+    pub cost_nano: Option<i64>,
+    /// `cost_notes.id`; None for events that are not usage.
+    pub note: Option<i64>,
+}
+
+impl CostColumns {
+    pub fn of(
+        tx: &Connection,
+        notes: &mut HashMap<(String, String), i64>,
+        costing: &Costing,
+    ) -> rusqlite::Result<CostColumns> {
+        let (cost_nano, price_ref, detail) = match costing {
+            Costing::NotUsage => return Ok(CostColumns::default()),
+            Costing::Priced(line) => (Some(line.cost.0), line.price_ref.as_str(), line.unit_price.as_str()),
+            Costing::Unpriced { reason } => (None, "", reason.as_str()),
+        };
+        let note = cost_note(tx, notes, price_ref, detail)?;
+        Ok(CostColumns { cost_nano, note: Some(note) })
+    }
+}
+
+fn cost_note(
+    tx: &Connection,
+    notes: &mut HashMap<(String, String), i64>,
+    price_ref: &str,
+    detail: &str,
+) -> rusqlite::Result<i64> {
+    let key = (price_ref.to_owned(), detail.to_owned());
+    if let Some(&id) = notes.get(&key) {
+        return Ok(id);
+    }
+    let id = tx
+        .prepare_cached(
+            "INSERT INTO cost_notes (price_ref, detail) VALUES (?1, ?2)
+             ON CONFLICT (price_ref, detail) DO UPDATE SET detail = excluded.detail RETURNING id",
+        )?
+        .query_row([price_ref, detail], |row| row.get(0))?;
+    notes.insert(key, id);
+    Ok(id)
 }
 
 fn call_row(
@@ -114,16 +216,13 @@ fn call_row(
 
 fn insert_fact(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<(String, String), i64>,
+    call: Option<i64>,
     event: &Event,
+    cost: &CostColumns,
 ) -> rusqlite::Result<()> {
     let envelope = &event.envelope;
     let tenant = envelope.tenant_id.as_str();
     let ts = envelope.timestamp_ms;
-    let call = match &envelope.call_id {
-        Some(call_id) => Some(call_row(tx, cache, tenant, call_id)?),
-        None => None,
-    };
     let call_row_id = || call.ok_or(rusqlite::Error::InvalidQuery);
     match &event.body {
         Body::CallStarted(started) => {
@@ -193,6 +292,8 @@ fn insert_fact(
                 model: usage.model.as_deref(),
                 audio_seconds: Some(usage.audio_seconds),
                 latency_ms: usage.latency_ms,
+                cost_nano: cost.cost_nano,
+                cost_note: cost.note,
                 ..UsageRow::default()
             },
         )?,
@@ -212,6 +313,8 @@ fn insert_fact(
                     usage.audio_output_tokens,
                 ],
                 latency_ms: usage.ttft_ms,
+                cost_nano: cost.cost_nano,
+                cost_note: cost.note,
                 ..UsageRow::default()
             },
         )?,
@@ -227,6 +330,8 @@ fn insert_fact(
                 audio_seconds: usage.audio_seconds,
                 characters: Some(usage.characters),
                 latency_ms: usage.ttfb_ms,
+                cost_nano: cost.cost_nano,
+                cost_note: cost.note,
                 ..UsageRow::default()
             },
         )?,
@@ -285,6 +390,8 @@ struct UsageRow<'e> {
     tokens: [Option<u64>; 5],
     characters: Option<u64>,
     latency_ms: Option<f64>,
+    cost_nano: Option<i64>,
+    cost_note: Option<i64>,
 }
 
 fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()> {
@@ -292,8 +399,8 @@ fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()
     tx.prepare_cached(
         "INSERT INTO usage (call, ts_ms, component, provider, model, voice, audio_seconds,
          input_tokens, output_tokens, cached_input_tokens, audio_input_tokens,
-         audio_output_tokens, characters, latency)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         audio_output_tokens, characters, latency, cost_nano, cost_note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         row.call,
@@ -310,6 +417,8 @@ fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()
         audio_out,
         row.characters.map(|c| c as i64),
         row.latency_ms.map(tenths),
+        row.cost_nano,
+        row.cost_note,
     ])?;
     Ok(())
 }

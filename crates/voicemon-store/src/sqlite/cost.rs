@@ -1,0 +1,203 @@
+//! Cost reads (itemised calls, per-call totals, breakdowns) and re-pricing writes.
+
+use super::write::{CostColumns, Writer};
+use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, UsageLine};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::BTreeSet;
+use voicemon_core::window::TimeRange;
+
+const LINE_COLUMNS: &str =
+    "u.rowid, c.tenant_id, c.call_id, u.ts_ms, u.component, u.provider, u.model, u.voice,
+     u.audio_seconds, u.input_tokens, u.output_tokens, u.cached_input_tokens, u.audio_input_tokens,
+     u.audio_output_tokens, u.characters, u.cost_nano, n.price_ref, n.detail";
+
+fn line_from_row(row: &Row<'_>) -> rusqlite::Result<UsageLine> {
+    let count =
+        |i: usize| -> rusqlite::Result<Option<u64>> { Ok(row.get::<_, Option<i64>>(i)?.map(|v| v as u64)) };
+    Ok(UsageLine {
+        id: row.get(0)?,
+        tenant_id: row.get(1)?,
+        call_id: row.get(2)?,
+        ts_ms: row.get(3)?,
+        component: row.get(4)?,
+        provider: row.get(5)?,
+        model: row.get(6)?,
+        voice: row.get(7)?,
+        audio_seconds: row.get(8)?,
+        input_tokens: count(9)?,
+        output_tokens: count(10)?,
+        cached_input_tokens: count(11)?,
+        audio_input_tokens: count(12)?,
+        audio_output_tokens: count(13)?,
+        characters: count(14)?,
+        cost_nano: row.get(15)?,
+        price_ref: row.get(16)?,
+        detail: row.get(17)?,
+    })
+}
+
+pub fn call_cost(
+    conn: &Connection,
+    tenant_id: Option<&str>,
+    call: &CallRef,
+) -> rusqlite::Result<Option<CallCost>> {
+    let (column, value) = match call {
+        CallRef::CallId(id) => ("call_id", id),
+        CallRef::TraceId(id) => ("trace_id", id),
+    };
+    let found = conn
+        .query_row(
+            &format!(
+                "SELECT id, tenant_id, call_id, trace_id, first_ms, duration_s, status FROM calls
+                 WHERE {column} = ?1 AND (?2 IS NULL OR tenant_id = ?2) ORDER BY first_ms DESC LIMIT 1"
+            ),
+            params![value, tenant_id],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    CallCost {
+                        tenant_id: row.get(1)?,
+                        call_id: row.get(2)?,
+                        trace_id: row.get(3)?,
+                        first_ms: row.get(4)?,
+                        duration_s: row.get(5)?,
+                        status: row.get(6)?,
+                        lines: Vec::new(),
+                    },
+                ))
+            },
+        )
+        .optional()?;
+    let Some((row_id, mut call)) = found else { return Ok(None) };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {LINE_COLUMNS} FROM usage u JOIN calls c ON c.id = u.call JOIN cost_notes n ON n.id = u.cost_note
+         WHERE u.call = ?1 ORDER BY u.ts_ms, u.rowid"
+    ))?;
+    call.lines = statement.query_map([row_id], line_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(Some(call))
+}
+
+pub fn call_costs(
+    conn: &Connection,
+    tenant_id: Option<&str>,
+    range: TimeRange,
+) -> rusqlite::Result<Vec<CallCostTotal>> {
+    let sql = format!(
+        "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s FROM calls
+         WHERE first_ms >= ?1 AND first_ms < ?2 {}",
+        if tenant_id.is_some() { "AND tenant_id = ?3" } else { "" }
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let map = |row: &Row<'_>| {
+        Ok(CallCostTotal {
+            call_id: row.get(0)?,
+            first_ms: row.get(1)?,
+            cost_nano: row.get(2)?,
+            usage_lines: row.get::<_, i64>(3)? as u64,
+            unpriced_lines: row.get::<_, i64>(4)? as u64,
+            duration_s: row.get(5)?,
+        })
+    };
+    let rows = match tenant_id {
+        Some(tenant) => statement.query_map(params![range.from_ms, range.to_ms, tenant], map)?.collect(),
+        None => statement.query_map(params![range.from_ms, range.to_ms], map)?.collect(),
+    };
+    rows
+}
+
+pub fn cost_breakdown(
+    conn: &Connection,
+    tenant_id: Option<&str>,
+    range: TimeRange,
+    group: CostGroup,
+) -> rusqlite::Result<Vec<CostGroupRow>> {
+    let key = match group {
+        CostGroup::Provider => "u.provider",
+        CostGroup::Component => "u.component",
+        CostGroup::Model => "coalesce(u.model, '')",
+        CostGroup::Day => "CAST((c.first_ms / 86400000) * 86400000 AS TEXT)",
+    };
+    let sql = format!(
+        "SELECT {key} AS k, coalesce(sum(u.cost_nano), 0), count(*), count(*) - count(u.cost_nano)
+         FROM calls c JOIN usage u ON u.call = c.id
+         WHERE c.first_ms >= ?1 AND c.first_ms < ?2 {}
+         GROUP BY k ORDER BY k",
+        if tenant_id.is_some() { "AND c.tenant_id = ?3" } else { "" }
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let map = |row: &Row<'_>| {
+        Ok(CostGroupRow {
+            key: row.get(0)?,
+            cost_nano: row.get(1)?,
+            usage_lines: row.get::<_, i64>(2)? as u64,
+            unpriced_lines: row.get::<_, i64>(3)? as u64,
+        })
+    };
+    let rows = match tenant_id {
+        Some(tenant) => statement.query_map(params![range.from_ms, range.to_ms, tenant], map)?.collect(),
+        None => statement.query_map(params![range.from_ms, range.to_ms], map)?.collect(),
+    };
+    rows
+}
+
+pub fn usage_lines(
+    conn: &Connection,
+    tenant_id: Option<&str>,
+    range: TimeRange,
+    after_id: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<UsageLine>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {LINE_COLUMNS} FROM usage u JOIN calls c ON c.id = u.call JOIN cost_notes n ON n.id = u.cost_note
+         WHERE u.rowid > ?1 AND u.ts_ms >= ?2 AND u.ts_ms < ?3 AND (?4 IS NULL OR c.tenant_id = ?4)
+         ORDER BY u.rowid LIMIT ?5"
+    ))?;
+    let rows = statement
+        .query_map(params![after_id, range.from_ms, range.to_ms, tenant_id, limit as i64], line_from_row)?;
+    rows.collect()
+}
+
+pub fn count_usage_lines(
+    conn: &Connection,
+    tenant_id: Option<&str>,
+    range: TimeRange,
+) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM usage u JOIN calls c ON c.id = u.call
+         WHERE u.ts_ms >= ?1 AND u.ts_ms < ?2 AND (?3 IS NULL OR c.tenant_id = ?3)",
+        params![range.from_ms, range.to_ms, tenant_id],
+        |row| Ok(row.get::<_, i64>(0)? as u64),
+    )
+}
+
+impl Writer {
+    /// New costs for usage lines, and their calls' totals recomputed from their lines.
+    pub fn apply_costs(&mut self, updates: &[CostUpdate]) -> rusqlite::Result<()> {
+        let (conn, notes) = self.parts();
+        let tx = conn.transaction()?;
+        let mut calls = BTreeSet::new();
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE usage SET cost_nano = ?1, cost_note = ?2 WHERE rowid = ?3 RETURNING call",
+            )?;
+            for change in updates {
+                let cost = CostColumns::of(&tx, notes, &change.costing)?;
+                let call: Option<i64> = update
+                    .query_row(params![cost.cost_nano, cost.note, change.usage_id], |row| row.get(0))
+                    .optional()?;
+                calls.extend(call);
+            }
+            let mut totals = tx.prepare_cached(
+                "UPDATE calls SET
+                   cost_nano = (SELECT coalesce(sum(cost_nano), 0) FROM usage WHERE call = ?1),
+                   usage_lines = (SELECT count(*) FROM usage WHERE call = ?1),
+                   unpriced_lines = (SELECT count(*) - count(cost_nano) FROM usage WHERE call = ?1)
+                 WHERE id = ?1",
+            )?;
+            for call in calls {
+                totals.execute([call])?;
+            }
+        }
+        tx.commit()
+    }
+}
