@@ -23,8 +23,9 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
     for i in 0..size {
         let n = batch * size + i;
         let ts = voicemon_core::window::format_time(now_ms - span_ms + (n as i64 * span_ms) / total as i64);
-        let tenant = n % tenants;
+        // Calls of 8 events (4 turns), each call in one tenant.
         let call = n / 8;
+        let tenant = call % tenants;
         // Deterministic spread of latencies: 300 ms .. ~2.3 s, skewed low.
         let e2e = 300.0 + ((n * 7919) % 1000) as f64 * ((n * 104_729) % 1000) as f64 / 500.0;
         if n.is_multiple_of(2) {

@@ -144,7 +144,8 @@ const MIGRATIONS: &[&str] = &[
         sketch    BLOB NOT NULL,
         PRIMARY KEY (tenant_id, component, source, start_ms, agent_id, provider, model)
     ) WITHOUT ROWID;
-    -- Queries over every tenant (admin keys) read hours by time.
+    -- Queries over every tenant (admin keys) read by time.
+    CREATE INDEX latency_rollups_by_time ON latency_rollups (component, source, start_ms);
     CREATE INDEX latency_rollups_hourly_by_time ON latency_rollups_hourly (component, source, start_ms);
 
     CREATE TABLE api_keys (
