@@ -5,6 +5,7 @@
 //! - [`validate`]: one JSON event → typed event, or an error naming the field.
 //! - [`body`]: an ingest body (object, array, NDJSON) → events.
 //! - [`sketch`]: mergeable DDSketch-style latency sketches and their encoding.
+//! - [`health`]: worker staleness, breaker timelines, provider status and uptime.
 //! - [`latency`]: latency components and the observations events contribute.
 //! - [`money`]: integer nano-USD and exact decimal text.
 //! - [`pricing`]: the dated price book and the cost of usage events.
@@ -16,6 +17,7 @@ pub mod access;
 pub mod body;
 pub mod clock;
 pub mod event;
+pub mod health;
 pub mod latency;
 pub mod money;
 pub mod pricing;

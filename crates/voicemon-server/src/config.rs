@@ -3,7 +3,9 @@
 //! Precedence, highest first: command-line flag, environment variable, this file,
 //! built-in default. The CLI merges them; this module only reads and checks the file.
 
+use crate::health::redis::RedisTarget;
 use crate::ingest::writer::WriterConfig;
+use crate::startup::HealthConfig;
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,79 @@ pub struct FileConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub pricing: PricingSection,
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// `[health]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// A worker silent this long is stale (default "30s").
+    pub stale_after: Option<String>,
+    /// A worker silent this long is down (default "2m").
+    pub down_after: Option<String>,
+    /// Error ratio over the last minute from which a provider is degraded (default 0.05).
+    pub degraded_error_ratio: Option<f64>,
+    /// … and down (default 0.5).
+    pub down_error_ratio: Option<f64>,
+    /// Requests in the last minute before the ratio counts (default 5).
+    pub min_requests: Option<u64>,
+    /// Worker memory percent that degrades the verdict (default 80).
+    pub worker_memory_percent: Option<f64>,
+    /// The platform's Redis to watch; `REDIS_URL` takes precedence.
+    pub redis_url: Option<String>,
+    /// How often Redis is polled (default "10s").
+    pub redis_poll_interval: Option<String>,
+    /// How long health samples and provider minutes are kept (default "30d").
+    pub retention: Option<String>,
+}
+
+impl HealthSection {
+    /// The health configuration this section gives, on top of the defaults.
+    pub fn health_config(&self) -> Result<HealthConfig, ConfigError> {
+        let mut config = HealthConfig::default();
+        let millis = |key, text: &Option<String>, default: i64| -> Result<i64, ConfigError> {
+            text.as_deref()
+                .map(|t| parse_duration(key, t).map(|d| d.as_millis() as i64))
+                .transpose()
+                .map(|v| v.unwrap_or(default))
+        };
+        let rules = &mut config.rules;
+        rules.stale_after_ms = millis("health.stale_after", &self.stale_after, rules.stale_after_ms)?;
+        rules.down_after_ms = millis("health.down_after", &self.down_after, rules.down_after_ms)?;
+        if rules.down_after_ms <= rules.stale_after_ms {
+            return Err(ConfigError::Value {
+                key: "health.down_after",
+                message: "must be longer than stale_after".into(),
+            });
+        }
+        let ratio = |key, value: Option<f64>, default: f64| match value {
+            Some(v) if !(0.0..=1.0).contains(&v) => {
+                Err(ConfigError::Value { key, message: format!("{v} is not a ratio between 0 and 1") })
+            }
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        rules.degraded_error_ratio =
+            ratio("health.degraded_error_ratio", self.degraded_error_ratio, rules.degraded_error_ratio)?;
+        rules.down_error_ratio =
+            ratio("health.down_error_ratio", self.down_error_ratio, rules.down_error_ratio)?;
+        rules.min_requests = self.min_requests.unwrap_or(rules.min_requests);
+        rules.worker_memory_percent = self.worker_memory_percent.unwrap_or(rules.worker_memory_percent);
+        if let Some(url) = &self.redis_url {
+            RedisTarget::parse(url)
+                .map_err(|message| ConfigError::Value { key: "health.redis_url", message })?;
+            config.redis_url = Some(url.clone());
+        }
+        if let Some(text) = &self.redis_poll_interval {
+            config.redis_poll = parse_duration("health.redis_poll_interval", text)?;
+        }
+        if let Some(text) = &self.retention {
+            config.retention = parse_duration("health.retention", text)?;
+        }
+        Ok(config)
+    }
 }
 
 /// `[pricing]`: entries added to (or replacing) the shipped price book.
@@ -81,6 +156,7 @@ impl FileConfig {
         config.ingest.writer_config(&WriterConfig::default())?;
         config.ingest.durability()?;
         config.price_book(path)?;
+        config.health.health_config()?;
         if config.server.max_body_bytes == Some(0) {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",

@@ -6,6 +6,7 @@
 //! - [`api`]: query routes (`/metrics/*`, probes) and the one [`api::error::ApiError`].
 //! - [`auth`]: API keys, roles, tenant scope.
 //! - [`config`]: the optional `voicemon.toml`.
+//! - [`health`]: workers, breakers, providers, database, Redis; per-minute samples.
 //! - [`telemetry`]: voicemon's own metrics.
 //! - [`reprice`]: recompute stored cost after the price book changes.
 //! - [`simulate`]: realistic traffic for demos, tests and benchmarks.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod health;
 pub mod ingest;
 pub mod reprice;
 pub mod simulate;

@@ -6,6 +6,8 @@
 
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
+use crate::health::redis::{RedisMonitor, RedisTarget};
+use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::{BatchWriter, WriterConfig};
 use crate::state::AppState;
 use crate::telemetry::Telemetry;
@@ -13,9 +15,11 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use voicemon_core::clock::Clock;
+use voicemon_core::health::HealthRules;
 use voicemon_core::pricing::PriceBook;
 use voicemon_store::sqlite::{Durability, SqliteStore};
 use voicemon_store::{Store, StoreError};
@@ -35,6 +39,32 @@ pub struct ServeConfig {
     pub writer: WriterConfig,
     pub durability: Durability,
     pub prices: PriceBook,
+    pub health: HealthConfig,
+}
+
+/// Health settings.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub rules: HealthRules,
+    /// `redis://…` of the platform's Redis to watch (`REDIS_URL`); `None`: not watched.
+    pub redis_url: Option<String>,
+    pub redis_poll: Duration,
+    /// How often a health sample is stored.
+    pub sample_every: Duration,
+    /// Health samples and provider minutes older than this are deleted.
+    pub retention: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            rules: HealthRules::default(),
+            redis_url: None,
+            redis_poll: Duration::from_secs(10),
+            sample_every: Duration::from_secs(60),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -48,6 +78,7 @@ impl ServeConfig {
             writer: WriterConfig::default(),
             durability: Durability::Full,
             prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -56,6 +87,8 @@ impl ServeConfig {
 pub enum StartError {
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -87,8 +120,38 @@ impl Application {
         let (writer, writer_task) =
             BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);
         let prices = Arc::new(config.prices);
-        let state =
-            AppState { store, writer, keys, clock, telemetry, max_body_bytes: config.max_body_bytes, prices };
+        let redis = match &config.health.redis_url {
+            Some(url) => {
+                let target = RedisTarget::parse(url).map_err(StartError::Redis)?;
+                RedisMonitor::spawn(
+                    target,
+                    config.health.redis_poll,
+                    Arc::clone(&clock),
+                    shutdown.subscribe(),
+                )
+            }
+            None => RedisMonitor::disabled(),
+        };
+        let sampler = SamplerConfig { every: config.health.sample_every, retention: config.health.retention };
+        sampler::spawn(
+            Arc::clone(&store),
+            redis.clone(),
+            config.health.rules,
+            sampler,
+            Arc::clone(&clock),
+            shutdown.subscribe(),
+        );
+        let state = AppState {
+            store,
+            writer,
+            keys,
+            clock,
+            telemetry,
+            max_body_bytes: config.max_body_bytes,
+            prices,
+            redis,
+            health_rules: config.health.rules,
+        };
         Ok(Application { listener, state, writer_task, shutdown, data_path })
     }
 

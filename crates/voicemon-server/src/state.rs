@@ -1,10 +1,12 @@
 //! What every handler shares.
 
 use crate::auth::KeyRing;
+use crate::health::redis::RedisMonitor;
 use crate::ingest::writer::BatchWriter;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use voicemon_core::clock::Clock;
+use voicemon_core::health::HealthRules;
 use voicemon_core::pricing::PriceBook;
 use voicemon_store::Store;
 
@@ -18,4 +20,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The price book usage events are costed with at ingest.
     pub prices: Arc<PriceBook>,
+    pub redis: RedisMonitor,
+    pub health_rules: HealthRules,
 }

@@ -170,6 +170,59 @@ pub struct CostUpdate {
     pub costing: Costing,
 }
 
+/// A worker's latest heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRow {
+    pub tenant_id: String,
+    pub worker_id: String,
+    pub last_ms: i64,
+    pub memory_used_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub cpu_percent: f64,
+    pub active_calls: u32,
+}
+
+/// One circuit-breaker change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerRow {
+    pub tenant_id: String,
+    pub breaker: String,
+    pub at_ms: i64,
+    pub state: String,
+}
+
+/// One minute of one provider's requests (summed over the tenants read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderMinuteRow {
+    pub provider: String,
+    pub start_ms: i64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// Errors of one kind from one provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderErrorCount {
+    pub provider: String,
+    pub error: String,
+    pub count: u64,
+}
+
+/// The store's own connection pool, as `/metrics/health` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    pub backend: &'static str,
+    /// Connections open (idle + in use).
+    pub size: u32,
+    pub in_use: u32,
+    pub idle: u32,
+    /// Callers waiting for a connection (the writer, for SQLite).
+    pub waiting: u32,
+    /// The last storage error and when (unix ms), if any.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
 /// An API key as listed; the secret itself is never stored, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
@@ -263,6 +316,60 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// Stores new costs for usage lines and recomputes their calls' totals, in one transaction.
     async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError>;
+
+    /// Every worker's latest heartbeat.
+    async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError>;
+
+    /// Breaker changes at or after `since_ms`, plus each breaker's last change before it
+    /// (the state the window began in), ordered by time.
+    async fn breaker_changes(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<BreakerRow>, StoreError>;
+
+    /// Provider request minutes starting at or after `since_ms`, summed over tenants.
+    async fn provider_minutes(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<ProviderMinuteRow>, StoreError>;
+
+    /// Each provider's request latency since `since_ms`, merged into one sketch.
+    async fn provider_latency(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<(String, LatencySketch)>, StoreError>;
+
+    /// Provider errors by kind since `since_ms`.
+    async fn provider_errors(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<ProviderErrorCount>, StoreError>;
+
+    /// Stores (or replaces) the health sample of one minute; `tenant_id` '' is all tenants.
+    async fn put_health_sample(
+        &self,
+        tenant_id: &str,
+        minute_ms: i64,
+        sample: String,
+    ) -> Result<(), StoreError>;
+
+    /// Health samples of a tenant ('' for all) in `range`, oldest first.
+    async fn health_samples(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Deletes health samples, provider minutes and errors older than `before_ms`;
+    /// returns how many rows went.
+    async fn prune_health(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// The connection pool as it is now.
+    fn pool_stats(&self) -> PoolStats;
 
     /// A real round trip to the storage.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -107,6 +107,9 @@ struct ServeArgs {
     /// full: commits survive power loss; normal: they survive a crash of voicemon.
     #[arg(long)]
     durability: Option<String>,
+    /// The platform's Redis whose cache hit rate to watch (redis://host:port).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     /// Also run the traffic simulator in-process, so numbers show at once.
     #[arg(long)]
     demo: bool,
@@ -190,6 +193,12 @@ fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
     config.writer.max_wait = args.flush_interval.unwrap_or(config.writer.max_wait);
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
     config.prices = file.price_book(&args.config)?;
+    config.health = file.health.health_config()?;
+    if let Some(url) = &args.redis_url {
+        voicemon_server::health::redis::RedisTarget::parse(url)
+            .map_err(|err| anyhow::anyhow!("REDIS_URL: {err}"))?;
+        config.health.redis_url = Some(url.clone());
+    }
     config.durability = match &args.durability {
         Some(text) => parse_durability(text)?,
         None => file.ingest.durability()?.unwrap_or(config.durability),
@@ -314,6 +323,7 @@ fn config_check(path: &Path) -> Result<()> {
         flush_interval: None,
         flush_linger: None,
         durability: None,
+        redis_url: None,
         demo: false,
     };
     let config = serve_config(&args, &file)?;
@@ -329,6 +339,13 @@ fn config_check(path: &Path) -> Result<()> {
     println!("  flush_interval:    {}", humantime::format_duration(config.writer.max_wait));
     println!("  flush_linger:      {}", humantime::format_duration(config.writer.linger));
     println!("  durability:        {:?}", config.durability);
+    println!(
+        "  health:            stale after {}, down after {}, retention {}, redis {}",
+        humantime::format_duration(Duration::from_millis(config.health.rules.stale_after_ms as u64)),
+        humantime::format_duration(Duration::from_millis(config.health.rules.down_after_ms as u64)),
+        humantime::format_duration(config.health.retention),
+        config.health.redis_url.as_deref().map(|_| "watched").unwrap_or("not watched"),
+    );
     println!(
         "  price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",
         config.prices.entries().len(),

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod cost;
 pub mod error;
+pub mod health;
 pub mod latency;
 pub mod probes;
 pub mod query;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics/latency", get(latency::get_latency))
         .route("/metrics/calls", get(calls::get_calls))
         .route("/metrics/cost", get(cost::get_cost))
+        .route("/metrics/health", get(health::get_health))
         .route("/metrics", get(probes::prometheus))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))

@@ -4,6 +4,7 @@ mod helpers;
 
 mod access;
 mod calls;
+mod cost;
 mod ingest;
 mod latency;
 mod shutdown;

@@ -4,19 +4,23 @@
 //! a small pool of reader connections, all used from tokio's blocking threads.
 
 mod cost;
+mod health;
 mod keys;
 mod read;
 mod schema;
 mod write;
 
 use crate::{
-    ApiKey, CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, EndedCall, IngestEvent,
-    LatencyFilter, NewApiKey, Resolution, Store, StoreError, UsageLine, WriteOutcome,
+    ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, EndedCall,
+    IngestEvent, LatencyFilter, NewApiKey, PoolStats, ProviderErrorCount, ProviderMinuteRow, Resolution,
+    Store, StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use voicemon_core::clock::{Clock, SystemClock};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
@@ -46,6 +50,43 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<write::Writer>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    pool: Arc<PoolCounters>,
+}
+
+/// What `/metrics/health` shows of the connections.
+#[derive(Debug, Default)]
+struct PoolCounters {
+    readers_in_use: AtomicU32,
+    writer_in_use: AtomicU32,
+    writer_waiting: AtomicU32,
+    last_error: Mutex<Option<(i64, String)>>,
+}
+
+impl PoolCounters {
+    fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(err) = &result {
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some((SystemClock.now_ms(), err.to_string()));
+            }
+        }
+        result
+    }
+}
+
+/// Counts one use of a connection for as long as it lives.
+struct InUse<'a>(&'a AtomicU32);
+
+impl<'a> InUse<'a> {
+    fn new(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InUse(counter)
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl SqliteStore {
@@ -76,6 +117,7 @@ impl SqliteStore {
             path,
             writer: Arc::new(Mutex::new(write::Writer::new(conn))),
             readers: Arc::new(Mutex::new(Vec::new())),
+            pool: Arc::default(),
         })
     }
 
@@ -91,7 +133,9 @@ impl SqliteStore {
     {
         let readers = Arc::clone(&self.readers);
         let path = self.path.clone();
-        blocking(move || {
+        let pool = Arc::clone(&self.pool);
+        let result = blocking(move || {
+            let _in_use = InUse::new(&pool.readers_in_use);
             let pooled = readers.lock().map_err(poisoned)?.pop();
             let conn = match pooled {
                 Some(conn) => conn,
@@ -104,7 +148,8 @@ impl SqliteStore {
             }
             result
         })
-        .await
+        .await;
+        self.pool.record(result)
     }
 
     /// Runs `work` on the writer connection on a blocking thread.
@@ -114,11 +159,16 @@ impl SqliteStore {
         F: FnOnce(&mut write::Writer) -> Result<T, StoreError> + Send + 'static,
     {
         let writer = Arc::clone(&self.writer);
-        blocking(move || {
+        let pool = Arc::clone(&self.pool);
+        let result = blocking(move || {
+            let waiting = InUse::new(&pool.writer_waiting);
             let mut writer = writer.lock().map_err(poisoned)?;
+            drop(waiting);
+            let _in_use = InUse::new(&pool.writer_in_use);
             work(&mut writer)
         })
-        .await
+        .await;
+        self.pool.record(result)
     }
 }
 
@@ -252,6 +302,92 @@ impl Store for SqliteStore {
 
     async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
         self.write(move |writer| writer.apply_costs(&updates).map_err(map_error)).await
+    }
+
+    async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| health::workers(conn, tenant_id.as_deref())).await
+    }
+
+    async fn breaker_changes(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<BreakerRow>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| health::breaker_changes(conn, tenant_id.as_deref(), since_ms)).await
+    }
+
+    async fn provider_minutes(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms)).await
+    }
+
+    async fn provider_latency(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms)).await
+    }
+
+    async fn provider_errors(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<ProviderErrorCount>, StoreError> {
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.read(move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms)).await
+    }
+
+    async fn put_health_sample(
+        &self,
+        tenant_id: &str,
+        minute_ms: i64,
+        sample: String,
+    ) -> Result<(), StoreError> {
+        let tenant_id = tenant_id.to_owned();
+        self.write(move |writer| {
+            health::put_health_sample(writer.connection(), &tenant_id, minute_ms, &sample).map_err(map_error)
+        })
+        .await
+    }
+
+    async fn health_samples(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let tenant_id = tenant_id.to_owned();
+        self.read(move |conn| health::health_samples(conn, &tenant_id, range)).await
+    }
+
+    async fn prune_health(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.write(move |writer| health::prune(writer.parts().0, before_ms).map_err(map_error)).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let idle_readers = self.readers.lock().map(|idle| idle.len() as u32).unwrap_or(0);
+        let readers_in_use = self.pool.readers_in_use.load(Ordering::Relaxed);
+        let writer_in_use = self.pool.writer_in_use.load(Ordering::Relaxed).min(1);
+        let last = self.pool.last_error.lock().ok().and_then(|last| last.clone());
+        // The writer connection is always open: one, plus the readers.
+        let size = 1 + idle_readers + readers_in_use;
+        let in_use = readers_in_use + writer_in_use;
+        PoolStats {
+            backend: "sqlite",
+            size,
+            in_use,
+            idle: size - in_use,
+            waiting: self.pool.writer_waiting.load(Ordering::Relaxed),
+            last_error_ms: last.as_ref().map(|(at, _)| *at),
+            last_error: last.map(|(_, message)| message),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

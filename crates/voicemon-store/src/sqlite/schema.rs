@@ -107,7 +107,8 @@ const MIGRATIONS: &[&str] = &[
         breaker   TEXT NOT NULL,
         state     TEXT NOT NULL
     );
-    CREATE INDEX breaker_changes_by_time ON breaker_changes (breaker, ts_ms);
+    CREATE INDEX breaker_changes_by_time ON breaker_changes (ts_ms);
+    CREATE INDEX breaker_changes_by_breaker ON breaker_changes (tenant_id, breaker, ts_ms);
 
     CREATE TABLE heartbeats (
         tenant_id          TEXT NOT NULL,
@@ -147,6 +148,48 @@ const MIGRATIONS: &[&str] = &[
     -- Queries over every tenant (admin keys) read by time.
     CREATE INDEX latency_rollups_by_time ON latency_rollups (component, source, start_ms);
     CREATE INDEX latency_rollups_hourly_by_time ON latency_rollups_hourly (component, source, start_ms);
+
+    -- Each worker's latest heartbeat (the heartbeats table keeps them all).
+    CREATE TABLE workers (
+        tenant_id          TEXT NOT NULL,
+        worker_id          TEXT NOT NULL,
+        last_ms            INTEGER NOT NULL,
+        memory_used_bytes  INTEGER NOT NULL,
+        memory_limit_bytes INTEGER NOT NULL,
+        cpu_percent        REAL NOT NULL,
+        active_calls       INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, worker_id)
+    ) WITHOUT ROWID;
+
+    -- provider.request outcomes per minute, with a latency sketch, and errors by kind.
+    CREATE TABLE provider_minutes (
+        tenant_id TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        start_ms  INTEGER NOT NULL,
+        requests  INTEGER NOT NULL,
+        errors    INTEGER NOT NULL,
+        sketch    BLOB NOT NULL,
+        PRIMARY KEY (tenant_id, provider, start_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX provider_minutes_by_time ON provider_minutes (start_ms);
+    CREATE TABLE provider_errors (
+        tenant_id TEXT NOT NULL,
+        provider  TEXT NOT NULL,
+        start_ms  INTEGER NOT NULL,
+        error     TEXT NOT NULL,
+        count     INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, provider, start_ms, error)
+    ) WITHOUT ROWID;
+    CREATE INDEX provider_errors_by_time ON provider_errors (start_ms);
+
+    -- One health summary per minute (and per tenant; '' for all tenants), for the recent past.
+    CREATE TABLE health_samples (
+        tenant_id TEXT NOT NULL,
+        minute_ms INTEGER NOT NULL,
+        sample    TEXT NOT NULL,   -- JSON
+        PRIMARY KEY (tenant_id, minute_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX health_samples_by_time ON health_samples (minute_ms);
 
     CREATE TABLE api_keys (
         id         INTEGER PRIMARY KEY,

@@ -88,6 +88,7 @@ impl Writer {
         let mut stored = Vec::with_capacity(events.len());
         let mut rollups: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
         let mut calls: HashMap<i64, CallDelta> = HashMap::new();
+        let mut providers = ProviderDeltas::default();
         for IngestEvent { event, costing } in events {
             let key = event_key(&event.envelope.tenant_id, &event.envelope.id);
             let fresh = tx
@@ -107,15 +108,64 @@ impl Writer {
             if let Some(call) = call {
                 calls.entry(call).or_default().add(event.envelope.timestamp_ms, &cost);
             }
+            if let Body::ProviderRequest(request) = &event.body {
+                providers.add(&event.envelope.tenant_id, event.envelope.timestamp_ms, request);
+            }
             for observation in observations(event) {
                 let minute = minute_of(observation.timestamp_ms);
                 rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
             }
         }
         update_calls(&tx, calls)?;
+        providers.upsert(&tx)?;
         upsert_rollups(&tx, rollups)?;
         tx.commit()?;
         Ok(WriteOutcome { stored })
+    }
+}
+
+/// One batch's provider.request outcomes per tenant, provider and minute.
+#[derive(Debug, Default)]
+struct ProviderDeltas {
+    minutes: HashMap<(String, String, i64), (i64, i64, LatencySketch)>,
+    errors: HashMap<(String, String, i64, String), i64>,
+}
+
+impl ProviderDeltas {
+    fn add(&mut self, tenant: &str, at_ms: i64, request: &voicemon_core::event::ProviderRequest) {
+        let minute = minute_of(at_ms);
+        let key = (tenant.to_owned(), request.provider.to_ascii_lowercase(), minute);
+        let entry = self.minutes.entry(key.clone()).or_default();
+        entry.0 += 1;
+        if !request.ok {
+            entry.1 += 1;
+            let kind = request.error.clone().unwrap_or_else(|| "unspecified".into());
+            *self.errors.entry((key.0, key.1, minute, kind)).or_default() += 1;
+        }
+        if let Some(latency) = request.latency_ms {
+            entry.2.add(latency);
+        }
+    }
+
+    fn upsert(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        let mut minutes = tx.prepare_cached(
+            "INSERT INTO provider_minutes (tenant_id, provider, start_ms, requests, errors, sketch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant_id, provider, start_ms) DO UPDATE SET
+               requests = requests + excluded.requests, errors = errors + excluded.errors,
+               sketch = sketch_merge(sketch, excluded.sketch)",
+        )?;
+        for ((tenant, provider, start), (requests, errors, sketch)) in self.minutes {
+            minutes.execute(params![tenant, provider, start, requests, errors, sketch.encode()])?;
+        }
+        let mut errors = tx.prepare_cached(
+            "INSERT INTO provider_errors (tenant_id, provider, start_ms, error, count) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant_id, provider, start_ms, error) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for ((tenant, provider, start, error), count) in self.errors {
+            errors.execute(params![tenant, provider, start, error, count])?;
+        }
+        Ok(())
     }
 }
 
@@ -358,11 +408,7 @@ fn insert_fact(
             .execute(params![tenant, ts, change.breaker, change.state.as_str()])?;
         }
         Body::WorkerHeartbeat(beat) => {
-            tx.prepare_cached(
-                "INSERT INTO heartbeats (tenant_id, ts_ms, worker_id, memory_used_bytes,
-                 memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
+            let values = params![
                 tenant,
                 ts,
                 beat.worker_id,
@@ -370,7 +416,23 @@ fn insert_fact(
                 beat.memory_limit_bytes as i64,
                 beat.cpu_percent,
                 beat.active_calls,
-            ])?;
+            ];
+            tx.prepare_cached(
+                "INSERT INTO heartbeats (tenant_id, ts_ms, worker_id, memory_used_bytes,
+                 memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(values)?;
+            // The latest heartbeat wins, whatever order they arrive in.
+            tx.prepare_cached(
+                "INSERT INTO workers (tenant_id, last_ms, worker_id, memory_used_bytes,
+                 memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant_id, worker_id) DO UPDATE SET last_ms = excluded.last_ms,
+                   memory_used_bytes = excluded.memory_used_bytes,
+                   memory_limit_bytes = excluded.memory_limit_bytes,
+                   cpu_percent = excluded.cpu_percent, active_calls = excluded.active_calls
+                 WHERE excluded.last_ms >= workers.last_ms",
+            )?
+            .execute(values)?;
         }
     }
     Ok(())

@@ -1,0 +1,248 @@
+//! The platform's Redis cache, watched by polling `INFO` (a few lines of RESP over TCP;
+//! no client library is needed for one read-only command).
+//!
+//! The hit rate is computed from the change of `keyspace_hits` / `keyspace_misses`
+//! between two polls, not from their lifetime totals, so it shows the cache as it is now.
+//! An unreachable Redis is a reported state, never an error of voicemon.
+
+use serde::Serialize;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use voicemon_core::clock::Clock;
+
+/// How long one poll may take.
+const POLL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the Redis is: `redis://[[user]:password@]host[:port][/db]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl RedisTarget {
+    pub fn parse(url: &str) -> Result<RedisTarget, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("`{url}` is not a redis:// URL (rediss:// is not supported)"))?;
+        let rest = rest.split('/').next().unwrap_or(rest);
+        let (credentials, address) = match rest.rsplit_once('@') {
+            Some((credentials, address)) => (Some(credentials), address),
+            None => (None, rest),
+        };
+        let (username, password) = match credentials.map(|c| c.split_once(':').unwrap_or(("", c))) {
+            Some((user, password)) => (
+                (!user.is_empty()).then(|| user.to_owned()),
+                (!password.is_empty()).then(|| password.to_owned()),
+            ),
+            None => (None, None),
+        };
+        let (host, port) = match address.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().map_err(|_| format!("bad port in `{url}`"))?),
+            None => (address, 6379),
+        };
+        if host.is_empty() {
+            return Err(format!("no host in `{url}`"));
+        }
+        Ok(RedisTarget { host: host.trim_matches(['[', ']']).to_owned(), port, username, password })
+    }
+
+    /// `host:port`, never the password.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// What `/metrics/health` shows of Redis.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RedisHealth {
+    pub configured: bool,
+    pub address: Option<String>,
+    pub reachable: Option<bool>,
+    /// Hits / (hits + misses) between the last two polls; `null` with no lookups.
+    pub hit_rate: Option<f64>,
+    pub ops_per_second: Option<f64>,
+    pub used_memory_bytes: Option<u64>,
+    pub last_error: Option<String>,
+    /// When it was last polled (unix ms).
+    pub checked_ms: Option<i64>,
+}
+
+/// The counters one poll reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InfoCounters {
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub total_commands_processed: u64,
+    pub used_memory: u64,
+}
+
+impl InfoCounters {
+    /// Reads the fields voicemon needs from `INFO` text (`name:value` lines).
+    pub fn parse(info: &str) -> InfoCounters {
+        let mut counters = InfoCounters::default();
+        for line in info.lines() {
+            let Some((name, value)) = line.trim().split_once(':') else { continue };
+            let Ok(value) = value.trim().parse::<u64>() else { continue };
+            match name {
+                "keyspace_hits" => counters.keyspace_hits = value,
+                "keyspace_misses" => counters.keyspace_misses = value,
+                "total_commands_processed" => counters.total_commands_processed = value,
+                "used_memory" => counters.used_memory = value,
+                _ => {}
+            }
+        }
+        counters
+    }
+}
+
+/// Hit rate and ops/s between two polls `elapsed_ms` apart. A counter that went down
+/// (Redis restarted or `CONFIG RESETSTAT`) yields no rate for that interval.
+pub fn rates(before: &InfoCounters, after: &InfoCounters, elapsed_ms: i64) -> (Option<f64>, Option<f64>) {
+    let hits = after.keyspace_hits.checked_sub(before.keyspace_hits);
+    let misses = after.keyspace_misses.checked_sub(before.keyspace_misses);
+    let hit_rate = match (hits, misses) {
+        (Some(hits), Some(misses)) if hits + misses > 0 => Some(hits as f64 / (hits + misses) as f64),
+        _ => None,
+    };
+    let ops = after.total_commands_processed.checked_sub(before.total_commands_processed);
+    let ops_per_second = ops.filter(|_| elapsed_ms > 0).map(|ops| ops as f64 * 1000.0 / elapsed_ms as f64);
+    (hit_rate, ops_per_second)
+}
+
+/// Polls Redis in the background and keeps the latest [`RedisHealth`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisMonitor {
+    health: Arc<RwLock<RedisHealth>>,
+}
+
+impl RedisMonitor {
+    /// A monitor reporting Redis as not configured.
+    pub fn disabled() -> RedisMonitor {
+        RedisMonitor::default()
+    }
+
+    pub fn health(&self) -> RedisHealth {
+        self.health.read().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Starts polling `target` every `every` until `shutdown` turns true.
+    pub fn spawn(
+        target: RedisTarget,
+        every: Duration,
+        clock: Arc<dyn Clock>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> RedisMonitor {
+        let monitor = RedisMonitor::default();
+        monitor.set(RedisHealth {
+            configured: true,
+            address: Some(target.address()),
+            ..RedisHealth::default()
+        });
+        let polling = monitor.clone();
+        tokio::spawn(async move {
+            let mut previous: Option<(i64, InfoCounters)> = None;
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let now_ms = clock.now_ms();
+                let outcome = tokio::time::timeout(POLL_TIMEOUT, poll(&target)).await;
+                let result = outcome.unwrap_or_else(|_| Err("timed out".into()));
+                previous = polling.update(&target, now_ms, result, previous);
+            }
+        });
+        monitor
+    }
+
+    fn set(&self, health: RedisHealth) {
+        if let Ok(mut current) = self.health.write() {
+            *current = health;
+        }
+    }
+
+    fn update(
+        &self,
+        target: &RedisTarget,
+        now_ms: i64,
+        result: Result<InfoCounters, String>,
+        previous: Option<(i64, InfoCounters)>,
+    ) -> Option<(i64, InfoCounters)> {
+        let base = RedisHealth {
+            configured: true,
+            address: Some(target.address()),
+            checked_ms: Some(now_ms),
+            ..RedisHealth::default()
+        };
+        match result {
+            Ok(counters) => {
+                let (hit_rate, ops_per_second) = previous
+                    .map(|(at, before)| rates(&before, &counters, now_ms - at))
+                    .unwrap_or((None, None));
+                self.set(RedisHealth {
+                    reachable: Some(true),
+                    hit_rate,
+                    ops_per_second,
+                    used_memory_bytes: Some(counters.used_memory),
+                    ..base
+                });
+                Some((now_ms, counters))
+            }
+            Err(error) => {
+                tracing::debug!(%error, address = %target.address(), "redis poll failed");
+                self.set(RedisHealth { reachable: Some(false), last_error: Some(error), ..base });
+                None
+            }
+        }
+    }
+}
+
+/// One `INFO stats` + `INFO memory` round trip.
+pub async fn poll(target: &RedisTarget) -> Result<InfoCounters, String> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    let mut stream = BufReader::new(stream);
+    if let Some(password) = &target.password {
+        let mut auth = vec!["AUTH"];
+        if let Some(user) = &target.username {
+            auth.push(user);
+        }
+        auth.push(password);
+        command(&mut stream, &auth).await?;
+    }
+    let stats = command(&mut stream, &["INFO", "stats"]).await?;
+    let memory = command(&mut stream, &["INFO", "memory"]).await?;
+    let mut counters = InfoCounters::parse(&stats);
+    counters.used_memory = InfoCounters::parse(&memory).used_memory;
+    Ok(counters)
+}
+
+/// Sends one command and reads a simple-string, error or bulk-string reply.
+async fn command(stream: &mut BufReader<TcpStream>, parts: &[&str]) -> Result<String, String> {
+    let mut request = format!("*{}\r\n", parts.len());
+    for part in parts {
+        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+    }
+    stream.get_mut().write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut header = String::new();
+    stream.read_line(&mut header).await.map_err(|e| e.to_string())?;
+    let header = header.trim_end();
+    match header.as_bytes().first() {
+        Some(b'+') => Ok(header[1..].to_owned()),
+        Some(b'-') => Err(format!("redis answered: {}", &header[1..])),
+        Some(b'$') => {
+            let length: usize = header[1..].parse().map_err(|_| format!("bad reply header `{header}`"))?;
+            let mut body = vec![0u8; length + 2];
+            stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+            body.truncate(length);
+            String::from_utf8(body).map_err(|_| "reply is not UTF-8".into())
+        }
+        _ => Err(format!("unexpected reply `{header}`")),
+    }
+}
