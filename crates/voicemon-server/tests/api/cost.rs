@@ -3,7 +3,9 @@
 //! Every expected amount is worked out here by hand from the unit prices, in the comment
 //! beside it, in nano-USD (1 USD = 1 000 000 000 nano-USD).
 
-use crate::helpers::{assert_error, at, create_key, event, spawn_app, spawn_app_in, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_error, at, create_key, event, spawn_app, spawn_app_in, spawn_app_with, TestApp, TestKey,
+};
 use serde_json::{json, Value};
 use voicemon_core::access::Role;
 use voicemon_core::money::Nanos;
@@ -56,6 +58,11 @@ fn tts_at(tenant: &str, call: &str, id: &str, time: &str, provider: &str, model:
 /// An amount as every answer carries it: exact decimal text and integer nano-USD.
 fn amount(nanos: i64) -> Value {
     json!({"usd": Nanos(nanos).usd(), "nano_usd": nanos})
+}
+
+/// Status and answer of a cost query made with `key`.
+async fn cost_as(app: &TestApp, key: &TestKey, query: &str) -> (u16, Value) {
+    app.get_json(&format!("/metrics/cost?{query}"), key.secret()).await
 }
 
 async fn cost(app: &TestApp, query: &str) -> Value {
@@ -663,36 +670,31 @@ async fn a_tenant_s_read_key_never_sees_another_tenant_s_call_or_cost() {
         .await;
     assert_eq!(status, 202, "{report}");
 
-    let app = &app;
-    let read = |query: &str| {
-        let path = format!("/metrics/cost?{query}");
-        async move { app.get_json(&path, read_acme.secret()).await }
-    };
-    let (status, body) = read("call_id=g-only").await;
+    let (status, body) = cost_as(&app, &read_acme, "call_id=g-only").await;
     assert_error(status, &body, 404, "not_found");
-    let (status, body) = read("trace_id=globex-trace").await;
+    let (status, body) = cost_as(&app, &read_acme, "trace_id=globex-trace").await;
     assert_error(status, &body, 404, "not_found");
-    let (status, body) = read("call_id=g-only&tenant_id=globex").await;
+    let (status, body) = cost_as(&app, &read_acme, "call_id=g-only&tenant_id=globex").await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, body) = read("month=2026-11&tenant_id=globex").await;
+    let (status, body) = cost_as(&app, &read_acme, "month=2026-11&tenant_id=globex").await;
     assert_error(status, &body, 403, "forbidden");
 
     // acme's own `shared`: 60 s × $0.0077/60 s, not globex's 120 s
-    let (status, body) = read("call_id=shared").await;
+    let (status, body) = cost_as(&app, &read_acme, "call_id=shared").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tenant_id"], "acme", "{body}");
     assert_eq!(body["total"], amount(7_700_000), "{body}");
-    let (status, month) = read("month=2026-11").await;
+    let (status, month) = cost_as(&app, &read_acme, "month=2026-11").await;
     assert_eq!(status, 200, "{month}");
     assert_eq!(month["tenant_id"], "acme", "{month}");
     assert_eq!(month["calls"], 1, "{month}");
     assert_eq!(month["total"], amount(7_700_000), "{month}");
 
     // The admin key reads globex's: 120 s + 30 s at $0.0077/60 s = $0.0154 + $0.00385
-    let (status, body) = app.get_json("/metrics/cost?call_id=g-only&tenant_id=globex", admin.secret()).await;
+    let (status, body) = cost_as(&app, &admin, "call_id=g-only&tenant_id=globex").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["total"], amount(3_850_000), "{body}");
-    let (status, month) = app.get_json("/metrics/cost?month=2026-11&tenant_id=globex", admin.secret()).await;
+    let (status, month) = cost_as(&app, &admin, "month=2026-11&tenant_id=globex").await;
     assert_eq!(status, 200, "{month}");
     assert_eq!(month["total"], amount(19_250_000), "{month}");
     app.shutdown().await;
