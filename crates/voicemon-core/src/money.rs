@@ -69,11 +69,13 @@ impl Nanos {
     }
 }
 
-/// `quantity × price / per`, rounded half up, in i128 so no product overflows.
+/// `quantity × price / per`, rounded half up, in i128 so no product overflows; a result
+/// beyond i64 saturates (validation keeps real quantities far below that).
 pub fn prorate(quantity: i64, price: Nanos, per: i64) -> Nanos {
     let product = quantity as i128 * price.0 as i128;
     let per = per as i128;
-    Nanos(((product + per / 2) / per) as i64)
+    let rounded = (product + per / 2) / per;
+    Nanos(i64::try_from(rounded).unwrap_or(if rounded < 0 { i64::MIN } else { i64::MAX }))
 }
 
 /// An amount as API answers carry it: exact decimal text and the integer unit.

@@ -182,10 +182,13 @@ impl PriceBook {
     ) -> Result<PriceBook, PricingError> {
         let defaults = parse_file(DEFAULT_PRICE_BOOK, DEFAULT_PRICE_BOOK_NAME)?;
         let mut entries = validate_entries(&defaults.price, DEFAULT_PRICE_BOOK_NAME)?;
-        for entry in validate_entries(overrides, overrides_origin)? {
-            entries.retain(|e| !(same_key(e, &entry) && e.from_ms == entry.from_ms));
-            entries.push(entry);
-        }
+        let overrides = validate_entries(overrides, overrides_origin)?;
+        // An override replaces the default it names; two overrides of one key and date
+        // are an overlap, caught below like any other.
+        entries.retain(|default| {
+            !overrides.iter().any(|o| same_key(default, o) && default.from_ms == o.from_ms)
+        });
+        entries.extend(overrides);
         check_overlaps(&mut entries)?;
         Ok(PriceBook { entries })
     }
@@ -255,8 +258,14 @@ impl PriceBook {
             (tokens.text_output, output),
             (tokens.audio_output, audio_out_rate),
         ];
-        let cost = parts.iter().map(|&(count, rate)| prorate(count as i64, rate, 1_000_000).0).sum();
-        priced(entry, Nanos(cost))
+        let cost = parts.iter().try_fold(Nanos(0), |sum, &(count, rate)| {
+            let count = i64::try_from(count).ok()?;
+            sum.checked_add(prorate(count, rate, 1_000_000))
+        });
+        match cost {
+            Some(cost) => priced(entry, cost),
+            None => unpriced_for(entry, "gives a cost too large to count: check the token counts"),
+        }
     }
 
     fn cost_tts(&self, tenant: &str, at: i64, usage: &TtsUsage) -> Costing {
@@ -268,12 +277,26 @@ impl PriceBook {
         let Rates::Tts { per_million_characters } = entry.rates else {
             return unpriced_for(entry, "has no TTS rates");
         };
-        priced(entry, prorate(usage.characters as i64, per_million_characters, 1_000_000))
+        match i64::try_from(usage.characters) {
+            Ok(characters) => priced(entry, prorate(characters, per_million_characters, 1_000_000)),
+            Err(_) => unpriced_for(entry, "gives a cost too large to count: check the character count"),
+        }
     }
 
     /// The entry pricing a usage line: a tenant's own entry before list prices, then the
     /// closest model match (exact, then without a date suffix, then the longest prefix),
     /// among entries in force at `at`.
+    /// An entry applies from its start until its `effective_to` or the start of the next
+    /// entry for the same key, whichever comes first.
+    fn in_force(&self, entry: &PriceEntry, at: i64) -> bool {
+        let started = entry.from_ms <= at && entry.to_ms.is_none_or(|to| at < to);
+        started
+            && !self
+                .entries
+                .iter()
+                .any(|other| same_key(other, entry) && other.from_ms > entry.from_ms && other.from_ms <= at)
+    }
+
     fn find(
         &self,
         component: PricedComponent,
@@ -288,7 +311,7 @@ impl PriceBook {
             .iter()
             .filter(|e| e.component == component && e.provider == provider)
             .filter(|e| e.tenant.as_deref().is_none_or(|t| t == tenant))
-            .filter(|e| e.from_ms <= at && e.to_ms.is_none_or(|to| at < to))
+            .filter(|e| self.in_force(e, at))
             .filter_map(|e| model_match(&e.model, model).map(|quality| (e, quality)))
             .max_by_key(|(e, quality)| (e.tenant.is_some(), *quality, e.from_ms));
         best.map(|(entry, _)| entry).ok_or_else(|| Costing::Unpriced {

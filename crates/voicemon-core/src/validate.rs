@@ -18,6 +18,9 @@ pub const MAX_DURATION_S: f64 = 86_400.0;
 pub const MAX_ID_LEN: usize = 128;
 pub const MAX_TEXT_LEN: usize = 256;
 pub const MAX_ATTRIBUTES: usize = 32;
+/// No single request uses more tokens or characters than this (context windows are
+/// a few million tokens); more is a unit or counting error.
+pub const MAX_COUNT: u64 = 100_000_000;
 /// CPU percent is of one core, as `top` shows it; 64 cores at most.
 pub const MAX_CPU_PERCENT: f64 = 6_400.0;
 
@@ -272,7 +275,7 @@ pub fn validate(wire: WireEvent, now_ms: i64) -> Result<Event, EventError> {
             provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
             model: optional_text(&wire.model, "model", MAX_TEXT_LEN)?,
             voice: optional_text(&wire.voice, "voice", MAX_TEXT_LEN)?,
-            characters: required(wire.characters, "characters")?,
+            characters: required(count(wire.characters, "characters")?, "characters")?,
             audio_seconds: match wire.audio_seconds {
                 Some(_) => Some(duration_seconds(wire.audio_seconds, "audio_seconds")?),
                 None => None,
@@ -372,8 +375,8 @@ fn turn_completed(wire: &WireEvent) -> Result<TurnCompleted, EventError> {
 }
 
 fn llm_usage(wire: &WireEvent) -> Result<LlmUsage, EventError> {
-    let input_tokens = required(wire.input_tokens, "input_tokens")?;
-    let output_tokens = required(wire.output_tokens, "output_tokens")?;
+    let input_tokens = required(count(wire.input_tokens, "input_tokens")?, "input_tokens")?;
+    let output_tokens = required(count(wire.output_tokens, "output_tokens")?, "output_tokens")?;
     let part_of = |value: Option<u64>, field: &str, whole: u64, whole_name: &str| match value {
         Some(part) if part > whole => Err(EventError::field(
             field,
@@ -444,6 +447,17 @@ fn worker_heartbeat(wire: &WireEvent) -> Result<WorkerHeartbeat, EventError> {
         cpu_percent,
         active_calls: required(wire.active_calls, "active_calls")?,
     })
+}
+
+/// A token or character count: at most [`MAX_COUNT`].
+fn count(value: Option<u64>, field: &str) -> Result<Option<u64>, EventError> {
+    match value {
+        Some(n) if n > MAX_COUNT => Err(EventError::field(
+            field,
+            format!("{n} is more than {MAX_COUNT} for one request; check the count"),
+        )),
+        _ => Ok(value),
+    }
 }
 
 fn required<T: Copy>(value: Option<T>, field: &str) -> Result<T, EventError> {

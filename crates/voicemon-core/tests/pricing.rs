@@ -137,6 +137,11 @@ fn prorate_does_not_overflow_when_the_product_exceeds_i64() {
     assert_eq!(cost, Nanos(1_000_000_000_000_000_000));
 }
 
+#[test]
+fn prorate_saturates_instead_of_wrapping_when_the_result_exceeds_i64() {
+    assert_eq!(prorate(i64::MAX, Nanos(i64::MAX), 1), Nanos(i64::MAX));
+}
+
 // ---------------------------------------------------------------------------- helpers
 
 /// 2026-11-27T12:00:00Z, when most usage below happens.
@@ -481,6 +486,46 @@ per_audio_minute = \"0.0100\"
     );
 }
 
+#[test]
+fn after_a_temporary_price_ends_the_earlier_open_ended_price_applies_again() {
+    let promotion = book(
+        r#"
+version = 1
+[[price]]
+component = "stt"
+provider = "deepgram"
+model = "nova-3"
+effective_from = "2026-01-01"
+per_audio_minute = "0.0077"
+
+[[price]]
+component = "stt"
+provider = "deepgram"
+model = "nova-3"
+effective_from = "2026-06-01"
+effective_to = "2026-07-01"
+per_audio_minute = "0.0040"
+"#,
+    );
+    let nova = || stt("deepgram", Some("nova-3"), 60.0);
+    // 60 s at $0.0077, then $0.0040 during June, then $0.0077 again
+    assert_eq!(cost_at(&promotion, "2026-05-31T12:00:00Z", nova()), 7_700_000);
+    assert_eq!(cost_at(&promotion, "2026-06-15T12:00:00Z", nova()), 4_000_000);
+    assert_eq!(cost_at(&promotion, "2026-07-01T00:00:00Z", nova()), 7_700_000);
+    assert_eq!(
+        priced_at(&promotion, "2026-07-01T00:00:00Z", nova()).price_ref,
+        "stt/deepgram/nova-3@2026-01-01"
+    );
+}
+
+#[test]
+fn a_price_of_zero_is_free_not_unpriced() {
+    let free = book(&stt_entry_with("per_audio_minute = \"0\""));
+    let line = priced_at(&free, NOW, stt("deepgram", Some("nova-3"), 60.0));
+    assert_eq!(line.cost, Nanos(0));
+    assert_eq!(line.unit_price, "$0.00/audio min, 1 s blocks");
+}
+
 // ---------------------------------------------------------------------------- tenant prices
 
 fn override_entry(tenant: Option<&str>, per_audio_minute: &str) -> PriceEntryText {
@@ -556,6 +601,17 @@ output_per_million = "4.00"
 }
 
 #[test]
+fn once_a_tenant_s_price_ends_the_tenant_pays_the_list_price() {
+    let mut ending = override_entry(Some("acme"), "0.0050");
+    ending.effective_to = Some("2026-07-01".into());
+    let prices = PriceBook::with_overrides(&[ending], "voicemon.toml").expect("the book loads");
+    let nova = || stt("deepgram", Some("nova-3"), 60.0);
+    // 60 s at acme's $0.0050 until July, then the list $0.0077
+    assert_eq!(priced_for(&prices, "acme", "2026-06-30T23:59:59Z", nova()).cost, Nanos(5_000_000));
+    assert_eq!(priced_for(&prices, "acme", "2026-07-01T00:00:00Z", nova()).cost, Nanos(7_700_000));
+}
+
+#[test]
 fn an_override_with_the_same_key_and_date_replaces_the_shipped_price() {
     let prices = PriceBook::with_overrides(&[override_entry(None, "0.0080")], "voicemon.toml")
         .expect("the book loads");
@@ -620,6 +676,14 @@ fn zero_audio_tokens_on_a_model_without_an_audio_price_are_priced_as_text() {
     usage.audio_output_tokens = Some(0);
     // 1 000 × $2.50/M + 100 × $10/M = $0.0025 + $0.001 = $0.0035
     assert_eq!(cost_at(&shipped(), NOW, Body::LlmUsage(usage)), 3_500_000);
+}
+
+#[test]
+fn a_token_count_too_large_to_cost_is_unpriced_with_a_reason_not_wrapped() {
+    let reason = unpriced_at(&shipped(), NOW, llm("openai", "gpt-4o", u64::MAX, 0));
+    assert!(reason.contains("too large"), "{reason}");
+    let reason = unpriced_at(&shipped(), NOW, tts("cartesia", Some("sonic-2"), u64::MAX));
+    assert!(reason.contains("too large"), "{reason}");
 }
 
 // ---------------------------------------------------------------------------- tokens
@@ -991,6 +1055,20 @@ fn an_override_overlapping_a_shipped_price_is_refused() {
         error,
         PricingError::Overlap {
             first: "stt/deepgram/nova-3@2024-06-01".into(),
+            second: "stt/deepgram/nova-3@2025-01-01".into(),
+        }
+    );
+}
+
+#[test]
+fn two_overrides_for_one_model_starting_the_same_day_overlap_rather_than_one_silently_winning() {
+    let first = override_entry(None, "0.0070");
+    let second = override_entry(None, "0.0065");
+    let error = PriceBook::with_overrides(&[first, second], "voicemon.toml").expect_err("refused");
+    assert_eq!(
+        error,
+        PricingError::Overlap {
+            first: "stt/deepgram/nova-3@2025-01-01".into(),
             second: "stt/deepgram/nova-3@2025-01-01".into(),
         }
     );

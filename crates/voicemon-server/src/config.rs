@@ -142,7 +142,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Value { key: &'static str, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Pricing(#[from] PricingError),
 }
 

@@ -35,9 +35,17 @@ impl std::fmt::Display for RepriceSummary {
         writeln!(f, "lines changed:        {}", self.changed)?;
         writeln!(f, "newly priced:         {}", self.newly_priced)?;
         writeln!(f, "newly unpriced:       {}", self.newly_unpriced)?;
-        writeln!(f, "cost before:          ${}", self.before.usd())?;
-        writeln!(f, "cost after:           ${}", self.after.usd())?;
-        write!(f, "difference:           ${}", difference.usd())
+        writeln!(f, "cost before:          {}", dollars(self.before))?;
+        writeln!(f, "cost after:           {}", dollars(self.after))?;
+        write!(f, "difference:           {}", dollars(difference))
+    }
+}
+
+/// `-$0.01772`, `$0.02177`.
+fn dollars(amount: Nanos) -> String {
+    match amount.usd().strip_prefix('-') {
+        Some(magnitude) => format!("-${magnitude}"),
+        None => format!("${}", amount.usd()),
     }
 }
 

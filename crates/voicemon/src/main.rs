@@ -63,9 +63,9 @@ struct RepriceArgs {
     /// The data directory of the store to re-price.
     #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data")]
     data_dir: PathBuf,
-    /// The configuration file whose [[pricing.price]] entries apply.
-    #[arg(long, short, env = "VOICEMON_CONFIG", default_value = "voicemon.toml")]
-    config: PathBuf,
+    /// The configuration file whose [[pricing.price]] entries apply [default: ./voicemon.toml if present].
+    #[arg(long, short, env = "VOICEMON_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,9 +89,10 @@ struct ServeArgs {
     /// Where the embedded store lives [default: ./voicemon-data; ./voicemon-demo-data with --demo].
     #[arg(long, env = "VOICEMON_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Optional configuration file; flags and environment take precedence over it.
-    #[arg(long, short, env = "VOICEMON_CONFIG", default_value = "voicemon.toml")]
-    config: PathBuf,
+    /// Configuration file; flags and environment take precedence over it
+    /// [default: ./voicemon.toml if present]. A file named here must exist.
+    #[arg(long, short, env = "VOICEMON_CONFIG")]
+    config: Option<PathBuf>,
     /// Largest ingest body in bytes [default: 10485760].
     #[arg(long)]
     max_body_bytes: Option<usize>,
@@ -165,15 +166,20 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Reads the configuration file when it exists; a missing default file is fine.
-fn load_file_config(path: &Path) -> Result<FileConfig> {
-    if !path.exists() {
-        return Ok(FileConfig::default());
+/// The file configuration is read from when none is named.
+const DEFAULT_CONFIG: &str = "voicemon.toml";
+
+/// Reads the named configuration file (which must exist), or `./voicemon.toml` when
+/// none is named and it exists; returns the path used for messages.
+fn load_file_config(named: Option<&Path>) -> Result<(FileConfig, PathBuf)> {
+    let path = named.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    if named.is_none() && !path.exists() {
+        return Ok((FileConfig::default(), path));
     }
-    FileConfig::load(path).map_err(anyhow::Error::from)
+    Ok((FileConfig::load(&path)?, path))
 }
 
-fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
+fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Result<ServeConfig> {
     let default_dir = if args.demo { "./voicemon-demo-data" } else { "./voicemon-data" };
     let data_dir = args
         .data_dir
@@ -192,7 +198,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
     }
     config.writer.max_wait = args.flush_interval.unwrap_or(config.writer.max_wait);
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
-    config.prices = file.price_book(&args.config)?;
+    config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
     if let Some(url) = &args.redis_url {
         voicemon_server::health::redis::RedisTarget::parse(url)
@@ -207,8 +213,8 @@ fn serve_config(args: &ServeArgs, file: &FileConfig) -> Result<ServeConfig> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let file = load_file_config(&args.config)?;
-    let config = serve_config(&args, &file)?;
+    let (file, config_path) = load_file_config(args.config.as_deref())?;
+    let config = serve_config(&args, &file, &config_path)?;
     let app = Application::build(config, Arc::new(SystemClock)).await.context("voicemon could not start")?;
     let addr = app.local_addr();
     tracing::info!(
@@ -317,7 +323,7 @@ fn config_check(path: &Path) -> Result<()> {
         port: None,
         bind: None,
         data_dir: None,
-        config: path.to_owned(),
+        config: Some(path.to_owned()),
         max_body_bytes: None,
         batch_max_events: None,
         flush_interval: None,
@@ -326,7 +332,7 @@ fn config_check(path: &Path) -> Result<()> {
         redis_url: None,
         demo: false,
     };
-    let config = serve_config(&args, &file)?;
+    let config = serve_config(&args, &file, path)?;
     println!("{} is valid", path.display());
     println!("  port:              {}", config.port);
     println!(
@@ -368,8 +374,8 @@ fn parse_cli_time(text: &str) -> Result<i64> {
 }
 
 async fn reprice_command(args: RepriceArgs) -> Result<()> {
-    let file = load_file_config(&args.config)?;
-    let book = file.price_book(&args.config)?;
+    let (file, config_path) = load_file_config(args.config.as_deref())?;
+    let book = file.price_book(&config_path)?;
     let from_ms = parse_cli_time(&args.from)?;
     let to_ms = match &args.to {
         Some(to) => parse_cli_time(to)?,

@@ -1,81 +1,19 @@
 //! End-to-end tests of the real `voicemon` binary.
 
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_voicemon");
+mod common;
 
-/// A running `voicemon serve` on a free loopback port.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--config", "/nonexistent/voicemon.toml"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("VOICEMON_DATA_DIR")
-            .env_remove("METRICS_API_PORT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("voicemon starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (found, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = found.send(addr);
-                }
-            }
-        });
-        let addr = address.recv_timeout(Duration::from_secs(30)).expect("voicemon says where it listens");
-        Server { child, base: format!("http://{addr}") }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        self.child.wait().expect("voicemon exits")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn now_rfc3339(offset_ms: i64) -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    voicemon_core::window::format_time(ms + offset_ms)
-}
+use common::{time_from_now, Server, BIN};
 
 /// A batch of `size` turns for one tenant; every event has a unique id.
 fn turns_ndjson(tenant: &str, size: usize) -> String {
     (0..size)
         .map(|i| {
-            json!({"id": format!("{tenant}-{i}"), "type": "turn.completed", "timestamp": now_rfc3339(-1_000),
+            json!({"id": format!("{tenant}-{i}"), "type": "turn.completed", "timestamp": time_from_now(-1_000),
                    "tenant_id": tenant, "call_id": format!("{tenant}-call"), "turn_index": i, "e2e_ms": 500 + i})
             .to_string()
                 + "\n"
@@ -111,7 +49,7 @@ async fn turn_count(client: &reqwest::Client, server: &Server, tenant: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &[]);
+    let server = Server::start(&data.path().join("data"), None, &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
     // Four senders post distinct tenants' batches until the server dies under them.
@@ -139,7 +77,7 @@ async fn every_acknowledged_event_survives_sigkill() {
     }
     assert!(!acknowledged.is_empty(), "some batches were acknowledged before the kill");
 
-    let server = Server::start(data.path(), &[]);
+    let server = Server::start(&data.path().join("data"), None, &[]);
     for tenant in &acknowledged {
         assert_eq!(turn_count(&client, &server, tenant).await, 50, "acknowledged batch {tenant} is complete");
     }
@@ -149,7 +87,8 @@ async fn every_acknowledged_event_survives_sigkill() {
 async fn sigterm_flushes_a_lingering_group_and_exits_zero() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(
-        data.path(),
+        &data.path().join("data"),
+        None,
         &["--flush-linger", "30s", "--flush-interval", "60s", "--batch-max-events", "1000"],
     );
     let client = reqwest::Client::new();
@@ -165,7 +104,7 @@ async fn sigterm_flushes_a_lingering_group_and_exits_zero() {
     assert_eq!(pending.await.unwrap().expect("the request completes"), 202);
     assert!(status.success(), "voicemon exits 0 on SIGTERM, got {status}");
 
-    let server = Server::start(data.path(), &[]);
+    let server = Server::start(&data.path().join("data"), None, &[]);
     assert_eq!(turn_count(&client, &server, "lingering").await, 7);
 }
 

@@ -3,76 +3,14 @@
 //! store a real server wrote.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_voicemon");
+mod common;
 
-/// A running `voicemon serve` on a free loopback port.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, config: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env_remove("VOICEMON_DATA_DIR")
-            .env_remove("VOICEMON_CONFIG")
-            .env_remove("METRICS_API_PORT")
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("voicemon starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (found, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = found.send(addr);
-                }
-            }
-        });
-        let addr = address.recv_timeout(Duration::from_secs(30)).expect("voicemon says where it listens");
-        Server { child, base: format!("http://{addr}") }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        self.child.wait().expect("voicemon exits")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// RFC 3339 time `offset_ms` from now (negative: in the past).
-fn time_from_now(offset_ms: i64) -> String {
-    voicemon_core::window::format_time(now_ms() + offset_ms)
-}
+use common::{time_from_now, Server, BIN};
 
 /// A `[[pricing.price]]` entry for STT.
 fn stt_price(provider: &str, model: &str, from: &str, extra: &str) -> String {
@@ -381,10 +319,9 @@ async fn reprice_prices_past_usage_once_and_the_server_answers_the_new_cost() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let client = reqwest::Client::new();
-    let no_config = Path::new("/nonexistent/voicemon.toml");
 
     // The shipped book has no price for acme-stt/x1: its lines are stored unpriced.
-    let server = Server::start(&data, no_config);
+    let server = Server::start(&data, None, &[]);
     let accepted = post_events(&client, &server, &unpriced_call("acme-dental", "call-x1")).await;
     assert_eq!(accepted["accepted"], 5, "{accepted}");
     post_events(&client, &server, &unpriced_call("other-tenant", "call-other")).await;
@@ -424,7 +361,7 @@ async fn reprice_prices_past_usage_once_and_the_server_answers_the_new_cost() {
     assert_eq!(summary_value(&again, "newly priced"), "0", "{again}");
     assert_eq!(summary_value(&again, "difference"), "$0.00", "{again}");
 
-    let server = Server::start(&data, &prices);
+    let server = Server::start(&data, Some(&prices), &[]);
     let after = call_cost(&client, &server, "call-x1").await;
     assert_eq!(after["unpriced_lines"], 0, "{after}");
     assert_eq!(nano_usd(&after["total"]), 21_770_000, "{after}");
@@ -451,7 +388,7 @@ async fn a_huge_token_count_never_becomes_a_negative_cost() {
     // $10/M is $10^10: more nano-USD than an i64 holds. The line may be refused or left
     // unpriced, but its cost must never be stored wrapped around to a negative amount.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), Path::new("/nonexistent/voicemon.toml"));
+    let server = Server::start(&dir.path().join("data"), None, &[]);
     let client = reqwest::Client::new();
     let event = json!({"id": "huge-1", "type": "llm.usage", "timestamp": time_from_now(-60_000),
                        "tenant_id": "acme-dental", "call_id": "call-huge", "provider": "openai",

@@ -62,6 +62,10 @@ async fn month_scope(
 /// `YYYY-MM` → that UTC month.
 pub fn month_range(month: &str) -> Result<TimeRange, ApiError> {
     let bad = || ApiError::BadRequest(format!("month `{month}` is not a month such as 2026-11"));
+    let shape = month.len() == 7 && month.as_bytes()[4] == b'-';
+    if !shape || !month.bytes().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").map_err(|_| bad())?;
     let next = if first.month() == 12 {
         NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)

@@ -137,7 +137,7 @@ fn mixed_call() -> Vec<Value> {
             "stt.usage",
             "u4",
             start + 60_000,
-            json!({"provider": "Deepgram", "model": "nova-3", "audio_seconds": 47.3}),
+            json!({"provider": "Deepgram", "model": "nova-3", "audio_seconds": 46.2}),
         ),
         event(
             "call.ended",
@@ -199,15 +199,17 @@ async fn a_call_is_itemised_with_each_line_s_unit_price_and_exact_cost() {
     assert_eq!(lines[2]["price_ref"], "tts/cartesia/sonic*@2025-01-01");
     assert_eq!(lines[2]["cost"], json!({"usd": "0.011997375", "nano_usd": 11_997_375}));
 
-    // 47.3 s × $0.0077/60 s = $0.00607016666… → $0.006070167 (half up); "Deepgram" is deepgram
-    assert_eq!(lines[3]["quantity"], json!({"audio_seconds": 47.3}));
+    // "Deepgram" is priced as deepgram. 46.2 s is billed as 47 s (1 s blocks):
+    // 47 s × $0.0077/60 s = $0.00603166666… → $0.006031667 (half up)
+    assert_eq!(lines[3]["provider"], "Deepgram");
+    assert_eq!(lines[3]["quantity"], json!({"audio_seconds": 46.2}));
     assert_eq!(lines[3]["price_ref"], "stt/deepgram/nova-3@2025-01-01");
-    assert_eq!(lines[3]["cost"], json!({"usd": "0.006070167", "nano_usd": 6_070_167}));
+    assert_eq!(lines[3]["cost"], json!({"usd": "0.006031667", "nano_usd": 6_031_667}));
 
-    // total: 385 000 + 3 250 000 + 11 997 375 + 6 070 167 = 21 702 542
-    assert_eq!(body["total"], json!({"usd": "0.021702542", "nano_usd": 21_702_542}));
-    // per minute: 21 702 542 × 60 s / 90 s = 14 468 361.33… → 14 468 361
-    assert_eq!(body["cost_per_minute"], json!({"usd": "0.014468361", "nano_usd": 14_468_361}));
+    // total: 385 000 + 3 250 000 + 11 997 375 + 6 031 667 = 21 664 042
+    assert_eq!(body["total"], json!({"usd": "0.021664042", "nano_usd": 21_664_042}));
+    // per minute: 21 664 042 × 60 s / 90 s = 14 442 694.67 → 14 442 695
+    assert_eq!(body["cost_per_minute"], json!({"usd": "0.014442695", "nano_usd": 14_442_695}));
     app.shutdown().await;
 }
 
@@ -218,8 +220,23 @@ async fn a_call_is_found_by_its_trace_id_as_by_its_call_id() {
     let by_trace = cost(&app, "trace_id=trace-1").await;
     let by_call = cost(&app, "call_id=call-1").await;
     assert_eq!(by_trace["call_id"], "call-1", "{by_trace}");
-    assert_eq!(by_trace["total"], amount(21_702_542), "{by_trace}");
+    assert_eq!(by_trace["total"], amount(21_664_042), "{by_trace}");
     assert_eq!(by_trace, by_call);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_trace_id_carried_only_by_call_ended_finds_the_call_and_call_id_wins_over_trace_id() {
+    let app = spawn_app().await;
+    app.ingest_ok(&mixed_call()).await;
+    let mut ended = ended_at("acme", "other", "2026-11-27T11:58:00Z", 30.0);
+    ended["trace_id"] = json!("trace-2");
+    app.ingest_ok(&[stt_at("acme", "other", "o1", "2026-11-27T11:57:30Z", "nova-3", 60.0), ended]).await;
+    let by_trace = cost(&app, "trace_id=trace-2").await;
+    assert_eq!(by_trace["call_id"], "other", "{by_trace}");
+    assert_eq!(by_trace["total"], amount(7_700_000), "{by_trace}");
+    let both = cost(&app, "call_id=call-1&trace_id=trace-2").await;
+    assert_eq!(both["call_id"], "call-1", "{both}");
     app.shutdown().await;
 }
 
@@ -241,7 +258,7 @@ async fn a_call_that_has_not_ended_has_a_total_but_no_cost_per_minute() {
     events.pop();
     app.ingest_ok(&events).await;
     let body = cost(&app, "call_id=call-1").await;
-    assert_eq!(body["total"], amount(21_702_542), "{body}");
+    assert_eq!(body["total"], amount(21_664_042), "{body}");
     assert_eq!(body["duration_s"], Value::Null, "{body}");
     assert_eq!(body["cost_per_minute"], Value::Null, "{body}");
     app.shutdown().await;
@@ -256,9 +273,9 @@ async fn a_duplicate_usage_event_is_not_charged_twice() {
     assert_eq!(report["duplicates"], 6, "{report}");
     let body = cost(&app, "call_id=call-1").await;
     assert_eq!(body["lines"].as_array().map(Vec::len), Some(4), "{body}");
-    assert_eq!(body["total"], amount(21_702_542), "{body}");
+    assert_eq!(body["total"], amount(21_664_042), "{body}");
     let month = cost(&app, "tenant_id=acme&month=2026-11").await;
-    assert_eq!(month["total"], amount(21_702_542), "{month}");
+    assert_eq!(month["total"], amount(21_664_042), "{month}");
     app.shutdown().await;
 }
 
@@ -300,6 +317,40 @@ async fn an_unpriced_model_is_stored_and_flagged_not_priced_at_zero() {
     assert_eq!(unpriced_group["cost"], amount(0), "{month}");
     assert_eq!(unpriced_group["usage_lines"], 1, "{month}");
     assert_eq!(unpriced_group["unpriced_lines"], 1, "{month}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_whose_lines_are_all_unpriced_has_a_zero_total_and_says_how_many_lines_are_unpriced() {
+    let app = spawn_app().await;
+    app.ingest_ok(&[
+        llm_at("acme", "c1", "u1", "2026-11-27T11:00:05Z", "gpt-9-turbo", 1_000, 100),
+        tts_at("acme", "c1", "u2", "2026-11-27T11:00:06Z", "playht", "play3", 500),
+        ended_at("acme", "c1", "2026-11-27T11:01:00Z", 60.0),
+    ])
+    .await;
+    let body = cost(&app, "call_id=c1").await;
+    assert_eq!(body["total"], json!({"usd": "0.00", "nano_usd": 0}), "{body}");
+    assert_eq!(body["unpriced_lines"], 2, "{body}");
+    assert_eq!(body["lines"][1]["unpriced_reason"], "no tts price for playht/play3 on 2026-11-27", "{body}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn lines_without_a_model_are_grouped_under_an_empty_model() {
+    let app = spawn_app().await;
+    let no_model = event_at(
+        "stt.usage",
+        "u2",
+        "acme",
+        "2026-11-27T11:00:06Z",
+        json!({"call_id": "c1", "provider": "assemblyai", "audio_seconds": 60.0}),
+    );
+    app.ingest_ok(&[stt_at("acme", "c1", "u1", "2026-11-27T11:00:05Z", "nova-3", 60.0), no_model]).await;
+    let month = cost(&app, "tenant_id=acme&month=2026-11&group_by=model").await;
+    // assemblyai prices any model, none included: 60 s × $0.0025/60 s; nova-3: $0.0077
+    assert_eq!(groups(&month["groups"]), owned(&[("", 2_500_000, 1), ("nova-3", 7_700_000, 1)]), "{month}");
+    assert_eq!(month["total"], amount(10_200_000), "{month}");
     app.shutdown().await;
 }
 
@@ -552,6 +603,24 @@ async fn a_call_s_cost_belongs_to_the_month_of_its_first_event() {
 }
 
 #[tokio::test]
+async fn a_late_event_with_an_earlier_time_moves_the_call_to_the_month_it_now_begins_in() {
+    let app = spawn_app().await;
+    app.ingest_ok(&[stt_at("acme", "late", "l1", "2026-11-01T00:00:30Z", "nova-3", 60.0)]).await;
+    assert_eq!(cost(&app, "tenant_id=acme&month=2026-11").await["calls"], 1);
+    // The call.started, sent afterwards, is stamped a minute before midnight.
+    app.ingest_ok(&[started_at("acme", "late", "2026-10-31T23:59:30Z")]).await;
+    let november = cost(&app, "tenant_id=acme&month=2026-11").await;
+    assert_eq!(november["calls"], 0, "{november}");
+    assert_eq!(november["total"], amount(0), "{november}");
+    let october = cost(&app, "tenant_id=acme&month=2026-10").await;
+    assert_eq!(october["calls"], 1, "{october}");
+    // 60 s × $0.0077/60 s
+    assert_eq!(october["total"], amount(7_700_000), "{october}");
+    assert_eq!(groups(&october["by_component"]), owned(&[("stt", 7_700_000, 1)]), "{october}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_month_summary_of_one_tenant_leaves_out_the_others() {
     let app = spawn_app().await;
     send_november(&app).await;
@@ -638,11 +707,19 @@ async fn an_unknown_group_by_is_answered_400() {
 #[tokio::test]
 async fn a_month_that_is_not_yyyy_mm_is_answered_400() {
     let app = spawn_app().await;
-    for month in ["2026-13", "2026-00", "november", "2026-11-05", "26-11", "2026/11"] {
+    for month in ["2026-13", "2026-00", "november", "2026-11-05", "2026/11", "2026-11-"] {
         let (status, body) = app.get_json(&format!("/metrics/cost?tenant_id=acme&month={month}"), None).await;
         assert_error(status, &body, 400, "bad_request");
     }
     let (status, body) = app.get_json("/metrics/cost?tenant_id=acme&from=yesterday", None).await;
+    assert_error(status, &body, 400, "bad_request");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_month_with_a_two_digit_year_is_answered_400_not_read_as_the_year_26() {
+    let app = spawn_app().await;
+    let (status, body) = app.get_json("/metrics/cost?tenant_id=acme&month=26-11", None).await;
     assert_error(status, &body, 400, "bad_request");
     app.shutdown().await;
 }

@@ -5,6 +5,8 @@ mod helpers;
 mod access;
 mod calls;
 mod cost;
+mod cost_properties;
 mod ingest;
 mod latency;
+mod reprice;
 mod shutdown;

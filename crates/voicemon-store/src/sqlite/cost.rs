@@ -82,13 +82,9 @@ pub fn call_costs(
     tenant_id: Option<&str>,
     range: TimeRange,
 ) -> rusqlite::Result<Vec<CallCostTotal>> {
-    let sql = format!(
-        "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s FROM calls
-         WHERE first_ms >= ?1 AND first_ms < ?2 {}",
-        if tenant_id.is_some() { "AND tenant_id = ?3" } else { "" }
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let map = |row: &Row<'_>| {
+    let sql = "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s FROM calls
+               WHERE first_ms >= ?1 AND first_ms < ?2";
+    calls_in_range(conn, sql, "tenant_id", tenant_id, range, |row| {
         Ok(CallCostTotal {
             call_id: row.get(0)?,
             first_ms: row.get(1)?,
@@ -97,7 +93,24 @@ pub fn call_costs(
             unpriced_lines: row.get::<_, i64>(4)? as u64,
             duration_s: row.get(5)?,
         })
-    };
+    })
+}
+
+/// Runs `sql` (whose WHERE takes the range as ?1 and ?2) over calls, adding
+/// `AND {tenant_column} = ?3` when a tenant is given, so the tenant index serves it.
+/// `{tenant}` in `sql` marks where that clause goes; without it, it is appended.
+fn calls_in_range<T>(
+    conn: &Connection,
+    sql: &str,
+    tenant_column: &str,
+    tenant_id: Option<&str>,
+    range: TimeRange,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let clause = if tenant_id.is_some() { format!(" AND {tenant_column} = ?3") } else { String::new() };
+    let sql =
+        if sql.contains("{tenant}") { sql.replace("{tenant}", &clause) } else { format!("{sql}{clause}") };
+    let mut statement = conn.prepare_cached(&sql)?;
     let rows = match tenant_id {
         Some(tenant) => statement.query_map(params![range.from_ms, range.to_ms, tenant], map)?.collect(),
         None => statement.query_map(params![range.from_ms, range.to_ms], map)?.collect(),
@@ -120,24 +133,17 @@ pub fn cost_breakdown(
     let sql = format!(
         "SELECT {key} AS k, coalesce(sum(u.cost_nano), 0), count(*), count(*) - count(u.cost_nano)
          FROM calls c JOIN usage u ON u.call = c.id
-         WHERE c.first_ms >= ?1 AND c.first_ms < ?2 {}
-         GROUP BY k ORDER BY k",
-        if tenant_id.is_some() { "AND c.tenant_id = ?3" } else { "" }
+         WHERE c.first_ms >= ?1 AND c.first_ms < ?2 {{tenant}}
+         GROUP BY k ORDER BY k"
     );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let map = |row: &Row<'_>| {
+    calls_in_range(conn, &sql, "c.tenant_id", tenant_id, range, |row| {
         Ok(CostGroupRow {
             key: row.get(0)?,
             cost_nano: row.get(1)?,
             usage_lines: row.get::<_, i64>(2)? as u64,
             unpriced_lines: row.get::<_, i64>(3)? as u64,
         })
-    };
-    let rows = match tenant_id {
-        Some(tenant) => statement.query_map(params![range.from_ms, range.to_ms, tenant], map)?.collect(),
-        None => statement.query_map(params![range.from_ms, range.to_ms], map)?.collect(),
-    };
-    rows
+    })
 }
 
 pub fn usage_lines(

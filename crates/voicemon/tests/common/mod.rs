@@ -1,0 +1,89 @@
+//! What the binary's end-to-end tests share: a real `voicemon serve` on a free port.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_voicemon");
+
+/// A running `voicemon serve` on a free loopback port.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `voicemon serve --port 0` on `data_dir`, with `config` when given (else from
+    /// inside `data_dir`'s parent, where no voicemon.toml is), plus `extra` flags, and
+    /// waits for the log line saying where it listens.
+    pub fn start(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> Server {
+        let mut command = Command::new(BIN);
+        command.args(["serve", "--port", "0", "--data-dir"]).arg(data_dir);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        std::fs::create_dir_all(data_dir).expect("the data directory");
+        let mut child = command
+            .args(extra)
+            .current_dir(data_dir.parent().unwrap_or(data_dir))
+            .env("RUST_LOG", "info")
+            .env_remove("VOICEMON_DATA_DIR")
+            .env_remove("VOICEMON_CONFIG")
+            .env_remove("METRICS_API_PORT")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("voicemon starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = found.send(addr);
+                }
+            }
+        });
+        let addr = address.recv_timeout(Duration::from_secs(30)).expect("voicemon says where it listens");
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        self.child.wait().expect("voicemon exits")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64
+}
+
+/// RFC 3339 time `offset_ms` from now (negative: in the past).
+pub fn time_from_now(offset_ms: i64) -> String {
+    voicemon_core::window::format_time(now_ms() + offset_ms)
+}
