@@ -1,6 +1,7 @@
 //! voicemon-core: the pure heart of voicemon. No I/O, no async, tests in seconds.
 //!
 //! # Layout
+//! - [`alerting`]: alert rules, evaluation, notification policy, silences, inhibition.
 //! - [`event`]: the typed event contract v1.
 //! - [`validate`]: one JSON event → typed event, or an error naming the field.
 //! - [`body`]: an ingest body (object, array, NDJSON) → events.
@@ -14,6 +15,7 @@
 //! - [`access`]: key roles and hashing.
 
 pub mod access;
+pub mod alerting;
 pub mod body;
 pub mod clock;
 pub mod event;

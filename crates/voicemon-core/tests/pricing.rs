@@ -486,10 +486,8 @@ per_audio_minute = \"0.0100\"
     );
 }
 
-#[test]
-fn after_a_temporary_price_ends_the_earlier_open_ended_price_applies_again() {
-    let promotion = book(
-        r#"
+/// nova-3 at $0.0077 from 2026-01-01, then $0.0040 during June 2026 only.
+const TEMPORARY_BOOK: &str = r#"
 version = 1
 [[price]]
 component = "stt"
@@ -505,16 +503,39 @@ model = "nova-3"
 effective_from = "2026-06-01"
 effective_to = "2026-07-01"
 per_audio_minute = "0.0040"
-"#,
-    );
+"#;
+
+#[test]
+fn after_a_temporary_price_ends_the_earlier_price_does_not_come_back_and_lines_are_unpriced() {
+    let temporary = book(TEMPORARY_BOOK);
     let nova = || stt("deepgram", Some("nova-3"), 60.0);
-    // 60 s at $0.0077, then $0.0040 during June, then $0.0077 again
-    assert_eq!(cost_at(&promotion, "2026-05-31T12:00:00Z", nova()), 7_700_000);
-    assert_eq!(cost_at(&promotion, "2026-06-15T12:00:00Z", nova()), 4_000_000);
-    assert_eq!(cost_at(&promotion, "2026-07-01T00:00:00Z", nova()), 7_700_000);
+    // 60 s at $0.0077 until June, then $0.0040 during June
+    assert_eq!(cost_at(&temporary, "2026-05-31T12:00:00Z", nova()), 7_700_000);
+    assert_eq!(cost_at(&temporary, "2026-06-15T12:00:00Z", nova()), 4_000_000);
+    // From July the key has no price: unpriced, never the old price or zero.
+    let reason = unpriced_at(&temporary, "2026-07-01T00:00:00Z", nova());
+    assert_eq!(reason, "no stt price for deepgram/nova-3 on 2026-07-01");
+}
+
+#[test]
+fn a_temporary_price_followed_by_an_entry_restating_the_normal_price_goes_back_to_it() {
+    let restated = book(&format!(
+        "{TEMPORARY_BOOK}
+[[price]]
+component = \"stt\"
+provider = \"deepgram\"
+model = \"nova-3\"
+effective_from = \"2026-07-01\"
+per_audio_minute = \"0.0077\"
+"
+    ));
+    let nova = || stt("deepgram", Some("nova-3"), 60.0);
+    // 60 s at $0.0040 on the last day of June, $0.0077 from July 1st
+    assert_eq!(cost_at(&restated, "2026-06-30T23:59:59Z", nova()), 4_000_000);
+    assert_eq!(cost_at(&restated, "2026-07-01T00:00:00Z", nova()), 7_700_000);
     assert_eq!(
-        priced_at(&promotion, "2026-07-01T00:00:00Z", nova()).price_ref,
-        "stt/deepgram/nova-3@2026-01-01"
+        priced_at(&restated, "2026-07-01T00:00:00Z", nova()).price_ref,
+        "stt/deepgram/nova-3@2026-07-01"
     );
 }
 

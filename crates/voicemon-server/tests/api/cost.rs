@@ -71,6 +71,9 @@ async fn cost(app: &TestApp, query: &str) -> Value {
     body
 }
 
+/// A group of a split as expected: `(key, nano_usd, usage_lines)`.
+type Group<'a> = (&'a str, i64, u64);
+
 /// `(key, nano_usd, usage_lines)` of each group of a split.
 fn groups(split: &Value) -> Vec<(String, i64, u64)> {
     split
@@ -87,7 +90,7 @@ fn groups(split: &Value) -> Vec<(String, i64, u64)> {
         .collect()
 }
 
-fn owned(expected: &[(&str, i64, u64)]) -> Vec<(String, i64, u64)> {
+fn owned(expected: &[Group]) -> Vec<(String, i64, u64)> {
     expected.iter().map(|&(key, nanos, lines)| (key.to_owned(), nanos, lines)).collect()
 }
 
@@ -638,7 +641,7 @@ async fn a_month_summary_of_one_tenant_leaves_out_the_others() {
 async fn cost_groups_by_provider_component_model_and_day_and_each_split_adds_up_to_the_total() {
     let app = spawn_app().await;
     send_november(&app).await;
-    let cases: [(&str, &[(&str, i64, u64)]); 4] = [
+    let cases: [(&str, &[Group]); 4] = [
         ("provider", &[("deepgram", 26_000_000, 3), ("elevenlabs", 60_000_000, 2), ("openai", 5_400_000, 2)]),
         ("component", &[("llm", 5_400_000, 2), ("stt", 26_000_000, 3), ("tts", 60_000_000, 2)]),
         (

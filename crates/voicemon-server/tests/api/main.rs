@@ -6,6 +6,7 @@ mod access;
 mod calls;
 mod cost;
 mod cost_properties;
+mod health;
 mod ingest;
 mod latency;
 mod reprice;
