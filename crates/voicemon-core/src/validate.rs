@@ -265,14 +265,14 @@ pub fn validate(wire: WireEvent, now_ms: i64) -> Result<Event, EventError> {
         EventKind::CallEnded => Body::CallEnded(call_ended(&wire)?),
         EventKind::TurnCompleted => Body::TurnCompleted(turn_completed(&wire)?),
         EventKind::SttUsage => Body::SttUsage(SttUsage {
-            provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
+            provider: provider(&wire.provider)?,
             model: optional_text(&wire.model, "model", MAX_TEXT_LEN)?,
             audio_seconds: duration_seconds(wire.audio_seconds, "audio_seconds")?,
             latency_ms: optional_latency(wire.latency_ms, "latency_ms")?,
         }),
         EventKind::LlmUsage => Body::LlmUsage(llm_usage(&wire)?),
         EventKind::TtsUsage => Body::TtsUsage(TtsUsage {
-            provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
+            provider: provider(&wire.provider)?,
             model: optional_text(&wire.model, "model", MAX_TEXT_LEN)?,
             voice: optional_text(&wire.voice, "voice", MAX_TEXT_LEN)?,
             characters: required(count(wire.characters, "characters")?, "characters")?,
@@ -387,7 +387,7 @@ fn llm_usage(wire: &WireEvent) -> Result<LlmUsage, EventError> {
         _ => Ok(value),
     };
     Ok(LlmUsage {
-        provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
+        provider: provider(&wire.provider)?,
         model: required_text(&wire.model, "model", MAX_TEXT_LEN)?,
         input_tokens,
         output_tokens,
@@ -420,7 +420,7 @@ fn provider_request(wire: &WireEvent) -> Result<ProviderRequest, EventError> {
         return Err(EventError::field("error", "given on a request with ok: true"));
     }
     Ok(ProviderRequest {
-        provider: required_text(&wire.provider, "provider", MAX_TEXT_LEN)?,
+        provider: provider(&wire.provider)?,
         component: parse_enum(&wire.component, "component", PipelineComponent::parse, "stt, llm, tts")?,
         ok,
         latency_ms: optional_latency(wire.latency_ms, "latency_ms")?,
@@ -458,6 +458,11 @@ fn count(value: Option<u64>, field: &str) -> Result<Option<u64>, EventError> {
         )),
         _ => Ok(value),
     }
+}
+
+/// Provider names are compared without case: `Deepgram` and `deepgram` are one provider.
+fn provider(value: &Option<String>) -> Result<String, EventError> {
+    Ok(required_text(value, "provider", MAX_TEXT_LEN)?.to_ascii_lowercase())
 }
 
 fn required<T: Copy>(value: Option<T>, field: &str) -> Result<T, EventError> {

@@ -3,13 +3,17 @@
 //! Precedence, highest first: command-line flag, environment variable, this file,
 //! built-in default. The CLI merges them; this module only reads and checks the file.
 
+use crate::alerting::AlertingConfig;
 use crate::health::redis::RedisTarget;
 use crate::ingest::writer::WriterConfig;
+use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::startup::HealthConfig;
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use voicemon_core::alerting::rules::{rules_with, RuleText};
+use voicemon_core::alerting::silence::{InhibitRule, Matcher};
 use voicemon_core::pricing::{PriceBook, PriceEntryText, PricingError};
 use voicemon_store::sqlite::Durability;
 
@@ -24,6 +28,140 @@ pub struct FileConfig {
     pub pricing: PricingSection,
     #[serde(default)]
     pub health: HealthSection,
+    #[serde(default)]
+    pub alerting: AlertingSection,
+}
+
+/// `[alerting]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingSection {
+    /// How often rules are evaluated (default "10s").
+    pub evaluation_interval: Option<String>,
+    /// How long a new alert waits for others of its rule to go out together (default "10s").
+    pub group_wait: Option<String>,
+    /// A firing alert is notified again at most this often (default "5m").
+    pub repeat_interval: Option<String>,
+    /// A message not delivered after this long is given up (default "1h").
+    pub delivery_deadline: Option<String>,
+    /// Base URL of this voicemon in links (default http://<listen address>).
+    pub public_url: Option<String>,
+    /// Rules: a name of a shipped rule overrides it (or `enabled = false` turns it off).
+    #[serde(default)]
+    pub rule: Vec<RuleText>,
+    /// Receivers; `SLACK_WEBHOOK_URL` adds one named "slack".
+    #[serde(default)]
+    pub receiver: Vec<ReceiverText>,
+    /// Inhibition rules added to the shipped one (provider down mutes its latency alerts).
+    #[serde(default)]
+    pub inhibit: Vec<InhibitText>,
+}
+
+/// `[[alerting.receiver]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverText {
+    pub name: String,
+    /// slack | webhook | alertmanager
+    pub kind: String,
+    pub url: String,
+}
+
+/// `[[alerting.inhibit]]`: matchers as `name=value` / `name!=value`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitText {
+    pub source: Vec<String>,
+    pub target: Vec<String>,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+impl AlertingSection {
+    /// The alerting and delivery configuration this section gives; `slack_webhook_url`
+    /// (from `SLACK_WEBHOOK_URL`) adds a Slack receiver named "slack".
+    pub fn alerting_config(
+        &self,
+        slack_webhook_url: Option<&str>,
+    ) -> Result<(AlertingConfig, DeliveryConfig), ConfigError> {
+        let mut config = AlertingConfig::default();
+        let mut delivery = DeliveryConfig::default();
+        let value = |key: &'static str, message: String| ConfigError::Value { key, message };
+        config.rules = rules_with(&self.rule).map_err(|err| value("alerting.rule", err.to_string()))?;
+        if let Some(text) = &self.evaluation_interval {
+            config.evaluation_interval = parse_duration("alerting.evaluation_interval", text)?;
+            if config.evaluation_interval.is_zero() {
+                return Err(value("alerting.evaluation_interval", "must be above 0".into()));
+            }
+        }
+        if let Some(text) = &self.group_wait {
+            config.policy.group_wait_ms = parse_duration("alerting.group_wait", text)?.as_millis() as i64;
+        }
+        if let Some(text) = &self.repeat_interval {
+            config.policy.repeat_interval_ms =
+                parse_duration("alerting.repeat_interval", text)?.as_millis() as i64;
+        }
+        if let Some(text) = &self.delivery_deadline {
+            delivery.deadline = parse_duration("alerting.delivery_deadline", text)?;
+        }
+        config.public_url = self.public_url.clone();
+        for text in &self.receiver {
+            let kind = ReceiverKind::parse(&text.kind).ok_or_else(|| {
+                value(
+                    "alerting.receiver",
+                    format!(
+                        "`{}`: kind `{}` is not one of slack, webhook, alertmanager",
+                        text.name, text.kind
+                    ),
+                )
+            })?;
+            check_url("alerting.receiver", &text.url)?;
+            config.receivers.push(Receiver {
+                name: text.name.clone(),
+                kind,
+                url: SecretUrl(text.url.clone()),
+            });
+        }
+        if let Some(url) = slack_webhook_url.filter(|u| !u.trim().is_empty()) {
+            check_url("SLACK_WEBHOOK_URL", url)?;
+            config.receivers.retain(|r| r.name != "slack");
+            config.receivers.push(Receiver {
+                name: "slack".into(),
+                kind: ReceiverKind::Slack,
+                url: SecretUrl(url.to_owned()),
+            });
+        }
+        let names: Vec<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
+        if let Some(name) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n) {
+            return Err(value("alerting.receiver", format!("receiver `{name}` is defined twice")));
+        }
+        for rule in &config.rules {
+            if let Some(missing) = rule.receivers.iter().find(|r| !names.contains(&r.as_str())) {
+                return Err(value(
+                    "alerting.rule",
+                    format!("rule `{}` names receiver `{missing}`, which is not defined", rule.name),
+                ));
+            }
+        }
+        for text in &self.inhibit {
+            let parse =
+                |list: &[String]| list.iter().map(|m| Matcher::parse(m)).collect::<Result<Vec<_>, _>>();
+            config.inhibit.push(InhibitRule {
+                source: parse(&text.source).map_err(|e| value("alerting.inhibit", e))?,
+                target: parse(&text.target).map_err(|e| value("alerting.inhibit", e))?,
+                equal: text.equal.clone(),
+            });
+        }
+        Ok((config, delivery))
+    }
+}
+
+fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ConfigError::Value { key, message: "a receiver URL must start with http:// or https://".into() })
+    }
 }
 
 /// `[health]`
@@ -157,6 +295,7 @@ impl FileConfig {
         config.ingest.durability()?;
         config.price_book(path)?;
         config.health.health_config()?;
+        config.alerting.alerting_config(None)?;
         if config.server.max_body_bytes == Some(0) {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",

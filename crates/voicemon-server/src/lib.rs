@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`startup`]: builds the application from its configuration; ordered shutdown.
 //! - [`ingest`]: `POST /v1/events` and the group-commit [`ingest::writer`].
+//! - [`alerting`]: the alert engine (rules → alerts → notices → outbox).
+//! - [`notify`]: receivers (Slack, webhook, Alertmanager) and delivery of the outbox.
 //! - [`api`]: query routes (`/metrics/*`, probes) and the one [`api::error::ApiError`].
 //! - [`auth`]: API keys, roles, tenant scope.
 //! - [`config`]: the optional `voicemon.toml`.
@@ -11,11 +13,13 @@
 //! - [`reprice`]: recompute stored cost after the price book changes.
 //! - [`simulate`]: realistic traffic for demos, tests and benchmarks.
 
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod health;
 pub mod ingest;
+pub mod notify;
 pub mod reprice;
 pub mod simulate;
 pub mod startup;

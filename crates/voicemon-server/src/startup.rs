@@ -4,11 +4,13 @@
 //! lingering meanwhile and, once the last request is answered, commits what it holds.
 //! Nothing acknowledged is lost and nothing buffered is dropped.
 
+use crate::alerting::{AlertingConfig, Engine};
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
 use crate::health::redis::{RedisMonitor, RedisTarget};
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::{BatchWriter, WriterConfig};
+use crate::notify::{self, DeliveryConfig};
 use crate::state::AppState;
 use crate::telemetry::Telemetry;
 use std::future::Future;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::sync::{broadcast, Notify};
 use voicemon_core::clock::Clock;
 use voicemon_core::health::HealthRules;
 use voicemon_core::pricing::PriceBook;
@@ -40,6 +43,8 @@ pub struct ServeConfig {
     pub durability: Durability,
     pub prices: PriceBook,
     pub health: HealthConfig,
+    pub alerting: AlertingConfig,
+    pub delivery: DeliveryConfig,
 }
 
 /// Health settings.
@@ -79,6 +84,8 @@ impl ServeConfig {
             durability: Durability::Full,
             prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
             health: HealthConfig::default(),
+            alerting: AlertingConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -141,6 +148,29 @@ impl Application {
             Arc::clone(&clock),
             shutdown.subscribe(),
         );
+        let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let link_base = config.alerting.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+        let wake = Arc::new(Notify::new());
+        let (alert_events, _) = broadcast::channel(256);
+        let engine = Engine::load(
+            Arc::clone(&store),
+            redis.clone(),
+            config.health.rules,
+            config.alerting.clone(),
+            link_base,
+            alert_events.clone(),
+            clock.now_ms(),
+        )
+        .await?;
+        engine.spawn(Arc::clone(&clock), Arc::clone(&wake), shutdown.subscribe());
+        notify::spawn_dispatcher(
+            Arc::clone(&store),
+            config.alerting.receivers.clone(),
+            config.delivery,
+            Arc::clone(&clock),
+            wake,
+            shutdown.subscribe(),
+        );
         let state = AppState {
             store,
             writer,
@@ -151,6 +181,7 @@ impl Application {
             prices,
             redis,
             health_rules: config.health.rules,
+            alerting: Arc::new(config.alerting),
         };
         Ok(Application { listener, state, writer_task, shutdown, data_path })
     }

@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use crate::alerting::AlertingConfig;
 use crate::auth::KeyRing;
 use crate::health::redis::RedisMonitor;
 use crate::ingest::writer::BatchWriter;
@@ -22,4 +23,5 @@ pub struct AppState {
     pub prices: Arc<PriceBook>,
     pub redis: RedisMonitor,
     pub health_rules: HealthRules,
+    pub alerting: Arc<AlertingConfig>,
 }

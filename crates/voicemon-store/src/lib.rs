@@ -16,6 +16,10 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 use voicemon_core::access::Role;
+use voicemon_core::alerting::evaluator::Alert;
+use voicemon_core::alerting::policy::NotifyRecord;
+use voicemon_core::alerting::silence::Silence;
+use voicemon_core::alerting::Labels;
 use voicemon_core::event::Event;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::pricing::Costing;
@@ -135,6 +139,7 @@ pub struct CallCost {
 /// A call's cost totals.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallCostTotal {
+    pub tenant_id: String,
     pub call_id: String,
     pub first_ms: i64,
     pub cost_nano: i64,
@@ -221,6 +226,84 @@ pub struct PoolStats {
     /// The last storage error and when (unix ms), if any.
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
+}
+
+/// Everything the alert engine resumes from after a restart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertingState {
+    pub alerts: Vec<Alert>,
+    pub records: Vec<NotifyRecord>,
+    pub silences: Vec<Silence>,
+}
+
+/// One entry of `alert_history`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub at_ms: i64,
+    /// pending, fired, resolved, dropped, notified, notification_failed, silenced.
+    pub kind: String,
+    pub fingerprint: String,
+    pub rule: String,
+    pub tenant_id: Option<String>,
+    pub labels: Labels,
+    pub value: Option<f64>,
+    pub detail: Option<String>,
+}
+
+/// A message waiting to be delivered to one receiver (the durable outbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub receiver: String,
+    pub rule: String,
+    /// The rendered notice (JSON), turned into the receiver's format when sent.
+    pub payload: String,
+    pub created_ms: i64,
+    pub next_attempt_ms: i64,
+    pub attempts: u32,
+}
+
+/// What one evaluation tick changed, stored in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertingTick {
+    /// When the tick was evaluated; new outbox messages are due from then.
+    pub now_ms: i64,
+    pub upsert_alerts: Vec<Alert>,
+    pub delete_alerts: Vec<String>,
+    pub upsert_records: Vec<NotifyRecord>,
+    pub delete_records: Vec<String>,
+    /// New messages: (receiver, rule, payload).
+    pub outbox: Vec<(String, String, String)>,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    Sent {
+        at_ms: i64,
+    },
+    /// Try again at `next_attempt_ms`.
+    Retry {
+        next_attempt_ms: i64,
+        error: String,
+    },
+    /// Given up; `broken` marks the receiver broken (a 4xx other than 429).
+    Failed {
+        at_ms: i64,
+        error: String,
+        broken: bool,
+    },
+}
+
+/// A receiver's delivery health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceiverState {
+    pub name: String,
+    pub broken: bool,
+    pub last_error: Option<String>,
+    pub last_sent_ms: Option<i64>,
+    pub pending: u64,
 }
 
 /// An API key as listed; the secret itself is never stored, only its hash.
@@ -370,6 +453,43 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// The connection pool as it is now.
     fn pool_stats(&self) -> PoolStats;
+
+    /// Each tenant's latency sketch for `component` (per turn) over the minutes of `range`.
+    async fn latency_by_tenant(
+        &self,
+        component: Component,
+        range: TimeRange,
+    ) -> Result<Vec<(String, LatencySketch)>, StoreError>;
+
+    /// Active alerts, the notification log and the silences not ended at `now_ms`.
+    async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError>;
+
+    /// Stores one evaluation tick.
+    async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError>;
+
+    /// Outbox messages due at `now_ms`, oldest first.
+    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Records a delivery attempt (and its history entry).
+    async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError>;
+
+    /// Every receiver's delivery state.
+    async fn receiver_states(&self) -> Result<Vec<ReceiverState>, StoreError>;
+
+    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError>;
+    /// Ends a silence now; `NotFound` when there is none with that id.
+    async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Silence, StoreError>;
+    /// Silences not yet ended at `now_ms`.
+    async fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError>;
+
+    /// History entries in `range`, newest first, optionally of one rule and tenant.
+    async fn alert_history(
+        &self,
+        range: TimeRange,
+        rule: Option<&str>,
+        tenant_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
 
     /// A real round trip to the storage.
     async fn ping(&self) -> Result<(), StoreError>;

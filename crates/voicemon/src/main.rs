@@ -111,6 +111,9 @@ struct ServeArgs {
     /// The platform's Redis whose cache hit rate to watch (redis://host:port).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// Slack incoming webhook to send alerts to (adds a receiver named "slack").
+    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
+    slack_webhook_url: Option<String>,
     /// Also run the traffic simulator in-process, so numbers show at once.
     #[arg(long)]
     demo: bool,
@@ -200,6 +203,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
     config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
+    (config.alerting, config.delivery) = file.alerting.alerting_config(args.slack_webhook_url.as_deref())?;
     if let Some(url) = &args.redis_url {
         voicemon_server::health::redis::RedisTarget::parse(url)
             .map_err(|err| anyhow::anyhow!("REDIS_URL: {err}"))?;
@@ -330,6 +334,7 @@ fn config_check(path: &Path) -> Result<()> {
         flush_linger: None,
         durability: None,
         redis_url: None,
+        slack_webhook_url: None,
         demo: false,
     };
     let config = serve_config(&args, &file, path)?;
@@ -351,6 +356,17 @@ fn config_check(path: &Path) -> Result<()> {
         humantime::format_duration(Duration::from_millis(config.health.rules.down_after_ms as u64)),
         humantime::format_duration(config.health.retention),
         config.health.redis_url.as_deref().map(|_| "watched").unwrap_or("not watched"),
+    );
+    println!(
+        "  alerting:          {} rules ({}), evaluated every {}, receivers: {}",
+        config.alerting.rules.len(),
+        config.alerting.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+        humantime::format_duration(config.alerting.evaluation_interval),
+        if config.alerting.receivers.is_empty() {
+            "none (set SLACK_WEBHOOK_URL or [[alerting.receiver]])".to_owned()
+        } else {
+            config.alerting.receivers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+        },
     );
     println!(
         "  price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",

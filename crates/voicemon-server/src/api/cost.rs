@@ -240,7 +240,8 @@ pub async fn cost_signals(
     Ok(signals_of(&store.call_costs(tenant_id, range).await?))
 }
 
-fn signals_of(calls: &[CallCostTotal]) -> CostSignals {
+/// Cost signals of a set of calls.
+pub fn signals_of(calls: &[CallCostTotal]) -> CostSignals {
     let total: i64 = calls.iter().map(|c| c.cost_nano).sum();
     let ended = calls.iter().filter(|c| c.duration_s.is_some());
     let ended_cost: i64 = ended.clone().map(|c| c.cost_nano).sum();

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, query handlers and the one error type.
 
+pub mod alerts;
 pub mod calls;
 pub mod cost;
 pub mod error;
@@ -22,6 +23,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics/calls", get(calls::get_calls))
         .route("/metrics/cost", get(cost::get_cost))
         .route("/metrics/health", get(health::get_health))
+        .route("/alerts", get(alerts::get_alerts))
+        .route("/alerts/history", get(alerts::get_history))
+        .route("/alerts/silences", get(alerts::get_silences).post(alerts::post_silence))
+        .route("/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
         .route("/metrics", get(probes::prometheus))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))

@@ -17,7 +17,7 @@ use voicemon_core::health::{
 };
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{format_time, MINUTE_MS};
-use voicemon_store::{PoolStats, ProviderErrorCount, Store, StoreError, WorkerRow};
+use voicemon_store::{PoolStats, ProviderErrorCount, ReceiverState, Store, StoreError, WorkerRow};
 
 use self::redis::{RedisHealth, RedisMonitor};
 
@@ -119,6 +119,9 @@ pub struct HealthReport {
     pub providers: Vec<ProviderAnswer>,
     pub database: DatabaseAnswer,
     pub redis: RedisHealth,
+    /// Alert receivers: a broken one answered a 4xx other than 429 (wrong URL, revoked
+    /// webhook) and needs a person.
+    pub receivers: Vec<ReceiverState>,
 }
 
 /// Gathers and judges everything, as of `now_ms`.
@@ -149,6 +152,17 @@ pub async fn report(
             format!("redis at {} is unreachable", redis.address.clone().unwrap_or_default()),
         );
     }
+    let receivers = store.receiver_states().await.unwrap_or_default();
+    for receiver in receivers.iter().filter(|r| r.broken) {
+        verdict.add(
+            Overall::Degraded,
+            format!(
+                "alert receiver {} is broken: {}",
+                receiver.name,
+                receiver.last_error.as_deref().unwrap_or("it refused a notification")
+            ),
+        );
+    }
     HealthReport {
         status: verdict.status(),
         reasons: verdict.reasons,
@@ -159,6 +173,7 @@ pub async fn report(
         providers,
         database,
         redis,
+        receivers,
     }
 }
 

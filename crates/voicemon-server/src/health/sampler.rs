@@ -129,7 +129,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(config.every);
-        let mut last_prune_ms = i64::MIN;
+        let mut last_prune_ms: Option<i64> = None;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -139,8 +139,8 @@ pub fn spawn(
             if let Err(err) = take_sample(store.as_ref(), &redis, &rules, now_ms).await {
                 tracing::warn!(error = %err, "health sample not stored");
             }
-            if now_ms - last_prune_ms >= 60 * MINUTE_MS {
-                last_prune_ms = now_ms;
+            if last_prune_ms.is_none_or(|last| now_ms - last >= 60 * MINUTE_MS) {
+                last_prune_ms = Some(now_ms);
                 let before = now_ms - config.retention.as_millis() as i64;
                 match store.prune_health(before).await {
                     Ok(removed) if removed > 0 => {

@@ -752,3 +752,45 @@ async fn an_empty_history_range_is_refused() {
     assert_error(status, &body, 400, "bad_request");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn provider_minutes_and_samples_past_the_retention_are_pruned_hourly() {
+    let app = spawn_app_with(|config| {
+        config.health.sample_every = Duration::from_millis(200);
+        config.health.retention = Duration::from_secs(90 * 60);
+    })
+    .await;
+    // 10:40, all failing: inside the 90 min the prune at start keeps (10:30 on). 11:45, fine.
+    let mut events = requests_in_minute("acme", "deepgram", 80, 10, &["timeout"; 10], |_| 200.0);
+    events.extend(requests_in_minute("acme", "deepgram", 15, 10, &[], |_| 200.0));
+    app.ingest_ok(&events).await;
+    let range = history_query(-2 * HOUR_MS, 3 * HOUR_MS);
+    let minutes = |body: &Value| -> Vec<String> {
+        history(body).iter().map(|point| point["minute"].as_str().expect("a minute").to_owned()).collect()
+    };
+    let body = health_until(&app, &range, None, 200, |body| !history(body).is_empty()).await;
+    assert_eq!(minutes(&body), [at(0)], "{body}");
+    let deepgram = named(&body["providers"], "provider", "deepgram");
+    assert_eq!(deepgram["uptime_percent"]["24h"], 50.0, "{deepgram}");
+    assert_eq!(deepgram["errors_24h"], json!([{"error": "timeout", "count": 10}]), "{deepgram}");
+
+    // 13:01: the hourly prune keeps 11:31 on, so the failing 10:40 minute goes.
+    app.clock.advance(61 * MINUTE_MS);
+    let pruned = |body: &Value| body["providers"][0]["errors_24h"] == json!([]);
+    let body = health_until(&app, &range, None, 200, pruned).await;
+    assert!(pruned(&body), "the 10:40 minute is still there at 13:01: {body}");
+    let deepgram = named(&body["providers"], "provider", "deepgram");
+    assert_eq!(deepgram["uptime_percent"]["24h"], 100.0, "only 11:45 is left: {deepgram}");
+    assert_eq!(
+        minutes(&body),
+        [at(0), at(61 * MINUTE_MS)],
+        "the 12:00 sample is inside the retention: {body}"
+    );
+
+    // 14:01: the next prune keeps 12:31 on: the 12:00 sample and the 11:45 minute go.
+    app.clock.advance(60 * MINUTE_MS);
+    let body = health_until(&app, &range, None, 200, |body| history(body)[0]["minute"] != at(0)).await;
+    assert_eq!(minutes(&body), [at(61 * MINUTE_MS), at(121 * MINUTE_MS)], "{body}");
+    assert_eq!(body["providers"], json!([]), "{body}");
+    app.shutdown().await;
+}

@@ -82,7 +82,8 @@ pub fn call_costs(
     tenant_id: Option<&str>,
     range: TimeRange,
 ) -> rusqlite::Result<Vec<CallCostTotal>> {
-    let sql = "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s FROM calls
+    let sql =
+        "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id FROM calls
                WHERE first_ms >= ?1 AND first_ms < ?2";
     calls_in_range(conn, sql, "tenant_id", tenant_id, range, |row| {
         Ok(CallCostTotal {
@@ -92,6 +93,7 @@ pub fn call_costs(
             usage_lines: row.get::<_, i64>(3)? as u64,
             unpriced_lines: row.get::<_, i64>(4)? as u64,
             duration_s: row.get(5)?,
+            tenant_id: row.get(6)?,
         })
     })
 }

@@ -3,6 +3,7 @@
 //! One writer connection (group commits arrive one at a time from the batch writer) and
 //! a small pool of reader connections, all used from tokio's blocking threads.
 
+mod alerting;
 mod cost;
 mod health;
 mod keys;
@@ -11,16 +12,19 @@ mod schema;
 mod write;
 
 use crate::{
-    ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, EndedCall,
-    IngestEvent, LatencyFilter, NewApiKey, PoolStats, ProviderErrorCount, ProviderMinuteRow, Resolution,
-    Store, StoreError, UsageLine, WorkerRow, WriteOutcome,
+    AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup,
+    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, NewApiKey,
+    OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution, Store,
+    StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use voicemon_core::alerting::silence::Silence;
 use voicemon_core::clock::{Clock, SystemClock};
+use voicemon_core::latency::Component;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
@@ -388,6 +392,69 @@ impl Store for SqliteStore {
             last_error_ms: last.as_ref().map(|(at, _)| *at),
             last_error: last.map(|(_, message)| message),
         }
+    }
+
+    async fn latency_by_tenant(
+        &self,
+        component: Component,
+        range: TimeRange,
+    ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
+        self.read(move |conn| read::latency_by_tenant(conn, component, range)).await
+    }
+
+    async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {
+        self.read(move |conn| alerting::load(conn, now_ms)).await
+    }
+
+    async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError> {
+        self.write(move |writer| alerting::save(writer.parts().0, &tick).map_err(map_error)).await
+    }
+
+    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.read(move |conn| alerting::due_outbox(conn, now_ms, limit)).await
+    }
+
+    async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.write(move |writer| {
+            alerting::record_delivery(writer.parts().0, &item, &delivery).map_err(map_error)
+        })
+        .await
+    }
+
+    async fn receiver_states(&self) -> Result<Vec<ReceiverState>, StoreError> {
+        self.read(alerting::receiver_states).await
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError> {
+        self.write(move |writer| alerting::create_silence(writer.connection(), &silence).map_err(map_error))
+            .await
+    }
+
+    async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Silence, StoreError> {
+        let id = id.to_owned();
+        self.write(move |writer| {
+            alerting::expire_silence(writer.connection(), &id, now_ms)
+                .map_err(map_error)?
+                .ok_or_else(|| StoreError::NotFound(format!("no silence with id `{id}`")))
+        })
+        .await
+    }
+
+    async fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
+        self.read(move |conn| alerting::silences(conn, now_ms)).await
+    }
+
+    async fn alert_history(
+        &self,
+        range: TimeRange,
+        rule: Option<&str>,
+        tenant_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let (rule, tenant_id) = (rule.map(str::to_owned), tenant_id.map(str::to_owned));
+        self.read(move |conn| alerting::history(conn, range, rule.as_deref(), tenant_id.as_deref(), limit))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

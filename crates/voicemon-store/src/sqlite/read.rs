@@ -111,3 +111,24 @@ pub fn started_calls(
         Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
     })
 }
+
+/// Each tenant's per-turn sketch for `component` over the minutes of `range`.
+pub fn latency_by_tenant(
+    conn: &Connection,
+    component: voicemon_core::latency::Component,
+    range: TimeRange,
+) -> rusqlite::Result<Vec<(String, LatencySketch)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT tenant_id, sketch FROM latency_rollups
+         WHERE component = ?1 AND source = 'turn' AND start_ms >= ?2 AND start_ms < ?3",
+    )?;
+    let mut rows = statement.query(params![component.as_str(), range.from_ms, range.to_ms])?;
+    let mut merged: std::collections::BTreeMap<String, LatencySketch> = Default::default();
+    while let Some(row) = rows.next()? {
+        let sketch = LatencySketch::decode(row.get_ref(1)?.as_blob()?).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(err))
+        })?;
+        merged.entry(row.get(0)?).or_default().merge(&sketch);
+    }
+    Ok(merged.into_iter().collect())
+}

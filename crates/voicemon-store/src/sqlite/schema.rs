@@ -191,6 +191,54 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX health_samples_by_time ON health_samples (minute_ms);
 
+    -- Alerting: active alerts, the notification log, the outbox, silences, history.
+    CREATE TABLE alerts (
+        fingerprint TEXT PRIMARY KEY,
+        alert       TEXT NOT NULL    -- JSON of voicemon_core::alerting::evaluator::Alert
+    );
+    CREATE TABLE notify_log (
+        fingerprint       TEXT PRIMARY KEY,
+        rule              TEXT NOT NULL,
+        first_notified_ms INTEGER NOT NULL,
+        last_notified_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        receiver        TEXT NOT NULL,
+        rule            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        status          TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | failed
+        last_error      TEXT,
+        done_ms         INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE status = 'pending';
+    CREATE TABLE receivers (
+        name         TEXT PRIMARY KEY,
+        broken       INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        last_sent_ms INTEGER
+    );
+    CREATE TABLE silences (
+        id         TEXT PRIMARY KEY,
+        silence    TEXT NOT NULL,    -- JSON of voicemon_core::alerting::silence::Silence
+        ends_ms    INTEGER NOT NULL
+    );
+    CREATE TABLE alert_history (
+        id          INTEGER PRIMARY KEY,
+        at_ms       INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        tenant_id   TEXT,
+        labels      TEXT NOT NULL,
+        value       REAL,
+        detail      TEXT
+    );
+    CREATE INDEX alert_history_by_time ON alert_history (at_ms);
+
     CREATE TABLE api_keys (
         id         INTEGER PRIMARY KEY,
         name       TEXT NOT NULL,

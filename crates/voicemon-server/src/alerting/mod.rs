@@ -1,0 +1,330 @@
+//! The alert engine: every evaluation interval it measures each rule, moves alerts
+//! through pending → firing → resolved, decides what to notify (grouping, repeat
+//! interval, silences, inhibition) and stores the tick — alerts, notification log,
+//! outbox messages and history — in one transaction, so a restart resumes exactly.
+
+pub mod samples;
+
+use crate::health::redis::RedisMonitor;
+use crate::health::report;
+use crate::notify::payload::{AlertView, NoticePayload};
+use crate::notify::{Receiver, ReceiverKind};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Notify};
+use voicemon_core::alerting::evaluator::{Alert, AlertState, Change, Evaluator};
+use voicemon_core::alerting::policy::{Notice, Policy, PolicyConfig};
+use voicemon_core::alerting::rules::Rule;
+use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Silence};
+use voicemon_core::clock::Clock;
+use voicemon_core::health::HealthRules;
+use voicemon_store::{AlertingTick, HistoryEntry, Store, StoreError};
+
+/// Alerting settings.
+#[derive(Debug, Clone)]
+pub struct AlertingConfig {
+    pub rules: Vec<Rule>,
+    pub evaluation_interval: Duration,
+    pub policy: PolicyConfig,
+    pub inhibit: Vec<InhibitRule>,
+    pub receivers: Vec<Receiver>,
+    /// Base URL of voicemon for links in messages.
+    pub public_url: Option<String>,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            rules: voicemon_core::alerting::rules::default_rules(),
+            evaluation_interval: Duration::from_secs(10),
+            policy: PolicyConfig::default(),
+            inhibit: voicemon_core::alerting::silence::default_inhibit_rules(),
+            receivers: Vec::new(),
+            public_url: None,
+        }
+    }
+}
+
+/// How often firing alerts are re-sent to an Alertmanager (it expires alerts not re-sent).
+const ALERTMANAGER_RESEND_MS: i64 = 60_000;
+
+/// An alert state change, for live subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    pub kind: &'static str,
+    pub alert: Alert,
+}
+
+/// The engine's state between ticks.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    redis: RedisMonitor,
+    health_rules: HealthRules,
+    config: AlertingConfig,
+    evaluator: Evaluator,
+    policy: Policy,
+    /// Fingerprints muted by a silence at the last tick (to record "silenced" once).
+    silenced: BTreeSet<String>,
+    last_alertmanager_resend_ms: i64,
+    link_base: String,
+    events: broadcast::Sender<AlertEvent>,
+}
+
+impl Engine {
+    /// Resumes from the stored alerting state.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        redis: RedisMonitor,
+        health_rules: HealthRules,
+        config: AlertingConfig,
+        link_base: String,
+        events: broadcast::Sender<AlertEvent>,
+        now_ms: i64,
+    ) -> Result<Engine, StoreError> {
+        let state = store.load_alerting(now_ms).await?;
+        if !state.alerts.is_empty() {
+            tracing::info!(alerts = state.alerts.len(), "resumed alerts from the store");
+        }
+        Ok(Engine {
+            store,
+            redis,
+            health_rules,
+            evaluator: Evaluator::restore(state.alerts),
+            policy: Policy::new(config.policy, state.records),
+            config,
+            silenced: BTreeSet::new(),
+            last_alertmanager_resend_ms: i64::MIN / 2,
+            link_base,
+            events,
+        })
+    }
+
+    /// One evaluation at `now_ms`.
+    pub async fn tick(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        let health = report(self.store.as_ref(), &self.redis, &self.health_rules, None, now_ms).await;
+        let silences = self.store.silences(now_ms).await?;
+        let mut changes = Vec::new();
+        for rule in &self.config.rules {
+            match samples::samples(self.store.as_ref(), rule, &health, now_ms).await {
+                Ok(samples) => changes.extend(self.evaluator.evaluate(rule, &samples, now_ms)),
+                Err(err) => tracing::warn!(rule = %rule.name, error = %err, "rule not evaluated this time"),
+            }
+        }
+        let names: Vec<&str> = self.config.rules.iter().map(|r| r.name.as_str()).collect();
+        changes.extend(self.evaluator.retain_rules(&names, now_ms));
+
+        let firing_now: Vec<Alert> =
+            self.evaluator.alerts().filter(|a| a.state == AlertState::Firing).cloned().collect();
+        let firing: Vec<&Alert> = firing_now.iter().collect();
+        let resolved: Vec<Alert> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Resolved { alert, .. } => Some(alert.clone()),
+                _ => None,
+            })
+            .collect();
+        let silenced_now: BTreeSet<String> = firing
+            .iter()
+            .filter(|a| is_silenced(a, &silences, now_ms))
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        let inhibit = &self.config.inhibit;
+        let muted = |alert: &Alert| {
+            silenced_now.contains(&alert.fingerprint) || is_inhibited(alert, &firing, inhibit)
+        };
+        let notices = self.policy.due(&firing, &resolved, muted, now_ms);
+
+        let mut tick = AlertingTick { now_ms, ..AlertingTick::default() };
+        tick.history = history_of(&changes, now_ms);
+        for print in silenced_now.difference(&self.silenced) {
+            if let Some(alert) = self.evaluator.get(print) {
+                tick.history.push(entry("silenced", alert, now_ms, None));
+            }
+        }
+        for notice in &notices {
+            self.enqueue(&mut tick, notice, now_ms);
+        }
+        self.resend_to_alertmanagers(&mut tick, &firing, &silenced_now, now_ms);
+        tick.upsert_alerts = self.evaluator.alerts().cloned().collect();
+        tick.delete_alerts = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Resolved { alert, .. } | Change::Dropped(alert) => Some(alert.fingerprint.clone()),
+                _ => None,
+            })
+            .collect();
+        tick.upsert_records = self.policy.records().cloned().collect();
+        tick.delete_records = resolved.iter().map(|a| a.fingerprint.clone()).collect();
+        self.silenced = silenced_now;
+        self.store.save_alerting(tick).await?;
+        for change in changes {
+            let _ = self.events.send(event_of(change));
+        }
+        Ok(())
+    }
+
+    fn receivers_of(&self, rule: &str) -> Vec<&Receiver> {
+        let wanted = self
+            .config
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .map(|r| r.receivers.clone())
+            .unwrap_or_default();
+        self.config.receivers.iter().filter(|r| wanted.is_empty() || wanted.contains(&r.name)).collect()
+    }
+
+    fn enqueue(&self, tick: &mut AlertingTick, notice: &Notice, now_ms: i64) {
+        let payload = NoticePayload {
+            version: 1,
+            rule: notice.rule.clone(),
+            severity: self.severity_of(&notice.rule),
+            firing: notice.firing.iter().map(AlertView::firing).collect(),
+            resolved: notice.resolved.iter().map(|a| AlertView::resolved(a, now_ms)).collect(),
+            link: self.link_for(notice.firing.first().or(notice.resolved.first())),
+            valid_until_ms: now_ms + 4 * ALERTMANAGER_RESEND_MS,
+            sent_at_ms: now_ms,
+        };
+        let text = serde_json::to_string(&payload).unwrap_or_default();
+        for receiver in self.receivers_of(&notice.rule) {
+            tick.outbox.push((receiver.name.clone(), notice.rule.clone(), text.clone()));
+        }
+        if self.config.receivers.is_empty() {
+            tracing::warn!(rule = %notice.rule, "an alert is due but no receiver is configured (set SLACK_WEBHOOK_URL)");
+        }
+    }
+
+    /// Alertmanager forgets alerts that are not re-sent: send every firing alert again
+    /// once a minute (the policy's repeat interval applies to people, not to it).
+    fn resend_to_alertmanagers(
+        &mut self,
+        tick: &mut AlertingTick,
+        firing: &[&Alert],
+        silenced: &BTreeSet<String>,
+        now_ms: i64,
+    ) {
+        if now_ms - self.last_alertmanager_resend_ms < ALERTMANAGER_RESEND_MS {
+            return;
+        }
+        self.last_alertmanager_resend_ms = now_ms;
+        let managers: Vec<&Receiver> =
+            self.config.receivers.iter().filter(|r| r.kind == ReceiverKind::Alertmanager).collect();
+        for rule in &self.config.rules {
+            let alerts: Vec<AlertView> = firing
+                .iter()
+                .filter(|a| a.rule == rule.name && !silenced.contains(&a.fingerprint))
+                .filter(|a| self.policy.was_notified(&a.fingerprint))
+                .map(|a| AlertView::firing(a))
+                .collect();
+            if alerts.is_empty() {
+                continue;
+            }
+            let payload = NoticePayload {
+                version: 1,
+                rule: rule.name.clone(),
+                severity: rule.severity.as_str().into(),
+                firing: alerts,
+                resolved: Vec::new(),
+                link: self.link_for(None),
+                valid_until_ms: now_ms + 4 * ALERTMANAGER_RESEND_MS,
+                sent_at_ms: now_ms,
+            };
+            let text = serde_json::to_string(&payload).unwrap_or_default();
+            for manager in
+                managers.iter().filter(|m| rule.receivers.is_empty() || rule.receivers.contains(&m.name))
+            {
+                if !tick.outbox.iter().any(|(r, name, _)| r == &manager.name && name == &rule.name) {
+                    tick.outbox.push((manager.name.clone(), rule.name.clone(), text.clone()));
+                }
+            }
+        }
+    }
+
+    fn severity_of(&self, rule: &str) -> String {
+        self.config
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .map_or("warning", |r| r.severity.as_str())
+            .to_owned()
+    }
+
+    /// The voicemon page that explains an alert.
+    fn link_for(&self, alert: Option<&Alert>) -> String {
+        let base = self.link_base.trim_end_matches('/');
+        let Some(alert) = alert else { return format!("{base}/metrics/health") };
+        let tenant = alert.labels.get("tenant_id");
+        match (alert.labels.get("metric").map(String::as_str), tenant) {
+            (Some("latency"), Some(tenant)) => format!("{base}/metrics/latency?tenant_id={tenant}&step=1m"),
+            (Some("cost_per_call" | "cost_per_minute"), Some(tenant)) => {
+                format!("{base}/metrics/cost?tenant_id={tenant}&group_by=provider")
+            }
+            _ => format!("{base}/metrics/health"),
+        }
+    }
+
+    /// Evaluates every `evaluation_interval` until `shutdown` turns true.
+    pub fn spawn(
+        mut self,
+        clock: Arc<dyn Clock>,
+        wake_dispatcher: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(self.config.evaluation_interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let span = tracing::debug_span!("alert_evaluation");
+                match tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await {
+                    Ok(()) => wake_dispatcher.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "alert evaluation not stored; it runs again next tick")
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn is_silenced(alert: &Alert, silences: &[Silence], now_ms: i64) -> bool {
+    silences.iter().any(|s| s.mutes(&alert.labels, now_ms))
+}
+
+fn entry(kind: &str, alert: &Alert, at_ms: i64, detail: Option<String>) -> HistoryEntry {
+    HistoryEntry {
+        at_ms,
+        kind: kind.into(),
+        fingerprint: alert.fingerprint.clone(),
+        rule: alert.rule.clone(),
+        tenant_id: alert.labels.get("tenant_id").cloned(),
+        labels: alert.labels.clone(),
+        value: Some(alert.value),
+        detail: detail.or_else(|| alert.annotations.get("summary").cloned()),
+    }
+}
+
+fn history_of(changes: &[Change], now_ms: i64) -> Vec<HistoryEntry> {
+    changes
+        .iter()
+        .map(|change| match change {
+            Change::Pending(alert) => entry("pending", alert, now_ms, None),
+            Change::Firing(alert) => entry("fired", alert, now_ms, None),
+            Change::Resolved { alert, at_ms } => entry("resolved", alert, *at_ms, None),
+            Change::Dropped(alert) => entry("dropped", alert, now_ms, None),
+        })
+        .collect()
+}
+
+fn event_of(change: Change) -> AlertEvent {
+    match change {
+        Change::Pending(alert) => AlertEvent { kind: "pending", alert },
+        Change::Firing(alert) => AlertEvent { kind: "firing", alert },
+        Change::Resolved { alert, .. } => AlertEvent { kind: "resolved", alert },
+        Change::Dropped(alert) => AlertEvent { kind: "dropped", alert },
+    }
+}

@@ -1,0 +1,248 @@
+//! Receivers and delivery: the outbox dispatcher sends each stored message to its
+//! receiver (Slack, a generic JSON webhook, Prometheus Alertmanager), honouring 429
+//! `Retry-After`, backing off with jitter on 5xx and network errors up to a deadline,
+//! giving up at once on other 4xx (and marking the receiver broken), and sending at most
+//! one message per second to one Slack webhook. Messages live in the store until sent,
+//! so a restart resumes them.
+
+pub mod alertmanager;
+pub mod payload;
+pub mod slack;
+
+use rand::Rng;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use voicemon_core::clock::Clock;
+use voicemon_store::{Delivery, OutboxItem, Store};
+
+use self::payload::NoticePayload;
+
+/// A URL that may hold a secret (Slack's webhook URL is one): never printed whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.split('/').take(3).collect::<Vec<_>>().join("/");
+        write!(f, "{shown}/…")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverKind {
+    /// A Slack incoming webhook: Block Kit messages.
+    Slack,
+    /// Any HTTP endpoint: the notice as JSON.
+    Webhook,
+    /// A Prometheus Alertmanager: `POST {url}/api/v2/alerts`.
+    Alertmanager,
+}
+
+impl ReceiverKind {
+    pub fn parse(text: &str) -> Option<ReceiverKind> {
+        match text {
+            "slack" => Some(ReceiverKind::Slack),
+            "webhook" => Some(ReceiverKind::Webhook),
+            "alertmanager" => Some(ReceiverKind::Alertmanager),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiver {
+    pub name: String,
+    pub kind: ReceiverKind,
+    pub url: SecretUrl,
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveryConfig {
+    /// A message not delivered this long after it was queued is given up.
+    pub deadline: Duration,
+    /// First back-off after a 5xx or network error; doubles per attempt.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// At most one message per this interval to one Slack webhook.
+    pub slack_interval: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            deadline: Duration::from_secs(3600),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            slack_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one HTTP attempt returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Status { code: u16, retry_after: Option<Duration>, body: String },
+    Network(String),
+}
+
+/// Decides what an attempt means for the message.
+pub fn classify(
+    attempt: &Attempt,
+    item: &OutboxItem,
+    now_ms: i64,
+    config: &DeliveryConfig,
+    jitter: f64,
+) -> Delivery {
+    let past_deadline = |next_ms: i64| next_ms - item.created_ms > config.deadline.as_millis() as i64;
+    let retry = |wait: Duration, error: String| {
+        let next_attempt_ms = now_ms + wait.as_millis() as i64;
+        if past_deadline(next_attempt_ms) {
+            Delivery::Failed {
+                at_ms: now_ms,
+                error: format!("gave up after the deadline: {error}"),
+                broken: false,
+            }
+        } else {
+            Delivery::Retry { next_attempt_ms, error }
+        }
+    };
+    let backoff = || {
+        let doubling = config.base_backoff.as_secs_f64() * 2f64.powi(item.attempts.min(16) as i32);
+        Duration::from_secs_f64(doubling.min(config.max_backoff.as_secs_f64()) * jitter)
+    };
+    match attempt {
+        Attempt::Status { code, .. } if (200..300).contains(code) => Delivery::Sent { at_ms: now_ms },
+        Attempt::Status { code: 429, retry_after, .. } => {
+            retry(retry_after.unwrap_or(config.base_backoff), "429 too many requests".into())
+        }
+        Attempt::Status { code, body, .. } if *code >= 500 => {
+            retry(backoff(), format!("{code}: {}", short(body)))
+        }
+        Attempt::Status { code, body, .. } => {
+            Delivery::Failed { at_ms: now_ms, error: format!("{code}: {}", short(body)), broken: true }
+        }
+        Attempt::Network(error) => retry(backoff(), error.clone()),
+    }
+}
+
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+/// Reads `Retry-After` as seconds (the form Slack and most APIs send).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    text.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// Sends outbox messages until `shutdown` turns true; `wake` makes it look at once.
+pub fn spawn_dispatcher(
+    store: Arc<dyn Store>,
+    receivers: Vec<Receiver>,
+    config: DeliveryConfig,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let receivers: BTreeMap<String, Receiver> = receivers.into_iter().map(|r| (r.name.clone(), r)).collect();
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().timeout(config.request_timeout).build() {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot build the notification HTTP client; no alerts will be sent");
+                return;
+            }
+        };
+        let mut last_sent: HashMap<String, Instant> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let now_ms = clock.now_ms();
+            let due = match store.due_outbox(now_ms, 100).await {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the notification outbox");
+                    continue;
+                }
+            };
+            for item in due {
+                let Some(receiver) = receivers.get(&item.receiver) else {
+                    let error = format!("receiver `{}` is no longer configured", item.receiver);
+                    record(&store, &item, Delivery::Failed { at_ms: now_ms, error, broken: false }).await;
+                    continue;
+                };
+                if receiver.kind == ReceiverKind::Slack
+                    && last_sent.get(&receiver.name).is_some_and(|at| at.elapsed() < config.slack_interval)
+                {
+                    continue;
+                }
+                let attempt = send(&client, receiver, &item.payload).await;
+                if receiver.kind == ReceiverKind::Slack {
+                    last_sent.insert(receiver.name.clone(), Instant::now());
+                }
+                let jitter = rand::rng().random_range(0.5..1.5);
+                let delivery = classify(&attempt, &item, clock.now_ms(), &config, jitter);
+                log_delivery(receiver, &item, &delivery);
+                record(&store, &item, delivery).await;
+            }
+        }
+    })
+}
+
+fn log_delivery(receiver: &Receiver, item: &OutboxItem, delivery: &Delivery) {
+    match delivery {
+        Delivery::Sent { .. } => {
+            tracing::info!(receiver = %receiver.name, rule = %item.rule, "alert notification sent")
+        }
+        Delivery::Retry { error, next_attempt_ms } => tracing::warn!(
+            receiver = %receiver.name, rule = %item.rule, %error, next_attempt_ms, "alert notification will be retried"
+        ),
+        Delivery::Failed { error, broken, .. } => tracing::error!(
+            receiver = %receiver.name, rule = %item.rule, %error, broken, "alert notification failed"
+        ),
+    }
+}
+
+async fn record(store: &Arc<dyn Store>, item: &OutboxItem, delivery: Delivery) {
+    if let Err(err) = store.record_delivery(item, delivery).await {
+        tracing::warn!(error = %err, "cannot record a delivery; it will be attempted again");
+    }
+}
+
+/// One HTTP attempt for one message.
+async fn send(client: &reqwest::Client, receiver: &Receiver, payload: &str) -> Attempt {
+    let notice: NoticePayload = match serde_json::from_str(payload) {
+        Ok(notice) => notice,
+        Err(err) => {
+            return Attempt::Status {
+                code: 400,
+                retry_after: None,
+                body: format!("bad stored payload: {err}"),
+            }
+        }
+    };
+    let (url, body) = match receiver.kind {
+        ReceiverKind::Slack => (receiver.url.0.clone(), slack::message(&notice)),
+        ReceiverKind::Webhook => (receiver.url.0.clone(), serde_json::to_value(&notice).unwrap_or_default()),
+        ReceiverKind::Alertmanager => {
+            (format!("{}/api/v2/alerts", receiver.url.0.trim_end_matches('/')), alertmanager::alerts(&notice))
+        }
+    };
+    match client.post(url).json(&body).send().await {
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let retry_after = retry_after(response.headers());
+            let body = response.text().await.unwrap_or_default();
+            Attempt::Status { code, retry_after, body }
+        }
+        Err(err) => Attempt::Network(err.to_string()),
+    }
+}
