@@ -1,5 +1,6 @@
 //! The `voicemon` binary: a thin command line over voicemon-server and voicemon-store.
 
+mod alerts;
 mod keys;
 
 use anyhow::{Context, Result};
@@ -47,6 +48,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Recompute the stored cost of usage after the price book changed.
     Reprice(RepriceArgs),
+    /// Alerts of a running voicemon: list, silence, unsilence, history.
+    Alerts(alerts::AlertsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -155,6 +158,7 @@ fn main() -> Result<()> {
             Command::Config { command: ConfigCommand::Check { config } } => config_check(&config),
             Command::Keys(args) => keys::run(args).await,
             Command::Reprice(args) => reprice_command(args).await,
+            Command::Alerts(args) => alerts::run(args).await,
         }
     })
 }
