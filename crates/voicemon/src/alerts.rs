@@ -55,25 +55,32 @@ enum AlertsCommand {
 }
 
 pub async fn run(args: AlertsArgs) -> Result<()> {
-    let client = Client { http: reqwest::Client::new(), base: args.url.trim_end_matches('/').to_owned(), key: args.api_key };
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: args.url.trim_end_matches('/').to_owned(),
+        key: args.api_key,
+    };
     match args.command {
         AlertsCommand::List => list(&client).await,
         AlertsCommand::Silence { matchers, duration, comment, author } => {
-            let body = json!({"matchers": matchers, "duration": duration, "comment": comment, "author": author});
+            let body =
+                json!({"matchers": matchers, "duration": duration, "comment": comment, "author": author});
             let silence = client.send(client.http.post(client.url("/alerts/silences")).json(&body)).await?;
             println!("silence {} until {}", silence["id"].as_str().unwrap_or("?"), time(&silence["ends_ms"]));
             Ok(())
         }
         AlertsCommand::Unsilence { id } => {
-            let silence = client.send(client.http.delete(client.url(&format!("/alerts/silences/{id}")))).await?;
+            let silence =
+                client.send(client.http.delete(client.url(&format!("/alerts/silences/{id}")))).await?;
             println!("silence {} ended", silence["id"].as_str().unwrap_or("?"));
             Ok(())
         }
         AlertsCommand::History { from, to, rule, tenant } => {
-            let query: Vec<(&str, String)> = [("from", from), ("to", to), ("rule", rule), ("tenant_id", tenant)]
-                .into_iter()
-                .filter_map(|(name, value)| value.map(|v| (name, v)))
-                .collect();
+            let query: Vec<(&str, String)> =
+                [("from", from), ("to", to), ("rule", rule), ("tenant_id", tenant)]
+                    .into_iter()
+                    .filter_map(|(name, value)| value.map(|v| (name, v)))
+                    .collect();
             let history = client.send(client.http.get(client.url("/alerts/history")).query(&query)).await?;
             for entry in history["entries"].as_array().into_iter().flatten() {
                 println!(
@@ -105,11 +112,15 @@ impl Client {
             Some(key) => request.bearer_auth(key),
             None => request,
         };
-        let response = request.send().await.with_context(|| format!("voicemon is unreachable at {}", self.base))?;
+        let response =
+            request.send().await.with_context(|| format!("voicemon is unreachable at {}", self.base))?;
         let status = response.status();
         let body: Value = response.json().await.context("voicemon answered something that is not JSON")?;
         if !status.is_success() {
-            bail!("voicemon answered {status}: {}", body["error"]["message"].as_str().unwrap_or("no message"));
+            bail!(
+                "voicemon answered {status}: {}",
+                body["error"]["message"].as_str().unwrap_or("no message")
+            );
         }
         Ok(body)
     }

@@ -26,10 +26,11 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
+    /// Parses a `redis://` URL. Errors never quote the URL (it may hold a password).
     pub fn parse(url: &str) -> Result<RedisTarget, String> {
         let rest = url
             .strip_prefix("redis://")
-            .ok_or_else(|| format!("`{url}` is not a redis:// URL (rediss:// is not supported)"))?;
+            .ok_or_else(|| "not a redis:// URL (rediss:// is not supported)".to_owned())?;
         let rest = rest.split('/').next().unwrap_or(rest);
         let (credentials, address) = match rest.rsplit_once('@') {
             Some((credentials, address)) => (Some(credentials), address),
@@ -37,25 +38,64 @@ impl RedisTarget {
         };
         let (username, password) = match credentials.map(|c| c.split_once(':').unwrap_or(("", c))) {
             Some((user, password)) => (
-                (!user.is_empty()).then(|| user.to_owned()),
-                (!password.is_empty()).then(|| password.to_owned()),
+                (!user.is_empty()).then(|| percent_decode(user)),
+                (!password.is_empty()).then(|| percent_decode(password)),
             ),
             None => (None, None),
         };
-        let (host, port) = match address.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().map_err(|_| format!("bad port in `{url}`"))?),
-            None => (address, 6379),
-        };
+        let (host, port) = split_host_port(address)?;
         if host.is_empty() {
-            return Err(format!("no host in `{url}`"));
+            return Err("the redis URL has no host".into());
         }
-        Ok(RedisTarget { host: host.trim_matches(['[', ']']).to_owned(), port, username, password })
+        Ok(RedisTarget { host: host.to_owned(), port, username, password })
     }
 
-    /// `host:port`, never the password.
+    /// `host:port` (`[v6]:port`), never the password.
     pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to 6379.
+fn split_host_port(address: &str) -> Result<(&str, u16), String> {
+    let bad_port = || "the redis URL has a port that is not a number".to_owned();
+    if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| "unclosed [ in the redis URL".to_owned())?;
+        return match after.strip_prefix(':') {
+            Some(port) => Ok((host, port.parse().map_err(|_| bad_port())?)),
+            None if after.is_empty() => Ok((host, 6379)),
+            None => Err("unexpected text after ] in the redis URL".into()),
+        };
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) => Ok((host, port.parse().map_err(|_| bad_port())?)),
+        None => Ok((address, 6379)),
+    }
+}
+
+/// Decodes `%XX` escapes (user names and passwords in URLs); bad escapes stay as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What `/metrics/health` shows of Redis.

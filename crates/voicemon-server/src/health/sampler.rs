@@ -22,7 +22,9 @@ pub const PLATFORM: &str = "";
 /// One stored minute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
-    pub status: voicemon_core::health::Overall,
+    /// Platform-wide; absent in answers to tenant-scoped keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<voicemon_core::health::Overall>,
     pub reasons: Vec<String>,
     /// Worker totals; absent in answers to tenant-scoped keys.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,8 +49,11 @@ pub struct WorkerTotals {
 pub struct ProviderSample {
     pub provider: String,
     pub status: voicemon_core::health::ProviderStatus,
-    pub requests_last_minute: u64,
-    pub errors_last_minute: u64,
+    /// Platform-wide volume; absent in answers to tenant-scoped keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_last_minute: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors_last_minute: Option<u64>,
 }
 
 /// Reasons kept per sample (the worst first).
@@ -59,7 +64,7 @@ impl Sample {
         let mut reasons = report.reasons.clone();
         reasons.sort_by(|a, b| b.severity.cmp(&a.severity));
         Sample {
-            status: report.status,
+            status: Some(report.status),
             reasons: reasons.into_iter().take(MAX_REASONS).map(|r| r.message).collect(),
             workers: Some(WorkerTotals {
                 up: report.workers.up,
@@ -79,8 +84,8 @@ impl Sample {
                 .map(|p| ProviderSample {
                     provider: p.provider.clone(),
                     status: p.status,
-                    requests_last_minute: p.requests_last_minute,
-                    errors_last_minute: p.errors_last_minute,
+                    requests_last_minute: Some(p.requests_last_minute),
+                    errors_last_minute: Some(p.errors_last_minute),
                 })
                 .collect(),
             database_reachable: report.database.reachable,
@@ -90,11 +95,20 @@ impl Sample {
         }
     }
 
-    /// What a tenant-scoped key may see of a platform-wide sample.
+    /// What a tenant-scoped key may see of a platform-wide sample: provider statuses,
+    /// the database and Redis, its own open breakers; not the platform's verdict, worker
+    /// totals or request volumes, which speak of other tenants.
     pub fn for_tenant(mut self, tenant_id: &str) -> Sample {
+        self.status = None;
         self.workers = None;
         self.breakers_open.retain(|b| b.ends_with(&format!("({tenant_id})")));
-        self.reasons.retain(|r| !r.starts_with("worker ") && !r.starts_with("breaker "));
+        self.reasons.retain(|r| {
+            r.starts_with("provider ") || r.starts_with("voicemon's database") || r.starts_with("redis ")
+        });
+        for provider in &mut self.providers {
+            provider.requests_last_minute = None;
+            provider.errors_last_minute = None;
+        }
         self
     }
 }

@@ -29,14 +29,28 @@ pub fn breaker_changes(
     tenant_id: Option<&str>,
     since_ms: i64,
 ) -> rusqlite::Result<Vec<BreakerRow>> {
-    // The changes in the window, and for each breaker the last one before it.
+    // The changes in the window; for each breaker the last one before it (the state the
+    // window began in); and the first change of the run of that same state before the
+    // window, so `since` is right even when a state was reported twice.
     let mut statement = conn.prepare_cached(
-        "SELECT tenant_id, breaker, ts_ms, state FROM breaker_changes
+        "WITH before AS (
+             SELECT tenant_id, breaker, max(ts_ms) AS ts_ms, state FROM breaker_changes
+             WHERE (?1 IS NULL OR tenant_id = ?1) AND ts_ms < ?2
+             GROUP BY tenant_id, breaker
+         ),
+         run_start AS (
+             SELECT b.tenant_id, b.breaker, min(c.ts_ms) AS ts_ms, b.state FROM before b
+             JOIN breaker_changes c ON c.tenant_id = b.tenant_id AND c.breaker = b.breaker
+             WHERE c.ts_ms < ?2 AND c.state = b.state
+               AND c.ts_ms > coalesce((SELECT max(x.ts_ms) FROM breaker_changes x
+                                       WHERE x.tenant_id = b.tenant_id AND x.breaker = b.breaker
+                                         AND x.ts_ms < ?2 AND x.state <> b.state), -9223372036854775807)
+             GROUP BY b.tenant_id, b.breaker
+         )
+         SELECT tenant_id, breaker, ts_ms, state FROM breaker_changes
          WHERE (?1 IS NULL OR tenant_id = ?1) AND ts_ms >= ?2
-         UNION
-         SELECT b.tenant_id, b.breaker, max(b.ts_ms), b.state FROM breaker_changes b
-         WHERE (?1 IS NULL OR b.tenant_id = ?1) AND b.ts_ms < ?2
-         GROUP BY b.tenant_id, b.breaker
+         UNION SELECT tenant_id, breaker, ts_ms, state FROM before
+         UNION SELECT tenant_id, breaker, ts_ms, state FROM run_start
          ORDER BY 3",
     )?;
     let rows = statement.query_map(params![tenant_id, since_ms], |row| {

@@ -35,6 +35,7 @@ impl Server {
             .env_remove("VOICEMON_CONFIG")
             .env_remove("METRICS_API_PORT")
             .env_remove("REDIS_URL")
+            .env_remove("SLACK_WEBHOOK_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
