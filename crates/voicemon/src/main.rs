@@ -425,8 +425,9 @@ async fn reprice_command(args: RepriceArgs) -> Result<()> {
 /// `[##########----------]  50%  5000/10000 lines`
 fn progress_bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = if total == 0 { WIDTH } else { done.min(total) * WIDTH / total };
-    let percent = if total == 0 { 100 } else { done.min(total) * 100 / total };
+    let done = done.min(total);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
     format!(
         "[{}{}] {percent:>3}%  {done}/{total} usage lines",
         "#".repeat(filled as usize),

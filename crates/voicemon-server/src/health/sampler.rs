@@ -62,7 +62,7 @@ const MAX_REASONS: usize = 20;
 impl Sample {
     pub fn of(report: &HealthReport) -> Sample {
         let mut reasons = report.reasons.clone();
-        reasons.sort_by(|a, b| b.severity.cmp(&a.severity));
+        reasons.sort_by_key(|reason| std::cmp::Reverse(reason.severity));
         Sample {
             status: Some(report.status),
             reasons: reasons.into_iter().take(MAX_REASONS).map(|r| r.message).collect(),
