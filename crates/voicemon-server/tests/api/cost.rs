@@ -202,9 +202,10 @@ async fn a_call_is_itemised_with_each_line_s_unit_price_and_exact_cost() {
     assert_eq!(lines[2]["price_ref"], "tts/cartesia/sonic*@2025-01-01");
     assert_eq!(lines[2]["cost"], json!({"usd": "0.011997375", "nano_usd": 11_997_375}));
 
-    // "Deepgram" is priced as deepgram. 46.2 s is billed as 47 s (1 s blocks):
+    // "Deepgram" is stored and priced as deepgram (provider names are lower-cased).
+    // 46.2 s is billed as 47 s (1 s blocks):
     // 47 s × $0.0077/60 s = $0.00603166666… → $0.006031667 (half up)
-    assert_eq!(lines[3]["provider"], "Deepgram");
+    assert_eq!(lines[3]["provider"], "deepgram");
     assert_eq!(lines[3]["quantity"], json!({"audio_seconds": 46.2}));
     assert_eq!(lines[3]["price_ref"], "stt/deepgram/nova-3@2025-01-01");
     assert_eq!(lines[3]["cost"], json!({"usd": "0.006031667", "nano_usd": 6_031_667}));
