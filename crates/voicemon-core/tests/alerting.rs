@@ -715,6 +715,28 @@ fn a_new_alert_joins_the_repeat_notice_of_its_rule() {
 }
 
 #[test]
+fn a_repeat_notice_does_not_carry_alerts_of_its_rule_notified_less_than_5_min_ago() {
+    let rule = latency_rule();
+    let mut monitor = Monitor::new();
+    monitor.ticks([T0, T0 + 10 * SECOND], &[(&rule, &[tenant("acme", 900.0)])]);
+    let both: &[Sample] = &[tenant("acme", 900.0), tenant("globex", 1100.0)];
+    monitor.tick(T0 + MINUTE, &[(&rule, both)]);
+    assert_eq!(
+        monitor.tick(T0 + 70 * SECOND, &[(&rule, both)]),
+        ["turn_latency_p95_high: firing [globex]; resolved []"]
+    );
+
+    assert_eq!(
+        monitor.tick(T0 + 10 * SECOND + 5 * MINUTE, &[(&rule, both)]),
+        ["turn_latency_p95_high: firing [acme]; resolved []"]
+    );
+    assert_eq!(
+        monitor.tick(T0 + 70 * SECOND + 5 * MINUTE, &[(&rule, both)]),
+        ["turn_latency_p95_high: firing [globex]; resolved []"]
+    );
+}
+
+#[test]
 fn a_resolved_alert_and_a_firing_one_of_the_same_rule_share_a_notice() {
     let rule = latency_rule();
     let mut monitor = Monitor::new();
@@ -893,6 +915,15 @@ fn a_down_provider_mutes_the_latency_alerts_that_name_it_and_no_others() {
 }
 
 #[test]
+fn an_alert_without_the_provider_label_is_not_inhibited_even_by_a_source_also_without_it() {
+    let down_somewhere = firing_alerts(&shipped("provider_down"), &[sample(&[], 300.0)]);
+    let latency = firing_alerts(&latency_rule(), &[tenant("acme", 1200.0)]);
+    let firing: Vec<&Alert> = down_somewhere.iter().chain(&latency).collect();
+    assert!(!down_somewhere[0].labels.contains_key("provider"));
+    assert!(!is_inhibited(&latency[0], &firing, &default_inhibit_rules()));
+}
+
+#[test]
 fn the_provider_down_alert_does_not_inhibit_itself() {
     let down = firing_alerts(&shipped("provider_down"), &[provider("openai", 300.0)]);
     let firing: Vec<&Alert> = down.iter().collect();
@@ -936,20 +967,32 @@ fn an_inhibited_latency_alert_is_not_notified_while_the_provider_down_alert_is()
     );
 }
 
-/// The shipped inhibition targets latency alerts carrying `provider`, but latency rules
-/// may only group by `tenant_id`, so no evaluated latency alert ever carries it.
+/// The shipped inhibition targets latency alerts carrying `provider`: a latency rule on a
+/// component the providers' usage events measure may group by provider; end-to-end turn
+/// latency is measured per turn and has no provider.
 #[test]
 fn a_latency_rule_may_group_by_provider_so_the_shipped_inhibition_can_reach_it() {
     let result = configured(
+        r#"
+        [[rule]]
+        name = "llm_ttft_by_provider"
+        metric = "latency"
+        component = "llm_ttft"
+        threshold = 900
+        group_by = ["tenant_id", "provider"]
+        "#,
+    );
+    let rules = result.expect("a latency rule grouped by provider");
+    let latency = rules.iter().find(|r| r.name == "llm_ttft_by_provider").expect("the new latency rule");
+    assert!(latency.group_by.contains(&"provider".to_owned()));
+    let refused = configured(
         r#"
         [[rule]]
         name = "turn_latency_p95_high"
         group_by = ["tenant_id", "provider"]
         "#,
     );
-    let rules = result.expect("a latency rule grouped by provider");
-    let latency = rules.iter().find(|r| r.name == "turn_latency_p95_high").expect("the shipped latency rule");
-    assert!(latency.group_by.contains(&"provider".to_owned()));
+    assert!(refused.is_err(), "turn_e2e has no provider to group by");
 }
 
 // ---------------------------------------------------------------------------------------

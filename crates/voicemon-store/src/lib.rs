@@ -454,12 +454,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// The connection pool as it is now.
     fn pool_stats(&self) -> PoolStats;
 
-    /// Each tenant's latency sketch for `component` (per turn) over the minutes of `range`.
+    /// Latency sketches for `component` over the minutes of `range`, per tenant (from
+    /// turn.completed), or per tenant and provider when `by_provider` (from usage events;
+    /// the provider is '' otherwise).
     async fn latency_by_tenant(
         &self,
         component: Component,
         range: TimeRange,
-    ) -> Result<Vec<(String, LatencySketch)>, StoreError>;
+        by_provider: bool,
+    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError>;
 
     /// Active alerts, the notification log and the silences not ended at `now_ms`.
     async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError>;

@@ -185,7 +185,11 @@ fn slack_messages(slack: &StandIn, title: &str, rule: &str) -> Vec<Received> {
 /// Every request to Slack (accepted or not) whose message speaks of `rule`.
 fn slack_requests_for(slack: &StandIn, rule: &str) -> Vec<Received> {
     let wanted = format!(": {rule} (");
-    slack.received().into_iter().filter(|r| slack_headings(&r.body).iter().any(|h| h.contains(&wanted))).collect()
+    slack
+        .received()
+        .into_iter()
+        .filter(|r| slack_headings(&r.body).iter().any(|h| h.contains(&wanted)))
+        .collect()
 }
 
 /// The mrkdwn texts of a message's section blocks.
@@ -289,8 +293,13 @@ impl Setup {
     }
 
     async fn send(&self, events: &[Value]) {
-        let response =
-            self.client.post(self.server.url("/v1/events")).json(events).send().await.expect("ingest answers");
+        let response = self
+            .client
+            .post(self.server.url("/v1/events"))
+            .json(events)
+            .send()
+            .await
+            .expect("ingest answers");
         let status = response.status().as_u16();
         let body: Value = response.json().await.expect("ingest answers JSON");
         assert_eq!(status, 202, "{body}");
@@ -349,7 +358,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// An event of `kind` for `tenant`, stamped `offset_ms` from now, with `fields` on top.
 fn event(kind: &str, tenant: &str, offset_ms: i64, fields: Value) -> Value {
     let id = format!("alerting-e2e-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let mut event = json!({"id": id, "type": kind, "timestamp": time_from_now(offset_ms), "tenant_id": tenant});
+    let mut event =
+        json!({"id": id, "type": kind, "timestamp": time_from_now(offset_ms), "tenant_id": tenant});
     let fields = fields.as_object().cloned().unwrap_or_default();
     event.as_object_mut().expect("an object").extend(fields);
     event
@@ -373,7 +383,12 @@ fn gpt4o_usage(tenant: &str, call: &str, output_tokens: u64) -> Value {
 }
 
 fn call_ended(tenant: &str, call: &str, duration_s: f64) -> Value {
-    event("call.ended", tenant, -1_000, json!({"call_id": call, "duration_s": duration_s, "status": "completed"}))
+    event(
+        "call.ended",
+        tenant,
+        -1_000,
+        json!({"call_id": call, "duration_s": duration_s, "status": "completed"}),
+    )
 }
 
 fn breaker(tenant: &str, name: &str, state: &str, offset_ms: i64) -> Value {
@@ -494,15 +509,17 @@ async fn each_shipped_rule_breached_notifies_slack_and_alertmanager() {
 
     for want in &expected {
         let rule = want.rule;
-        let (_, alert) =
-            wait_for(&format!("Alertmanager to receive {rule}"), || alertmanager_alerts(&alertmanager, rule).pop())
-                .await;
+        let (_, alert) = wait_for(&format!("Alertmanager to receive {rule}"), || {
+            alertmanager_alerts(&alertmanager, rule).pop()
+        })
+        .await;
         let mut labels: BTreeMap<&str, &str> = want.labels.iter().copied().collect();
         labels.extend([("alertname", rule), ("severity", want.severity), ("metric", want.metric)]);
         assert_eq!(alert["labels"], json!(labels), "{rule}: Alertmanager labels");
         let summary = alert["annotations"]["summary"].as_str().unwrap_or_default().to_owned();
         assert!(summary.starts_with(want.summary_starts), "{rule}: summary {summary:?}");
-        let value: f64 = alert["annotations"]["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+        let value: f64 =
+            alert["annotations"]["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
         assert!(want.value.contains(&value), "{rule}: value {value} not in {:?}", want.value);
         assert!(summary.contains(alert["annotations"]["value"].as_str().unwrap_or("?")), "{rule}: {summary}");
         let now = now_ms();
@@ -521,7 +538,10 @@ async fn each_shipped_rule_breached_notifies_slack_and_alertmanager() {
         assert!(slack_headings(&message)[0].contains(&heading), "{rule}: {message:#}");
         assert!(message["text"].as_str().is_some_and(|t| t.contains(&heading)), "{rule}: fallback text");
         let sections = slack_sections(&message);
-        assert!(sections.iter().any(|s| s.contains(&format!("*{summary}*"))), "{rule}: summary in {sections:?}");
+        assert!(
+            sections.iter().any(|s| s.contains(&format!("*{summary}*"))),
+            "{rule}: summary in {sections:?}"
+        );
         for (name, value) in want.labels {
             let place = format!("{name}=`{value}`");
             assert!(sections.iter().any(|s| s.contains(&place)), "{rule}: {place} in {sections:?}");
@@ -534,7 +554,12 @@ async fn each_shipped_rule_breached_notifies_slack_and_alertmanager() {
     let firing: Vec<&str> =
         alerts["firing"].as_array().into_iter().flatten().filter_map(|a| a["rule"].as_str()).collect();
     for want in &expected {
-        assert_eq!(firing.iter().filter(|r| **r == want.rule).count(), 1, "{}: one alert in {firing:?}", want.rule);
+        assert_eq!(
+            firing.iter().filter(|r| **r == want.rule).count(),
+            1,
+            "{}: one alert in {firing:?}",
+            want.rule
+        );
         assert_eq!(slack_messages(&slack, "FIRING", want.rule).len(), 1, "{}: one Slack message", want.rule);
     }
 }
@@ -545,8 +570,10 @@ async fn a_breaker_that_closes_resolves_in_slack_alertmanager_the_api_and_histor
     let alertmanager = StandIn::accepting();
     let setup = Setup::start(&slack, &alertmanager);
     setup.send(&[breaker("t-resolve", "billing-api", "open", -6 * 60_000)]).await;
-    let fired = wait_for("the FIRING message", || slack_messages(&slack, "FIRING", "breaker_open").pop()).await;
-    let (_, firing) = alertmanager_alerts(&alertmanager, "breaker_open").pop().expect("sent with the Slack message");
+    let fired =
+        wait_for("the FIRING message", || slack_messages(&slack, "FIRING", "breaker_open").pop()).await;
+    let (_, firing) =
+        alertmanager_alerts(&alertmanager, "breaker_open").pop().expect("sent with the Slack message");
 
     let closed_from = now_ms();
     setup.send(&[breaker("t-resolve", "billing-api", "closed", 0)]).await;
@@ -564,9 +591,9 @@ async fn a_breaker_that_closes_resolves_in_slack_alertmanager_the_api_and_histor
     );
 
     let (_, ended) = wait_for("Alertmanager to receive the resolution", || {
-        alertmanager_alerts(&alertmanager, "breaker_open")
-            .into_iter()
-            .find(|(_, a)| a["endsAt"].as_str().and_then(|t| parse_time(t).ok()).is_some_and(|t| t <= now_ms()))
+        alertmanager_alerts(&alertmanager, "breaker_open").into_iter().find(|(_, a)| {
+            a["endsAt"].as_str().and_then(|t| parse_time(t).ok()).is_some_and(|t| t <= now_ms())
+        })
     })
     .await;
     let ends = parse_time(ended["endsAt"].as_str().unwrap_or_default()).expect("endsAt is a time");
@@ -628,7 +655,11 @@ async fn a_slack_webhook_answering_404_is_marked_broken_degrades_health_and_is_n
     wait_for("the attempt", || slack.received().into_iter().next()).await;
     let health = setup
         .wait_for_answer("the receiver to be marked broken", "/metrics/health", |h| {
-            h["receivers"].as_array().into_iter().flatten().any(|r| r["name"] == "slack" && r["broken"] == true)
+            h["receivers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["name"] == "slack" && r["broken"] == true)
         })
         .await;
     assert_eq!(health["status"], "degraded", "{health:#}");
@@ -657,7 +688,11 @@ async fn a_restart_mid_incident_neither_repeats_the_firing_message_nor_loses_the
     // The delivery is recorded before voicemon stops, else resending it would be right.
     setup
         .wait_for_answer("the delivery to be recorded", "/alerts/history?rule=worker_memory_high", |h| {
-            h["entries"].as_array().into_iter().flatten().any(|e| e["kind"] == "notified" && e["detail"] == "to slack")
+            h["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["kind"] == "notified" && e["detail"] == "to slack")
         })
         .await;
     let to_alertmanager_before = alertmanager_alerts(&alertmanager, "worker_memory_high").len();
@@ -666,7 +701,8 @@ async fn a_restart_mid_incident_neither_repeats_the_firing_message_nor_loses_the
     assert_eq!(setup.firing("worker_memory_high").await.len(), 1, "still firing after the restart");
     // The restarted engine evaluates: its first tick re-sends firing alerts to Alertmanager.
     wait_for("the restarted engine to re-send to Alertmanager", || {
-        (alertmanager_alerts(&alertmanager, "worker_memory_high").len() > to_alertmanager_before).then_some(())
+        (alertmanager_alerts(&alertmanager, "worker_memory_high").len() > to_alertmanager_before)
+            .then_some(())
     })
     .await;
     tokio::time::sleep(QUIET).await;
@@ -707,7 +743,10 @@ async fn a_silenced_alert_fires_without_notifying_until_the_silence_is_expired()
         })
         .await;
     tokio::time::sleep(QUIET).await;
-    assert!(slack_requests_for(&slack, "worker_memory_high").is_empty(), "Slack hears nothing while silenced");
+    assert!(
+        slack_requests_for(&slack, "worker_memory_high").is_empty(),
+        "Slack hears nothing while silenced"
+    );
     assert!(alertmanager_alerts(&alertmanager, "worker_memory_high").is_empty(), "nor does Alertmanager");
     assert!(setup.history_entries("worker_memory_high", "notified").await.is_empty());
 
@@ -722,8 +761,10 @@ async fn a_silenced_alert_fires_without_notifying_until_the_silence_is_expired()
     assert!(expired["ends_ms"].as_i64().is_some_and(|end| end <= now_ms()), "{expired}");
     assert_eq!(setup.get("/alerts/silences").await, json!([]), "no active silence is left");
 
-    wait_for("the FIRING message once unsilenced", || slack_messages(&slack, "FIRING", "worker_memory_high").pop())
-        .await;
+    wait_for("the FIRING message once unsilenced", || {
+        slack_messages(&slack, "FIRING", "worker_memory_high").pop()
+    })
+    .await;
     let alert = setup.firing("worker_memory_high").await;
     assert_eq!(alert.first().map(|a| a["silenced"].clone()), Some(json!(false)));
 }

@@ -37,6 +37,10 @@ pub struct Alert {
     pub firing_since_ms: Option<i64>,
     /// The last evaluation at which the condition held.
     pub last_true_ms: i64,
+    /// The first evaluation that found a firing alert's condition over, while
+    /// `keep_firing_for` keeps it firing (Prometheus' `KeepFiringSince`).
+    #[serde(default)]
+    pub keep_firing_since_ms: Option<i64>,
     /// The latest value; in annotations, never in labels.
     pub value: f64,
     pub annotations: BTreeMap<String, String>,
@@ -85,6 +89,7 @@ impl Evaluator {
             match self.alerts.get_mut(&print) {
                 Some(alert) => {
                     alert.last_true_ms = now_ms;
+                    alert.keep_firing_since_ms = None;
                     alert.value = *value;
                     alert.annotations = annotations(rule, labels, *value);
                     if alert.state == AlertState::Pending && now_ms - alert.active_since_ms >= for_ms {
@@ -103,6 +108,7 @@ impl Evaluator {
                         active_since_ms: now_ms,
                         firing_since_ms: fires_now.then_some(now_ms),
                         last_true_ms: now_ms,
+                        keep_firing_since_ms: None,
                         value: *value,
                         annotations: annotations(rule, labels, *value),
                     };
@@ -116,13 +122,15 @@ impl Evaluator {
             }
         }
         let keep_ms = rule.keep_firing_for.as_millis() as i64;
-        let over: Vec<String> = self
-            .alerts
-            .values()
-            .filter(|a| a.rule == rule.name && !holding.contains_key(&a.labels))
-            .filter(|a| a.state == AlertState::Pending || now_ms - a.last_true_ms >= keep_ms)
-            .map(|a| a.fingerprint.clone())
-            .collect();
+        let mut over = Vec::new();
+        for alert in
+            self.alerts.values_mut().filter(|a| a.rule == rule.name && !holding.contains_key(&a.labels))
+        {
+            let since = *alert.keep_firing_since_ms.get_or_insert(now_ms);
+            if alert.state == AlertState::Pending || now_ms - since >= keep_ms {
+                over.push(alert.fingerprint.clone());
+            }
+        }
         for print in over {
             if let Some(alert) = self.alerts.remove(&print) {
                 changes.push(match alert.state {

@@ -64,7 +64,10 @@ impl Metric {
     /// The labels its samples carry, so the ones a rule may group by.
     pub fn labels(self) -> &'static [&'static str] {
         match self {
-            Metric::Latency { .. } | Metric::CostPerCall | Metric::CostPerMinute => &["tenant_id"],
+            // `provider` only for the components usage events measure per provider.
+            Metric::Latency { component: Component::TurnE2e | Component::Eou, .. } => &["tenant_id"],
+            Metric::Latency { .. } => &["tenant_id", "provider"],
+            Metric::CostPerCall | Metric::CostPerMinute => &["tenant_id"],
             Metric::BreakerOpenSeconds => &["tenant_id", "breaker"],
             Metric::WorkerMemoryPercent => &["tenant_id", "worker_id"],
             Metric::ProviderDownSeconds => &["provider"],
@@ -341,11 +344,17 @@ fn apply(base: Option<Rule>, text: &RuleText) -> Result<Rule, String> {
     }
     let group_by = match &text.group_by {
         Some(labels) => labels.clone(),
+        // A new rule keeps alerts apart by every label but `provider`, which is opt-in.
         None => base.as_ref().map_or_else(
-            || metric.labels().iter().map(|l| (*l).to_owned()).collect(),
+            || metric.labels().iter().filter(|l| **l != "provider").map(|l| (*l).to_owned()).collect(),
             |b| b.group_by.clone(),
         ),
     };
+    let tenants =
+        text.tenants.clone().or_else(|| base.as_ref().map(|b| b.tenants.clone())).unwrap_or_default();
+    if !tenants.is_empty() && !metric.labels().contains(&"tenant_id") {
+        return Err(format!("{} has no tenant; `tenants` cannot scope it", metric.name()));
+    }
     if let Some(label) = group_by.iter().find(|l| !metric.labels().contains(&l.as_str())) {
         return Err(format!(
             "cannot group {} by `{label}`; it has {}",

@@ -22,6 +22,9 @@ fn yes() -> bool {
 impl Matcher {
     /// Parses `name=value` or `name!=value`.
     pub fn parse(text: &str) -> Result<Matcher, String> {
+        if text.contains("=~") || text.contains("!~") {
+            return Err(format!("`{text}`: regular-expression matchers are not supported; use = or !="));
+        }
         let (name, value, equal) = match text.split_once("!=") {
             Some((name, value)) => (name, value, false),
             None => match text.split_once('=') {

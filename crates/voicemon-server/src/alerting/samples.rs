@@ -28,15 +28,17 @@ pub async fn samples(
         Metric::Latency { component, quantile } => {
             let minutes =
                 TimeRange { from_ms: minute_of(window.from_ms), to_ms: minute_of(now_ms) + MINUTE_MS };
+            let by_provider = rule.group_by.iter().any(|label| label == "provider");
             store
-                .latency_by_tenant(component, minutes)
+                .latency_by_tenant(component, minutes, by_provider)
                 .await?
                 .into_iter()
-                .filter_map(|(tenant, sketch)| {
-                    Some(Sample {
-                        labels: labels(&[("tenant_id", &tenant)]),
-                        value: sketch.quantile(quantile.value())?,
-                    })
+                .filter_map(|(tenant, provider, sketch)| {
+                    let mut labels = labels(&[("tenant_id", &tenant)]);
+                    if by_provider {
+                        labels.insert("provider".into(), provider);
+                    }
+                    Some(Sample { labels, value: sketch.quantile(quantile.value())? })
                 })
                 .collect()
         }

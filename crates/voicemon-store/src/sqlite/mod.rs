@@ -398,8 +398,9 @@ impl Store for SqliteStore {
         &self,
         component: Component,
         range: TimeRange,
-    ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
-        self.read(move |conn| read::latency_by_tenant(conn, component, range)).await
+        by_provider: bool,
+    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
+        self.read(move |conn| read::latency_by_tenant(conn, component, range, by_provider)).await
     }
 
     async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {

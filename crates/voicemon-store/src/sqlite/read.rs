@@ -112,23 +112,26 @@ pub fn started_calls(
     })
 }
 
-/// Each tenant's per-turn sketch for `component` over the minutes of `range`.
+/// Per tenant (source turn), or per tenant and provider (source usage), merged sketches
+/// for `component` over the minutes of `range`.
 pub fn latency_by_tenant(
     conn: &Connection,
     component: voicemon_core::latency::Component,
     range: TimeRange,
-) -> rusqlite::Result<Vec<(String, LatencySketch)>> {
+    by_provider: bool,
+) -> rusqlite::Result<Vec<(String, String, LatencySketch)>> {
     let mut statement = conn.prepare_cached(
-        "SELECT tenant_id, sketch FROM latency_rollups
-         WHERE component = ?1 AND source = 'turn' AND start_ms >= ?2 AND start_ms < ?3",
+        "SELECT tenant_id, CASE WHEN ?4 THEN provider ELSE '' END, sketch FROM latency_rollups
+         WHERE component = ?1 AND source = CASE WHEN ?4 THEN 'usage' ELSE 'turn' END
+           AND start_ms >= ?2 AND start_ms < ?3",
     )?;
-    let mut rows = statement.query(params![component.as_str(), range.from_ms, range.to_ms])?;
-    let mut merged: std::collections::BTreeMap<String, LatencySketch> = Default::default();
+    let mut rows = statement.query(params![component.as_str(), range.from_ms, range.to_ms, by_provider])?;
+    let mut merged: std::collections::BTreeMap<(String, String), LatencySketch> = Default::default();
     while let Some(row) = rows.next()? {
-        let sketch = LatencySketch::decode(row.get_ref(1)?.as_blob()?).map_err(|err| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(err))
+        let sketch = LatencySketch::decode(row.get_ref(2)?.as_blob()?).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, Box::new(err))
         })?;
-        merged.entry(row.get(0)?).or_default().merge(&sketch);
+        merged.entry((row.get(0)?, row.get(1)?)).or_default().merge(&sketch);
     }
-    Ok(merged.into_iter().collect())
+    Ok(merged.into_iter().map(|((tenant, provider), sketch)| (tenant, provider, sketch)).collect())
 }
