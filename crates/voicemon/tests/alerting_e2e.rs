@@ -573,7 +573,8 @@ async fn a_breaker_that_closes_resolves_in_slack_alertmanager_the_api_and_histor
     let fired =
         wait_for("the FIRING message", || slack_messages(&slack, "FIRING", "breaker_open").pop()).await;
     let (_, firing) =
-        alertmanager_alerts(&alertmanager, "breaker_open").pop().expect("sent with the Slack message");
+        wait_for("Alertmanager to receive it", || alertmanager_alerts(&alertmanager, "breaker_open").pop())
+            .await;
 
     let closed_from = now_ms();
     setup.send(&[breaker("t-resolve", "billing-api", "closed", 0)]).await;
