@@ -1067,10 +1067,13 @@ fn an_alert_fingerprint_is_the_fingerprint_of_its_labels_and_ignores_its_value()
 // ---------------------------------------------------------------------------------------
 // Shipped rules.
 
+/// Name, metric, threshold, window, group-by labels, severity.
+type ShippedRule = (&'static str, Metric, f64, Duration, &'static [&'static str], Severity);
+
 #[test]
 fn six_rules_ship_with_the_briefs_thresholds() {
     let minutes = |m: u64| Duration::from_secs(60 * m);
-    let expected: [(&str, Metric, f64, Duration, &[&str], Severity); 6] = [
+    let expected: [ShippedRule; 6] = [
         (
             "turn_latency_p95_high",
             Metric::Latency { component: Component::TurnE2e, quantile: Quantile::P95 },
