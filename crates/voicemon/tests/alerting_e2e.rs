@@ -4,12 +4,15 @@
 //!
 //! The stand-ins are tiny HTTP/1.1 servers (one thread per connection) that record each
 //! request's path and JSON body and answer from a script of statuses and headers.
+//!
+//! The `voicemon alerts` command line is run as the real binary against a real server.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use voicemon_core::window::parse_time;
 
 mod common;
 
-use common::{now_ms, time_from_now, Server};
+use common::{now_ms, time_from_now, Server, BIN};
 
 /// How long any awaited outcome may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -61,9 +64,11 @@ impl Received {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ledger {
     script: VecDeque<Reply>,
+    /// The answer once the script is spent.
+    then: Reply,
     received: Vec<Received>,
 }
 
@@ -78,13 +83,12 @@ impl StandIn {
     fn answering(script: Vec<Reply>, then: Reply) -> StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
         let base = format!("http://{}", listener.local_addr().expect("a bound address"));
-        let ledger = Arc::new(Mutex::new(Ledger { script: script.into(), received: Vec::new() }));
+        let ledger = Arc::new(Mutex::new(Ledger { script: script.into(), then, received: Vec::new() }));
         let shared = Arc::clone(&ledger);
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let ledger = Arc::clone(&shared);
-                let then = then.clone();
-                std::thread::spawn(move || answer_one(&stream, &ledger, &then));
+                std::thread::spawn(move || answer_one(&stream, &ledger));
             }
         });
         StandIn { base, ledger }
@@ -103,11 +107,16 @@ impl StandIn {
     fn received(&self) -> Vec<Received> {
         self.ledger.lock().expect("the ledger").received.clone()
     }
+
+    /// Answers `reply` from now on, once any script left is spent.
+    fn answer_from_now_on(&self, reply: Reply) {
+        self.ledger.lock().expect("the ledger").then = reply;
+    }
 }
 
 /// Reads one request from `stream`, records it, and answers with the next scripted reply
 /// (`Connection: close`, so a client never reuses a connection the stand-in dropped).
-fn answer_one(stream: &TcpStream, ledger: &Mutex<Ledger>, then: &Reply) {
+fn answer_one(stream: &TcpStream, ledger: &Mutex<Ledger>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
@@ -139,7 +148,7 @@ fn answer_one(stream: &TcpStream, ledger: &Mutex<Ledger>, then: &Reply) {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     let reply = {
         let mut ledger = ledger.lock().expect("the ledger");
-        let reply = ledger.script.pop_front().unwrap_or_else(|| then.clone());
+        let reply = ledger.script.pop_front().unwrap_or_else(|| ledger.then.clone());
         ledger.received.push(Received { path, body, at: Instant::now(), status: reply.status });
         reply
     };
@@ -285,9 +294,16 @@ impl Setup {
 
     /// Stops voicemon with SIGTERM and starts it again on the same data and config.
     async fn restart(self) -> Setup {
+        self.restart_after(|| ()).await
+    }
+
+    /// Stops voicemon with SIGTERM, does `while_stopped`, and starts it again on the same
+    /// data and config.
+    async fn restart_after(self, while_stopped: impl FnOnce()) -> Setup {
         let Setup { _dir, data, config, server, client } = self;
         let status = tokio::task::spawn_blocking(move || server.terminate()).await.expect("terminated");
         assert!(status.success(), "voicemon exits 0 on SIGTERM, got {status}");
+        while_stopped();
         let server = Server::start(&data, Some(&config), &[]);
         Setup { _dir, data, config, server, client }
     }
@@ -349,6 +365,46 @@ impl Setup {
         let history = self.get(&format!("/alerts/history?rule={rule}")).await;
         history["entries"].as_array().into_iter().flatten().filter(|e| e["kind"] == kind).cloned().collect()
     }
+}
+
+// ------------------------------------------------------------------ the command line
+
+/// Runs the real `voicemon` with `args`, away from any VOICEMON_URL or key in the environment.
+async fn voicemon(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .env_remove("VOICEMON_URL")
+            .env_remove("VOICEMON_API_KEY")
+            .output()
+            .expect("voicemon runs")
+    })
+    .await
+    .expect("the command ran")
+}
+
+/// Runs `voicemon alerts …` against `setup`'s server and gives its stdout; fails the test
+/// unless it exits 0.
+async fn alerts_cli(setup: &Setup, args: &[&str]) -> String {
+    let mut all = vec!["alerts", "--url", setup.server.base.as_str()];
+    all.extend_from_slice(args);
+    let output = voicemon(&all).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "voicemon {all:?} exits 0, got {}; stdout: {stdout}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The heading (`FIRING (1)`) and lines of one section of `alerts list`'s output.
+fn listing_section<'a>(listing: &'a str, title: &str) -> (&'a str, Vec<&'a str>) {
+    let mut lines = listing.lines().skip_while(|l| !l.starts_with(&format!("{title} (")));
+    let heading = lines.next().unwrap_or_else(|| panic!("a {title} section in {listing:?}"));
+    (heading, lines.take_while(|l| l.starts_with(' ')).collect())
 }
 
 // ------------------------------------------------------------------ events
@@ -768,4 +824,135 @@ async fn a_silenced_alert_fires_without_notifying_until_the_silence_is_expired()
     .await;
     let alert = setup.firing("worker_memory_high").await;
     assert_eq!(alert.first().map(|a| a["silenced"].clone()), Some(json!(false)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_could_not_be_sent_is_delivered_after_a_restart() {
+    let slack = StandIn::answering(Vec::new(), Reply::status(500));
+    let alertmanager = StandIn::accepting();
+    let setup = Setup::start(&slack, &alertmanager);
+    setup.send(&[heartbeat("t-outbox", "w-3", 90)]).await;
+    wait_for("a first, refused attempt", || slack_requests_for(&slack, "worker_memory_high").pop()).await;
+    setup
+        .wait_for_answer("the alert to fire", "/alerts", |a| {
+            a["firing"].as_array().into_iter().flatten().any(|a| a["rule"] == "worker_memory_high")
+        })
+        .await;
+    assert!(slack_messages(&slack, "FIRING", "worker_memory_high").is_empty(), "Slack accepted nothing yet");
+
+    // Stopped at once: the message waits in the outbox for its next attempt, a few
+    // seconds at most after the first 500s.
+    let setup = setup.restart_after(|| slack.answer_from_now_on(Reply::status(200))).await;
+    let delivered = wait_for("the delivery after the restart", || {
+        slack_messages(&slack, "FIRING", "worker_memory_high").pop()
+    })
+    .await;
+    setup
+        .wait_for_answer("the delivery to be recorded", "/alerts/history?rule=worker_memory_high", |h| {
+            h["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["kind"] == "notified" && e["detail"] == "to slack")
+        })
+        .await;
+    tokio::time::sleep(QUIET).await;
+
+    let attempts = slack_requests_for(&slack, "worker_memory_high");
+    let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();
+    assert!(statuses.len() >= 2 && statuses[0] == 500, "refused, then delivered: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "delivered exactly once: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&200), "nothing after the delivery: {statuses:?}");
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 500), "refused before: {statuses:?}");
+    assert_eq!(slack.received().len(), attempts.len(), "no other request reached Slack");
+    assert!(
+        attempts.iter().all(|a| a.body == delivered.body),
+        "every attempt carries the one stored message: {:#}",
+        delivered.body
+    );
+    let heading = slack_headings(&delivered.body);
+    assert!(heading.iter().any(|h| h.contains("FIRING: worker_memory_high (warning, 1)")), "{heading:?}");
+
+    let notified = setup.history_entries("worker_memory_high", "notified").await;
+    let to_slack: Vec<&Value> = notified.iter().filter(|e| e["detail"] == "to slack").collect();
+    assert_eq!(to_slack.len(), 1, "one delivery to Slack: {notified:?}");
+    assert!(setup.history_entries("worker_memory_high", "notification_failed").await.is_empty());
+    assert_eq!(setup.firing("worker_memory_high").await.len(), 1, "still firing after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_cli_lists_silences_and_shows_history() {
+    let rule = "worker_memory_high";
+    let slack = StandIn::accepting();
+    let alertmanager = StandIn::accepting();
+    let setup = Setup::start(&slack, &alertmanager);
+    setup.send(&[heartbeat("t-cli", "w-4", 90)]).await;
+    let alerts = setup
+        .wait_for_answer("the alert to fire", "/alerts", |a| {
+            a["firing"].as_array().into_iter().flatten().any(|a| a["rule"] == rule)
+        })
+        .await;
+    let alert = alerts["firing"].as_array().into_iter().flatten().find(|a| a["rule"] == rule).cloned();
+    let summary = alert.map(|a| a["annotations"]["summary"].clone()).unwrap_or_default();
+    let summary = summary.as_str().expect("a summary").to_owned();
+    assert!(summary.starts_with("worker w-4 of t-cli uses 90.0 % of its memory"), "{summary}");
+
+    let listing = alerts_cli(&setup, &["list"]).await;
+    let (heading, firing) = listing_section(&listing, "FIRING");
+    assert_eq!(heading, "FIRING (1)", "{listing}");
+    let line = firing.iter().find(|l| l.contains(rule)).unwrap_or_else(|| panic!("{rule} in {listing}"));
+    assert!(line.contains(&summary), "the summary in {line:?}");
+    assert!(!line.contains("[silenced]"), "not silenced yet: {line:?}");
+    assert_eq!(listing_section(&listing, "SILENCES").0, "SILENCES (0)", "{listing}");
+
+    let match_rule = format!("alertname={rule}");
+    let from = now_ms();
+    let printed = alerts_cli(
+        &setup,
+        &["silence", "--match", &match_rule, "--for", "1h", "--comment", "test", "--author", "ci"],
+    )
+    .await;
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert!(words.len() == 4 && words[0] == "silence" && words[2] == "until", "{printed:?}");
+    let id = words[1].to_owned();
+    assert!(!id.is_empty() && id != "?", "a silence id in {printed:?}");
+    let until = parse_time(words[3]).expect("until a time");
+    assert!(
+        until >= from + 3_600_000 - 1_000 && until <= now_ms() + 3_600_000 + 1_000,
+        "an hour from now: {printed:?}"
+    );
+
+    let listing = alerts_cli(&setup, &["list"]).await;
+    let (heading, silences) = listing_section(&listing, "SILENCES");
+    assert_eq!(heading, "SILENCES (1)", "{listing}");
+    let line = silences[0];
+    assert!(line.contains(&id) && line.contains(&match_rule) && line.contains("by ci: test"), "{line:?}");
+    let (_, firing) = listing_section(&listing, "FIRING");
+    let line = firing.iter().find(|l| l.contains(rule)).unwrap_or_else(|| panic!("{rule} in {listing}"));
+    assert!(line.ends_with("[silenced]"), "marked silenced: {line:?}");
+
+    let printed = alerts_cli(&setup, &["unsilence", &id]).await;
+    assert_eq!(printed.trim_end(), format!("silence {id} ended"));
+    assert_eq!(setup.get("/alerts/silences").await, json!([]), "no active silence is left");
+    let listing = alerts_cli(&setup, &["list"]).await;
+    assert_eq!(listing_section(&listing, "SILENCES").0, "SILENCES (0)", "{listing}");
+    let (_, firing) = listing_section(&listing, "FIRING");
+    let line = firing.iter().find(|l| l.contains(rule)).unwrap_or_else(|| panic!("{rule} in {listing}"));
+    assert!(!line.contains("[silenced]"), "no longer silenced: {line:?}");
+
+    let history = alerts_cli(&setup, &["history", "--rule", rule]).await;
+    let entries: Vec<Vec<&str>> = history.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(entries.iter().any(|e| e.get(1..3) == Some(&["fired", rule][..])), "a fired entry: {history}");
+    assert!(entries.iter().all(|e| e.get(2) == Some(&rule)), "only {rule}: {history}");
+
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        listener.local_addr().expect("a bound address").port()
+    };
+    let nowhere = format!("http://127.0.0.1:{port}");
+    let output = voicemon(&["alerts", "--url", &nowhere, "list"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "an unreachable server is a failure; stderr: {stderr}");
+    assert!(stderr.contains(&format!("voicemon is unreachable at {nowhere}")), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing listed: {:?}", String::from_utf8_lossy(&output.stdout));
 }
