@@ -32,10 +32,11 @@ pub use schema::latest_version;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "voicemon.sqlite3";
-/// Address space mapped for reads, per connection (not memory used).
-const MMAP_BYTES: i64 = 1 << 30;
-/// Page cache per connection, KiB.
-const CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of the writer, KiB: the hot right-hand edges of the indexes it appends to.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of each reader, KiB. Readers are many and short-lived; memory stays bounded
+/// (writer + 8 idle readers ≈ 100 MiB at most).
+const READER_CACHE_KIB: i64 = 8 * 1024;
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -193,13 +194,12 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(map_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_error)?;
-    if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+    let read_only = flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY);
+    if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_error)?;
     }
-    // Pages are read through a memory map (no copy per page read) and kept in a page
-    // cache large enough for the hot parts of the indexes.
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES).map_err(map_error)?;
-    conn.pragma_update(None, "cache_size", -CACHE_KIB).map_err(map_error)?;
+    let cache_kib = if read_only { READER_CACHE_KIB } else { WRITER_CACHE_KIB };
+    conn.pragma_update(None, "cache_size", -cache_kib).map_err(map_error)?;
     Ok(conn)
 }
 
