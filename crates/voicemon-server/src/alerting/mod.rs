@@ -66,6 +66,8 @@ pub struct Engine {
     policy: Policy,
     /// Fingerprints muted by a silence at the last tick (to record "silenced" once).
     silenced: BTreeSet<String>,
+    /// Fingerprints silenced or inhibited at the last tick: no group wait to wake for.
+    muted: BTreeSet<String>,
     last_alertmanager_resend_ms: i64,
     link_base: String,
     events: broadcast::Sender<AlertEvent>,
@@ -94,6 +96,7 @@ impl Engine {
             policy: Policy::new(config.policy, state.records),
             config,
             silenced: BTreeSet::new(),
+            muted: BTreeSet::new(),
             last_alertmanager_resend_ms: i64::MIN / 2,
             link_base,
             events,
@@ -103,7 +106,6 @@ impl Engine {
     /// One evaluation at `now_ms`.
     pub async fn tick(&mut self, now_ms: i64) -> Result<(), StoreError> {
         let health = report(self.store.as_ref(), &self.redis, &self.health_rules, None, now_ms).await;
-        let silences = self.store.silences(now_ms).await?;
         let mut changes = Vec::new();
         for rule in &self.config.rules {
             match samples::samples(self.store.as_ref(), rule, &health, now_ms).await {
@@ -113,7 +115,13 @@ impl Engine {
         }
         let names: Vec<&str> = self.config.rules.iter().map(|r| r.name.as_str()).collect();
         changes.extend(self.evaluator.retain_rules(&names, now_ms));
+        self.notify(changes, now_ms).await
+    }
 
+    /// Decides and stores what to notify after `changes` (none: a group wait ended
+    /// between two evaluations).
+    pub async fn notify(&mut self, changes: Vec<Change>, now_ms: i64) -> Result<(), StoreError> {
+        let silences = self.store.silences(now_ms).await?;
         let firing_now: Vec<Alert> =
             self.evaluator.alerts().filter(|a| a.state == AlertState::Firing).cloned().collect();
         let firing: Vec<&Alert> = firing_now.iter().collect();
@@ -133,6 +141,8 @@ impl Engine {
         let muted = |alert: &Alert| {
             silenced_now.contains(&alert.fingerprint) || is_inhibited(alert, &firing, inhibit)
         };
+        let muted_now: BTreeSet<String> =
+            firing.iter().filter(|a| muted(a)).map(|a| a.fingerprint.clone()).collect();
         let notices = self.policy.due(&firing, &resolved, muted, now_ms);
 
         let mut tick = AlertingTick { now_ms, ..AlertingTick::default() };
@@ -157,6 +167,7 @@ impl Engine {
         tick.upsert_records = self.policy.records().cloned().collect();
         tick.delete_records = resolved.iter().map(|a| a.fingerprint.clone()).collect();
         self.silenced = silenced_now;
+        self.muted = muted_now;
         self.store.save_alerting(tick).await?;
         for change in changes {
             let _ = self.events.send(event_of(change));
@@ -264,7 +275,19 @@ impl Engine {
         }
     }
 
-    /// Evaluates every `evaluation_interval` until `shutdown` turns true.
+    /// When the earliest group wait of a firing alert not yet notified ends, if any.
+    fn next_group_deadline(&self) -> Option<i64> {
+        self.evaluator
+            .alerts()
+            .filter(|a| a.state == AlertState::Firing && !self.policy.was_notified(&a.fingerprint))
+            .filter(|a| !self.muted.contains(&a.fingerprint))
+            .filter_map(|a| a.firing_since_ms)
+            .map(|since| since + self.config.policy.group_wait_ms)
+            .min()
+    }
+
+    /// Evaluates every `evaluation_interval` until `shutdown` turns true, and notifies
+    /// at the end of a group wait without waiting for the next evaluation.
     pub fn spawn(
         mut self,
         clock: Arc<dyn Clock>,
@@ -275,12 +298,22 @@ impl Engine {
             let mut ticks = tokio::time::interval(self.config.evaluation_interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
+                let group_wait_ends = self.next_group_deadline().map(|deadline| {
+                    let wait_ms = (deadline - clock.now_ms()).max(0) as u64;
+                    tokio::time::Instant::now() + Duration::from_millis(wait_ms)
+                });
+                let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+                let result = tokio::select! {
+                    _ = ticks.tick() => {
+                        let span = tracing::debug_span!("alert_evaluation");
+                        tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await
+                    }
+                    _ = tokio::time::sleep_until(group_wait_ends.unwrap_or(far)), if group_wait_ends.is_some() => {
+                        self.notify(Vec::new(), clock.now_ms()).await
+                    }
                     _ = shutdown.changed() => return,
-                }
-                let span = tracing::debug_span!("alert_evaluation");
-                match tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await {
+                };
+                match result {
                     Ok(()) => wake_dispatcher.notify_one(),
                     Err(err) => {
                         tracing::warn!(error = %err, "alert evaluation not stored; it runs again next tick")
