@@ -190,7 +190,8 @@ pub fn uptime_percent(
 }
 
 /// Since when a provider has been down without a break: the start of the earliest minute
-/// of the run of down minutes that reaches the present.
+/// of the run of consecutive down minutes that reaches the present (a minute without
+/// enough requests breaks the run).
 pub fn down_since(minutes: &[ProviderMinute], now_ms: i64, rules: &HealthRules) -> Option<i64> {
     let mut judged: Vec<(i64, ProviderStatus)> = minutes
         .iter()
@@ -198,14 +199,17 @@ pub fn down_since(minutes: &[ProviderMinute], now_ms: i64, rules: &HealthRules) 
         .filter_map(|m| Some((m.start_ms, minute_status(m, rules)?)))
         .collect();
     judged.sort_by_key(|(start, _)| *start);
-    let mut since = None;
+    let mut since: Option<i64> = None;
     for (start, status) in judged.iter().rev() {
-        if *status != ProviderStatus::Down {
+        // A gap of more than a minute (no judged minute) ends the run too.
+        let contiguous = since.is_none_or(|later| later - start <= MINUTE_MS);
+        if *status != ProviderStatus::Down || !contiguous {
             break;
         }
         since = Some(*start);
     }
-    since
+    // The run must reach the present: its last minute is the current or the previous one.
+    since.filter(|_| judged.last().is_some_and(|(last, _)| now_ms - last <= 2 * MINUTE_MS))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 pub mod samples;
 
 use crate::health::redis::RedisMonitor;
-use crate::health::report;
+use crate::health::{report, Depth};
 use crate::notify::payload::{AlertView, NoticePayload};
 use crate::notify::{Receiver, ReceiverKind};
 use std::collections::BTreeSet;
@@ -105,7 +105,8 @@ impl Engine {
 
     /// One evaluation at `now_ms`.
     pub async fn tick(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        let health = report(self.store.as_ref(), &self.redis, &self.health_rules, None, now_ms).await;
+        let health =
+            report(self.store.as_ref(), &self.redis, &self.health_rules, None, now_ms, Depth::Recent).await;
         let mut changes = Vec::new();
         for rule in &self.config.rules {
             match samples::samples(self.store.as_ref(), rule, &health, now_ms).await {
@@ -303,6 +304,9 @@ impl Engine {
                     tokio::time::Instant::now() + Duration::from_millis(wait_ms)
                 });
                 let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+                // A tick that cannot be stored is undone, so it is decided again next time.
+                let saved =
+                    (self.evaluator.clone(), self.policy.clone(), self.silenced.clone(), self.muted.clone());
                 let result = tokio::select! {
                     _ = ticks.tick() => {
                         let span = tracing::debug_span!("alert_evaluation");
@@ -316,6 +320,7 @@ impl Engine {
                 match result {
                     Ok(()) => wake_dispatcher.notify_one(),
                     Err(err) => {
+                        (self.evaluator, self.policy, self.silenced, self.muted) = saved;
                         tracing::warn!(error = %err, "alert evaluation not stored; it runs again next tick")
                     }
                 }

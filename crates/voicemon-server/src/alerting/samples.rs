@@ -24,6 +24,14 @@ pub async fn samples(
     now_ms: i64,
 ) -> Result<Vec<Sample>, StoreError> {
     let window = TimeRange { from_ms: now_ms - rule.window.as_millis() as i64, to_ms: now_ms + 1 };
+    let health_based = matches!(
+        rule.metric,
+        Metric::BreakerOpenSeconds | Metric::WorkerMemoryPercent | Metric::ProviderDownSeconds
+    );
+    if let (true, Some(error)) = (health_based, &health.facts_error) {
+        // No facts is not "no problem": keep the alerts as they are until facts return.
+        return Err(StoreError::Unavailable(error.clone()));
+    }
     Ok(match rule.metric {
         Metric::Latency { component, quantile } => {
             let minutes =

@@ -143,8 +143,8 @@ pub struct NewSilence {
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     match principal {
         Principal::Open => Ok(()),
-        Principal::Key(key) if key.role == Role::Admin => Ok(()),
-        Principal::Key(_) => Err(ApiError::Forbidden("silences need an admin key".into())),
+        Principal::Key(key) if key.role == Role::Admin && key.tenant_id.is_none() => Ok(()),
+        Principal::Key(_) => Err(ApiError::Forbidden("silences need an admin key for every tenant".into())),
     }
 }
 

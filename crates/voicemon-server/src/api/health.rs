@@ -4,7 +4,7 @@
 use crate::api::error::ApiError;
 use crate::api::query::Params;
 use crate::health::sampler::{Sample, PLATFORM};
-use crate::health::{report, HealthReport};
+use crate::health::{report, Depth, HealthReport};
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -35,8 +35,15 @@ pub async fn get_health(
     let principal = state.keys.authenticate(&headers).await?;
     let tenant = principal.read_scope(params.get("tenant_id"))?;
     let now_ms = state.clock.now_ms();
-    let now =
-        report(state.store.as_ref(), &state.redis, &state.health_rules, tenant.as_deref(), now_ms).await;
+    let now = report(
+        state.store.as_ref(),
+        &state.redis,
+        &state.health_rules,
+        tenant.as_deref(),
+        now_ms,
+        Depth::Full,
+    )
+    .await;
     let history = match (params.get("from"), params.get("to")) {
         (None, None) => None,
         (from, to) => {

@@ -87,7 +87,7 @@ pub async fn get_latency(
         component,
         source: Source::Turn,
         agent_id: params.get("agent_id").map(str::to_owned),
-        provider: params.get("provider").map(str::to_owned),
+        provider: params.get("provider").map(str::to_ascii_lowercase),
         model: params.get("model").map(str::to_owned),
     };
     // Whole-hour steps may read hour rollups: an hour never straddles two such steps.

@@ -120,8 +120,21 @@ pub struct HealthReport {
     pub database: DatabaseAnswer,
     pub redis: RedisHealth,
     /// Alert receivers: a broken one answered a 4xx other than 429 (wrong URL, revoked
-    /// webhook) and needs a person.
-    pub receivers: Vec<ReceiverState>,
+    /// webhook) and needs a person. Absent for tenant-scoped keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receivers: Option<Vec<ReceiverState>>,
+    /// Set when the facts could not be read: the lists above are then incomplete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts_error: Option<String>,
+}
+
+/// How much provider history a report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Uptime over 1 h, 24 h and 7 d (the API).
+    Full,
+    /// The last hour only: status, down-since and 1 h uptime (alert ticks, samples).
+    Recent,
 }
 
 /// Gathers and judges everything, as of `now_ms`.
@@ -131,20 +144,23 @@ pub async fn report(
     rules: &HealthRules,
     tenant_id: Option<&str>,
     now_ms: i64,
+    depth: Depth,
 ) -> HealthReport {
     let mut verdict = Verdict::default();
     let database = database(store).await;
     if !database.reachable {
         verdict.add(Overall::Critical, format!("voicemon's database ({}) is not answering", store.backend()));
     }
-    let facts = Facts::gather(store, tenant_id, now_ms).await;
-    if let Err(err) = &facts {
+    let facts = Facts::gather(store, tenant_id, now_ms, depth).await;
+    let facts_error = facts.as_ref().err().map(|err| {
         tracing::warn!(error = %err, "health: could not read facts");
-    }
+        verdict.add(Overall::Degraded, "voicemon could not read its health facts; the lists are incomplete");
+        err.to_string()
+    });
     let facts = facts.unwrap_or_default();
     let workers = workers(&facts.workers, now_ms, rules, &mut verdict);
     let breakers = breakers(&facts.breakers, now_ms, &mut verdict);
-    let providers = providers(&facts, &breakers, now_ms, rules, &mut verdict);
+    let providers = providers(&facts, &breakers, now_ms, rules, depth, &mut verdict);
     let redis = redis.health();
     if redis.reachable == Some(false) {
         verdict.add(
@@ -153,7 +169,7 @@ pub async fn report(
         );
     }
     let receivers = store.receiver_states().await.unwrap_or_default();
-    for receiver in receivers.iter().filter(|r| r.broken) {
+    for receiver in receivers.iter().filter(|r| r.broken && tenant_id.is_none()) {
         verdict.add(
             Overall::Degraded,
             format!(
@@ -173,7 +189,8 @@ pub async fn report(
         providers,
         database,
         redis,
-        receivers,
+        receivers: tenant_id.is_none().then_some(receivers),
+        facts_error,
     }
 }
 
@@ -188,11 +205,20 @@ struct Facts {
 }
 
 impl Facts {
-    async fn gather(store: &dyn Store, tenant: Option<&str>, now_ms: i64) -> Result<Facts, StoreError> {
+    async fn gather(
+        store: &dyn Store,
+        tenant: Option<&str>,
+        now_ms: i64,
+        depth: Depth,
+    ) -> Result<Facts, StoreError> {
+        let lookback = match depth {
+            Depth::Full => 7 * DAY_MS,
+            Depth::Recent => HOUR_MS,
+        };
         Ok(Facts {
             workers: store.workers(tenant).await?,
             breakers: store.breaker_changes(tenant, now_ms - DAY_MS).await?,
-            minutes: store.provider_minutes(tenant, now_ms - 7 * DAY_MS).await?,
+            minutes: store.provider_minutes(tenant, now_ms - lookback).await?,
             latency: store.provider_latency(tenant, now_ms - HOUR_MS).await?,
             errors: store.provider_errors(tenant, now_ms - DAY_MS).await?,
         })
@@ -323,8 +349,10 @@ fn providers(
     breakers: &[BreakerAnswer],
     now_ms: i64,
     rules: &HealthRules,
+    depth: Depth,
     verdict: &mut Verdict,
 ) -> Vec<ProviderAnswer> {
+    let full = depth == Depth::Full;
     let mut minutes: BTreeMap<&str, Vec<ProviderMinute>> = BTreeMap::new();
     for row in &facts.minutes {
         let minute = ProviderMinute { start_ms: row.start_ms, requests: row.requests, errors: row.errors };
@@ -358,8 +386,10 @@ fn providers(
             errors_last_minute: recent.map(|m| m.errors).sum(),
             uptime_percent: Uptime {
                 hour: uptime_percent(&minutes, now_ms - HOUR_MS, now_ms + 1, rules),
-                day: uptime_percent(&minutes, now_ms - DAY_MS, now_ms + 1, rules),
-                week: uptime_percent(&minutes, now_ms - 7 * DAY_MS, now_ms + 1, rules),
+                day: full.then(|| uptime_percent(&minutes, now_ms - DAY_MS, now_ms + 1, rules)).flatten(),
+                week: full
+                    .then(|| uptime_percent(&minutes, now_ms - 7 * DAY_MS, now_ms + 1, rules))
+                    .flatten(),
             },
             errors_24h: facts
                 .errors

@@ -6,7 +6,7 @@
 //! Redis and worker totals. Per-tenant worker lists are not sampled (with 1 000 tenants they
 //! would dominate storage); a tenant's current state is always in the live answer.
 
-use super::{report, HealthReport, RedisMonitor};
+use super::{report, Depth, HealthReport, RedisMonitor};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,7 +127,7 @@ pub async fn take_sample(
     rules: &HealthRules,
     now_ms: i64,
 ) -> Result<(), voicemon_store::StoreError> {
-    let report = report(store, redis, rules, None, now_ms).await;
+    let report = report(store, redis, rules, None, now_ms, Depth::Recent).await;
     let sample = serde_json::to_string(&Sample::of(&report)).unwrap_or_default();
     store.put_health_sample(PLATFORM, minute_of(now_ms), sample).await
 }

@@ -243,6 +243,7 @@ async fn send(client: &reqwest::Client, receiver: &Receiver, payload: &str) -> A
             let body = response.text().await.unwrap_or_default();
             Attempt::Status { code, retry_after, body }
         }
-        Err(err) => Attempt::Network(err.to_string()),
+        // reqwest's message names the URL, which for Slack is a secret.
+        Err(err) => Attempt::Network(err.without_url().to_string()),
     }
 }

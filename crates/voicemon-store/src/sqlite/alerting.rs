@@ -95,8 +95,13 @@ fn insert_history(conn: &Connection, entry: &HistoryEntry) -> rusqlite::Result<(
 
 pub fn due_outbox(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<OutboxItem>> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, receiver, rule, payload, created_ms, next_attempt_ms, attempts FROM outbox
-         WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
+        "SELECT id, receiver, rule, payload, created_ms, next_attempt_ms, attempts FROM outbox o
+         WHERE status = 'pending' AND next_attempt_ms <= ?1
+           -- One rule's messages reach a receiver in order: a resolved message never
+           -- overtakes the firing one still being retried.
+           AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' AND e.receiver = o.receiver
+                           AND e.rule = o.rule AND e.id < o.id)
+         ORDER BY id LIMIT ?2",
     )?;
     let rows = statement.query_map(params![now_ms, limit as i64], |row| {
         Ok(OutboxItem {

@@ -49,7 +49,8 @@ pub fn call_cost(
         .query_row(
             &format!(
                 "SELECT id, tenant_id, call_id, trace_id, first_ms, duration_s, status FROM calls
-                 WHERE {column} = ?1 AND (?2 IS NULL OR tenant_id = ?2) ORDER BY first_ms DESC LIMIT 1"
+                 WHERE {column} = ?1 {} ORDER BY first_ms DESC LIMIT 1",
+                if tenant_id.is_some() { "AND tenant_id = ?2" } else { "AND ?2 IS NULL" }
             ),
             params![value, tenant_id],
             |row| {

@@ -5,6 +5,13 @@ use rusqlite::{params, Connection};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
+/// `sql` with `{tenant}` replaced by `AND tenant_id = ?1` when a tenant is given (so the
+/// tenant-first primary key serves it) and by `AND ?1 IS NULL` otherwise: a
+/// `(?1 IS NULL OR tenant_id = ?1)` would make SQLite scan every tenant's rows.
+pub fn tenant_scoped(sql: &str, tenant_id: Option<&str>) -> String {
+    sql.replace("{tenant}", if tenant_id.is_some() { "AND tenant_id = ?1" } else { "AND ?1 IS NULL" })
+}
+
 pub fn workers(conn: &Connection, tenant_id: Option<&str>) -> rusqlite::Result<Vec<WorkerRow>> {
     let mut statement = conn.prepare_cached(
         "SELECT tenant_id, worker_id, last_ms, memory_used_bytes, memory_limit_bytes, cpu_percent, active_calls
@@ -69,11 +76,11 @@ pub fn provider_minutes(
     tenant_id: Option<&str>,
     since_ms: i64,
 ) -> rusqlite::Result<Vec<ProviderMinuteRow>> {
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(&tenant_scoped(
         "SELECT provider, start_ms, sum(requests), sum(errors) FROM provider_minutes
-         WHERE start_ms >= ?2 AND (?1 IS NULL OR tenant_id = ?1)
-         GROUP BY provider, start_ms ORDER BY provider, start_ms",
-    )?;
+             WHERE start_ms >= ?2 {tenant} GROUP BY provider, start_ms ORDER BY provider, start_ms",
+        tenant_id,
+    ))?;
     let rows = statement.query_map(params![tenant_id, since_ms], |row| {
         Ok(ProviderMinuteRow {
             provider: row.get(0)?,
@@ -90,9 +97,10 @@ pub fn provider_latency(
     tenant_id: Option<&str>,
     since_ms: i64,
 ) -> rusqlite::Result<Vec<(String, LatencySketch)>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT provider, sketch FROM provider_minutes WHERE start_ms >= ?2 AND (?1 IS NULL OR tenant_id = ?1)",
-    )?;
+    let mut statement = conn.prepare_cached(&tenant_scoped(
+        "SELECT provider, sketch FROM provider_minutes WHERE start_ms >= ?2 {tenant}",
+        tenant_id,
+    ))?;
     let mut rows = statement.query(params![tenant_id, since_ms])?;
     let mut merged: std::collections::BTreeMap<String, LatencySketch> = Default::default();
     while let Some(row) = rows.next()? {
@@ -109,11 +117,11 @@ pub fn provider_errors(
     tenant_id: Option<&str>,
     since_ms: i64,
 ) -> rusqlite::Result<Vec<ProviderErrorCount>> {
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(&tenant_scoped(
         "SELECT provider, error, sum(count) FROM provider_errors
-         WHERE start_ms >= ?2 AND (?1 IS NULL OR tenant_id = ?1)
-         GROUP BY provider, error ORDER BY provider, sum(count) DESC",
-    )?;
+             WHERE start_ms >= ?2 {tenant} GROUP BY provider, error ORDER BY provider, sum(count) DESC",
+        tenant_id,
+    ))?;
     let rows = statement.query_map(params![tenant_id, since_ms], |row| {
         Ok(ProviderErrorCount {
             provider: row.get(0)?,
@@ -159,6 +167,8 @@ pub fn prune(conn: &mut Connection, before_ms: i64) -> rusqlite::Result<u64> {
         "DELETE FROM health_samples WHERE minute_ms < ?1",
         "DELETE FROM provider_minutes WHERE start_ms < ?1",
         "DELETE FROM provider_errors WHERE start_ms < ?1",
+        "DELETE FROM heartbeats WHERE ts_ms < ?1",
+        "DELETE FROM provider_requests WHERE ts_ms < ?1",
     ] {
         removed += tx.execute(sql, [before_ms])? as u64;
     }

@@ -5,6 +5,8 @@ use rusqlite::{params, Connection};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{hour_of, TimeRange, HOUR_MS};
 
+use super::health::tenant_scoped;
+
 pub fn latency_sketches(
     conn: &Connection,
     filter: &LatencyFilter,
@@ -82,10 +84,11 @@ pub fn ended_calls(
     tenant_id: Option<&str>,
     range: TimeRange,
 ) -> rusqlite::Result<Vec<EndedCall>> {
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(&tenant_scoped(
         "SELECT ended_ms, status, ended_reason, duration_s, objective FROM calls
-         WHERE (?1 IS NULL OR tenant_id = ?1) AND ended_ms >= ?2 AND ended_ms < ?3",
-    )?;
+         WHERE ended_ms >= ?2 AND ended_ms < ?3 {tenant}",
+        tenant_id,
+    ))?;
     let rows = statement.query_map(params![tenant_id, range.from_ms, range.to_ms], |row| {
         Ok(EndedCall {
             ended_ms: row.get(0)?,
@@ -103,10 +106,11 @@ pub fn started_calls(
     tenant_id: Option<&str>,
     range: TimeRange,
 ) -> rusqlite::Result<(u64, u64)> {
-    conn.prepare_cached(
+    conn.prepare_cached(&tenant_scoped(
         "SELECT count(*), count(*) FILTER (WHERE ended_ms IS NULL) FROM calls
-         WHERE (?1 IS NULL OR tenant_id = ?1) AND started_ms >= ?2 AND started_ms < ?3",
-    )?
+         WHERE started_ms >= ?2 AND started_ms < ?3 {tenant}",
+        tenant_id,
+    ))?
     .query_row(params![tenant_id, range.from_ms, range.to_ms], |row| {
         Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
     })

@@ -40,6 +40,9 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (tenant_id, call_id)
     );
     CREATE INDEX calls_by_first ON calls (tenant_id, first_ms);
+    -- Every tenant's calls by time (alert rules on cost), and calls by id (admin lookups).
+    CREATE INDEX calls_by_first_time ON calls (first_ms);
+    CREATE INDEX calls_by_call_id ON calls (call_id);
     CREATE INDEX calls_by_trace ON calls (trace_id) WHERE trace_id IS NOT NULL;
     CREATE INDEX calls_by_end ON calls (tenant_id, ended_ms) WHERE ended_ms IS NOT NULL;
     CREATE INDEX calls_by_start ON calls (tenant_id, started_ms) WHERE started_ms IS NOT NULL;
@@ -99,7 +102,7 @@ const MIGRATIONS: &[&str] = &[
         error     TEXT,
         call      INTEGER
     );
-    CREATE INDEX provider_requests_by_time ON provider_requests (provider, ts_ms);
+    CREATE INDEX provider_requests_by_time ON provider_requests (ts_ms);
 
     CREATE TABLE breaker_changes (
         tenant_id TEXT NOT NULL,
@@ -119,7 +122,7 @@ const MIGRATIONS: &[&str] = &[
         cpu_percent        REAL NOT NULL,
         active_calls       INTEGER NOT NULL
     );
-    CREATE INDEX heartbeats_by_worker ON heartbeats (worker_id, ts_ms);
+    CREATE INDEX heartbeats_by_time ON heartbeats (ts_ms);
 
     -- Per-minute DDSketch rollups (voicemon_core::sketch encoding), merged on conflict,
     -- and the same per hour for long ranges. start_ms is the minute's (hour's) start.
