@@ -173,28 +173,69 @@ pub fn spawn_dispatcher(
                     continue;
                 }
             };
+            // Receivers are served side by side, so a slow one (up to the request timeout
+            // per message) never holds up the others; each one's messages go in order.
+            let mut by_receiver: BTreeMap<String, Vec<OutboxItem>> = BTreeMap::new();
             for item in due {
-                let Some(receiver) = receivers.get(&item.receiver) else {
-                    let error = format!("receiver `{}` is no longer configured", item.receiver);
-                    record(&store, &item, Delivery::Failed { at_ms: now_ms, error, broken: false }).await;
+                by_receiver.entry(item.receiver.clone()).or_default().push(item);
+            }
+            let mut sending = tokio::task::JoinSet::new();
+            for (name, items) in by_receiver {
+                let Some(receiver) = receivers.get(&name).cloned() else {
+                    for item in items {
+                        let error = format!("receiver `{name}` is no longer configured");
+                        record(&store, &item, Delivery::Failed { at_ms: now_ms, error, broken: false }).await;
+                    }
                     continue;
                 };
-                if receiver.kind == ReceiverKind::Slack
-                    && last_sent.get(&receiver.name).is_some_and(|at| at.elapsed() < config.slack_interval)
-                {
-                    continue;
+                let lane = Lane {
+                    store: Arc::clone(&store),
+                    client: client.clone(),
+                    clock: Arc::clone(&clock),
+                    config,
+                    last_sent: last_sent.get(&name).copied(),
+                };
+                sending.spawn(lane.deliver(receiver, items));
+            }
+            while let Some(done) = sending.join_next().await {
+                if let Ok((name, Some(at))) = done {
+                    last_sent.insert(name, at);
                 }
-                let attempt = send(&client, receiver, &item.payload).await;
-                if receiver.kind == ReceiverKind::Slack {
-                    last_sent.insert(receiver.name.clone(), Instant::now());
-                }
-                let jitter = rand::rng().random_range(0.5..1.5);
-                let delivery = classify(&attempt, &item, clock.now_ms(), &config, jitter);
-                log_delivery(receiver, &item, &delivery);
-                record(&store, &item, delivery).await;
             }
         }
     })
+}
+
+/// One receiver's share of a dispatch round.
+struct Lane {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    config: DeliveryConfig,
+    /// When this receiver was last sent to (Slack pacing).
+    last_sent: Option<Instant>,
+}
+
+impl Lane {
+    /// Sends `items` in order; a Slack webhook gets at most one per `slack_interval`, the
+    /// rest waiting for a later round. Returns when the receiver was last sent to.
+    async fn deliver(mut self, receiver: Receiver, items: Vec<OutboxItem>) -> (String, Option<Instant>) {
+        for item in items {
+            let paced = receiver.kind == ReceiverKind::Slack;
+            if paced && self.last_sent.is_some_and(|at| at.elapsed() < self.config.slack_interval) {
+                break;
+            }
+            let attempt = send(&self.client, &receiver, &item.payload).await;
+            if paced {
+                self.last_sent = Some(Instant::now());
+            }
+            let jitter = rand::rng().random_range(0.5..1.5);
+            let delivery = classify(&attempt, &item, self.clock.now_ms(), &self.config, jitter);
+            log_delivery(&receiver, &item, &delivery);
+            record(&self.store, &item, delivery).await;
+        }
+        (receiver.name, self.last_sent)
+    }
 }
 
 fn log_delivery(receiver: &Receiver, item: &OutboxItem, delivery: &Delivery) {
