@@ -21,6 +21,16 @@ impl Server {
     /// inside `data_dir`'s parent, where no voicemon.toml is), plus `extra` flags, and
     /// waits for the log line saying where it listens.
     pub fn start(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, config, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables, e.g. `DATABASE_URL`.
+    pub fn start_with_env(
+        data_dir: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut command = Command::new(BIN);
         command.args(["serve", "--port", "0", "--data-dir"]).arg(data_dir);
         if let Some(config) = config {
@@ -36,6 +46,7 @@ impl Server {
             .env_remove("METRICS_API_PORT")
             .env_remove("REDIS_URL")
             .env_remove("SLACK_WEBHOOK_URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
