@@ -514,6 +514,56 @@ async fn variables(client: &Client, dashboard: &Dashboard) -> BTreeMap<String, V
     variables
 }
 
+/// A dashboard's time range and step.
+struct Step {
+    interval: Duration,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl Step {
+    fn context(&self, variables: BTreeMap<String, Variable>) -> Context {
+        Context { from: self.from, to: self.to, interval: self.interval, variables }
+    }
+}
+
+/// The last hour by minutes (minute rollups only), and a day by hours ending after the
+/// current hour, so that hour lies wholly inside the range and the hour rollup answers.
+fn steps(now: DateTime<Utc>) -> [Step; 2] {
+    let now = now.duration_trunc(chrono::Duration::seconds(1)).expect("a whole second");
+    let hour = now.duration_trunc(chrono::Duration::hours(1)).expect("a whole hour");
+    let hours = chrono::Duration::hours;
+    [
+        Step { interval: Duration::from_secs(60), from: now - hours(1), to: now },
+        Step { interval: Duration::from_secs(3600), from: hour - hours(24), to: hour + hours(1) },
+    ]
+}
+
+/// Expands one query for `context`, runs it and says what is wrong with it, if anything.
+async fn check_query(client: &Client, query: &Query, context: &Context) -> Vec<String> {
+    let at = format!("{} · {} · step {:?}", query.file, query.title, context.interval);
+    let sql = match expand(&query.sql, context) {
+        Ok(sql) => sql,
+        Err(err) => return vec![format!("{at}: {err}")],
+    };
+    match run(client, &sql).await {
+        Ok(answer) => answer_problems(query, &answer).into_iter().map(|p| format!("{at}: {p}")).collect(),
+        Err(err) => vec![format!("{at}: {err}\n{sql}")],
+    }
+}
+
+/// Whether the hour rollup had rows for the hour step's panels to read.
+async fn hour_rollups_in_range(client: &Client, step: &Step) -> Option<String> {
+    let (from, to) = (macros::rfc3339_nano(step.from), macros::rfc3339_nano(step.to));
+    let sql = format!(
+        "SELECT count(*) FROM latency_hour WHERE start_at >= '{from}' AND start_at + interval '1 hour' <= '{to}'"
+    );
+    let hours = run(client, &sql).await.expect("counts hour rollups");
+    (hours.rows[0][0].as_deref() == Some("0")).then(|| {
+        "no hour rollup lies inside the 1-hour step's range: the hour branch went untested".to_owned()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_panel_query_answers_its_columns_with_rows_from_voicemons_own_data() {
     let Ok(admin_url) = std::env::var(DATABASE_ENV) else {
@@ -539,54 +589,22 @@ async fn every_panel_query_answers_its_columns_with_rows_from_voicemons_own_data
     wait_for_history(&server, started).await;
     let client = connect(&database_url).await;
 
-    let now = Utc::now().duration_trunc(chrono::Duration::seconds(1)).expect("a whole second");
-    let hour = now.duration_trunc(chrono::Duration::hours(1)).expect("a whole hour");
-    let steps = [
-        // The last hour by minutes: every rollup row is a minute row.
-        (Duration::from_secs(60), now - chrono::Duration::hours(1), now),
-        // A day by hours, ending after the current hour so that hour lies wholly inside
-        // the range and the hour rollup answers for it.
-        (Duration::from_secs(3600), hour - chrono::Duration::hours(24), hour + chrono::Duration::hours(1)),
-    ];
+    let steps = steps(Utc::now());
     let mut problems = Vec::new();
     let mut checked = 0;
     for dashboard in dashboards() {
         let variables = variables(&client, &dashboard).await;
-        assert!(
-            variables["tenant"].values.len() >= 2,
-            "the demo has several tenants: {:?}",
-            variables["tenant"]
-        );
-        for (interval, from, to) in &steps {
-            let context = Context { from: *from, to: *to, interval: *interval, variables: variables.clone() };
+        let tenants = &variables["tenant"].values;
+        assert!(tenants.len() >= 2, "the demo has several tenants: {tenants:?}");
+        for step in &steps {
+            let context = step.context(variables.clone());
             for query in queries(&dashboard) {
-                let at = format!("{} · {} · step {interval:?}", query.file, query.title);
-                let sql = match expand(&query.sql, &context) {
-                    Ok(sql) => sql,
-                    Err(err) => {
-                        problems.push(format!("{at}: {err}"));
-                        continue;
-                    }
-                };
                 checked += 1;
-                match run(&client, &sql).await {
-                    Ok(answer) => problems
-                        .extend(answer_problems(&query, &answer).into_iter().map(|p| format!("{at}: {p}"))),
-                    Err(err) => problems.push(format!("{at}: {err}\n{sql}")),
-                }
+                problems.extend(check_query(&client, &query, &context).await);
             }
         }
     }
-    let (_, from, to) = steps[1];
-    let (from, to) = (macros::rfc3339_nano(from), macros::rfc3339_nano(to));
-    let hours = format!(
-        "SELECT count(*) FROM latency_hour WHERE start_at >= '{from}' AND start_at + interval '1 hour' <= '{to}'"
-    );
-    let hours = run(&client, &hours).await.expect("counts hour rollups");
-    if hours.rows[0][0].as_deref() == Some("0") {
-        problems
-            .push("no hour rollup lies inside the 1-hour step's range: the hour branch went untested".into());
-    }
+    problems.extend(hour_rollups_in_range(&client, &steps[1]).await);
     problems.extend(latency_table_matches_the_api(&server, &client, started).await);
     drop(server);
     drop(schema);
