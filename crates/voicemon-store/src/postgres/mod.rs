@@ -232,15 +232,25 @@ impl Store for PostgresStore {
     }
 
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
-        self.record(self.ensure_partitions(&events).await)?;
-        let result = self.write_events(events).await;
-        if result.is_err() {
-            // Notes inserted by a rolled-back transaction do not exist: forget them.
-            if let Ok(mut notes) = self.cost_notes.lock() {
-                notes.clear();
+        let events = Arc::new(events);
+        let mut retried = false;
+        loop {
+            self.record(self.ensure_partitions(&events).await)?;
+            let result = self.write_events(Arc::clone(&events)).await;
+            if result.is_err() {
+                // Notes inserted by a rolled-back transaction do not exist: forget them.
+                if let Ok(mut notes) = self.cost_notes.lock() {
+                    notes.clear();
+                }
             }
+            if !retried && result.as_ref().is_err_and(schema::is_missing_partition) {
+                // Another instance dropped a partition this one still knew of: look again, once.
+                retried = true;
+                self.forget_partitions();
+                continue;
+            }
+            return self.record(result);
         }
-        self.record(result)
     }
 
     async fn latency_sketches(

@@ -21,7 +21,10 @@ use voicemon_core::window::{hour_of, minute_of};
 pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
 
 impl PostgresStore {
-    pub(super) async fn write_events(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
+    pub(super) async fn write_events(
+        &self,
+        events: Arc<Vec<IngestEvent>>,
+    ) -> Result<WriteOutcome, StoreError> {
         let notes = Arc::clone(&self.cost_notes);
         self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await
     }
@@ -30,7 +33,7 @@ impl PostgresStore {
 async fn write_batch(
     tx: &Transaction<'_>,
     notes: NoteCache,
-    events: Vec<IngestEvent>,
+    events: Arc<Vec<IngestEvent>>,
 ) -> Result<WriteOutcome, StoreError> {
     let stored = claim_ids(tx, &events).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();

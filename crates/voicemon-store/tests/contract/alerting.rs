@@ -11,9 +11,7 @@ use voicemon_core::alerting::fingerprint;
 use voicemon_core::alerting::policy::NotifyRecord;
 use voicemon_core::alerting::silence::{Matcher, Silence};
 use voicemon_core::alerting::Labels;
-use voicemon_store::{
-    AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState, Store, StoreError,
-};
+use voicemon_store::{AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState, Store, StoreError};
 
 const LATENCY: &str = "turn_latency_p95";
 const COST: &str = "cost_per_minute";
@@ -55,7 +53,15 @@ fn history(kind: &str, rule: &str, at_ms: i64, value: Option<f64>) -> HistoryEnt
     }
 }
 
-fn outbox(id: i64, receiver: &str, rule: &str, payload: &str, created_ms: i64, next_ms: i64, attempts: u32) -> OutboxItem {
+fn outbox(
+    id: i64,
+    receiver: &str,
+    rule: &str,
+    payload: &str,
+    created_ms: i64,
+    next_ms: i64,
+    attempts: u32,
+) -> OutboxItem {
     OutboxItem {
         id,
         receiver: receiver.into(),
@@ -86,14 +92,20 @@ fn by_fingerprint(mut alerts: Vec<Alert>) -> Vec<Alert> {
 async fn save_two_ticks(store: &dyn Store) {
     let first = AlertingTick {
         now_ms: at(10, 0),
-        upsert_alerts: vec![alert(LATENCY, AlertState::Pending, 912.5), alert(COST, AlertState::Firing, 0.31)],
+        upsert_alerts: vec![
+            alert(LATENCY, AlertState::Pending, 912.5),
+            alert(COST, AlertState::Firing, 0.31),
+        ],
         upsert_records: vec![record(COST, at(10, 0), at(10, 0))],
         outbox: vec![
             ("slack".into(), COST.into(), r#"{"status":"firing"}"#.into()),
             ("webhook".into(), COST.into(), r#"{"status":"firing","to":"webhook"}"#.into()),
             ("slack".into(), LATENCY.into(), r#"{"status":"pending"}"#.into()),
         ],
-        history: vec![history("pending", LATENCY, at(10, 0), Some(912.5)), history("fired", COST, at(10, 0), Some(0.31))],
+        history: vec![
+            history("pending", LATENCY, at(10, 0), Some(912.5)),
+            history("fired", COST, at(10, 0), Some(0.31)),
+        ],
         ..AlertingTick::default()
     };
     store.save_alerting(first).await.expect("the first tick is stored");
@@ -120,7 +132,11 @@ async fn ticks(store: Arc<dyn Store>) -> Transcript {
     t.check("nothing at first", store.load_alerting(at(10, 0)).await.unwrap(), Default::default());
     save_two_ticks(&*store).await;
     let state = store.load_alerting(at(10, 1)).await.unwrap();
-    t.check("the alert left active", by_fingerprint(state.alerts), vec![alert(COST, AlertState::Firing, 0.35)]);
+    t.check(
+        "the alert left active",
+        by_fingerprint(state.alerts),
+        vec![alert(COST, AlertState::Firing, 0.35)],
+    );
     t.check("the notification log", state.records, vec![record(COST, at(10, 0), at(10, 1))]);
     let third = AlertingTick {
         now_ms: at(10, 2),
@@ -147,7 +163,8 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
         async move { store.due_outbox(now_ms, limit).await.expect("the outbox reads") }
     };
     let first = outbox(1, "slack", COST, r#"{"status":"firing"}"#, at(10, 0), at(10, 0), 0);
-    let to_webhook = outbox(2, "webhook", COST, r#"{"status":"firing","to":"webhook"}"#, at(10, 0), at(10, 0), 0);
+    let to_webhook =
+        outbox(2, "webhook", COST, r#"{"status":"firing","to":"webhook"}"#, at(10, 0), at(10, 0), 0);
     let pending = outbox(3, "slack", LATENCY, r#"{"status":"pending"}"#, at(10, 0), at(10, 0), 0);
     let resolved = outbox(4, "slack", COST, r#"{"status":"resolved"}"#, at(10, 1), at(10, 1), 0);
     t.check("nothing is due before it was created", due(at(9, 59), 10).await, Vec::new());
@@ -156,7 +173,11 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
         due(at(10, 1), 10).await,
         vec![first.clone(), to_webhook.clone(), pending.clone()],
     );
-    t.check("oldest first, at most `limit`", due(at(10, 1), 2).await, vec![first.clone(), to_webhook.clone()]);
+    t.check(
+        "oldest first, at most `limit`",
+        due(at(10, 1), 2).await,
+        vec![first.clone(), to_webhook.clone()],
+    );
 
     let retry = Delivery::Retry { next_attempt_ms: at(10, 5), error: "HTTP 503".into() };
     store.record_delivery(&first, retry).await.expect("the retry is recorded");
@@ -184,7 +205,11 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
         ],
     );
     let retried = outbox(1, "slack", COST, r#"{"status":"firing"}"#, at(10, 0), at(10, 5), 1);
-    t.check("the retry is due at its time, one attempt made", due(at(10, 5), 10).await, vec![retried.clone()]);
+    t.check(
+        "the retry is due at its time, one attempt made",
+        due(at(10, 5), 10).await,
+        vec![retried.clone()],
+    );
     store.record_delivery(&retried, Delivery::Sent { at_ms: at(10, 5) }).await.unwrap();
     t.check("then the resolved message follows", due(at(10, 5), 10).await, vec![resolved]);
     t.check(
@@ -227,8 +252,16 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
     );
     t.check("of one tenant", read(morning, None, Some("acme"), 100).await, everything[3..].to_vec());
     t.check("at most `limit`", read(morning, None, None, 2).await, everything[..2].to_vec());
-    t.check("in a range", read(range(at(10, 1), at(10, 5)), None, None, 100).await, everything[1..4].to_vec());
-    t.check("of a rule and tenant", read(morning, Some(COST), Some("acme"), 100).await, vec![everything[4].clone()]);
+    t.check(
+        "in a range",
+        read(range(at(10, 1), at(10, 5)), None, None, 100).await,
+        everything[1..4].to_vec(),
+    );
+    t.check(
+        "of a rule and tenant",
+        read(morning, Some(COST), Some("acme"), 100).await,
+        vec![everything[4].clone()],
+    );
     t
 }
 
@@ -262,17 +295,41 @@ async fn silences(store: Arc<dyn Store>) -> Transcript {
     let mut t = Transcript::of(&*store);
     store.create_silence(silence("s-2", at(10, 30))).await.expect("a silence is stored");
     store.create_silence(silence("s-1", at(11, 0))).await.expect("a silence is stored");
-    t.check("a silence id is unique", error_kind(store.create_silence(silence("s-1", at(12, 0))).await), "internal".into());
-    t.check("silences by id", store.silences(at(10, 0)).await.unwrap(), vec![silence("s-1", at(11, 0)), silence("s-2", at(10, 30))]);
-    t.check("expiring ends it now", store.expire_silence("s-1", at(10, 10)).await.unwrap(), silence("s-1", at(10, 10)));
-    t.check("so it is no longer listed", store.silences(at(10, 20)).await.unwrap(), vec![silence("s-2", at(10, 30))]);
-    t.check("nor loaded", store.load_alerting(at(10, 20)).await.unwrap().silences, vec![silence("s-2", at(10, 30))]);
+    t.check(
+        "a silence id is unique",
+        error_kind(store.create_silence(silence("s-1", at(12, 0))).await),
+        "internal".into(),
+    );
+    t.check(
+        "silences by id",
+        store.silences(at(10, 0)).await.unwrap(),
+        vec![silence("s-1", at(11, 0)), silence("s-2", at(10, 30))],
+    );
+    t.check(
+        "expiring ends it now",
+        store.expire_silence("s-1", at(10, 10)).await.unwrap(),
+        silence("s-1", at(10, 10)),
+    );
+    t.check(
+        "so it is no longer listed",
+        store.silences(at(10, 20)).await.unwrap(),
+        vec![silence("s-2", at(10, 30))],
+    );
+    t.check(
+        "nor loaded",
+        store.load_alerting(at(10, 20)).await.unwrap().silences,
+        vec![silence("s-2", at(10, 30))],
+    );
     t.check(
         "expiring an ended silence keeps its end",
         store.expire_silence("s-2", at(10, 50)).await.unwrap(),
         silence("s-2", at(10, 30)),
     );
-    t.check("an unknown silence", error_kind(store.expire_silence("nope", at(10, 50)).await), "not found".into());
+    t.check(
+        "an unknown silence",
+        error_kind(store.expire_silence("nope", at(10, 50)).await),
+        "not found".into(),
+    );
     t.check("none left", store.silences(at(10, 30)).await.unwrap(), Vec::new());
     t
 }

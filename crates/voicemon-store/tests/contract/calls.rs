@@ -43,7 +43,11 @@ async fn start_and_end_in_any_order(store: Arc<dyn Store>) -> Transcript {
     store.write_batch(second).await.expect("the second batch is stored");
 
     let hour = range(at(10, 0), at(11, 0));
-    t.check("acme started four calls, one still open", store.started_calls(Some("acme"), hour).await.unwrap(), (4, 1));
+    t.check(
+        "acme started four calls, one still open",
+        store.started_calls(Some("acme"), hour).await.unwrap(),
+        (4, 1),
+    );
     t.check("every tenant started five", store.started_calls(None, hour).await.unwrap(), (5, 1));
     t.check("globex started one", store.started_calls(Some("globex"), hour).await.unwrap(), (1, 0));
     t.check(
@@ -52,13 +56,14 @@ async fn start_and_end_in_any_order(store: Arc<dyn Store>) -> Transcript {
         (1, 0),
     );
 
-    let ended = |ended_ms, status: &str, reason: Option<&str>, duration_s, objective: Option<&str>| EndedCall {
-        ended_ms,
-        status: status.into(),
-        ended_reason: reason.map(Into::into),
-        duration_s,
-        objective: objective.map(Into::into),
-    };
+    let ended =
+        |ended_ms, status: &str, reason: Option<&str>, duration_s, objective: Option<&str>| EndedCall {
+            ended_ms,
+            status: status.into(),
+            ended_reason: reason.map(Into::into),
+            duration_s,
+            objective: objective.map(Into::into),
+        };
     t.check(
         "acme's ended calls, each with what its start and end said",
         by_end(store.ended_calls(Some("acme"), hour).await.unwrap()),
@@ -68,11 +73,7 @@ async fn start_and_end_in_any_order(store: Arc<dyn Store>) -> Transcript {
             ended(at(10, 30), "abandoned", None, 12.5, None),
         ],
     );
-    t.check(
-        "every tenant's ended calls",
-        by_end(store.ended_calls(None, hour).await.unwrap()).len(),
-        4,
-    );
+    t.check("every tenant's ended calls", by_end(store.ended_calls(None, hour).await.unwrap()).len(), 4);
     t.check(
         "an end at the range's end is outside it",
         by_end(store.ended_calls(None, range(at(10, 10), at(10, 30))).await.unwrap()).len(),

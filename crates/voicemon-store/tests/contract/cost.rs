@@ -33,10 +33,18 @@ fn usage() -> Usage {
         fields["call_id"] = json!(call);
         event(kind, id, tenant, at_ms, fields)
     };
-    let mini = json!({"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 3000, "output_tokens": 200});
+    let mini =
+        json!({"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 3000, "output_tokens": 200});
     Usage {
         c1: [
-            line("stt.usage", "a1", "acme", "c1", at(10, 1), json!({"provider": "deepgram", "model": "nova-3", "audio_seconds": 65.0})),
+            line(
+                "stt.usage",
+                "a1",
+                "acme",
+                "c1",
+                at(10, 1),
+                json!({"provider": "deepgram", "model": "nova-3", "audio_seconds": 65.0}),
+            ),
             line(
                 "llm.usage",
                 "a2",
@@ -53,12 +61,26 @@ fn usage() -> Usage {
                 at(10, 3),
                 json!({"provider": "cartesia", "model": "sonic-2", "voice": "kiefer", "characters": 480}),
             ),
-            line("stt.usage", "a4", "acme", "c1", at(10, 4), json!({"provider": "acmevoice", "audio_seconds": 10.0})),
+            line(
+                "stt.usage",
+                "a4",
+                "acme",
+                "c1",
+                at(10, 4),
+                json!({"provider": "acmevoice", "audio_seconds": 10.0}),
+            ),
         ],
         later: [
             line("llm.usage", "b1", "acme", "c2", at(10, 10), mini.clone()),
             line("llm.usage", "b2", "acme", "c0", YESTERDAY_MS + 23 * 60 * MINUTE_MS, mini),
-            line("stt.usage", "b3", "globex", "c1", at(10, 20), json!({"provider": "deepgram", "model": "nova-3", "audio_seconds": 30.0})),
+            line(
+                "stt.usage",
+                "b3",
+                "globex",
+                "c1",
+                at(10, 20),
+                json!({"provider": "deepgram", "model": "nova-3", "audio_seconds": 30.0}),
+            ),
         ],
     }
 }
@@ -82,13 +104,22 @@ async fn write_calls(store: &dyn Store, usage: &Usage) {
         at(10, 12),
         json!({"call_id": "c2", "trace_id": "tr-2", "status": "completed", "duration_s": 120.0}),
     ));
-    second.push(event("call.started", "g2", "globex", at(9, 0), json!({"call_id": "g2", "trace_id": "tr-2"})));
+    second.push(event(
+        "call.started",
+        "g2",
+        "globex",
+        at(9, 0),
+        json!({"call_id": "g2", "trace_id": "tr-2"}),
+    ));
     store.write_batch(second).await.expect("the second batch is stored");
 }
 
 /// (id, component, provider, cost, price entry) of each line.
 fn summary(lines: &[UsageLine]) -> Vec<(i64, String, String, Option<i64>, String)> {
-    lines.iter().map(|l| (l.id, l.component.clone(), l.provider.clone(), l.cost_nano, l.price_ref.clone())).collect()
+    lines
+        .iter()
+        .map(|l| (l.id, l.component.clone(), l.provider.clone(), l.cost_nano, l.price_ref.clone()))
+        .collect()
 }
 
 fn price_ref(event: &IngestEvent) -> String {
@@ -140,7 +171,11 @@ async fn itemised_calls(store: Arc<dyn Store>) -> Transcript {
         (l2.input_tokens, l2.output_tokens, l2.cached_input_tokens, l2.audio_input_tokens),
         (Some(1200), Some(150), None, None),
     );
-    t.check("tts keeps characters and voice", (l3.characters, l3.voice.as_deref()), (Some(480), Some("kiefer")));
+    t.check(
+        "tts keeps characters and voice",
+        (l3.characters, l3.voice.as_deref()),
+        (Some(480), Some("kiefer")),
+    );
     let Costing::Unpriced { reason } = &unpriced.costing else { unreachable!() };
     t.check("an unpriced line says why", (&l4.detail, l4.ts_ms), (reason, at(10, 4)));
     t.note("every line", &c1.lines);
@@ -152,7 +187,11 @@ async fn itemised_calls(store: Arc<dyn Store>) -> Transcript {
         call(None, CallRef::CallId("c1".into())).await.map(|c| c.tenant_id),
         Some("globex".into()),
     );
-    t.check("a tenant without that call has none", call(Some("initech"), CallRef::CallId("c1".into())).await, None);
+    t.check(
+        "a tenant without that call has none",
+        call(Some("initech"), CallRef::CallId("c1".into())).await,
+        None,
+    );
     let by_trace = call(Some("acme"), CallRef::TraceId("tr-2".into())).await.expect("acme's tr-2");
     t.check("by trace id", (by_trace.call_id.as_str(), by_trace.lines.len()), ("c2", 1));
     t.check(
@@ -191,7 +230,17 @@ async fn totals_and_breakdowns(store: Arc<dyn Store>) -> Transcript {
             totals.sort_by(|a, b| (&a.tenant_id, &a.call_id).cmp(&(&b.tenant_id, &b.call_id)));
             totals
                 .into_iter()
-                .map(|c| (c.tenant_id, c.call_id, c.first_ms, c.cost_nano, c.usage_lines, c.unpriced_lines, c.duration_s))
+                .map(|c| {
+                    (
+                        c.tenant_id,
+                        c.call_id,
+                        c.first_ms,
+                        c.cost_nano,
+                        c.usage_lines,
+                        c.unpriced_lines,
+                        c.duration_s,
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };
@@ -330,7 +379,11 @@ async fn repricing(store: Arc<dyn Store>) -> Transcript {
     let Costing::Priced(tts_price) = &usage.c1[2].costing else { unreachable!("tts is priced") };
     t.check(
         "each line has its new cost and note; the others are untouched",
-        c1.lines.iter().map(|l| (l.id, l.cost_nano, l.price_ref.clone(), l.detail.clone())).skip(1).collect::<Vec<_>>(),
+        c1.lines
+            .iter()
+            .map(|l| (l.id, l.cost_nano, l.price_ref.clone(), l.detail.clone()))
+            .skip(1)
+            .collect::<Vec<_>>(),
         vec![
             (2, None, String::new(), "the price was withdrawn".into()),
             (3, Some(tts), tts_price.price_ref.clone(), tts_price.unit_price.clone()),
@@ -340,13 +393,21 @@ async fn repricing(store: Arc<dyn Store>) -> Transcript {
     let totals = store.call_costs(Some("acme"), range(at(10, 0), at(10, 1))).await.unwrap();
     t.check(
         "the call's totals are recomputed from its lines",
-        totals.iter().map(|c| (c.call_id.as_str(), c.cost_nano, c.usage_lines, c.unpriced_lines)).collect::<Vec<_>>(),
+        totals
+            .iter()
+            .map(|c| (c.call_id.as_str(), c.cost_nano, c.usage_lines, c.unpriced_lines))
+            .collect::<Vec<_>>(),
         vec![("c1", stt + tts + 5_000_000, 4, 1)],
     );
     t.check(
         "breakdowns follow",
         store.cost_breakdown(Some("acme"), range(at(10, 0), at(10, 1)), CostGroup::Provider).await.unwrap(),
-        vec![row("acmevoice", 5_000_000, 1, 0), row("cartesia", tts, 1, 0), row("deepgram", stt, 1, 0), row("openai", 0, 1, 1)],
+        vec![
+            row("acmevoice", 5_000_000, 1, 0),
+            row("cartesia", tts, 1, 0),
+            row("deepgram", stt, 1, 0),
+            row("openai", 0, 1, 1),
+        ],
     );
     t
 }

@@ -44,8 +44,21 @@ pub fn call_started(id: &str, tenant: &str, call: &str, at_ms: i64) -> IngestEve
     event("call.started", id, tenant, at_ms, json!({"call_id": call}))
 }
 
-pub fn call_ended(id: &str, tenant: &str, call: &str, at_ms: i64, status: &str, duration_s: f64) -> IngestEvent {
-    event("call.ended", id, tenant, at_ms, json!({"call_id": call, "status": status, "duration_s": duration_s}))
+pub fn call_ended(
+    id: &str,
+    tenant: &str,
+    call: &str,
+    at_ms: i64,
+    status: &str,
+    duration_s: f64,
+) -> IngestEvent {
+    event(
+        "call.ended",
+        id,
+        tenant,
+        at_ms,
+        json!({"call_id": call, "status": status, "duration_s": duration_s}),
+    )
 }
 
 pub fn turn(id: &str, tenant: &str, call: &str, at_ms: i64, e2e_ms: f64) -> IngestEvent {

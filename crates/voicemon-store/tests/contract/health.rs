@@ -9,14 +9,22 @@ use serde_json::json;
 use std::sync::Arc;
 use voicemon_store::{BreakerRow, IngestEvent, ProviderErrorCount, ProviderMinuteRow, Store, WorkerRow};
 
-fn heartbeat(id: &str, tenant: &str, worker: &str, at_ms: i64, cpu_percent: f64, active_calls: u32) -> IngestEvent {
+fn heartbeat(
+    id: &str,
+    tenant: &str,
+    worker: &str,
+    at_ms: i64,
+    cpu_percent: f64,
+    active_calls: u32,
+) -> IngestEvent {
     event(
         "worker.heartbeat",
         id,
         tenant,
         at_ms,
         json!({"worker_id": worker, "memory_used_bytes": 1_000_000 * active_calls as u64 + 1,
-               "memory_limit_bytes": 4_000_000_000u64, "cpu_percent": cpu_percent, "active_calls": active_calls}),
+               "memory_limit_bytes": 4_000_000_000u64, "cpu_percent": cpu_percent,
+               "active_calls": active_calls}),
     )
 }
 
@@ -40,11 +48,20 @@ async fn a_workers_latest_heartbeat_wins_whatever_the_arrival_order() {
 async fn workers(store: Arc<dyn Store>) -> Transcript {
     let mut t = Transcript::of(&*store);
     let batches = [
-        vec![heartbeat("h1", "acme", "w1", at(10, 5), 50.5, 3), heartbeat("h2", "acme", "w2", at(10, 0), 10.0, 1)],
+        vec![
+            heartbeat("h1", "acme", "w1", at(10, 5), 50.5, 3),
+            heartbeat("h2", "acme", "w2", at(10, 0), 10.0, 1),
+        ],
         // Older than what is stored: ignored. Another tenant's worker of the same name.
-        vec![heartbeat("h3", "acme", "w1", at(10, 3), 90.0, 9), heartbeat("h4", "globex", "w1", at(10, 1), 5.25, 0)],
+        vec![
+            heartbeat("h3", "acme", "w1", at(10, 3), 90.0, 9),
+            heartbeat("h4", "globex", "w1", at(10, 1), 5.25, 0),
+        ],
         // Two in one batch, the later one listed first.
-        vec![heartbeat("h5", "acme", "w2", at(10, 7), 70.0, 4), heartbeat("h6", "acme", "w2", at(10, 6), 20.0, 2)],
+        vec![
+            heartbeat("h5", "acme", "w2", at(10, 7), 70.0, 4),
+            heartbeat("h6", "acme", "w2", at(10, 6), 20.0, 2),
+        ],
         vec![heartbeat("h7", "acme", "w3", at(10, 10), 1.0, 1)],
         // The same instant again: the one stored last wins.
         vec![heartbeat("h8", "acme", "w3", at(10, 10), 2.0, 2)],
@@ -150,7 +167,14 @@ async fn breakers(store: Arc<dyn Store>) -> Transcript {
     t
 }
 
-fn request(id: &str, tenant: &str, provider: &str, at_ms: i64, error: Option<&str>, latency_ms: Option<f64>) -> IngestEvent {
+fn request(
+    id: &str,
+    tenant: &str,
+    provider: &str,
+    at_ms: i64,
+    error: Option<&str>,
+    latency_ms: Option<f64>,
+) -> IngestEvent {
     let mut fields = json!({"provider": provider, "component": "llm", "ok": error.is_none()});
     if let Some(latency) = latency_ms {
         fields["latency_ms"] = json!(latency);
@@ -235,12 +259,20 @@ async fn providers(store: Arc<dyn Store>) -> Transcript {
     t.check(
         "errors by kind, most frequent first; a failure without a kind is `unspecified`",
         store.provider_errors(None, at(10, 0)).await.unwrap(),
-        vec![errors("openai", "timeout", 4), errors("openai", "rate_limited", 2), errors("openai", "unspecified", 1)],
+        vec![
+            errors("openai", "timeout", 4),
+            errors("openai", "rate_limited", 2),
+            errors("openai", "unspecified", 1),
+        ],
     );
     t.check(
         "one tenant's errors",
         store.provider_errors(Some("acme"), at(10, 0)).await.unwrap(),
-        vec![errors("openai", "timeout", 3), errors("openai", "rate_limited", 2), errors("openai", "unspecified", 1)],
+        vec![
+            errors("openai", "timeout", 3),
+            errors("openai", "rate_limited", 2),
+            errors("openai", "unspecified", 1),
+        ],
     );
     t
 }
@@ -255,7 +287,9 @@ async fn samples_and_pruning(store: Arc<dyn Store>) -> Transcript {
     write_provider_requests(&*store).await;
     let put = |tenant: &'static str, minute_ms, sample: &'static str| {
         let store = Arc::clone(&store);
-        async move { store.put_health_sample(tenant, minute_ms, sample.into()).await.expect("the sample is stored") }
+        async move {
+            store.put_health_sample(tenant, minute_ms, sample.into()).await.expect("the sample is stored")
+        }
     };
     put("", at(10, 0), r#"{"status":"ok","workers":2}"#).await;
     put("", at(10, 1), r#"{"workers":3,"status":"ok"}"#).await;
@@ -273,8 +307,16 @@ async fn samples_and_pruning(store: Arc<dyn Store>) -> Transcript {
             (at(10, 1), r#"{"workers":3,"status":"ok"}"#.into()),
         ],
     );
-    t.check("a later range", samples("", at(10, 1), at(11, 0)).await, vec![(at(10, 1), r#"{"workers":3,"status":"ok"}"#.into())]);
-    t.check("a tenant's", samples("acme", at(10, 0), at(11, 0)).await, vec![(at(10, 0), r#"{"status":"ok"}"#.into())]);
+    t.check(
+        "a later range",
+        samples("", at(10, 1), at(11, 0)).await,
+        vec![(at(10, 1), r#"{"workers":3,"status":"ok"}"#.into())],
+    );
+    t.check(
+        "a tenant's",
+        samples("acme", at(10, 0), at(11, 0)).await,
+        vec![(at(10, 0), r#"{"status":"ok"}"#.into())],
+    );
 
     // Before 10:01: two samples, two provider minutes, two error rows, four requests, one heartbeat.
     t.check("pruning says how many rows went", store.prune_health(at(10, 1)).await.unwrap(), 11);

@@ -27,9 +27,8 @@ async fn same_event_twice(store: Arc<dyn Store>) -> Transcript {
     let twice = vec![turn("e4", "acme", "c1", at(10, 3), 900.0), turn("e4", "acme", "c1", at(10, 3), 900.0)];
     t.check("an event twice in one batch is stored once", write(twice).await, vec![true, false]);
     // Idempotency is at the event's own timestamp: the same id at another time is another event.
-    let moved = || {
-        vec![turn("e5", "acme", "c1", at(10, 4), 1000.0), turn("e5", "acme", "c1", at(10, 4) + 1, 1100.0)]
-    };
+    let moved =
+        || vec![turn("e5", "acme", "c1", at(10, 4), 1000.0), turn("e5", "acme", "c1", at(10, 4) + 1, 1100.0)];
     t.check("one id at two timestamps is two events", write(moved()).await, vec![true, true]);
     t.check("resending both stores neither", write(moved()).await, vec![false, false]);
     t.check(

@@ -19,7 +19,14 @@ fn new_key(name: &str, role: Role, tenant: Option<&str>, secret: &str) -> NewApi
     }
 }
 
-fn listed(id: i64, name: &str, role: Role, tenant: Option<&str>, prefix: &str, revoked_ms: Option<i64>) -> ApiKey {
+fn listed(
+    id: i64,
+    name: &str,
+    role: Role,
+    tenant: Option<&str>,
+    prefix: &str,
+    revoked_ms: Option<i64>,
+) -> ApiKey {
     ApiKey {
         id,
         name: name.into(),
@@ -55,12 +62,12 @@ async fn keys(store: Arc<dyn Store>) -> Transcript {
         store.revoke_key("vm_bbbb", at(11, 0)).await.unwrap().revoked_ms,
         Some(at(10, 0)),
     );
+    t.check("revoking by prefix", store.revoke_key("vm_cccc", at(10, 30)).await.unwrap().id, 3);
     t.check(
-        "revoking by prefix",
-        store.revoke_key("vm_cccc", at(10, 30)).await.unwrap().id,
-        3,
+        "an unknown key",
+        matches!(store.revoke_key("vm_zzzz", at(10, 0)).await, Err(StoreError::NotFound(_))),
+        true,
     );
-    t.check("an unknown key", matches!(store.revoke_key("vm_zzzz", at(10, 0)).await, Err(StoreError::NotFound(_))), true);
     t.check(
         "every key, in id order",
         store.list_keys().await.unwrap(),

@@ -35,7 +35,12 @@ pub fn turn_e2e(tenant: Option<&str>) -> LatencyFilter {
     }
 }
 
-fn usage_filter(component: Component, tenant: Option<&str>, provider: &str, model: Option<&str>) -> LatencyFilter {
+fn usage_filter(
+    component: Component,
+    tenant: Option<&str>,
+    provider: &str,
+    model: Option<&str>,
+) -> LatencyFilter {
     LatencyFilter {
         tenant_id: tenant.map(Into::into),
         component,
@@ -94,7 +99,10 @@ fn turn_events(batch: &str, sent: &[Turn]) -> Vec<IngestEvent> {
 
 /// The e2e values of the turns `select` picks by tenant, agent and time.
 fn values(select: impl Fn(&str, &str, i64) -> bool) -> Vec<f64> {
-    all_turns().filter(|(tenant, agent, minute, _)| select(tenant, agent, at(0, *minute))).map(|t| t.3).collect()
+    all_turns()
+        .filter(|(tenant, agent, minute, _)| select(tenant, agent, at(0, *minute)))
+        .map(|t| t.3)
+        .collect()
 }
 
 fn usage_events() -> Vec<IngestEvent> {
@@ -117,7 +125,13 @@ fn usage_events() -> Vec<IngestEvent> {
             6,
             json!({"provider": "deepgram", "model": "nova-2", "audio_seconds": 2.0, "latency_ms": 200.0}),
         ),
-        usage("stt.usage", "u3", "acme", 7, json!({"provider": "assemblyai", "audio_seconds": 2.0, "latency_ms": 150.0})),
+        usage(
+            "stt.usage",
+            "u3",
+            "acme",
+            7,
+            json!({"provider": "assemblyai", "audio_seconds": 2.0, "latency_ms": 150.0}),
+        ),
         usage(
             "llm.usage",
             "u4",
@@ -168,7 +182,7 @@ async fn minute_rollups(store: Arc<dyn Store>) -> Transcript {
     let morning = range(at(9, 0), at(12, 0));
     let read = |filter: LatencyFilter, range| {
         let store = Arc::clone(&store);
-        async move { store.latency_sketches(&filter, range, Resolution::Minute).await.expect("latency reads") }
+        async move { store.latency_sketches(&filter, range, Resolution::Minute).await.expect("rollups read") }
     };
 
     let acme = read(turn_e2e(Some("acme")), morning).await;
@@ -185,13 +199,21 @@ async fn minute_rollups(store: Arc<dyn Store>) -> Transcript {
         expected_rows,
     );
     t.note("acme's minute rows", ordered(&acme));
-    t.check("acme's minutes merge to all its turns", merged(&acme), sketch_of(&values(|tenant, _, _| tenant == "acme")));
+    t.check(
+        "acme's minutes merge to all its turns",
+        merged(&acme),
+        sketch_of(&values(|tenant, _, _| tenant == "acme")),
+    );
 
     let mut sales = turn_e2e(Some("acme"));
     sales.agent_id = Some("sales".into());
     let sales_rows = read(sales, morning).await;
     t.check("the agent filter", merged(&sales_rows), sketch_of(&values(|_, agent, _| agent == "sales")));
-    t.check("no tenant reads every tenant", merged(&read(turn_e2e(None), morning).await), sketch_of(&values(|_, _, _| true)));
+    t.check(
+        "no tenant reads every tenant",
+        merged(&read(turn_e2e(None), morning).await),
+        sketch_of(&values(|_, _, _| true)),
+    );
     t.check(
         "the range is half-open",
         merged(&read(turn_e2e(Some("acme")), range(at(9, 5), at(10, 0))).await),
@@ -199,8 +221,13 @@ async fn minute_rollups(store: Arc<dyn Store>) -> Transcript {
     );
     t.check("an unknown tenant has no rows", read(turn_e2e(Some("initech")), morning).await, Vec::new());
 
-    let usage = |component, tenant, provider, model| read(usage_filter(component, tenant, provider, model), morning);
-    t.check("one provider", merged(&usage(Component::Stt, Some("acme"), "deepgram", None).await), sketch_of(&[120.0, 200.0]));
+    let usage =
+        |component, tenant, provider, model| read(usage_filter(component, tenant, provider, model), morning);
+    t.check(
+        "one provider",
+        merged(&usage(Component::Stt, Some("acme"), "deepgram", None).await),
+        sketch_of(&[120.0, 200.0]),
+    );
     t.check(
         "one provider's model",
         merged(&usage(Component::Stt, Some("acme"), "deepgram", Some("nova-3")).await),
@@ -216,7 +243,11 @@ async fn minute_rollups(store: Arc<dyn Store>) -> Transcript {
         merged(&usage(Component::Stt, Some("acme"), "assemblyai", Some("")).await),
         sketch_of(&[150.0]),
     );
-    t.check("llm ttft", merged(&usage(Component::LlmTtft, None, "openai", Some("gpt-4o")).await), sketch_of(&[400.0]));
+    t.check(
+        "llm ttft",
+        merged(&usage(Component::LlmTtft, None, "openai", Some("gpt-4o")).await),
+        sketch_of(&[400.0]),
+    );
     t.check("tts ttfb", merged(&usage(Component::TtsTtfb, None, "cartesia", None).await), sketch_of(&[90.0]));
     t.check("turns have no provider", usage(Component::TurnE2e, None, "deepgram", None).await, Vec::new());
     t
@@ -232,7 +263,7 @@ async fn hour_rollups(store: Arc<dyn Store>) -> Transcript {
     write_out_of_order(&*store).await;
     let read = |range, resolution| {
         let store = Arc::clone(&store);
-        async move { store.latency_sketches(&turn_e2e(None), range, resolution).await.expect("latency reads") }
+        async move { store.latency_sketches(&turn_e2e(None), range, resolution).await.expect("rollups read") }
     };
     let hours = read(range(at(9, 0), at(12, 0)), Resolution::Hour).await;
     t.check(

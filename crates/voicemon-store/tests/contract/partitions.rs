@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::window::{DAY_MS, HOUR_MS};
 use voicemon_store::postgres::{latest_version, partitions, Partitioning, PostgresStore, PARTITIONED};
-use voicemon_store::{IngestEvent, LatencyFilter, Resolution, Store, StoreError};
+use voicemon_store::{CallRef, IngestEvent, LatencyFilter, Resolution, Store, StoreError};
 
 async fn test_schema() -> Option<TestSchema> {
     Some(TestSchema::create(&postgres_url()?).await)
@@ -39,15 +39,28 @@ fn facts_of_day(day_ms: i64, tag: &str) -> Vec<IngestEvent> {
     let at_ms = day_ms + 10 * HOUR_MS;
     let call = format!("call-{tag}");
     vec![
-        event("turn.completed", &format!("t-{tag}"), "acme", at_ms, json!({"call_id": call, "turn_index": 0, "e2e_ms": 640.0})),
+        event(
+            "turn.completed",
+            &format!("t-{tag}"),
+            "acme",
+            at_ms,
+            json!({"call_id": call, "turn_index": 0, "e2e_ms": 640.0}),
+        ),
         event(
             "stt.usage",
             &format!("u-{tag}"),
             "acme",
             at_ms,
-            json!({"call_id": call, "provider": "deepgram", "model": "nova-3", "audio_seconds": 4.0, "latency_ms": 95.0}),
+            json!({"call_id": call, "provider": "deepgram", "model": "nova-3", "audio_seconds": 4.0,
+                   "latency_ms": 95.0}),
         ),
-        event("provider.request", &format!("r-{tag}"), "acme", at_ms, json!({"provider": "openai", "component": "llm", "ok": true})),
+        event(
+            "provider.request",
+            &format!("r-{tag}"),
+            "acme",
+            at_ms,
+            json!({"provider": "openai", "component": "llm", "ok": true}),
+        ),
         event(
             "worker.heartbeat",
             &format!("h-{tag}"),
@@ -88,7 +101,8 @@ async fn day_partitions_are_created_for_the_days_a_batch_touches_and_ahead_of_to
     }
 
     let batch: Vec<IngestEvent> = [facts_of_day(day(-7), "a"), facts_of_day(day(-6), "b")].concat();
-    let stored = store.write_batch(batch.clone()).await.expect("events for days without partitions are stored");
+    let stored =
+        store.write_batch(batch.clone()).await.expect("events for days without partitions are stored");
     assert_eq!(stored.stored, vec![true; 8]);
     for &(table, _) in PARTITIONED {
         let days = days_of(&client, table).await;
@@ -175,9 +189,23 @@ async fn a_partition_dropped_by_another_instance_is_created_again_on_demand() {
     let other = schema.connect_with(config).await;
     other.maintain(NOW_MS).await.expect("the other instance's maintenance runs");
     assert!(!days_of(&client, "turns").await.contains(&day(-2)), "the other instance dropped the day");
-    let stored = store.write_batch(facts_of_day(day(-2), "second")).await.expect("stored after the drop");
-    assert_eq!(stored.stored, vec![true; 4]);
+    let mut second = facts_of_day(day(-2), "second");
+    // A price this instance has not used yet: its note is written in the retried transaction.
+    second.push(event(
+        "llm.usage",
+        "u-second-llm",
+        "acme",
+        day(-2) + 10 * HOUR_MS,
+        json!({"call_id": "call-second", "provider": "openai", "model": "gpt-4o", "input_tokens": 10,
+               "output_tokens": 1}),
+    ));
+    let stored = store.write_batch(second).await.expect("stored after the drop");
+    assert_eq!(stored.stored, vec![true; 5]);
     assert_eq!(count(&client, &partition_name("turns", day(-2))).await, 1);
+    let call =
+        store.call_cost(None, &CallRef::CallId("call-second".into())).await.unwrap().expect("the call");
+    let providers: Vec<&str> = call.lines.iter().map(|line| line.provider.as_str()).collect();
+    assert_eq!(providers, ["deepgram", "openai"], "every line keeps its cost note");
 }
 
 #[tokio::test]
@@ -199,7 +227,10 @@ async fn migrations_run_once_and_a_database_from_a_newer_voicemon_is_refused() {
     assert_eq!(latest_version(), 1);
 
     client
-        .execute("INSERT INTO voicemon_migrations (version, description) VALUES ($1, 'from the future')", &[&2i32])
+        .execute(
+            "INSERT INTO voicemon_migrations (version, description) VALUES ($1, 'from the future')",
+            &[&2i32],
+        )
         .await
         .unwrap();
     match PostgresStore::connect(schema.config()).await {
@@ -214,7 +245,8 @@ async fn migrations_run_once_and_a_database_from_a_newer_voicemon_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_starting_together_on_a_fresh_schema_both_connect() {
     let Some(schema) = test_schema().await else { return };
-    let (a, b) = tokio::join!(PostgresStore::connect(schema.config()), PostgresStore::connect(schema.config()));
+    let (a, b) =
+        tokio::join!(PostgresStore::connect(schema.config()), PostgresStore::connect(schema.config()));
     let (a, b) = (a.expect("the first instance connects"), b.expect("the second instance connects"));
     let (wrote_a, wrote_b) =
         tokio::join!(a.write_batch(facts_of_day(day(-4), "a")), b.write_batch(facts_of_day(day(-4), "b")));

@@ -15,13 +15,16 @@ const METRICS_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema/met
 const CATALOG: &[(&str, &str)] = &[
     (
         "tables",
-        "SELECT c.relname::text || ' ' || c.relkind::text || ' ' || coalesce(pg_get_partkeydef(c.oid), '')
+        "SELECT c.relname::text || ' ' || c.relkind::text || ' '
+                || coalesce(pg_get_partkeydef(c.oid), '')
          FROM pg_class c
-         WHERE c.relnamespace = $1::text::regnamespace AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition",
+         WHERE c.relnamespace = $1::text::regnamespace AND c.relkind IN ('r', 'p', 'v')
+           AND NOT c.relispartition",
     ),
     (
         "columns (of tables, views and the composite type)",
-        "SELECT c.relname::text || '.' || a.attname::text || ' #' || a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
+        "SELECT c.relname::text || '.' || a.attname::text || ' #' || a.attnum
+                || ' ' || format_type(a.atttypid, a.atttypmod)
                 || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
                 || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
                 || CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END
@@ -40,26 +43,30 @@ const CATALOG: &[(&str, &str)] = &[
     (
         "indexes",
         "SELECT i.indexname::text || ': ' || i.indexdef
-         FROM pg_indexes i JOIN pg_class c ON c.relname = i.tablename AND c.relnamespace = $1::text::regnamespace
+         FROM pg_indexes i
+         JOIN pg_class c ON c.relname = i.tablename AND c.relnamespace = $1::text::regnamespace
          WHERE i.schemaname = $1 AND NOT c.relispartition",
     ),
     ("views", "SELECT viewname::text || ': ' || definition FROM pg_views WHERE schemaname = $1"),
     (
         "types",
-        "SELECT t.typname::text || ' ' || t.typtype::text FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid
+        "SELECT t.typname::text || ' ' || t.typtype::text
+         FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid
          WHERE t.typnamespace = $1::text::regnamespace AND t.typcategory <> 'A'
            AND (t.typtype <> 'c' OR c.relkind = 'c')",
     ),
     (
         "functions and aggregates",
         "SELECT p.proname::text || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || p.prokind::text
-                || ' returns ' || pg_get_function_result(p.oid) || ' ' || p.provolatile::text || p.proparallel::text
+                || ' returns ' || pg_get_function_result(p.oid)
+                || ' ' || p.provolatile::text || p.proparallel::text
                 || ' ' || regexp_replace(p.prosrc, '\\s+', ' ', 'g')
          FROM pg_proc p WHERE p.pronamespace = $1::text::regnamespace",
     ),
     (
         "aggregate parts",
-        "SELECT p.proname::text || ': ' || a.aggtransfn::regproc::text || ' ' || a.aggfinalfn::regproc::text || ' '
+        "SELECT p.proname::text || ': ' || a.aggtransfn::regproc::text
+                || ' ' || a.aggfinalfn::regproc::text || ' '
                 || a.aggcombinefn::regproc::text || ' ' || format_type(a.aggtranstype, NULL)
          FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
          WHERE p.pronamespace = $1::text::regnamespace",
@@ -67,6 +74,7 @@ const CATALOG: &[(&str, &str)] = &[
     (
         "bookkeeping rows",
         "SELECT 'migration ' || version || ' ' || description FROM voicemon_migrations
+         WHERE current_schema() = $1
          UNION ALL SELECT 'setting ' || name || ' = ' || value FROM voicemon_settings",
     ),
 ];
@@ -84,7 +92,10 @@ async fn metrics_sql_creates_exactly_what_the_migrations_create() {
     migrated.connect().await;
     let sql = std::fs::read_to_string(METRICS_SQL).expect("schema/metrics.sql is readable");
     let documented_client = documented.client().await;
-    documented_client.batch_execute(&sql).await.unwrap_or_else(|err| panic!("schema/metrics.sql runs: {err}"));
+    documented_client
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|err| panic!("schema/metrics.sql runs: {err}"));
     let migrated_client = migrated.client().await;
 
     for (category, query) in CATALOG {
@@ -95,7 +106,8 @@ async fn metrics_sql_creates_exactly_what_the_migrations_create() {
         let extra: Vec<_> = from_file.difference(&from_migrations).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "{category} differ\n  only from the migrations: {missing:#?}\n  only from schema/metrics.sql: {extra:#?}"
+            "{category} differ\n  only from the migrations: {missing:#?}\n  \
+             only from schema/metrics.sql: {extra:#?}"
         );
     }
 

@@ -83,7 +83,11 @@ async fn rust_sketches(store: &PostgresStore) -> Vec<(String, LatencySketch)> {
     let mut sketches = Vec::new();
     for tenant in TENANTS {
         let rows = store
-            .latency_sketches(&turn_e2e(Some(tenant)), crate::events::range(at(9, 0), at(12, 0)), Resolution::Minute)
+            .latency_sketches(
+                &turn_e2e(Some(tenant)),
+                crate::events::range(at(9, 0), at(12, 0)),
+                Resolution::Minute,
+            )
             .await
             .expect("latency reads");
         sketches.push((tenant.to_owned(), merged(&rows)));
@@ -107,11 +111,14 @@ async fn sql_percentiles_over_merged_rollups_equal_the_rust_sketch_exactly() {
         assert_eq!(sketch.count(), TURNS_PER_TENANT as u64, "{tenant}");
     }
 
-    let relations = ["latency_minute", "latency_hour", "(SELECT * FROM latency_rollups WHERE resolution = 'hour') AS r"];
+    let relations =
+        ["latency_minute", "latency_hour", "(SELECT * FROM latency_rollups WHERE resolution = 'hour') AS r"];
     for relation in relations {
         let merged = sql_merged(&client, relation).await;
-        let expected: Vec<(String, i64, LatencySketch)> =
-            rust.iter().map(|(tenant, sketch)| (tenant.clone(), sketch.count() as i64, sketch.clone())).collect();
+        let expected: Vec<(String, i64, LatencySketch)> = rust
+            .iter()
+            .map(|(tenant, sketch)| (tenant.clone(), sketch.count() as i64, sketch.clone()))
+            .collect();
         assert_eq!(merged, expected, "voicemon_merge over {relation} is the Rust merge");
         for q in QUANTILES {
             let expected: Vec<(String, Option<f64>)> =
@@ -135,7 +142,11 @@ async fn sql_percentiles_over_merged_rollups_equal_the_rust_sketch_exactly() {
     }
 
     let nothing: Option<f64> = client
-        .query_one("SELECT voicemon_quantile(voicemon_merge(sketch), 0.5) FROM latency_minute WHERE tenant_id = 'nobody'", &[])
+        .query_one(
+            "SELECT voicemon_quantile(voicemon_merge(sketch), 0.5) FROM latency_minute
+             WHERE tenant_id = 'nobody'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
