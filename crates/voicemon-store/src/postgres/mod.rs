@@ -173,11 +173,13 @@ fn build_pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
         .map_err(|err| StoreError::Internal(format!("cannot build the connection pool: {err}")))
 }
 
-/// Connection-level failures are `Unavailable` (retry later); the rest is `Internal`.
+/// Connection-level failures, and transactions the server rolled back (deadlock,
+/// serialization), are `Unavailable` (retry later); the rest is `Internal`.
 pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
     let unavailable = err.is_closed()
         || err.code().is_none_or(|code| {
             code.code().starts_with("08")
+                || code.code().starts_with("40")
                 || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
                     .contains(code)
         });

@@ -63,7 +63,8 @@ async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<b
     let digests: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
     let rows = tx
         .query(
-            "INSERT INTO event_ids (ts, key) SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[])
+            "INSERT INTO event_ids (ts, key)
+             SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[]) ORDER BY 1, 2
              ON CONFLICT DO NOTHING RETURNING ts, key",
             &[&times, &digests],
         )
