@@ -125,10 +125,11 @@ pub async fn cost_breakdown(
     };
     let sql = scoped(
         &format!(
-            "SELECT {key} AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*), count(*) - count(u.cost_nano)
+            "SELECT ({key}) COLLATE \"C\" AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*),
+                    count(*) - count(u.cost_nano)
              FROM calls c JOIN usage u ON u.call = c.id
              WHERE c.first_at >= $1 AND c.first_at < $2 {{tenant}}
-             GROUP BY k ORDER BY {key} COLLATE \"C\""
+             GROUP BY k ORDER BY k"
         ),
         "c.tenant_id",
         tenant.as_deref(),

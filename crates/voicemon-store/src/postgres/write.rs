@@ -21,7 +21,10 @@ use voicemon_core::window::{hour_of, minute_of};
 pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
 
 impl PostgresStore {
-    pub(super) async fn write_events(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
+    pub(super) async fn write_events(
+        &self,
+        events: Arc<Vec<IngestEvent>>,
+    ) -> Result<WriteOutcome, StoreError> {
         let notes = Arc::clone(&self.cost_notes);
         self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await
     }
@@ -30,7 +33,7 @@ impl PostgresStore {
 async fn write_batch(
     tx: &Transaction<'_>,
     notes: NoteCache,
-    events: Vec<IngestEvent>,
+    events: Arc<Vec<IngestEvent>>,
 ) -> Result<WriteOutcome, StoreError> {
     let stored = claim_ids(tx, &events).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
@@ -60,7 +63,8 @@ async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<b
     let digests: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
     let rows = tx
         .query(
-            "INSERT INTO event_ids (ts, key) SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[])
+            "INSERT INTO event_ids (ts, key)
+             SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[]) ORDER BY 1, 2
              ON CONFLICT DO NOTHING RETURNING ts, key",
             &[&times, &digests],
         )
