@@ -58,7 +58,8 @@ async fn keys_created_in_postgresql_let_a_postgresql_server_in() {
     let secret = stdout(&voicemon(&["keys", "create", "--role", "read", "--tenant", "acme"], &url));
     let secret = secret.trim().to_owned();
     assert!(stdout(&voicemon(&["keys", "list"], &url)).contains("acme"));
-    let stored: Vec<String> = schema.query("SELECT key_hash FROM api_keys").iter().map(|r| r.get(0)).collect();
+    let stored: Vec<String> =
+        schema.query("SELECT key_hash FROM api_keys").iter().map(|r| r.get(0)).collect();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0], secret, "only the hash is stored");
 

@@ -111,15 +111,19 @@ async fn a_database_outage_answers_503_loses_nothing_acknowledged_and_recovers_w
     std::fs::write(&config, "[postgres]\nconnect_timeout = \"1s\"\n[ingest]\nflush_interval = \"50ms\"\n")
         .expect("config written");
     let database_url = with_search_path(&proxied, &schema.name);
-    let server =
-        Server::start_with_env(&dir.path().join("data"), Some(&config), &[], &[("DATABASE_URL", &database_url)]);
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        Some(&config),
+        &[],
+        &[("DATABASE_URL", &database_url)],
+    );
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
 
     let mut acknowledged = BTreeSet::new();
     let mut refused = 0;
     let mut batch = 0;
-    let mut send = |status: u16, retry_after: bool, batch: usize, acknowledged: &mut BTreeSet<usize>| {
-        match status {
+    let mut send =
+        |status: u16, retry_after: bool, batch: usize, acknowledged: &mut BTreeSet<usize>| match status {
             202 => {
                 acknowledged.insert(batch);
             }
@@ -128,8 +132,7 @@ async fn a_database_outage_answers_503_loses_nothing_acknowledged_and_recovers_w
                 refused += 1;
             }
             other => panic!("ingest answered {other} during an outage; only 202 or 503 are right"),
-        }
-    };
+        };
     // Healthy: everything is acknowledged.
     for _ in 0..20 {
         let (status, retry_after) = send_batch(&client, &server, batch).await;

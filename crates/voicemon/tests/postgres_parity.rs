@@ -48,8 +48,11 @@ async fn postgresql_answers_every_query_as_sqlite_does_for_the_same_events() {
     // Three hours of traffic ending two minutes ago, from the simulator's seeded model.
     let end_ms = minute_of(now_ms()) - 2 * MINUTE_MS;
     let start_ms = end_ms - 3 * HOUR_MS;
-    let mut model =
-        TrafficModel::new(ModelConfig { tenants: 3, calls_per_minute: 8.0, ..ModelConfig::new(42, start_ms) });
+    let mut model = TrafficModel::new(ModelConfig {
+        tenants: 3,
+        calls_per_minute: 8.0,
+        ..ModelConfig::new(42, start_ms)
+    });
     let events = model.events_until(end_ms);
     assert!(events.len() > 10_000, "the model made {} events", events.len());
     let client = reqwest::Client::new();
@@ -90,7 +93,8 @@ async fn postgresql_answers_every_query_as_sqlite_does_for_the_same_events() {
         paths.push(format!("/metrics/cost?tenant_id={tenant}&{window}&group_by={group}"));
     }
     for path in &paths {
-        let (on_sqlite, on_postgres) = (get(&client, &sqlite, path).await, get(&client, &postgres, path).await);
+        let (on_sqlite, on_postgres) =
+            (get(&client, &sqlite, path).await, get(&client, &postgres, path).await);
         assert_eq!(on_sqlite, on_postgres, "SQLite and PostgreSQL disagree on {path}");
     }
     let latency = get(&client, &postgres, &format!("/metrics/latency?{window}")).await;

@@ -1,7 +1,7 @@
 //! Cost reads (itemised calls, per-call totals, breakdowns) and re-pricing writes.
 
 use super::read::query_range;
-use super::write::{cost_note_ids, note_key, NoteCache};
+use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
@@ -192,8 +192,8 @@ pub async fn apply_costs(
     tx: &Transaction<'_>,
     notes: NoteCache,
     updates: Vec<CostUpdate>,
-) -> Result<(), StoreError> {
-    let note_ids = cost_note_ids(tx, &notes, updates.iter().map(|u| &u.costing)).await?;
+) -> Result<Learned, StoreError> {
+    let (note_ids, learned) = cost_note_ids(tx, &notes, updates.iter().map(|u| &u.costing)).await?;
     let update = tx
         .prepare("UPDATE usage SET cost_nano = $1, cost_note = $2 WHERE id = $3 RETURNING call")
         .await
@@ -222,5 +222,5 @@ pub async fn apply_costs(
     )
     .await
     .map_err(map_error)?;
-    Ok(())
+    Ok(learned)
 }

@@ -239,12 +239,6 @@ impl Store for PostgresStore {
         loop {
             self.record(self.ensure_partitions(&events).await)?;
             let result = self.write_events(Arc::clone(&events)).await;
-            if result.is_err() {
-                // Notes inserted by a rolled-back transaction do not exist: forget them.
-                if let Ok(mut notes) = self.cost_notes.lock() {
-                    notes.clear();
-                }
-            }
             if !retried && result.as_ref().is_err_and(schema::is_missing_partition) {
                 // Another instance dropped a partition this one still knew of: look again, once.
                 retried = true;
@@ -330,13 +324,9 @@ impl Store for PostgresStore {
 
     async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
         let notes = Arc::clone(&self.cost_notes);
-        let result = self.transaction(move |tx| Box::pin(cost::apply_costs(tx, notes, updates))).await;
-        if result.is_err() {
-            if let Ok(mut notes) = self.cost_notes.lock() {
-                notes.clear();
-            }
-        }
-        result
+        let learned = self.transaction(move |tx| Box::pin(cost::apply_costs(tx, notes, updates))).await?;
+        self.learn_notes(learned);
+        Ok(())
     }
 
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {

@@ -26,28 +26,41 @@ impl PostgresStore {
         events: Arc<Vec<IngestEvent>>,
     ) -> Result<WriteOutcome, StoreError> {
         let notes = Arc::clone(&self.cost_notes);
-        self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await
+        let (outcome, learned) = self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await?;
+        self.learn_notes(learned);
+        Ok(outcome)
+    }
+
+    /// Caches notes once the transaction that interned them has committed: a note of a
+    /// transaction still open (or rolled back) must never be used by another.
+    pub(super) fn learn_notes(&self, learned: Vec<((String, String), i64)>) {
+        if let Ok(mut known) = self.cost_notes.lock() {
+            known.extend(learned);
+        }
     }
 }
+
+/// Notes interned by a transaction, to cache after it commits.
+pub type Learned = Vec<((String, String), i64)>;
 
 async fn write_batch(
     tx: &Transaction<'_>,
     notes: NoteCache,
     events: Arc<Vec<IngestEvent>>,
-) -> Result<WriteOutcome, StoreError> {
+) -> Result<(WriteOutcome, Learned), StoreError> {
     let stored = claim_ids(tx, &events).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
     if fresh.is_empty() {
-        return Ok(WriteOutcome { stored });
+        return Ok((WriteOutcome { stored }, Learned::new()));
     }
     let calls = call_rows(tx, &fresh).await?;
-    let note_ids = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
+    let (note_ids, learned) = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
     let mut batch = Batch::default();
     for event in &fresh {
         batch.add(event, &calls, &note_ids);
     }
     batch.execute(tx).await.map_err(map_error)?;
-    Ok(WriteOutcome { stored })
+    Ok((WriteOutcome { stored }, learned))
 }
 
 /// Inserts every event's idempotency key; an event is fresh when its key was new and it
@@ -110,12 +123,13 @@ pub fn note_key(costing: &Costing) -> Option<(String, String)> {
     }
 }
 
-/// `cost_notes` ids for every note the costings need, interning new ones.
+/// `cost_notes` ids for every note the costings need, interning new ones; the new ones
+/// are also returned apart, for the cache once the transaction commits.
 pub async fn cost_note_ids<'c>(
     tx: &Transaction<'_>,
     cache: &NoteCache,
     costings: impl IntoIterator<Item = &'c Costing>,
-) -> Result<HashMap<(String, String), i64>, StoreError> {
+) -> Result<(HashMap<(String, String), i64>, Learned), StoreError> {
     let wanted: HashSet<(String, String)> = costings.into_iter().filter_map(note_key).collect();
     let mut ids = HashMap::new();
     let mut missing = Vec::new();
@@ -131,6 +145,7 @@ pub async fn cost_note_ids<'c>(
         }
     }
     missing.sort();
+    let mut learned = Learned::new();
     for key in missing {
         let id: i64 = tx
             .query_one(
@@ -141,12 +156,10 @@ pub async fn cost_note_ids<'c>(
             .await
             .map_err(map_error)?
             .get(0);
-        if let Ok(mut known) = cache.lock() {
-            known.insert(key.clone(), id);
-        }
+        learned.push((key.clone(), id));
         ids.insert(key, id);
     }
-    Ok(ids)
+    Ok((ids, learned))
 }
 
 /// Latencies are stored in ms as `real`.

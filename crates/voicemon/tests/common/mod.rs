@@ -25,7 +25,12 @@ impl Server {
     }
 
     /// [`Server::start`] with environment variables set (e.g. `DATABASE_URL`).
-    pub fn start_with_env(data_dir: &Path, config: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn start_with_env(
+        data_dir: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut command = Command::new(BIN);
         command.args(["serve", "--port", "0", "--data-dir"]).arg(data_dir);
         if let Some(config) = config {
@@ -132,7 +137,8 @@ impl TestSchema {
         let url = self.url();
         let sql = sql.to_owned();
         on_own_runtime(move || async move {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
             tokio::spawn(connection);
             client.query(&sql, &[]).await.expect("the query runs")
         })
@@ -154,9 +160,10 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
 fn run_sql(url: &str, sql: &str) {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     on_own_runtime(move || async move {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|err| panic!("VOICEMON_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {err}"));
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap_or_else(|err| {
+                panic!("VOICEMON_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {err}")
+            });
         tokio::spawn(connection);
         client.batch_execute(&sql).await.expect("the statement runs");
     })
