@@ -1,7 +1,7 @@
 //! Cost reads (itemised calls, per-call totals, breakdowns) and re-pricing writes.
 
 use super::read::query_range;
-use super::write::{cost_note_ids, note_key, NoteCache};
+use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
@@ -125,10 +125,11 @@ pub async fn cost_breakdown(
     };
     let sql = scoped(
         &format!(
-            "SELECT {key} AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*), count(*) - count(u.cost_nano)
+            "SELECT ({key}) COLLATE \"C\" AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*),
+                    count(*) - count(u.cost_nano)
              FROM calls c JOIN usage u ON u.call = c.id
              WHERE c.first_at >= $1 AND c.first_at < $2 {{tenant}}
-             GROUP BY k ORDER BY k COLLATE \"C\""
+             GROUP BY k ORDER BY k"
         ),
         "c.tenant_id",
         tenant.as_deref(),
@@ -191,8 +192,8 @@ pub async fn apply_costs(
     tx: &Transaction<'_>,
     notes: NoteCache,
     updates: Vec<CostUpdate>,
-) -> Result<(), StoreError> {
-    let note_ids = cost_note_ids(tx, &notes, updates.iter().map(|u| &u.costing)).await?;
+) -> Result<Learned, StoreError> {
+    let (note_ids, learned) = cost_note_ids(tx, &notes, updates.iter().map(|u| &u.costing)).await?;
     let update = tx
         .prepare("UPDATE usage SET cost_nano = $1, cost_note = $2 WHERE id = $3 RETURNING call")
         .await
@@ -221,5 +222,5 @@ pub async fn apply_costs(
     )
     .await
     .map_err(map_error)?;
-    Ok(())
+    Ok(learned)
 }

@@ -144,7 +144,7 @@ pub async fn put_health_sample(
 ) -> Result<(), Error> {
     client
         .execute(
-            "INSERT INTO health_samples (tenant_id, minute, sample) VALUES ($1, $2, $3::text::jsonb)
+            "INSERT INTO health_samples (tenant_id, minute, sample) VALUES ($1, $2, $3::text::json)
              ON CONFLICT (tenant_id, minute) DO UPDATE SET sample = excluded.sample",
             &[&tenant, &at(minute_ms), &sample],
         )

@@ -173,11 +173,13 @@ fn build_pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
         .map_err(|err| StoreError::Internal(format!("cannot build the connection pool: {err}")))
 }
 
-/// Connection-level failures are `Unavailable` (retry later); the rest is `Internal`.
+/// Connection-level failures, and transactions the server rolled back (deadlock,
+/// serialization), are `Unavailable` (retry later); the rest is `Internal`.
 pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
     let unavailable = err.is_closed()
         || err.code().is_none_or(|code| {
             code.code().starts_with("08")
+                || code.code().starts_with("40")
                 || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
                     .contains(code)
         });
@@ -232,15 +234,19 @@ impl Store for PostgresStore {
     }
 
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
-        self.record(self.ensure_partitions(&events).await)?;
-        let result = self.write_events(events).await;
-        if result.is_err() {
-            // Notes inserted by a rolled-back transaction do not exist: forget them.
-            if let Ok(mut notes) = self.cost_notes.lock() {
-                notes.clear();
+        let events = Arc::new(events);
+        let mut retried = false;
+        loop {
+            self.record(self.ensure_partitions(&events).await)?;
+            let result = self.write_events(Arc::clone(&events)).await;
+            if !retried && result.as_ref().is_err_and(schema::is_missing_partition) {
+                // Another instance dropped a partition this one still knew of: look again, once.
+                retried = true;
+                self.forget_partitions();
+                continue;
             }
+            return self.record(result);
         }
-        self.record(result)
     }
 
     async fn latency_sketches(
@@ -318,13 +324,9 @@ impl Store for PostgresStore {
 
     async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
         let notes = Arc::clone(&self.cost_notes);
-        let result = self.transaction(move |tx| Box::pin(cost::apply_costs(tx, notes, updates))).await;
-        if result.is_err() {
-            if let Ok(mut notes) = self.cost_notes.lock() {
-                notes.clear();
-            }
-        }
-        result
+        let learned = self.transaction(move |tx| Box::pin(cost::apply_costs(tx, notes, updates))).await?;
+        self.learn_notes(learned);
+        Ok(())
     }
 
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {

@@ -215,6 +215,22 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Forgets which partitions exist, so the next batch checks again.
+    pub(super) fn forget_partitions(&self) {
+        if let Ok(mut known) = self.partitions.lock() {
+            known.clear();
+        }
+    }
+}
+
+/// Whether a write failed for want of a partition (SQLSTATE 23514, "no partition of
+/// relation … found for row"): one dropped by another instance since this one looked.
+pub(super) fn is_missing_partition(err: &StoreError) -> bool {
+    matches!(err, StoreError::Internal(message)
+        if message.starts_with("postgresql: 23514: no partition of relation"))
+}
+
 async fn create_partition(client: &Client, table: &str, day_ms: i64) -> Result<(), tokio_postgres::Error> {
     let name = partition_name(table, day_ms);
     let sql = format!(

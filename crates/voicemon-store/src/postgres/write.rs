@@ -21,30 +21,46 @@ use voicemon_core::window::{hour_of, minute_of};
 pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
 
 impl PostgresStore {
-    pub(super) async fn write_events(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
+    pub(super) async fn write_events(
+        &self,
+        events: Arc<Vec<IngestEvent>>,
+    ) -> Result<WriteOutcome, StoreError> {
         let notes = Arc::clone(&self.cost_notes);
-        self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await
+        let (outcome, learned) = self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await?;
+        self.learn_notes(learned);
+        Ok(outcome)
+    }
+
+    /// Caches notes once the transaction that interned them has committed: a note of a
+    /// transaction still open (or rolled back) must never be used by another.
+    pub(super) fn learn_notes(&self, learned: Vec<((String, String), i64)>) {
+        if let Ok(mut known) = self.cost_notes.lock() {
+            known.extend(learned);
+        }
     }
 }
+
+/// Notes interned by a transaction, to cache after it commits.
+pub type Learned = Vec<((String, String), i64)>;
 
 async fn write_batch(
     tx: &Transaction<'_>,
     notes: NoteCache,
-    events: Vec<IngestEvent>,
-) -> Result<WriteOutcome, StoreError> {
+    events: Arc<Vec<IngestEvent>>,
+) -> Result<(WriteOutcome, Learned), StoreError> {
     let stored = claim_ids(tx, &events).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
     if fresh.is_empty() {
-        return Ok(WriteOutcome { stored });
+        return Ok((WriteOutcome { stored }, Learned::new()));
     }
     let calls = call_rows(tx, &fresh).await?;
-    let note_ids = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
+    let (note_ids, learned) = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
     let mut batch = Batch::default();
     for event in &fresh {
         batch.add(event, &calls, &note_ids);
     }
     batch.execute(tx).await.map_err(map_error)?;
-    Ok(WriteOutcome { stored })
+    Ok((WriteOutcome { stored }, learned))
 }
 
 /// Inserts every event's idempotency key; an event is fresh when its key was new and it
@@ -60,7 +76,8 @@ async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<b
     let digests: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
     let rows = tx
         .query(
-            "INSERT INTO event_ids (ts, key) SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[])
+            "INSERT INTO event_ids (ts, key)
+             SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[]) ORDER BY 1, 2
              ON CONFLICT DO NOTHING RETURNING ts, key",
             &[&times, &digests],
         )
@@ -106,12 +123,13 @@ pub fn note_key(costing: &Costing) -> Option<(String, String)> {
     }
 }
 
-/// `cost_notes` ids for every note the costings need, interning new ones.
+/// `cost_notes` ids for every note the costings need, interning new ones; the new ones
+/// are also returned apart, for the cache once the transaction commits.
 pub async fn cost_note_ids<'c>(
     tx: &Transaction<'_>,
     cache: &NoteCache,
     costings: impl IntoIterator<Item = &'c Costing>,
-) -> Result<HashMap<(String, String), i64>, StoreError> {
+) -> Result<(HashMap<(String, String), i64>, Learned), StoreError> {
     let wanted: HashSet<(String, String)> = costings.into_iter().filter_map(note_key).collect();
     let mut ids = HashMap::new();
     let mut missing = Vec::new();
@@ -127,6 +145,7 @@ pub async fn cost_note_ids<'c>(
         }
     }
     missing.sort();
+    let mut learned = Learned::new();
     for key in missing {
         let id: i64 = tx
             .query_one(
@@ -137,12 +156,10 @@ pub async fn cost_note_ids<'c>(
             .await
             .map_err(map_error)?
             .get(0);
-        if let Ok(mut known) = cache.lock() {
-            known.insert(key.clone(), id);
-        }
+        learned.push((key.clone(), id));
         ids.insert(key, id);
     }
-    Ok(ids)
+    Ok((ids, learned))
 }
 
 /// Latencies are stored in ms as `real`.

@@ -92,8 +92,35 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(s.zero_count, 0) + coalesce((SELECT sum(c) FROM unnest(s.counts) AS c), 0)::bigint
 $$;
 
+-- The value bucket k answers, in ms: 2·γ^k/(γ+1) in double precision, γ^k raised by
+-- square-and-multiply exactly as Rust's f64::powi does, so SQL and voicemon_core agree
+-- to the last bit.
+CREATE FUNCTION voicemon_bucket_value(k integer) RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    gamma CONSTANT double precision := (1::double precision + 0.01::double precision)
+                                       / (1::double precision - 0.01::double precision);
+    base double precision := gamma;
+    power double precision := 1;
+    n integer := abs(k);
+BEGIN
+    LOOP
+        IF n % 2 = 1 THEN
+            power := power * base;
+        END IF;
+        n := n / 2;
+        EXIT WHEN n = 0;
+        base := base * base;
+    END LOOP;
+    IF k < 0 THEN
+        power := 1 / power;
+    END IF;
+    RETURN 2 * power / (gamma + 1);
+END
+$$;
+
 -- The q-quantile (0..1) of a sketch in ms, within 1 % of the exact value at rank
--- floor(q·(n−1)); NULL when empty. Same answer as voicemon_core::sketch::quantile.
+-- floor(q·(n−1)); NULL when empty. Exactly voicemon_core::sketch::LatencySketch::quantile.
 CREATE FUNCTION voicemon_quantile(s voicemon_sketch, q double precision) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     WITH total AS (SELECT voicemon_count(s) AS n),
@@ -104,8 +131,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     )
     SELECT CASE
         WHEN coalesce(s.zero_count, 0) > (SELECT r FROM rank) THEN 0
-        ELSE (SELECT 2 * power(1.01 / 0.99, coalesce(min(k) FILTER (WHERE seen > (SELECT r FROM rank)), max(k)))
-                     / (1.01 / 0.99 + 1)
+        ELSE (SELECT voicemon_bucket_value(coalesce(min(k) FILTER (WHERE seen > (SELECT r FROM rank)), max(k)))
               FROM buckets)
     END
     FROM rank
@@ -305,11 +331,12 @@ CREATE TABLE provider_errors (
 );
 CREATE INDEX provider_errors_by_time ON provider_errors (start_at);
 
--- One health summary (JSON) per minute and tenant ('' for all tenants).
+-- One health summary (JSON) per minute and tenant ('' for all tenants). `json`, not
+-- `jsonb`: a sample is read back exactly as it was written.
 CREATE TABLE health_samples (
     tenant_id text NOT NULL,
     minute    timestamptz NOT NULL,
-    sample    jsonb NOT NULL,
+    sample    json NOT NULL,
     PRIMARY KEY (tenant_id, minute)
 );
 CREATE INDEX health_samples_by_time ON health_samples (minute);
