@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BENCHMARKS.md, PostgreSQL: ingest N turns (2 events each: turn.completed + llm.usage)
+# BENCHMARKS.md, PostgreSQL: ingest N `turn.completed` events (every latency component)
 # into a release voicemon on PostgreSQL over HTTP, then one tenant's P50/P95/P99 over the
 # 30 days loaded, answered three ways in the same run and on the same data:
 #   1. the REST API (sketch rollups merged in Rust),
@@ -25,7 +25,7 @@ trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf localhost:$PORT/readyz >/dev/null && break; sleep 0.2; done
 
 echo "== ingest and REST latency queries"
-target/release/examples/loadgen http://127.0.0.1:$PORT $((TURNS * 2)) 5000 4 30 10
+target/release/examples/loadgen http://127.0.0.1:$PORT "$TURNS" 5000 4 30 10 turns
 echo "server RSS: $(($(awk '/VmRSS/ {print $2}' /proc/$server/status) / 1024)) MiB"
 
 export PGOPTIONS="-c search_path=$SCHEMA"
