@@ -8,6 +8,7 @@ use crate::health::redis::RedisTarget;
 use crate::ingest::writer::WriterConfig;
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::startup::HealthConfig;
+use crate::telemetry::voice::{PrometheusLimits, MAX_LABEL_CAP};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub struct FileConfig {
     pub alerting: AlertingSection,
     #[serde(default)]
     pub postgres: PostgresSection,
+    #[serde(default)]
+    pub prometheus: PrometheusSection,
 }
 
 /// `[postgres]`: how the PostgreSQL store is used when `DATABASE_URL` is set. The URL
@@ -87,6 +90,37 @@ impl PostgresSection {
             Some(text) => config.compress_after = Some(parse_duration("postgres.compress_after", text)?),
         }
         Ok(config)
+    }
+}
+
+/// `[prometheus]`: the label bounds of `GET /metrics` (see `docs/prometheus.md`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSection {
+    /// Tenants with their own `tenant` label, first come first served; later tenants
+    /// share `tenant="_other"` (default 100, at most 10000; 0 folds every tenant).
+    pub max_tenants: Option<usize>,
+    /// Provider names with their own `provider` label, and circuit breaker names with
+    /// their own `breaker` label; later ones share `_other` (default 20, at most 10000).
+    pub max_providers: Option<usize>,
+}
+
+impl PrometheusSection {
+    /// The label bounds this section gives, on top of the defaults.
+    pub fn limits(&self) -> Result<PrometheusLimits, ConfigError> {
+        let defaults = PrometheusLimits::default();
+        let cap = |key: &'static str, value: Option<usize>, default: usize| match value {
+            Some(v) if v > MAX_LABEL_CAP => Err(ConfigError::Value {
+                key,
+                message: format!("{v} is above {MAX_LABEL_CAP}, too many series for one scrape"),
+            }),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        Ok(PrometheusLimits {
+            max_tenants: cap("prometheus.max_tenants", self.max_tenants, defaults.max_tenants)?,
+            max_providers: cap("prometheus.max_providers", self.max_providers, defaults.max_providers)?,
+        })
     }
 }
 
@@ -355,6 +389,7 @@ impl FileConfig {
         config.health.health_config()?;
         config.alerting.alerting_config(None)?;
         config.postgres.postgres_config("postgres://localhost")?;
+        config.prometheus.limits()?;
         if config.server.max_body_bytes == Some(0) {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",

@@ -12,6 +12,7 @@ use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::{BatchWriter, WriterConfig};
 use crate::notify::{self, DeliveryConfig};
 use crate::state::AppState;
+use crate::telemetry::voice::PrometheusLimits;
 use crate::telemetry::Telemetry;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,6 +49,8 @@ pub struct ServeConfig {
     pub health: HealthConfig,
     pub alerting: AlertingConfig,
     pub delivery: DeliveryConfig,
+    /// Label bounds of the voice metrics at `/metrics`.
+    pub prometheus: PrometheusLimits,
 }
 
 /// Health settings.
@@ -90,6 +93,7 @@ impl ServeConfig {
             health: HealthConfig::default(),
             alerting: AlertingConfig::default(),
             delivery: DeliveryConfig::default(),
+            prometheus: PrometheusLimits::default(),
         }
     }
 }
@@ -121,7 +125,7 @@ impl Application {
         let addr = SocketAddr::new(ip, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let keys = KeyRing::load(Arc::clone(&store), ip.is_loopback()).await?;
-        let telemetry = Telemetry::new();
+        let telemetry = Telemetry::new(config.prometheus);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer, writer_task) =
             BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);

@@ -76,8 +76,7 @@ async fn main() {
     let batches = events / batch_size;
 
     eprintln!("generating {batches} bodies of {batch_size} events…");
-    let bodies: Vec<String> =
-        (0..batches).map(|b| body(b, batch_size, shape, now_ms)).collect();
+    let bodies: Vec<String> = (0..batches).map(|b| body(b, batch_size, shape, now_ms)).collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let client = reqwest::Client::new();

@@ -217,6 +217,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
     config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
+    config.prometheus = file.prometheus.limits()?;
     (config.alerting, config.delivery) = file.alerting.alerting_config(args.slack_webhook_url.as_deref())?;
     if let Some(url) = &args.redis_url {
         voicemon_server::health::redis::RedisTarget::parse(url)
@@ -392,6 +393,12 @@ fn config_check(path: &Path) -> Result<()> {
         } else {
             config.alerting.receivers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
         },
+    );
+    println!(
+        "  prometheus:        max_tenants {}, max_providers {}: at most {} series at /metrics",
+        config.prometheus.max_tenants,
+        config.prometheus.max_providers,
+        config.prometheus.worst_case_series(),
     );
     println!(
         "  price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",
