@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 TURNS=${1:-10000000}
 DB=${2:-postgres://postgres@127.0.0.1:5432/test}
 SCHEMA=vm_bench
-PORT=3401
-psql "$DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" -c "CREATE SCHEMA $SCHEMA"
+PORT=${VOICEMON_BENCH_PORT:-3451}
+psql "$DB" -qc "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" -c "CREATE SCHEMA $SCHEMA"
 URL="$DB?options=-csearch_path%3D$SCHEMA"
 
 DATABASE_URL=$URL RUST_LOG=warn target/release/voicemon serve --port $PORT --batch-max-events 5000 \
@@ -23,6 +23,7 @@ DATABASE_URL=$URL RUST_LOG=warn target/release/voicemon serve --port $PORT --bat
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf localhost:$PORT/readyz >/dev/null && break; sleep 0.2; done
+kill -0 $server 2>/dev/null || { echo "voicemon did not start (is port $PORT taken?)" >&2; exit 1; }
 
 echo "== ingest and REST latency queries"
 target/release/examples/loadgen http://127.0.0.1:$PORT "$TURNS" 5000 4 30 10 turns

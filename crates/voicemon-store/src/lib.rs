@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`Store`]: the contract every backend satisfies (SQLite, PostgreSQL).
 //! - [`sqlite`]: the embedded default backend (one file in WAL mode).
+//! - [`rollup`]: what a batch adds to the rollups, shared by both backends.
 //! - [`postgres`]: PostgreSQL (TimescaleDB hypertables when present), selected by `DATABASE_URL`.
 //!
 //! # Invariants
@@ -13,6 +14,7 @@
 //!   always equals the merge of its sixty minute rollups.
 
 pub mod postgres;
+pub mod rollup;
 pub mod sqlite;
 
 use async_trait::async_trait;

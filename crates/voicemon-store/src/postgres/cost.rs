@@ -5,8 +5,9 @@ use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use std::collections::BTreeSet;
-use tokio_postgres::{Client, Error, Row, Transaction};
+use tokio_postgres::{Client, Error, Row};
 use voicemon_core::pricing::Costing;
 use voicemon_core::window::TimeRange;
 

@@ -3,6 +3,7 @@
 use super::{at, ms, scoped, sketch_of};
 use crate::{EndedCall, LatencyFilter, Resolution};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::ClientWrapper;
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Row};
@@ -17,7 +18,7 @@ pub(super) fn sketch_at(row: &Row, first: usize) -> LatencySketch {
 }
 
 pub async fn latency_sketches(
-    client: &Client,
+    client: &ClientWrapper,
     filter: LatencyFilter,
     range: TimeRange,
     resolution: Resolution,
@@ -42,7 +43,7 @@ pub async fn latency_sketches(
 }
 
 async fn read_rollups(
-    client: &Client,
+    client: &ClientWrapper,
     table: &str,
     filter: &LatencyFilter,
     range: TimeRange,
@@ -68,7 +69,9 @@ async fn read_rollups(
             sql.push_str(&format!(" AND {column} = ${}", params.len()));
         }
     }
-    for row in client.query(&sql, &params).await? {
+    // A handful of filter combinations exist: cached per connection, each is planned once.
+    let statement = client.prepare_cached(&sql).await?;
+    for row in client.query(&statement, &params).await? {
         into.push((ms(row.get(0)), sketch_at(&row, 1)));
     }
     Ok(())

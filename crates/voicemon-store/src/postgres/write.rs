@@ -7,16 +7,18 @@
 use super::{at, map_error, PostgresStore};
 use crate::{IngestEvent, StoreError, WriteOutcome};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
 use voicemon_core::access::event_key;
 use voicemon_core::event::{Body, Event, ProviderRequest};
-use voicemon_core::latency::{observations, SeriesKey};
+use voicemon_core::latency::observations;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::{hour_of, minute_of};
+use voicemon_core::window::minute_of;
+
+use crate::rollup::{hours_of, ProviderDeltas, Rollups};
 
 pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
 
@@ -203,9 +205,8 @@ struct Batch {
     breakers: BreakerColumns,
     beats: BeatColumns,
     workers: BTreeMap<(String, String), (i64, BeatRow)>,
-    provider_minutes: BTreeMap<(String, String, i64), (i64, i64, LatencySketch)>,
-    provider_errors: BTreeMap<(String, String, i64, String), i64>,
-    rollups: BTreeMap<(SeriesKey, i64), LatencySketch>,
+    providers: ProviderDeltas,
+    rollups: Rollups,
 }
 
 #[derive(Default)]
@@ -499,25 +500,14 @@ impl Batch {
         r.latency.push(request.latency_ms.map(real));
         r.error.push(request.error.clone());
         r.call.push(call);
-        let minute = minute_of(ts);
-        let key = (tenant.to_owned(), request.provider.to_ascii_lowercase(), minute);
-        let entry = self.provider_minutes.entry(key.clone()).or_default();
-        entry.0 += 1;
-        if !request.ok {
-            entry.1 += 1;
-            let kind = request.error.clone().unwrap_or_else(|| "unspecified".into());
-            *self.provider_errors.entry((key.0, key.1, minute, kind)).or_default() += 1;
-        }
-        if let Some(latency) = request.latency_ms {
-            entry.2.add(latency);
-        }
+        self.providers.add(tenant, ts, request);
     }
 
     async fn execute(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
         self.execute_facts(tx).await?;
         update_calls(tx, self.calls).await?;
         upsert_workers(tx, self.workers).await?;
-        upsert_provider_minutes(tx, self.provider_minutes, self.provider_errors).await?;
+        upsert_providers(tx, self.providers).await?;
         upsert_rollups(tx, self.rollups).await
     }
 
@@ -621,7 +611,8 @@ async fn insert(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<(), tokio_postgres::Error> {
-    let statement = tx.prepare(sql).await?;
+    // Cached per connection: a group commit costs one round trip per statement.
+    let statement = tx.prepare_cached(sql).await?;
     tx.execute(&statement, params).await.map(|_| ())
 }
 
@@ -777,22 +768,19 @@ impl SketchColumns {
     }
 }
 
-async fn upsert_provider_minutes(
-    tx: &Transaction<'_>,
-    minutes: BTreeMap<(String, String, i64), (i64, i64, LatencySketch)>,
-    errors: BTreeMap<(String, String, i64, String), i64>,
-) -> Result<(), tokio_postgres::Error> {
+async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Result<(), tokio_postgres::Error> {
+    let ProviderDeltas { minutes, errors } = deltas;
     if !minutes.is_empty() {
         let (mut tenant, mut provider, mut start, mut requests, mut failed) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut sketches = SketchColumns::default();
-        for ((t, p, s), (r, e, sketch)) in minutes {
+        for ((t, p, s), minute) in minutes {
             tenant.push(t);
             provider.push(p);
             start.push(at(s));
-            requests.push(r);
-            failed.push(e);
-            sketches.push(&sketch);
+            requests.push(minute.requests);
+            failed.push(minute.errors);
+            sketches.push(&minute.latency);
         }
         insert(
             tx,
@@ -838,14 +826,8 @@ async fn upsert_provider_minutes(
     Ok(())
 }
 
-async fn upsert_rollups(
-    tx: &Transaction<'_>,
-    minutes: BTreeMap<(SeriesKey, i64), LatencySketch>,
-) -> Result<(), tokio_postgres::Error> {
-    let mut hours: BTreeMap<(SeriesKey, i64), LatencySketch> = BTreeMap::new();
-    for ((key, minute), sketch) in &minutes {
-        hours.entry((key.clone(), hour_of(*minute))).or_default().merge(sketch);
-    }
+async fn upsert_rollups(tx: &Transaction<'_>, minutes: Rollups) -> Result<(), tokio_postgres::Error> {
+    let hours = hours_of(&minutes);
     upsert_into(tx, "latency_minute", minutes).await?;
     upsert_into(tx, "latency_hour", hours).await
 }
@@ -853,7 +835,7 @@ async fn upsert_rollups(
 async fn upsert_into(
     tx: &Transaction<'_>,
     table: &str,
-    rollups: BTreeMap<(SeriesKey, i64), LatencySketch>,
+    rollups: Rollups,
 ) -> Result<(), tokio_postgres::Error> {
     if rollups.is_empty() {
         return Ok(());
