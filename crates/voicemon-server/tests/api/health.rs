@@ -776,7 +776,11 @@ async fn provider_minutes_and_samples_past_the_retention_are_pruned_hourly() {
 
     // 13:01: the hourly prune keeps 11:31 on, so the failing 10:40 minute goes.
     app.clock.advance(61 * MINUTE_MS);
-    let pruned = |body: &Value| body["providers"][0]["errors_24h"] == json!([]);
+    // One report reads minutes and errors separately: wait until both show the prune.
+    let pruned = |body: &Value| {
+        body["providers"][0]["errors_24h"] == json!([])
+            && body["providers"][0]["uptime_percent"]["24h"] == 100.0
+    };
     let body = health_until(&app, &range, None, 200, pruned).await;
     assert!(pruned(&body), "the 10:40 minute is still there at 13:01: {body}");
     let deepgram = named(&body["providers"], "provider", "deepgram");
