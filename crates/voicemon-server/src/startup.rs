@@ -298,3 +298,18 @@ async fn reload_keys(keys: KeyRing, mut shutdown: watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::describe_url;
+
+    #[test]
+    fn a_described_database_url_names_the_server_and_database_without_credentials_or_options() {
+        assert_eq!(
+            describe_url("postgres://voicemon:s3cret@db.internal:5432/metrics?options=-csearch_path%3Dvm"),
+            "postgres://db.internal:5432/metrics"
+        );
+        assert_eq!(describe_url("postgresql://db/metrics"), "postgresql://db/metrics");
+        assert_eq!(describe_url("not a url"), "(unparseable url)");
+    }
+}
