@@ -10,6 +10,8 @@ use crate::auth::{KeyRing, RELOAD_EVERY};
 use crate::health::redis::{RedisMonitor, RedisTarget};
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::{BatchWriter, WriterConfig};
+use crate::live::snapshot::Sources;
+use crate::live::{LiveConfig, LiveHub};
 use crate::notify::{self, DeliveryConfig};
 use crate::state::AppState;
 use crate::telemetry::Telemetry;
@@ -30,6 +32,8 @@ use voicemon_store::{Store, StoreError};
 /// Default body limit of `POST /v1/events`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_PORT: u16 = 3001;
+/// How long shutdown waits for live WebSocket connections to close.
+const LIVE_CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -45,6 +49,7 @@ pub struct ServeConfig {
     pub health: HealthConfig,
     pub alerting: AlertingConfig,
     pub delivery: DeliveryConfig,
+    pub live: LiveConfig,
 }
 
 /// Health settings.
@@ -86,6 +91,7 @@ impl ServeConfig {
             health: HealthConfig::default(),
             alerting: AlertingConfig::default(),
             delivery: DeliveryConfig::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -171,6 +177,16 @@ impl Application {
             wake,
             shutdown.subscribe(),
         );
+        let alerting = Arc::new(config.alerting);
+        let sources = Sources {
+            store: Arc::clone(&store),
+            redis: redis.clone(),
+            health_rules: config.health.rules,
+            alerting: Arc::clone(&alerting),
+            clock: Arc::clone(&clock),
+        };
+        let live =
+            LiveHub::new(sources, config.live, telemetry.live.clone(), alert_events, shutdown.subscribe());
         let state = AppState {
             store,
             writer,
@@ -181,7 +197,8 @@ impl Application {
             prices,
             redis,
             health_rules: config.health.rules,
-            alerting: Arc::new(config.alerting),
+            alerting,
+            live,
         };
         Ok(Application { listener, state, writer_task, shutdown, data_path })
     }
@@ -204,6 +221,7 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Application { listener, state, writer_task, shutdown, .. } = self;
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
+        let live = state.live.clone();
         let app = router(state);
         let stop = shutdown.clone();
         let served = axum::serve(listener, app)
@@ -214,6 +232,12 @@ impl Application {
             })
             .await;
         let _ = shutdown.send(true);
+        // Live connections were told to close (1001) with the shutdown signal; a client
+        // that does not finish the close handshake is not waited for long.
+        let open = live.wait_closed(LIVE_CLOSE_WAIT).await;
+        if open > 0 {
+            tracing::warn!(open, "live connections still open at shutdown; leaving them");
+        }
         // The router (and with it the last BatchWriter) is gone: the writer drains and ends.
         if let Err(err) = writer_task.await {
             tracing::error!(error = %err, "batch writer ended abnormally");

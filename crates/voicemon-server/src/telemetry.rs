@@ -23,6 +23,8 @@ pub struct Telemetry {
     flushes: Family<OutcomeLabel, Counter>,
     flush_seconds: Histogram,
     flush_events: Histogram,
+    /// The live view's WebSocket metrics (`voicemon_live_*`).
+    pub live: crate::live::LiveMetrics,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -56,7 +58,8 @@ impl Telemetry {
         );
         let flush_events = Histogram::new(exponential_buckets(1.0, 4.0, 10));
         registry.register("voicemon_store_flush_events", "Events in one group commit", flush_events.clone());
-        Telemetry { registry: Arc::new(registry), events, flushes, flush_seconds, flush_events }
+        let live = crate::live::LiveMetrics::register(&mut registry);
+        Telemetry { registry: Arc::new(registry), events, flushes, flush_seconds, flush_events, live }
     }
 
     pub fn events(&self, outcome: &'static str, count: usize) {

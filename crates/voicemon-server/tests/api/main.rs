@@ -9,5 +9,6 @@ mod cost_properties;
 mod health;
 mod ingest;
 mod latency;
+mod live;
 mod reprice;
 mod shutdown;
