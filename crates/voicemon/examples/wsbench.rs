@@ -4,11 +4,12 @@
 //! receiving it.
 //!
 //! ```sh
-//! cargo run --release --example wsbench -- ws://127.0.0.1:3401/metrics/stream <server pid> 1000 60 5
-//! #                                          url                                pid   clients seconds interval
+//! cargo run --release --example wsbench -- ws://127.0.0.1:3401/metrics/stream <server pid> 1000 60 5 0
+//! #                                          url                                pid   clients seconds interval tenants
 //! ```
-//! Every client subscribes to the same scope (all tenants), so one snapshot per interval
-//! is computed and fanned out to all. Clients read `seq` and `computed_at_ms` by text
+//! With `tenants` 0 every client subscribes to the same scope (all tenants), so one
+//! snapshot per interval is computed and fanned out to all; with `tenants` n, client i
+//! watches `tenant-0{i % n + 1}` (the demo's names): n scopes. Clients read `seq` and `computed_at_ms` by text
 //! search (no JSON parsing), so the benchmark's own CPU stays small.
 
 use futures_util::{SinkExt, StreamExt};
@@ -69,7 +70,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// (seq, delay from computed_at to receipt in ms)
 type Receipt = (i64, f64);
 
-async fn client(url: String, interval: u64, receipts: mpsc::UnboundedSender<Receipt>, stop: Arc<tokio::sync::Notify>) {
+async fn client(url: String, interval: u64, tenant: Option<String>, receipts: mpsc::UnboundedSender<Receipt>, stop: Arc<tokio::sync::Notify>) {
     let (mut socket, _) = match tokio_tungstenite::connect_async(&url).await {
         Ok(connected) => connected,
         Err(err) => {
@@ -77,11 +78,13 @@ async fn client(url: String, interval: u64, receipts: mpsc::UnboundedSender<Rece
             return;
         }
     };
-    let subscribe = format!(r#"{{"type":"subscribe","interval_s":{interval}}}"#);
+    let tenant = tenant.map(|t| format!(r#","tenant_id":"{t}""#)).unwrap_or_default();
+    let subscribe = format!(r#"{{"type":"subscribe","interval_s":{interval}{tenant}}}"#);
     if socket.send(Message::text(subscribe)).await.is_err() {
         return;
     }
     let wanted = format!("\"interval_s\":{interval}");
+    let wanted_tenant = if tenant.is_empty() { "\"tenant_id\":null".to_owned() } else { tenant[1..].to_owned() };
     let mut subscribed = false;
     loop {
         let message = tokio::select! {
@@ -96,7 +99,7 @@ async fn client(url: String, interval: u64, receipts: mpsc::UnboundedSender<Rece
         };
         let received = now_ms();
         let text = text.as_str();
-        if text.starts_with(r#"{"type":"subscribed""#) && text.contains(&wanted) {
+        if text.starts_with(r#"{"type":"subscribed""#) && text.contains(&wanted) && text.contains(&wanted_tenant) {
             subscribed = true;
         } else if subscribed && text.starts_with(r#"{"type":"snapshot""#) {
             if let (Some(seq), Some(at)) = (field(text, "seq"), field(text, "computed_at_ms")) {
@@ -115,6 +118,7 @@ async fn main() {
     let clients: usize = arg(&args, 3, 1000);
     let seconds: u64 = arg(&args, 4, 60);
     let interval: u64 = arg(&args, 5, 5);
+    let tenants: usize = arg(&args, 6, 0);
     assert!(!pid.is_empty(), "usage: wsbench <ws url> <server pid> [clients] [seconds] [interval]");
 
     let idle = Duration::from_secs(10);
@@ -128,8 +132,9 @@ async fn main() {
     let stop = Arc::new(tokio::sync::Notify::new());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        tasks.push(tokio::spawn(client(url.clone(), interval, send.clone(), Arc::clone(&stop))));
+    for i in 0..clients {
+        let tenant = (tenants > 0).then(|| format!("tenant-{:02}", i % tenants + 1));
+        tasks.push(tokio::spawn(client(url.clone(), interval, tenant, send.clone(), Arc::clone(&stop))));
         // Do not open all at once: the listen backlog is finite.
         tokio::task::yield_now().await;
     }

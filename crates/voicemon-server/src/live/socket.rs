@@ -22,6 +22,12 @@ use voicemon_core::latency::Component;
 
 /// Largest message a client may send.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 16 * 1024;
+/// Clients send a few small messages: a small read buffer (the library's default is
+/// 128 KiB per connection, which 1 000 subscribers turn into 128 MB).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// A hard bound on what one connection may hold unsent (each send waits for the socket,
+/// so in practice it holds one message).
+const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// How long a close handshake may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -51,7 +57,11 @@ pub async fn stream(
     })?;
     let hub = state.live.clone();
     let keys = state.keys.clone();
-    Ok(upgrade.max_message_size(MAX_CLIENT_MESSAGE_BYTES).on_upgrade(move |socket| {
+    let upgrade = upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
+    Ok(upgrade.on_upgrade(move |socket| {
         let connection = Connection {
             socket,
             hub,
@@ -150,6 +160,8 @@ impl Connection {
         let mut shutdown = self.hub.shutdown();
         let start = tokio::time::Instant::now();
         let mut pings = tokio::time::interval_at(start + config.ping_every, config.ping_every);
+        // After a slow write, the next ping waits a whole period for its pong.
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auth_deadline = tokio::time::sleep(config.auth_timeout);
         tokio::pin!(auth_deadline);
         let opened = self.open().await;
