@@ -70,7 +70,13 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// (seq, delay from computed_at to receipt in ms)
 type Receipt = (i64, f64);
 
-async fn client(url: String, interval: u64, tenant: Option<String>, receipts: mpsc::UnboundedSender<Receipt>, stop: Arc<tokio::sync::Notify>) {
+async fn client(
+    url: String,
+    interval: u64,
+    tenant: Option<String>,
+    receipts: mpsc::UnboundedSender<Receipt>,
+    stop: Arc<tokio::sync::Notify>,
+) {
     let (mut socket, _) = match tokio_tungstenite::connect_async(&url).await {
         Ok(connected) => connected,
         Err(err) => {
@@ -84,7 +90,8 @@ async fn client(url: String, interval: u64, tenant: Option<String>, receipts: mp
         return;
     }
     let wanted = format!("\"interval_s\":{interval}");
-    let wanted_tenant = if tenant.is_empty() { "\"tenant_id\":null".to_owned() } else { tenant[1..].to_owned() };
+    let wanted_tenant =
+        if tenant.is_empty() { "\"tenant_id\":null".to_owned() } else { tenant[1..].to_owned() };
     let mut subscribed = false;
     loop {
         let message = tokio::select! {
@@ -99,7 +106,10 @@ async fn client(url: String, interval: u64, tenant: Option<String>, receipts: mp
         };
         let received = now_ms();
         let text = text.as_str();
-        if text.starts_with(r#"{"type":"subscribed""#) && text.contains(&wanted) && text.contains(&wanted_tenant) {
+        if text.starts_with(r#"{"type":"subscribed""#)
+            && text.contains(&wanted)
+            && text.contains(&wanted_tenant)
+        {
             subscribed = true;
         } else if subscribed && text.starts_with(r#"{"type":"snapshot""#) {
             if let (Some(seq), Some(at)) = (field(text, "seq"), field(text, "computed_at_ms")) {
@@ -125,7 +135,11 @@ async fn main() {
     let (cpu0, rss0, _) = process(&pid);
     tokio::time::sleep(idle).await;
     let (cpu1, rss1, _) = process(&pid);
-    println!("server before: CPU {:.1} % of a core (10 s, demo traffic only), RSS {} MB", cpu_percent(cpu0, cpu1, idle), rss1 / 1024);
+    println!(
+        "server before: CPU {:.1} % of a core (10 s, demo traffic only), RSS {} MB",
+        cpu_percent(cpu0, cpu1, idle),
+        rss1 / 1024
+    );
     let _ = rss0;
 
     let (send, mut receipts) = mpsc::unbounded_channel::<Receipt>();
@@ -152,7 +166,10 @@ async fn main() {
             _ => break,
         }
     }
-    println!("{clients} clients subscribed and served a first snapshot in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "{clients} clients subscribed and served a first snapshot in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     while receipts.try_recv().is_ok() {}
 
     let window = Duration::from_secs(seconds);
@@ -195,10 +212,7 @@ async fn main() {
     lasts.sort_by(f64::total_cmp);
     all.sort_by(f64::total_cmp);
     let complete = inner.iter().filter(|seq| by_seq[seq].len() == clients).count();
-    println!(
-        "\n{} intervals of {interval} s, {complete} delivered to all {clients} clients",
-        inner.len()
-    );
+    println!("\n{} intervals of {interval} s, {complete} delivered to all {clients} clients", inner.len());
     println!(
         "tick → client: p50 {:.1} ms, p99 {:.1} ms; tick → last client per interval: p50 {:.1} ms, max {:.1} ms",
         quantile(&all, 0.5),

@@ -16,7 +16,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::SinkExt;
 use serde::Serialize;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 use voicemon_core::latency::Component;
 
@@ -28,6 +29,10 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// A hard bound on what one connection may hold unsent (each send waits for the socket,
 /// so in practice it holds one message).
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// At most this many subscriptions (scope changes) per connection in `SUBSCRIBE_WINDOW`:
+/// each may start a feed, whose first snapshot is computed at once.
+const SUBSCRIBE_LIMIT: usize = 10;
+const SUBSCRIBE_WINDOW: Duration = Duration::from_secs(10);
 /// How long a close handshake may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -72,6 +77,7 @@ pub async fn stream(
             last_seq: 0,
             lag_strikes: 0,
             ping_pending: false,
+            subscribed_at: VecDeque::with_capacity(SUBSCRIBE_LIMIT),
             _guard: guard,
         };
         connection.run()
@@ -120,6 +126,8 @@ struct Connection {
     last_seq: u64,
     lag_strikes: u32,
     ping_pending: bool,
+    /// When the last subscriptions were made, newest last (at most `SUBSCRIBE_LIMIT`).
+    subscribed_at: VecDeque<Instant>,
     _guard: ConnectionGuard,
 }
 
@@ -359,6 +367,18 @@ impl Connection {
     }
 
     async fn subscribe(&mut self, scope: Scope) -> Step {
+        if self.subscribed_at.len() >= SUBSCRIBE_LIMIT {
+            let oldest = self.subscribed_at.front().copied();
+            if oldest.is_some_and(|at| at.elapsed() < SUBSCRIBE_WINDOW) {
+                let message = format!(
+                    "at most {SUBSCRIBE_LIMIT} subscriptions per {} s; the current one stays",
+                    SUBSCRIBE_WINDOW.as_secs()
+                );
+                return self.send_error("too_many_requests", &message).await;
+            }
+            self.subscribed_at.pop_front();
+        }
+        self.subscribed_at.push_back(Instant::now());
         let all_tenants = self.principal.as_ref().is_some_and(|p| p.tenant().is_none());
         let tenants = match (all_tenants, &scope.tenant_id) {
             (true, _) => self.hub.tenants().await.as_ref().clone(),

@@ -79,7 +79,7 @@ impl Scope {
             ));
         }
         let window_s = request.window_s.unwrap_or(DEFAULT_WINDOW_S);
-        if !(MIN_WINDOW_S..=MAX_WINDOW_S).contains(&window_s) || window_s % 60 != 0 {
+        if !(MIN_WINDOW_S..=MAX_WINDOW_S).contains(&window_s) || !window_s.is_multiple_of(60) {
             return Err(format!(
                 "window_s must be whole minutes between {MIN_WINDOW_S} and {MAX_WINDOW_S} seconds, not {window_s}"
             ));

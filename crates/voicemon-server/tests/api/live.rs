@@ -53,18 +53,24 @@ async fn next_json(socket: &mut Socket) -> Value {
 
 /// Skips messages until one of type `kind`.
 async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let message = next_json(socket).await;
         if message["type"] == kind {
             return message;
         }
+        assert!(Instant::now() < deadline, "no {kind} message in time; last: {message}");
     }
 }
 
 /// The close frame the server ends with, skipping what comes before it.
-async fn close_code(socket: &mut Socket) -> (u16, String) {
+async fn close_code<S>(socket: &mut S) -> (u16, String)
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let message = tokio::time::timeout(PATIENCE, socket.next()).await.expect("the stream ends in time");
+        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("a close frame in time");
         match message {
             Some(Ok(Message::Close(Some(frame)))) => {
                 return (u16::from(frame.code), frame.reason.to_string())
@@ -465,27 +471,91 @@ async fn a_client_whose_socket_stays_full_is_dropped_not_buffered() {
         config.live.write_timeout = Duration::from_millis(500);
     })
     .await;
-    // A small receive buffer, and a client that sends requests but never reads the answers.
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
-    let address = app.address.trim_start_matches("http://").parse().expect("an address");
-    let stream = socket.connect(address).await.expect("connects");
-    let (mut client, _) = tokio_tungstenite::client_async(stream_url(&app), stream).await.expect("upgrades");
-    let flood = tokio::spawn(async move {
-        // Each is answered with an error message listing the fields a subscription has.
-        let bad = Message::text(json!({"type": "subscribe", "x": 0}).to_string());
-        for _ in 0..100_000 {
-            if client.feed(bad.clone()).await.is_err() {
-                break;
-            }
-        }
-        let _ = client.flush().await;
-        client
-    });
+    // A client that sends requests but never reads the answers.
+    let (flood, _unread) = flooding_client(&app, 100_000).await;
     let dropped = wait_for_metric(&app, "voicemon_live_dropped_total{reason=\"write_timeout\"}", 1.0).await;
     assert_eq!(dropped, 1.0);
     assert_eq!(metric(&app, "voicemon_live_connections ").await, 0.0, "nothing kept for it");
     flood.abort();
+}
+
+type Reader = futures_util::stream::SplitStream<Socket>;
+type Writer = futures_util::stream::SplitSink<Socket, Message>;
+
+/// A connection with a small receive buffer that subscribes to the all-tenant feed at
+/// 1 s, then sends `count` requests that are each answered by an error message. Nothing
+/// reads the answers until the test reads the returned stream.
+async fn flooding_client(app: &TestApp, count: usize) -> (tokio::task::JoinHandle<Writer>, Reader) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let address = app.address.trim_start_matches("http://").parse().expect("an address");
+    let stream = socket.connect(address).await.expect("connects");
+    let (client, _) = tokio_tungstenite::client_async(stream_url(app), MaybeTlsStream::Plain(stream))
+        .await
+        .expect("upgrades");
+    let (mut writer, reader) = client.split();
+    let flood = tokio::spawn(async move {
+        let _ = writer.feed(Message::text(json!({"type": "subscribe", "interval_s": 1}).to_string())).await;
+        // Each is answered with an error message listing the fields a subscription has.
+        let bad = Message::text(json!({"type": "subscribe", "x": 0}).to_string());
+        for _ in 0..count {
+            if writer.feed(bad.clone()).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.flush().await;
+        writer
+    });
+    (flood, reader)
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_skips_snapshots_and_is_dropped_when_it_stays_behind() {
+    let app = spawn_app_with(|config| {
+        config.live.ping_every = Duration::from_secs(600);
+        config.live.write_timeout = Duration::from_secs(600);
+        config.live.queue_frames = 1;
+        config.live.max_lag_strikes = 1;
+    })
+    .await;
+    let mut watcher = connect(&app, None).await;
+    subscribe(&mut watcher, json!({"interval_s": 1})).await;
+    let (seqs, mut watcher_seqs) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let snapshot = next_of(&mut watcher, "snapshot").await;
+            if seqs.send(snapshot["seq"].as_u64().expect("seq")).is_err() {
+                return;
+            }
+        }
+    });
+    // The slow client joins the same all-tenant feed, then stops reading: the server's
+    // writes to it stall while the feed goes on ticking.
+    let (flood, mut slow) = flooding_client(&app, 100_000).await;
+    let start = next_seq(&mut watcher_seqs).await;
+    while next_seq(&mut watcher_seqs).await < start + 5 {}
+    // Now it reads again: its next snapshot is gone from the queue (skipped), and one skip
+    // is all it may have here: it is disconnected as too slow.
+    let (code, reason) = close_code(&mut slow).await;
+    assert_eq!(code, 4408, "{reason}");
+    assert!(metric(&app, "voicemon_live_skipped_messages_total").await >= 1.0);
+    assert_eq!(metric(&app, "voicemon_live_dropped_total{reason=\"lagging\"}").await, 1.0);
+    let before = next_seq(&mut watcher_seqs).await;
+    assert_eq!(next_seq(&mut watcher_seqs).await, before + 1, "the other subscriber never skipped");
+    flood.abort();
+}
+
+#[tokio::test]
+async fn subscriptions_are_limited_per_connection() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut socket = connect(&app, None).await;
+    next_of(&mut socket, "subscribed").await;
+    for interval in 1..10 {
+        subscribe(&mut socket, json!({"interval_s": interval})).await;
+    }
+    send(&mut socket, json!({"type": "subscribe", "interval_s": 20})).await;
+    let error = next_of(&mut socket, "error").await;
+    assert_eq!(error["code"], "too_many_requests", "{error}");
 }
 
 #[tokio::test]
