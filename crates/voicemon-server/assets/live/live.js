@@ -364,7 +364,7 @@
     setText("health-active", count(workers.active_calls));
     setText("health-database", health.database.reachable ? ms(health.database.round_trip_ms) : "unreachable");
     const redis = health.redis;
-    setText("health-redis", !redis.configured ? "not watched" : redis.reachable === false ? "unreachable" : percent(redis.hit_rate));
+    setText("health-redis", !redis.configured ? "off" : redis.reachable === false ? "unreachable" : percent(redis.hit_rate));
     $("providers").replaceChildren(
       ...health.providers.map((p) =>
         el("li", {}, badge(p.status), el("span", {}, p.provider),
