@@ -111,6 +111,19 @@ impl LatencySketch {
         (index - self.offset) as usize
     }
 
+    /// A sketch from its zero-bucket count and `(index, count)` buckets in any order (as
+    /// a store keeps them); indexes are clamped like added values.
+    pub fn from_buckets(zero_count: u64, buckets: impl IntoIterator<Item = (i32, u64)>) -> LatencySketch {
+        let mut sketch = LatencySketch { zero_count, count: zero_count, ..LatencySketch::default() };
+        for (index, times) in buckets {
+            if times > 0 {
+                sketch.count += times;
+                sketch.add_to_bucket(index, times);
+            }
+        }
+        sketch
+    }
+
     /// Adds every value of `other` to `self`.
     pub fn merge(&mut self, other: &LatencySketch) {
         self.zero_count += other.zero_count;

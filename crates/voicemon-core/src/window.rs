@@ -5,6 +5,7 @@ use thiserror::Error;
 
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// The most steps one query may ask for (as Prometheus' 11 000-point limit).
 pub const MAX_STEPS: i64 = 11_000;
 

@@ -8,6 +8,7 @@ use crate::health::redis::RedisTarget;
 use crate::ingest::writer::WriterConfig;
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::startup::HealthConfig;
+use crate::telemetry::voice::{PrometheusLimits, MAX_LABEL_CAP};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::time::Duration;
 use voicemon_core::alerting::rules::{rules_with, RuleText};
 use voicemon_core::alerting::silence::{InhibitRule, Matcher};
 use voicemon_core::pricing::{PriceBook, PriceEntryText, PricingError};
+use voicemon_store::postgres::PostgresConfig;
 use voicemon_store::sqlite::Durability;
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -30,6 +32,96 @@ pub struct FileConfig {
     pub health: HealthSection,
     #[serde(default)]
     pub alerting: AlertingSection,
+    #[serde(default)]
+    pub postgres: PostgresSection,
+    #[serde(default)]
+    pub prometheus: PrometheusSection,
+}
+
+/// `[postgres]`: how the PostgreSQL store is used when `DATABASE_URL` is set. The URL
+/// itself (it may hold a password) comes from the environment or `--database-url` only.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Connections at most (default 16).
+    pub pool_size: Option<usize>,
+    /// How long a request waits for a connection before voicemon answers 503 (default "5s").
+    pub connect_timeout: Option<String>,
+    /// Raw facts and minute rollups older than this are dropped, a day at a time (default "400d").
+    pub retention: Option<String>,
+    /// Day partitions created ahead of today (default 3).
+    pub partitions_ahead: Option<u32>,
+    /// Use TimescaleDB hypertables when the extension is available (default true).
+    pub timescaledb: Option<bool>,
+    /// TimescaleDB: compress chunks older than this, or "off" (default "7d"; community licence).
+    pub compress_after: Option<String>,
+}
+
+impl PostgresSection {
+    /// The PostgreSQL configuration for `url` with this section's settings.
+    pub fn postgres_config(&self, url: &str) -> Result<PostgresConfig, ConfigError> {
+        let mut config = PostgresConfig::new(url);
+        if let Some(size) = self.pool_size {
+            if size < 2 {
+                return Err(ConfigError::Value {
+                    key: "postgres.pool_size",
+                    message: "must be at least 2 (the writer holds one)".into(),
+                });
+            }
+            config.pool_size = size;
+        }
+        if let Some(text) = &self.connect_timeout {
+            config.connect_timeout = parse_duration("postgres.connect_timeout", text)?;
+        }
+        if let Some(text) = &self.retention {
+            config.retention = parse_duration("postgres.retention", text)?;
+            if config.retention < Duration::from_secs(86_400) {
+                return Err(ConfigError::Value {
+                    key: "postgres.retention",
+                    message: "must be at least 1d".into(),
+                });
+            }
+        }
+        config.partitions_ahead = self.partitions_ahead.unwrap_or(config.partitions_ahead);
+        config.timescaledb = self.timescaledb.unwrap_or(config.timescaledb);
+        match self.compress_after.as_deref() {
+            None => {}
+            Some("off") => config.compress_after = None,
+            Some(text) => config.compress_after = Some(parse_duration("postgres.compress_after", text)?),
+        }
+        Ok(config)
+    }
+}
+
+/// `[prometheus]`: the label bounds of `GET /metrics` (see `docs/prometheus.md`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSection {
+    /// Tenants with their own `tenant` label, first come first served; later tenants
+    /// share `tenant="_other"` (default 100, at most 10000; 0 folds every tenant).
+    pub max_tenants: Option<usize>,
+    /// Provider names with their own `provider` label, and circuit breaker names with
+    /// their own `breaker` label; later ones share `_other` (default 20, at most 10000).
+    pub max_providers: Option<usize>,
+}
+
+impl PrometheusSection {
+    /// The label bounds this section gives, on top of the defaults.
+    pub fn limits(&self) -> Result<PrometheusLimits, ConfigError> {
+        let defaults = PrometheusLimits::default();
+        let cap = |key: &'static str, value: Option<usize>, default: usize| match value {
+            Some(v) if v > MAX_LABEL_CAP => Err(ConfigError::Value {
+                key,
+                message: format!("{v} is above {MAX_LABEL_CAP}, too many series for one scrape"),
+            }),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        Ok(PrometheusLimits {
+            max_tenants: cap("prometheus.max_tenants", self.max_tenants, defaults.max_tenants)?,
+            max_providers: cap("prometheus.max_providers", self.max_providers, defaults.max_providers)?,
+        })
+    }
 }
 
 /// `[alerting]`
@@ -296,6 +388,8 @@ impl FileConfig {
         config.price_book(path)?;
         config.health.health_config()?;
         config.alerting.alerting_config(None)?;
+        config.postgres.postgres_config("postgres://localhost")?;
+        config.prometheus.limits()?;
         if config.server.max_body_bytes == Some(0) {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",

@@ -14,6 +14,7 @@ use crate::live::snapshot::Sources;
 use crate::live::{LiveConfig, LiveHub};
 use crate::notify::{self, DeliveryConfig};
 use crate::state::AppState;
+use crate::telemetry::voice::PrometheusLimits;
 use crate::telemetry::Telemetry;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,7 @@ use tokio::sync::{broadcast, Notify};
 use voicemon_core::clock::Clock;
 use voicemon_core::health::HealthRules;
 use voicemon_core::pricing::PriceBook;
+use voicemon_store::postgres::{PostgresConfig, PostgresStore};
 use voicemon_store::sqlite::{Durability, SqliteStore};
 use voicemon_store::{Store, StoreError};
 
@@ -42,6 +44,8 @@ pub struct ServeConfig {
     /// 0 picks a free port (tests).
     pub port: u16,
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded store in `data_dir` (`DATABASE_URL`).
+    pub postgres: Option<PostgresConfig>,
     pub max_body_bytes: usize,
     pub writer: WriterConfig,
     pub durability: Durability,
@@ -49,6 +53,8 @@ pub struct ServeConfig {
     pub health: HealthConfig,
     pub alerting: AlertingConfig,
     pub delivery: DeliveryConfig,
+    /// Label bounds of the voice metrics at `/metrics`.
+    pub prometheus: PrometheusLimits,
     pub live: LiveConfig,
 }
 
@@ -84,6 +90,7 @@ impl ServeConfig {
             bind: None,
             port: DEFAULT_PORT,
             data_dir,
+            postgres: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             writer: WriterConfig::default(),
             durability: Durability::Full,
@@ -91,6 +98,7 @@ impl ServeConfig {
             health: HealthConfig::default(),
             alerting: AlertingConfig::default(),
             delivery: DeliveryConfig::default(),
+            prometheus: PrometheusLimits::default(),
             live: LiveConfig::default(),
         }
     }
@@ -112,23 +120,18 @@ pub struct Application {
     state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
-    data_path: PathBuf,
+    storage: String,
 }
 
 impl Application {
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
-        let data_dir = config.data_dir.clone();
-        let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config.durability))
-            .await
-            .map_err(|err| StoreError::Internal(err.to_string()))??;
-        let data_path = sqlite.path().to_owned();
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let (store, storage) = open_store(&config).await?;
         let has_keys = !store.active_key_hashes().await?.is_empty();
         let ip = choose_bind(config.bind, has_keys);
         let addr = SocketAddr::new(ip, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let keys = KeyRing::load(Arc::clone(&store), ip.is_loopback()).await?;
-        let telemetry = Telemetry::new();
+        let telemetry = Telemetry::new(config.prometheus);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer, writer_task) =
             BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);
@@ -200,16 +203,17 @@ impl Application {
             alerting,
             live,
         };
-        Ok(Application { listener, state, writer_task, shutdown, data_path })
+        spawn_maintenance(Arc::clone(&state.store), Arc::clone(&state.clock), shutdown.subscribe());
+        Ok(Application { listener, state, writer_task, shutdown, storage })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Where the embedded store's file is.
-    pub fn data_path(&self) -> &std::path::Path {
-        &self.data_path
+    /// Which store serves, for the start-up line: the SQLite file or the PostgreSQL server.
+    pub fn storage(&self) -> &str {
+        &self.storage
     }
 
     /// Whether the server runs without API keys (loopback only).
@@ -245,6 +249,55 @@ impl Application {
         reload.abort();
         served
     }
+}
+
+/// Opens the store the configuration names (applying migrations) and describes it.
+pub async fn open_store(config: &ServeConfig) -> Result<(Arc<dyn Store>, String), StoreError> {
+    if let Some(postgres) = &config.postgres {
+        let store = PostgresStore::connect(postgres.clone()).await?;
+        let described = format!(
+            "postgresql {} ({} partitioning)",
+            describe_url(&postgres.url),
+            store.partitioning().as_str()
+        );
+        return Ok((Arc::new(store), described));
+    }
+    let data_dir = config.data_dir.clone();
+    let durability = config.durability;
+    let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, durability))
+        .await
+        .map_err(|err| StoreError::Internal(err.to_string()))??;
+    let described = format!("sqlite {}", sqlite.path().display());
+    Ok((Arc::new(sqlite), described))
+}
+
+/// A database URL without its password, for logs.
+pub fn describe_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "(unparseable url)".into() };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split_once('?').map_or(host, |(host, _)| host);
+    format!("{scheme}://{host}")
+}
+
+/// How often the store's housekeeping (partitions ahead, retention) runs.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+fn spawn_maintenance(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            match store.maintain(clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(dropped) => tracing::info!(dropped, "store maintenance dropped partitions past retention"),
+                Err(err) => tracing::warn!(error = %err, "store maintenance failed; retrying in an hour"),
+            }
+        }
+    });
 }
 
 fn choose_bind(requested: Option<IpAddr>, has_keys: bool) -> IpAddr {

@@ -1,21 +1,53 @@
-//! voicemon's own metrics: what its ingest and store are doing, for `/metrics`.
+//! What `GET /metrics` exposes: voicemon's own metrics (ingest, group commits, the store's
+//! pool) and the voice metrics of [`voice`] (latency, calls, cost, providers by tenant
+//! and component), in one prometheus-client registry.
 //!
-//! Names follow `voicemon_<subsystem>_<name>_<unit>[_total]`.
+//! Names follow `voicemon_<subsystem>_<name>_<unit>[_total]`. Every metric and its
+//! labels are described in `docs/prometheus.md`.
+
+pub mod labels;
+pub mod voice;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
+use voice::{PrometheusLimits, VoiceCollector, VoiceMetrics, VoiceRecord};
+use voicemon_store::PoolStats;
+
+/// Flush duration buckets: 0.5 ms doubling 16 times.
+const FLUSH_SECONDS_BUCKETS: u16 = 16;
+/// Group size buckets: 1 event, ×4 ten times.
+const FLUSH_EVENTS_BUCKETS: u16 = 10;
+
+/// Series of the self-metrics, whatever the events: ingest outcomes (3), flush outcomes
+/// (2), the two flush histograms, pool connections by state (2), pool waiters, build info,
+/// and the live view's.
+pub const SELF_SERIES: usize = 3
+    + 2
+    + (FLUSH_SECONDS_BUCKETS as usize + 3)
+    + (FLUSH_EVENTS_BUCKETS as usize + 3)
+    + 2
+    + 1
+    + 1
+    + crate::live::metrics::LIVE_SERIES;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
-/// Handles to every self-metric; cheap to clone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolStateLabel {
+    state: &'static str,
+}
+
+/// Handles to every metric; cheap to clone.
 #[derive(Clone)]
 pub struct Telemetry {
     registry: Arc<Registry>,
@@ -23,6 +55,9 @@ pub struct Telemetry {
     flushes: Family<OutcomeLabel, Counter>,
     flush_seconds: Histogram,
     flush_events: Histogram,
+    pool_connections: Family<PoolStateLabel, Gauge>,
+    pool_waiting: Gauge,
+    voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
 }
@@ -35,12 +70,12 @@ impl std::fmt::Debug for Telemetry {
 
 impl Default for Telemetry {
     fn default() -> Self {
-        Self::new()
+        Self::new(PrometheusLimits::default())
     }
 }
 
 impl Telemetry {
-    pub fn new() -> Telemetry {
+    pub fn new(limits: PrometheusLimits) -> Telemetry {
         let mut registry = Registry::default();
         let events = Family::<OutcomeLabel, Counter>::default();
         registry.register(
@@ -50,16 +85,52 @@ impl Telemetry {
         );
         let flushes = Family::<OutcomeLabel, Counter>::default();
         registry.register("voicemon_store_flushes", "Group commits by outcome: ok, error", flushes.clone());
-        let flush_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let flush_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, FLUSH_SECONDS_BUCKETS));
         registry.register(
             "voicemon_store_flush_duration_seconds",
             "Time to commit one group of events",
             flush_seconds.clone(),
         );
-        let flush_events = Histogram::new(exponential_buckets(1.0, 4.0, 10));
+        let flush_events = Histogram::new(exponential_buckets(1.0, 4.0, FLUSH_EVENTS_BUCKETS));
         registry.register("voicemon_store_flush_events", "Events in one group commit", flush_events.clone());
+        let pool_connections = Family::<PoolStateLabel, Gauge>::default();
+        registry.register(
+            "voicemon_store_pool_connections",
+            "Store connections by state: idle, in_use (read at scrape time)",
+            pool_connections.clone(),
+        );
+        let pool_waiting = Gauge::default();
+        registry.register(
+            "voicemon_store_pool_waiting",
+            "Callers waiting for a store connection (read at scrape time)",
+            pool_waiting.clone(),
+        );
+        registry.register(
+            "voicemon_build",
+            "The running voicemon's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
-        Telemetry { registry: Arc::new(registry), events, flushes, flush_seconds, flush_events, live }
+        let voice = Arc::new(VoiceMetrics::new(limits));
+        registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
+        // Known label values start at 0, so a rate over them exists from the first scrape.
+        for outcome in ["accepted", "duplicate", "rejected"] {
+            let _ = events.get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in ["ok", "error"] {
+            let _ = flushes.get_or_create(&OutcomeLabel { outcome });
+        }
+        Telemetry {
+            registry: Arc::new(registry),
+            events,
+            flushes,
+            flush_seconds,
+            flush_events,
+            pool_connections,
+            pool_waiting,
+            voice,
+            live,
+        }
     }
 
     pub fn events(&self, outcome: &'static str, count: usize) {
@@ -73,8 +144,18 @@ impl Telemetry {
         self.flush_events.observe(events as f64);
     }
 
-    /// The Prometheus text exposition of every self-metric.
-    pub fn encode(&self) -> String {
+    /// Records the voice metrics of a durable group commit: `records[i]` counts only
+    /// when the store kept event `i` (`stored[i]`), so duplicates add nothing.
+    pub fn voice_stored(&self, records: &[Option<VoiceRecord>], stored: &[bool]) {
+        self.voice.record_stored(records, stored);
+    }
+
+    /// The Prometheus (OpenMetrics) text exposition of every metric, with the store's
+    /// pool as `pool` says it is now.
+    pub fn encode(&self, pool: &PoolStats) -> String {
+        self.pool_connections.get_or_create(&PoolStateLabel { state: "idle" }).set(i64::from(pool.idle));
+        self.pool_connections.get_or_create(&PoolStateLabel { state: "in_use" }).set(i64::from(pool.in_use));
+        self.pool_waiting.set(i64::from(pool.waiting));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

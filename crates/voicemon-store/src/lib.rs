@@ -1,8 +1,10 @@
 //! voicemon-store: where events live. Owns all SQL.
 //!
 //! # Layout
-//! - [`Store`]: the contract every backend satisfies (SQLite now, PostgreSQL next).
+//! - [`Store`]: the contract every backend satisfies (SQLite, PostgreSQL).
 //! - [`sqlite`]: the embedded default backend (one file in WAL mode).
+//! - [`rollup`]: what a batch adds to the rollups, shared by both backends.
+//! - [`postgres`]: PostgreSQL (TimescaleDB hypertables when present), selected by `DATABASE_URL`.
 //!
 //! # Invariants
 //! - `write_batch` returns only after the batch is durable; a batch commits whole or not
@@ -11,6 +13,8 @@
 //!   any arrival order; nothing here assumes events arrive in time order. An hour rollup
 //!   always equals the merge of its sixty minute rollups.
 
+pub mod postgres;
+pub mod rollup;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -503,4 +507,10 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError>;
     /// Active (unrevoked) keys with their hashes, for the server's key ring.
     async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError>;
+
+    /// Housekeeping due at `now_ms`: partitions created ahead, those past retention
+    /// dropped. Returns how many partitions were dropped. Nothing to do for SQLite.
+    async fn maintain(&self, _now_ms: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }

@@ -2,12 +2,12 @@
 //! with NDJSON batches, then latency-query time over what it loaded.
 //!
 //! ```sh
-//! cargo run --release --example loadgen -- http://127.0.0.1:3001 2000000 5000 4 30 10
+//! cargo run --release --example loadgen -- http://127.0.0.1:3001 2000000 5000 4 30 10 [turns]
 //! #                                          url                  events  batch conns days tenants
 //! ```
 //! Bodies are generated before the clock starts, so the figure is the server's.
-//! Events: one `turn.completed` and one `llm.usage` per turn, timestamps spread evenly
-//! over the last `days` days, `tenants` tenants.
+//! Events: one `turn.completed` and one `llm.usage` per turn (only turns with `turns`),
+//! timestamps spread evenly over the last `days` days, `tenants` tenants.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,18 @@ fn arg<T: std::str::FromStr>(args: &[String], index: usize, default: T) -> T {
     args.get(index).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
-fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_ms: i64) -> String {
+/// What the generated traffic looks like.
+#[derive(Clone, Copy)]
+struct Shape {
+    total: usize,
+    days: i64,
+    tenants: usize,
+    /// Every event a `turn.completed` (else every other one is `llm.usage`).
+    turns_only: bool,
+}
+
+fn body(batch: usize, size: usize, shape: Shape, now_ms: i64) -> String {
+    let Shape { total, days, tenants, turns_only } = shape;
     // Ids unique per run, so a second run against the same store is not all duplicates.
     let run = now_ms;
     let span_ms = days * 86_400_000;
@@ -28,7 +39,7 @@ fn body(batch: usize, size: usize, total: usize, days: i64, tenants: usize, now_
         let tenant = call % tenants;
         // Deterministic spread of latencies: 300 ms .. ~2.3 s, skewed low.
         let e2e = 300.0 + ((n * 7919) % 1000) as f64 * ((n * 104_729) % 1000) as f64 / 500.0;
-        if n.is_multiple_of(2) {
+        if turns_only || n.is_multiple_of(2) {
             out.push_str(&format!(
                 r#"{{"id":"lg-{run}-{n}","type":"turn.completed","timestamp":"{ts}","tenant_id":"t{tenant}","call_id":"c{run}-{call}","agent_id":"support-bot","turn_index":{},"e2e_ms":{e2e:.1},"stt_ms":{:.1},"eou_ms":{:.1},"llm_ttft_ms":{:.1},"tts_ttfb_ms":{:.1}}}"#,
                 n % 8,
@@ -59,12 +70,13 @@ async fn main() {
     let connections: usize = arg(&args, 4, 4);
     let days: i64 = arg(&args, 5, 30);
     let tenants: usize = arg(&args, 6, 10);
+    let turns_only = args.get(7).is_some_and(|mix| mix == "turns");
+    let shape = Shape { total: events, days, tenants, turns_only };
     let now_ms = voicemon_core::clock::Clock::now_ms(&voicemon_core::clock::SystemClock) - 60_000;
     let batches = events / batch_size;
 
     eprintln!("generating {batches} bodies of {batch_size} events…");
-    let bodies: Vec<String> =
-        (0..batches).map(|b| body(b, batch_size, events, days, tenants, now_ms)).collect();
+    let bodies: Vec<String> = (0..batches).map(|b| body(b, batch_size, shape, now_ms)).collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let client = reqwest::Client::new();

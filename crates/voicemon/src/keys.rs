@@ -1,19 +1,17 @@
-//! `voicemon keys create|list|revoke`: API keys, stored hashed in the data directory.
+//! `voicemon keys create|list|revoke`: API keys, stored hashed in the store.
 
-use anyhow::{bail, Context, Result};
+use crate::storage::{self, StoreArgs};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use rand::RngCore;
-use std::path::PathBuf;
 use voicemon_core::access::{hash_key, Role, KEY_PREFIX};
 use voicemon_core::window::format_time;
-use voicemon_store::sqlite::{Durability, SqliteStore};
-use voicemon_store::{NewApiKey, Store};
+use voicemon_store::NewApiKey;
 
 #[derive(Args, Debug)]
 pub struct KeysArgs {
-    /// The data directory of the voicemon whose keys to manage.
-    #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data", global = true)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -42,10 +40,8 @@ enum KeysCommand {
 }
 
 pub async fn run(args: KeysArgs) -> Result<()> {
-    let data_dir = args.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, Durability::Full))
-        .await?
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let (file, _) = crate::load_file_config(None)?;
+    let (store, _) = storage::open(&args.store, &file).await?;
     let now_ms = chrono_now_ms();
     match args.command {
         KeysCommand::Create { role, tenant, name } => {

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod keys;
+mod storage;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -44,8 +45,10 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Manage API keys (stored hashed in the data directory).
+    /// Manage API keys (stored hashed in the store).
     Keys(keys::KeysArgs),
+    /// Apply the store's pending schema migrations and exit (`serve` also applies them).
+    Migrate(storage::StoreArgs),
     /// Recompute the stored cost of usage after the price book changed.
     Reprice(RepriceArgs),
     /// Alerts of a running voicemon: list, silence, unsilence, history.
@@ -63,9 +66,8 @@ struct RepriceArgs {
     /// Only this tenant's usage.
     #[arg(long)]
     tenant: Option<String>,
-    /// The data directory of the store to re-price.
-    #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: storage::StoreArgs,
     /// The configuration file whose [[pricing.price]] entries apply [default: ./voicemon.toml if present].
     #[arg(long, short, env = "VOICEMON_CONFIG")]
     config: Option<PathBuf>,
@@ -92,6 +94,10 @@ struct ServeArgs {
     /// Where the embedded store lives [default: ./voicemon-data; ./voicemon-demo-data with --demo].
     #[arg(long, env = "VOICEMON_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Store in PostgreSQL instead: postgres://user:password@host:port/database
+    /// (TimescaleDB hypertables when the extension is available).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Configuration file; flags and environment take precedence over it
     /// [default: ./voicemon.toml if present]. A file named here must exist.
     #[arg(long, short, env = "VOICEMON_CONFIG")]
@@ -157,6 +163,7 @@ fn main() -> Result<()> {
             Command::Simulate(args) => simulate_command(args).await,
             Command::Config { command: ConfigCommand::Check { config } } => config_check(&config),
             Command::Keys(args) => keys::run(args).await,
+            Command::Migrate(args) => migrate_command(args).await,
             Command::Reprice(args) => reprice_command(args).await,
             Command::Alerts(args) => alerts::run(args).await,
         }
@@ -165,7 +172,8 @@ fn main() -> Result<()> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // tokio_postgres logs every server NOTICE at info ("… already exists, skipping").
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -178,7 +186,7 @@ const DEFAULT_CONFIG: &str = "voicemon.toml";
 
 /// Reads the named configuration file (which must exist), or `./voicemon.toml` when
 /// none is named and it exists; returns the path used for messages.
-fn load_file_config(named: Option<&Path>) -> Result<(FileConfig, PathBuf)> {
+pub(crate) fn load_file_config(named: Option<&Path>) -> Result<(FileConfig, PathBuf)> {
     let path = named.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     if named.is_none() && !path.exists() {
         return Ok((FileConfig::default(), path));
@@ -194,6 +202,8 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
         .or_else(|| file.server.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(default_dir));
     let mut config = ServeConfig::new(data_dir);
+    config.postgres =
+        args.database_url.as_deref().map(|url| storage::postgres_config(url, file)).transpose()?;
     config.port = args.port.or(file.server.port).unwrap_or(config.port);
     config.bind = args.bind.or(file.server.bind);
     config.max_body_bytes =
@@ -207,6 +217,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
     config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
+    config.prometheus = file.prometheus.limits()?;
     (config.alerting, config.delivery) = file.alerting.alerting_config(args.slack_webhook_url.as_deref())?;
     if let Some(url) = &args.redis_url {
         voicemon_server::health::redis::RedisTarget::parse(url)
@@ -226,8 +237,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let app = Application::build(config, Arc::new(SystemClock)).await.context("voicemon could not start")?;
     let addr = app.local_addr();
     tracing::info!(
-        "voicemon listening on http://{addr} (data: {}), ingest at POST /v1/events",
-        app.data_path().display()
+        "voicemon listening on http://{addr} (store: {}), ingest at POST /v1/events",
+        app.storage()
     );
     if app.is_open() {
         tracing::warn!(
@@ -331,6 +342,7 @@ fn config_check(path: &Path) -> Result<()> {
         port: None,
         bind: None,
         data_dir: None,
+        database_url: None,
         config: Some(path.to_owned()),
         max_body_bytes: None,
         batch_max_events: None,
@@ -349,6 +361,16 @@ fn config_check(path: &Path) -> Result<()> {
         config.bind.map(|ip| ip.to_string()).unwrap_or_else(|| "0.0.0.0 with keys, 127.0.0.1 without".into())
     );
     println!("  data_dir:          {}", config.data_dir.display());
+    let postgres = file.postgres.postgres_config("postgres://")?;
+    println!(
+        "  postgres:          used when DATABASE_URL is set; pool {}, retention {}, {} day partitions ahead, \
+         timescaledb {}, compress after {}",
+        postgres.pool_size,
+        humantime::format_duration(postgres.retention),
+        postgres.partitions_ahead,
+        if postgres.timescaledb { "when available" } else { "off" },
+        postgres.compress_after.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
+    );
     println!("  max_body_bytes:    {}", config.max_body_bytes);
     println!("  batch_max_events:  {}", config.writer.max_events);
     println!("  flush_interval:    {}", humantime::format_duration(config.writer.max_wait));
@@ -371,6 +393,12 @@ fn config_check(path: &Path) -> Result<()> {
         } else {
             config.alerting.receivers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
         },
+    );
+    println!(
+        "  prometheus:        max_tenants {}, max_providers {}: at most {} series at /metrics",
+        config.prometheus.max_tenants,
+        config.prometheus.max_providers,
+        config.prometheus.worst_case_series(),
     );
     println!(
         "  price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",
@@ -402,23 +430,34 @@ async fn reprice_command(args: RepriceArgs) -> Result<()> {
         None => voicemon_core::clock::Clock::now_ms(&SystemClock),
     };
     anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
-    let data_dir = args.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        voicemon_store::sqlite::SqliteStore::open(&data_dir, voicemon_store::sqlite::Durability::Full)
-    })
-    .await?
-    .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let (store, _) = storage::open(&args.store, &file).await?;
     let range = voicemon_core::window::TimeRange { from_ms, to_ms };
-    let summary =
-        voicemon_server::reprice::reprice(&store, &book, args.tenant.as_deref(), range, |done, total| {
+    let summary = voicemon_server::reprice::reprice(
+        store.as_ref(),
+        &book,
+        args.tenant.as_deref(),
+        range,
+        |done, total| {
             eprint!("\r{}", progress_bar(done, total));
-        })
-        .await;
+        },
+    )
+    .await;
     eprintln!();
     println!(
         "{}",
         summary.context("re-pricing stopped; what was done so far is stored, run it again to finish")?
     );
+    Ok(())
+}
+
+async fn migrate_command(args: storage::StoreArgs) -> Result<()> {
+    let (file, _) = load_file_config(None)?;
+    let (store, described) = storage::open(&args, &file).await?;
+    let version = match store.backend() {
+        "postgres" => voicemon_store::postgres::latest_version() as i64,
+        _ => voicemon_store::sqlite::latest_version(),
+    };
+    println!("{described}: schema at version {version}, nothing pending");
     Ok(())
 }
 

@@ -178,6 +178,19 @@ fn config_check_accepts_a_valid_file_and_names_an_unknown_key() {
 }
 
 #[test]
+fn config_check_prints_the_prometheus_label_bounds_and_the_series_they_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("voicemon.toml");
+    std::fs::write(&file, "[prometheus]\nmax_tenants = 10\nmax_providers = 5\n").unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&file).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let limits = voicemon_server::telemetry::voice::PrometheusLimits { max_tenants: 10, max_providers: 5 };
+    let expected = format!("max_tenants 10, max_providers 5: at most {} series", limits.worst_case_series());
+    assert!(text.contains(&expected), "{text}");
+}
+
+#[test]
 fn serve_refuses_a_broken_configuration_file() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("voicemon.toml");

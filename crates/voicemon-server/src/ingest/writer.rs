@@ -8,7 +8,11 @@
 //! group, never longer than `max_wait`. A submission is never split: its events commit
 //! together. On shutdown the writer stops lingering, commits what it holds and exits
 //! once every submitter's sender is gone.
+//!
+//! The voice metrics of `/metrics` are recorded here, after a commit is durable and
+//! before its submitters are answered, for the events the store kept (not duplicates).
 
+use crate::telemetry::voice::VoiceRecord;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +44,9 @@ impl Default for WriterConfig {
 
 struct Submission {
     events: Vec<IngestEvent>,
+    /// What each event adds to the voice metrics, taken by the submitter (in parallel,
+    /// off the writer task) because the store consumes the events.
+    records: Vec<Option<VoiceRecord>>,
     reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
@@ -72,7 +79,8 @@ impl BatchWriter {
             return Ok(WriteOutcome { stored: Vec::new() });
         }
         let (reply, answer) = oneshot::channel();
-        let submission = Submission { events, reply };
+        let records = events.iter().map(VoiceRecord::of).collect();
+        let submission = Submission { events, records, reply };
         match tokio::time::timeout(QUEUE_WAIT, self.queue.send(submission)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(StoreError::Unavailable("voicemon is shutting down".into())),
@@ -138,8 +146,10 @@ async fn commit(store: &Arc<dyn Store>, telemetry: &Telemetry, group: Vec<Submis
     let sizes: Vec<usize> = group.iter().map(|s| s.events.len()).collect();
     let mut replies = Vec::with_capacity(group.len());
     let mut events = Vec::with_capacity(sizes.iter().sum());
+    let mut records = Vec::with_capacity(events.capacity());
     for submission in group {
         events.extend(submission.events);
+        records.extend(submission.records);
         replies.push(submission.reply);
     }
     let total = events.len();
@@ -149,6 +159,8 @@ async fn commit(store: &Arc<dyn Store>, telemetry: &Telemetry, group: Vec<Submis
     telemetry.flush(result.is_ok(), total, started.elapsed());
     match result {
         Ok(outcome) => {
+            // Durable now: count what was stored before anyone is told it is.
+            telemetry.voice_stored(&records, &outcome.stored);
             let mut offset = 0;
             for (reply, size) in replies.into_iter().zip(sizes) {
                 let stored = outcome.stored[offset..offset + size].to_vec();

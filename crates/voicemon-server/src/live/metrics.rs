@@ -9,6 +9,16 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 
+/// Buckets of the snapshot duration histogram: 0.5 ms doubling 16 times.
+const SNAPSHOT_SECONDS_BUCKETS: u16 = 16;
+
+/// Why the server disconnects a client (the `reason` label of `voicemon_live_dropped`).
+pub const DROP_REASONS: [&str; 4] = ["lagging", "write_timeout", "no_pong", "auth_timeout"];
+
+/// Series of the live metrics, whatever the traffic: connections, feeds, snapshots, the
+/// snapshot histogram (buckets, +Inf, sum, count), skipped messages, one per drop reason.
+pub const LIVE_SERIES: usize = 1 + 1 + 1 + (SNAPSHOT_SECONDS_BUCKETS as usize + 3) + 1 + DROP_REASONS.len();
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -31,7 +41,7 @@ impl LiveMetrics {
             connections: Gauge::default(),
             feeds: Gauge::default(),
             snapshots: Counter::default(),
-            snapshot_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            snapshot_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, SNAPSHOT_SECONDS_BUCKETS)),
             skipped: Counter::default(),
             dropped: Family::default(),
         };
@@ -65,6 +75,10 @@ impl LiveMetrics {
             "Clients disconnected by the server, by reason: lagging, write_timeout, no_pong, auth_timeout",
             metrics.dropped.clone(),
         );
+        // Known reasons start at 0, so a rate over them exists from the first scrape.
+        for reason in DROP_REASONS {
+            let _ = metrics.dropped.get_or_create(&ReasonLabel { reason });
+        }
         metrics
     }
 

@@ -114,16 +114,27 @@ fn turns(tenant: &str, count: usize, e2e_ms: f64) -> Vec<Value> {
 
 /// Counter value of a `/metrics` line starting with `series`, or 0.
 async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.expect("metrics text");
+    metric_as(app, series, None).await
+}
+
+/// As [`metric`], with a key (a server with keys shows `/metrics` to admin keys).
+async fn metric_as(app: &TestApp, series: &str, key: Option<&str>) -> f64 {
+    let response = app.get("/metrics", key).await;
+    assert_eq!(response.status(), 200, "GET /metrics");
+    let text = response.text().await.expect("metrics text");
     text.lines()
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0.0)
 }
 
 async fn wait_for_metric(app: &TestApp, series: &str, at_least: f64) -> f64 {
+    wait_for_metric_as(app, series, at_least, None).await
+}
+
+async fn wait_for_metric_as(app: &TestApp, series: &str, at_least: f64, key: Option<&str>) -> f64 {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let value = metric(app, series).await;
+        let value = metric_as(app, series, key).await;
         if value >= at_least {
             return value;
         }
@@ -371,12 +382,13 @@ async fn keys_in_the_header_are_checked_before_the_upgrade() {
 #[tokio::test]
 async fn a_connection_that_sends_no_key_is_closed_after_the_auth_timeout() {
     let data_dir = tempfile::tempdir().expect("a temporary directory");
-    create_key(data_dir.path(), Role::Admin, None).await;
+    let admin = create_key(data_dir.path(), Role::Admin, None).await;
     let app = spawn_app_in(data_dir, |config| config.live.auth_timeout = Duration::from_millis(300)).await;
     let mut socket = connect(&app, None).await;
     assert_eq!(next_json(&mut socket).await["auth"], "required");
     assert_eq!(close_code(&mut socket).await.0, 4401);
-    wait_for_metric(&app, "voicemon_live_dropped_total{reason=\"auth_timeout\"}", 1.0).await;
+    let series = "voicemon_live_dropped_total{reason=\"auth_timeout\"}";
+    wait_for_metric_as(&app, series, 1.0, admin.secret()).await;
 }
 
 // ------------------------------------------------------------------ alerts

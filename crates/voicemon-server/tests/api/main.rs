@@ -10,5 +10,6 @@ mod health;
 mod ingest;
 mod latency;
 mod live;
+mod prometheus;
 mod reprice;
 mod shutdown;

@@ -7,10 +7,12 @@ use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
 use voicemon_core::access::event_key;
 use voicemon_core::event::{Body, Event};
-use voicemon_core::latency::{observations, SeriesKey};
+use voicemon_core::latency::observations;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::{hour_of, minute_of};
+use voicemon_core::window::minute_of;
+
+use crate::rollup::{hours_of, ProviderDeltas, Rollups};
 
 use super::read::{HOUR_TABLE, MINUTE_TABLE};
 
@@ -86,7 +88,7 @@ impl Writer {
         let Writer { conn, call_rows, cost_notes } = self;
         let tx = conn.transaction()?;
         let mut stored = Vec::with_capacity(events.len());
-        let mut rollups: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
+        let mut rollups = Rollups::new();
         let mut calls: HashMap<i64, CallDelta> = HashMap::new();
         let mut providers = ProviderDeltas::default();
         for IngestEvent { event, costing } in events {
@@ -117,56 +119,34 @@ impl Writer {
             }
         }
         update_calls(&tx, calls)?;
-        providers.upsert(&tx)?;
+        upsert_providers(&tx, providers)?;
         upsert_rollups(&tx, rollups)?;
         tx.commit()?;
         Ok(WriteOutcome { stored })
     }
 }
 
-/// One batch's provider.request outcomes per tenant, provider and minute.
-#[derive(Debug, Default)]
-struct ProviderDeltas {
-    minutes: HashMap<(String, String, i64), (i64, i64, LatencySketch)>,
-    errors: HashMap<(String, String, i64, String), i64>,
-}
-
-impl ProviderDeltas {
-    fn add(&mut self, tenant: &str, at_ms: i64, request: &voicemon_core::event::ProviderRequest) {
-        let minute = minute_of(at_ms);
-        let key = (tenant.to_owned(), request.provider.to_ascii_lowercase(), minute);
-        let entry = self.minutes.entry(key.clone()).or_default();
-        entry.0 += 1;
-        if !request.ok {
-            entry.1 += 1;
-            let kind = request.error.clone().unwrap_or_else(|| "unspecified".into());
-            *self.errors.entry((key.0, key.1, minute, kind)).or_default() += 1;
-        }
-        if let Some(latency) = request.latency_ms {
-            entry.2.add(latency);
-        }
+/// Upserts a batch's provider minutes and errors, merging latency sketches.
+fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> rusqlite::Result<()> {
+    let mut minutes = tx.prepare_cached(
+        "INSERT INTO provider_minutes (tenant_id, provider, start_ms, requests, errors, sketch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant_id, provider, start_ms) DO UPDATE SET
+           requests = requests + excluded.requests, errors = errors + excluded.errors,
+           sketch = sketch_merge(sketch, excluded.sketch)",
+    )?;
+    for ((tenant, provider, start), minute) in deltas.minutes {
+        let sketch = minute.latency.encode();
+        minutes.execute(params![tenant, provider, start, minute.requests, minute.errors, sketch])?;
     }
-
-    fn upsert(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
-        let mut minutes = tx.prepare_cached(
-            "INSERT INTO provider_minutes (tenant_id, provider, start_ms, requests, errors, sketch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant_id, provider, start_ms) DO UPDATE SET
-               requests = requests + excluded.requests, errors = errors + excluded.errors,
-               sketch = sketch_merge(sketch, excluded.sketch)",
-        )?;
-        for ((tenant, provider, start), (requests, errors, sketch)) in self.minutes {
-            minutes.execute(params![tenant, provider, start, requests, errors, sketch.encode()])?;
-        }
-        let mut errors = tx.prepare_cached(
-            "INSERT INTO provider_errors (tenant_id, provider, start_ms, error, count) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (tenant_id, provider, start_ms, error) DO UPDATE SET count = count + excluded.count",
-        )?;
-        for ((tenant, provider, start, error), count) in self.errors {
-            errors.execute(params![tenant, provider, start, error, count])?;
-        }
-        Ok(())
+    let mut errors = tx.prepare_cached(
+        "INSERT INTO provider_errors (tenant_id, provider, start_ms, error, count) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant_id, provider, start_ms, error) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((tenant, provider, start, error), count) in deltas.errors {
+        errors.execute(params![tenant, provider, start, error, count])?;
     }
+    Ok(())
 }
 
 impl CallDelta {
@@ -485,23 +465,13 @@ fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()
     Ok(())
 }
 
-fn upsert_rollups(
-    tx: &Transaction<'_>,
-    minutes: HashMap<(SeriesKey, i64), LatencySketch>,
-) -> rusqlite::Result<()> {
-    let mut hours: HashMap<(SeriesKey, i64), LatencySketch> = HashMap::new();
-    for ((key, minute), sketch) in &minutes {
-        hours.entry((key.clone(), hour_of(*minute))).or_default().merge(sketch);
-    }
+fn upsert_rollups(tx: &Transaction<'_>, minutes: Rollups) -> rusqlite::Result<()> {
+    let hours = hours_of(&minutes);
     upsert_into(tx, MINUTE_TABLE, minutes)?;
     upsert_into(tx, HOUR_TABLE, hours)
 }
 
-fn upsert_into(
-    tx: &Transaction<'_>,
-    table: &str,
-    rollups: HashMap<(SeriesKey, i64), LatencySketch>,
-) -> rusqlite::Result<()> {
+fn upsert_into(tx: &Transaction<'_>, table: &str, rollups: Rollups) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(&format!(
         "INSERT INTO {table} (tenant_id, component, source, start_ms, agent_id, provider, model, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

@@ -21,6 +21,16 @@ impl Server {
     /// inside `data_dir`'s parent, where no voicemon.toml is), plus `extra` flags, and
     /// waits for the log line saying where it listens.
     pub fn start(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, config, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set (e.g. `DATABASE_URL`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut command = Command::new(BIN);
         command.args(["serve", "--port", "0", "--data-dir"]).arg(data_dir);
         if let Some(config) = config {
@@ -36,6 +46,8 @@ impl Server {
             .env_remove("METRICS_API_PORT")
             .env_remove("REDIS_URL")
             .env_remove("SLACK_WEBHOOK_URL")
+            .env_remove("DATABASE_URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -87,4 +99,87 @@ pub fn now_ms() -> i64 {
 /// RFC 3339 time `offset_ms` from now (negative: in the past).
 pub fn time_from_now(offset_ms: i64) -> String {
     voicemon_core::window::format_time(now_ms() + offset_ms)
+}
+
+/// The PostgreSQL tests' server, from `VOICEMON_TEST_DATABASE_URL`; `None` (after saying
+/// how to enable them) when unset.
+pub fn postgres_url(suite: &str) -> Option<String> {
+    match std::env::var("VOICEMON_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "skipping {suite}: set VOICEMON_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test to run it"
+            );
+            None
+        }
+    }
+}
+
+/// A schema of its own in the test PostgreSQL, dropped when this is dropped.
+pub struct TestSchema {
+    admin_url: String,
+    pub name: String,
+}
+
+impl TestSchema {
+    pub fn create(admin_url: &str) -> TestSchema {
+        let name = format!("vm_e2e_{}_{}", std::process::id(), now_ms() % 1_000_000_000);
+        run_sql(admin_url, &format!("CREATE SCHEMA {name}"));
+        TestSchema { admin_url: admin_url.to_owned(), name }
+    }
+
+    /// `DATABASE_URL` for a voicemon keeping its tables in this schema.
+    pub fn url(&self) -> String {
+        with_search_path(&self.admin_url, &self.name)
+    }
+
+    pub fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        let url = self.url();
+        let sql = sql.to_owned();
+        on_own_runtime(move || async move {
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connects");
+            tokio::spawn(connection);
+            client.query(&sql, &[]).await.expect("the query runs")
+        })
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        run_sql(&self.admin_url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+/// `url` with `options=-csearch_path=<schema>` added.
+pub fn with_search_path(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+fn run_sql(url: &str, sql: &str) {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    on_own_runtime(move || async move {
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap_or_else(|err| {
+                panic!("VOICEMON_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {err}")
+            });
+        tokio::spawn(connection);
+        client.batch_execute(&sql).await.expect("the statement runs");
+    })
+}
+
+/// Runs an async block on a runtime of its own thread (callable from sync and async tests).
+fn on_own_runtime<T, F, Fut>(work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(work())
+    })
+    .join()
+    .expect("the database helper thread")
 }

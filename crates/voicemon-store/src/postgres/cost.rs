@@ -1,0 +1,227 @@
+//! Cost reads (itemised calls, per-call totals, breakdowns) and re-pricing writes.
+
+use super::read::query_range;
+use super::write::{cost_note_ids, note_key, Learned, NoteCache};
+use super::{at, map_error, ms, scoped};
+use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use std::collections::BTreeSet;
+use tokio_postgres::{Client, Error, Row};
+use voicemon_core::pricing::Costing;
+use voicemon_core::window::TimeRange;
+
+const LINE_COLUMNS: &str = "u.id, c.tenant_id, c.call_id, u.ts, u.component, u.provider, u.model, u.voice,
+     u.audio_seconds, u.input_tokens, u.output_tokens, u.cached_input_tokens, u.audio_input_tokens,
+     u.audio_output_tokens, u.characters, u.cost_nano, n.price_ref, n.detail";
+
+fn line_from_row(row: &Row) -> UsageLine {
+    let count = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v as u64);
+    UsageLine {
+        id: row.get(0),
+        tenant_id: row.get(1),
+        call_id: row.get(2),
+        ts_ms: ms(row.get(3)),
+        component: row.get(4),
+        provider: row.get(5),
+        model: row.get(6),
+        voice: row.get(7),
+        audio_seconds: row.get(8),
+        input_tokens: count(9),
+        output_tokens: count(10),
+        cached_input_tokens: count(11),
+        audio_input_tokens: count(12),
+        audio_output_tokens: count(13),
+        characters: count(14),
+        cost_nano: row.get(15),
+        price_ref: row.get(16),
+        detail: row.get(17),
+    }
+}
+
+pub async fn call_cost(
+    client: &Client,
+    tenant: Option<String>,
+    call: CallRef,
+) -> Result<Option<CallCost>, Error> {
+    let (column, value) = match &call {
+        CallRef::CallId(id) => ("call_id", id),
+        CallRef::TraceId(id) => ("trace_id", id),
+    };
+    let sql = scoped(
+        &format!(
+            "SELECT id, tenant_id, call_id, trace_id, first_at, duration_s, status FROM calls
+             WHERE {column} = $1 {{tenant}} ORDER BY first_at DESC NULLS LAST LIMIT 1"
+        ),
+        "tenant_id",
+        tenant.as_deref(),
+        1,
+    );
+    let found = match &tenant {
+        Some(tenant) => client.query_opt(&sql, &[value, tenant]).await?,
+        None => client.query_opt(&sql, &[value]).await?,
+    };
+    let Some(row) = found else { return Ok(None) };
+    let row_id: i64 = row.get(0);
+    let mut cost = CallCost {
+        tenant_id: row.get(1),
+        call_id: row.get(2),
+        trace_id: row.get(3),
+        first_ms: row.get::<_, Option<DateTime<Utc>>>(4).map(ms),
+        duration_s: row.get(5),
+        status: row.get(6),
+        lines: Vec::new(),
+    };
+    let lines = client
+        .query(
+            &format!(
+                "SELECT {LINE_COLUMNS} FROM usage u JOIN calls c ON c.id = u.call
+                 JOIN cost_notes n ON n.id = u.cost_note WHERE u.call = $1 ORDER BY u.ts, u.id"
+            ),
+            &[&row_id],
+        )
+        .await?;
+    cost.lines = lines.iter().map(line_from_row).collect();
+    Ok(Some(cost))
+}
+
+pub async fn call_costs(
+    client: &Client,
+    tenant: Option<String>,
+    range: TimeRange,
+) -> Result<Vec<CallCostTotal>, Error> {
+    let sql = scoped(
+        "SELECT call_id, first_at, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id FROM calls
+         WHERE first_at >= $1 AND first_at < $2 {tenant}",
+        "tenant_id",
+        tenant.as_deref(),
+        2,
+    );
+    let rows = query_range(client, &sql, range, tenant.as_deref()).await?;
+    Ok(rows
+        .iter()
+        .map(|row| CallCostTotal {
+            call_id: row.get(0),
+            first_ms: ms(row.get(1)),
+            cost_nano: row.get(2),
+            usage_lines: row.get::<_, i32>(3) as u64,
+            unpriced_lines: row.get::<_, i32>(4) as u64,
+            duration_s: row.get(5),
+            tenant_id: row.get(6),
+        })
+        .collect())
+}
+
+pub async fn cost_breakdown(
+    client: &Client,
+    tenant: Option<String>,
+    range: TimeRange,
+    group: CostGroup,
+) -> Result<Vec<CostGroupRow>, Error> {
+    let key = match group {
+        CostGroup::Provider => "u.provider",
+        CostGroup::Component => "u.component",
+        CostGroup::Model => "coalesce(u.model, '')",
+        CostGroup::Day => "(floor(extract(epoch FROM c.first_at) / 86400) * 86400000)::bigint::text",
+    };
+    let sql = scoped(
+        &format!(
+            "SELECT ({key}) COLLATE \"C\" AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*),
+                    count(*) - count(u.cost_nano)
+             FROM calls c JOIN usage u ON u.call = c.id
+             WHERE c.first_at >= $1 AND c.first_at < $2 {{tenant}}
+             GROUP BY k ORDER BY k"
+        ),
+        "c.tenant_id",
+        tenant.as_deref(),
+        2,
+    );
+    let rows = query_range(client, &sql, range, tenant.as_deref()).await?;
+    Ok(rows
+        .iter()
+        .map(|row| CostGroupRow {
+            key: row.get(0),
+            cost_nano: row.get(1),
+            usage_lines: row.get::<_, i64>(2) as u64,
+            unpriced_lines: row.get::<_, i64>(3) as u64,
+        })
+        .collect())
+}
+
+pub async fn usage_lines(
+    client: &Client,
+    tenant: Option<String>,
+    range: TimeRange,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<UsageLine>, Error> {
+    let sql = scoped(
+        &format!(
+            "SELECT {LINE_COLUMNS} FROM usage u JOIN calls c ON c.id = u.call JOIN cost_notes n ON n.id = u.cost_note
+             WHERE u.ts >= $1 AND u.ts < $2 AND u.id > $3 {{tenant}} ORDER BY u.id LIMIT $4"
+        ),
+        "u.tenant_id",
+        tenant.as_deref(),
+        4,
+    );
+    let (from, to) = (at(range.from_ms), at(range.to_ms));
+    let limit = limit as i64;
+    let rows = match &tenant {
+        Some(tenant) => client.query(&sql, &[&from, &to, &after_id, &limit, tenant]).await?,
+        None => client.query(&sql, &[&from, &to, &after_id, &limit]).await?,
+    };
+    Ok(rows.iter().map(line_from_row).collect())
+}
+
+pub async fn count_usage_lines(
+    client: &Client,
+    tenant: Option<String>,
+    range: TimeRange,
+) -> Result<u64, Error> {
+    let sql = scoped(
+        "SELECT count(*) FROM usage WHERE ts >= $1 AND ts < $2 {tenant}",
+        "tenant_id",
+        tenant.as_deref(),
+        2,
+    );
+    let rows = query_range(client, &sql, range, tenant.as_deref()).await?;
+    Ok(rows[0].get::<_, i64>(0) as u64)
+}
+
+/// New costs for usage lines, and their calls' totals recomputed from their lines.
+pub async fn apply_costs(
+    tx: &Transaction<'_>,
+    notes: NoteCache,
+    updates: Vec<CostUpdate>,
+) -> Result<Learned, StoreError> {
+    let (note_ids, learned) = cost_note_ids(tx, &notes, updates.iter().map(|u| &u.costing)).await?;
+    let update = tx
+        .prepare("UPDATE usage SET cost_nano = $1, cost_note = $2 WHERE id = $3 RETURNING call")
+        .await
+        .map_err(map_error)?;
+    let mut calls = BTreeSet::new();
+    for change in &updates {
+        let Some(note) = note_key(&change.costing).and_then(|key| note_ids.get(&key).copied()) else {
+            continue;
+        };
+        let cost_nano = match &change.costing {
+            Costing::Priced(line) => Some(line.cost.0),
+            _ => None,
+        };
+        for row in tx.query(&update, &[&cost_nano, &note, &change.usage_id]).await.map_err(map_error)? {
+            calls.insert(row.get::<_, i64>(0));
+        }
+    }
+    let calls: Vec<i64> = calls.into_iter().collect();
+    tx.execute(
+        "UPDATE calls c SET cost_nano = t.cost_nano, usage_lines = t.lines, unpriced_lines = t.unpriced
+         FROM (SELECT call, coalesce(sum(cost_nano), 0)::bigint AS cost_nano, count(*)::integer AS lines,
+                      (count(*) - count(cost_nano))::integer AS unpriced
+               FROM usage WHERE call = ANY($1) GROUP BY call) AS t
+         WHERE c.id = t.call",
+        &[&calls],
+    )
+    .await
+    .map_err(map_error)?;
+    Ok(learned)
+}

@@ -1,0 +1,495 @@
+//! The PostgreSQL store, for teams that outgrow one machine or already run PostgreSQL.
+//!
+//! A pool of connections (deadpool), versioned migrations applied at start under an
+//! advisory lock (several voicemon instances may start together), raw fact tables
+//! partitioned by day (native declarative partitioning, or TimescaleDB hypertables when
+//! the extension is there) and sketch rollups merged in SQL. Bulk writes are one
+//! multi-row `INSERT … SELECT FROM unnest($arrays)` per table and group commit.
+
+mod alerting;
+mod cost;
+mod health;
+mod keys;
+mod read;
+mod schema;
+mod write;
+
+pub use schema::{latest_version, partitions, Partitioning, PARTITIONED};
+
+use crate::{
+    AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup,
+    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, NewApiKey,
+    OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution, Store,
+    StoreError, UsageLine, WorkerRow, WriteOutcome,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+use voicemon_core::alerting::silence::Silence;
+use voicemon_core::clock::{Clock, SystemClock};
+use voicemon_core::latency::Component;
+use voicemon_core::sketch::LatencySketch;
+use voicemon_core::window::TimeRange;
+
+/// How voicemon uses a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/db` (`DATABASE_URL`). `?options=-csearch_path%3Dname`
+    /// keeps voicemon's tables in a schema of their own.
+    pub url: String,
+    /// Connections at most; the batch writer holds one per commit, queries the others.
+    pub pool_size: usize,
+    /// How long a caller waits for a connection (or to open one) before the store is
+    /// reported unavailable.
+    pub connect_timeout: Duration,
+    /// Raw facts and minute rollups older than this are dropped, a day partition at a time.
+    /// Hour rollups, calls' cost totals and alert history are kept.
+    pub retention: Duration,
+    /// Day partitions created ahead of today.
+    pub partitions_ahead: u32,
+    /// Use TimescaleDB when the extension can be created (`false`: always native partitions).
+    pub timescaledb: bool,
+    /// Compress hypertable chunks older than this (TimescaleDB community licence only).
+    pub compress_after: Option<Duration>,
+}
+
+impl PostgresConfig {
+    pub fn new(url: impl Into<String>) -> PostgresConfig {
+        PostgresConfig {
+            url: url.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            retention: Duration::from_secs(400 * 86_400),
+            partitions_ahead: 3,
+            timescaledb: true,
+            compress_after: Some(Duration::from_secs(7 * 86_400)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    config: Arc<PostgresConfig>,
+    partitioning: Partitioning,
+    /// Day partitions known to exist, per table (start of day, unix ms).
+    partitions: Arc<Mutex<HashMap<&'static str, std::collections::BTreeSet<i64>>>>,
+    /// `cost_notes` ids by (price_ref, detail); notes are never deleted.
+    cost_notes: Arc<Mutex<HashMap<(String, String), i64>>>,
+    last_error: Arc<Mutex<Option<(i64, String)>>>,
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations and creates the partitions due now.
+    pub async fn connect(config: PostgresConfig) -> Result<PostgresStore, StoreError> {
+        let pool = build_pool(&config)?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        let partitioning = schema::migrate(&mut client, &config).await.map_err(map_error)?;
+        if let (Partitioning::Timescale, Some(after)) = (partitioning, config.compress_after) {
+            schema::enable_compression(&client, after).await;
+        }
+        drop(client);
+        let store = PostgresStore {
+            pool,
+            config: Arc::new(config),
+            partitioning,
+            partitions: Arc::default(),
+            cost_notes: Arc::default(),
+            last_error: Arc::default(),
+        };
+        store.maintain(SystemClock.now_ms()).await?;
+        Ok(store)
+    }
+
+    /// How raw facts are partitioned in this database.
+    pub fn partitioning(&self) -> Partitioning {
+        self.partitioning
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.record(self.pool.get().await.map_err(pool_error))
+    }
+
+    fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(err) = &result {
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some((SystemClock.now_ms(), err.to_string()));
+            }
+        }
+        result
+    }
+
+    /// Runs a read on a pooled connection, mapping and recording its error.
+    async fn read<T>(
+        &self,
+        work: impl for<'c> FnOnce(&'c Object) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        let client = self.client().await?;
+        let result = work(&client).await.map_err(map_error);
+        self.record(result)
+    }
+
+    /// Runs `work` in one transaction on a pooled connection.
+    async fn transaction<T>(
+        &self,
+        work: impl for<'t> FnOnce(&'t deadpool_postgres::Transaction<'t>) -> BoxFuture<'t, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let result = async {
+            let tx = client.transaction().await.map_err(map_error)?;
+            let value = work(&tx).await?;
+            tx.commit().await.map_err(map_error)?;
+            Ok(value)
+        }
+        .await;
+        self.record(result)
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn build_pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
+    let mut pg: tokio_postgres::Config = config
+        .url
+        .parse()
+        .map_err(|err| StoreError::Internal(format!("DATABASE_URL is not a PostgreSQL URL: {err}")))?;
+    pg.connect_timeout(config.connect_timeout);
+    if pg.get_application_name().is_none() {
+        pg.application_name("voicemon");
+    }
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(config.pool_size.max(2))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.connect_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .build()
+        .map_err(|err| StoreError::Internal(format!("cannot build the connection pool: {err}")))
+}
+
+/// Connection-level failures, and transactions the server rolled back (deadlock,
+/// serialization), are `Unavailable` (retry later); the rest is `Internal`.
+pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
+    let unavailable = err.is_closed()
+        || err.code().is_none_or(|code| {
+            code.code().starts_with("08")
+                || code.code().starts_with("40")
+                || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
+                    .contains(code)
+        });
+    let text = match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => err.to_string(),
+    };
+    if unavailable {
+        StoreError::Unavailable(format!("postgresql: {text}"))
+    } else {
+        StoreError::Internal(format!("postgresql: {text}"))
+    }
+}
+
+fn pool_error(err: PoolError) -> StoreError {
+    match err {
+        PoolError::Backend(err) => map_error(err),
+        PoolError::Timeout(kind) => {
+            StoreError::Unavailable(format!("postgresql: timed out waiting for a connection ({kind:?})"))
+        }
+        other => StoreError::Unavailable(format!("postgresql: {other}")),
+    }
+}
+
+/// Unix ms as a `timestamptz` parameter.
+pub(crate) fn at(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+pub(crate) fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// A sketch from its `voicemon_sketch` columns.
+pub(crate) fn sketch_of(zero: i64, keys: Vec<i32>, counts: Vec<i64>) -> LatencySketch {
+    LatencySketch::from_buckets(zero as u64, keys.into_iter().zip(counts.into_iter().map(|c| c as u64)))
+}
+
+/// `sql` with `{tenant}` replaced by `AND {column} = $n` (n = params + 1) when a tenant
+/// is given, so the tenant-first index serves it; removed otherwise.
+pub(crate) fn scoped(sql: &str, column: &str, tenant: Option<&str>, params: usize) -> String {
+    match tenant {
+        Some(_) => sql.replace("{tenant}", &format!("AND {column} = ${}", params + 1)),
+        None => sql.replace("{tenant}", ""),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
+        let events = Arc::new(events);
+        let mut retried = false;
+        loop {
+            self.record(self.ensure_partitions(&events).await)?;
+            let result = self.write_events(Arc::clone(&events)).await;
+            if !retried && result.as_ref().is_err_and(schema::is_missing_partition) {
+                // Another instance dropped a partition this one still knew of: look again, once.
+                retried = true;
+                self.forget_partitions();
+                continue;
+            }
+            return self.record(result);
+        }
+    }
+
+    async fn latency_sketches(
+        &self,
+        filter: &LatencyFilter,
+        range: TimeRange,
+        resolution: Resolution,
+    ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |client| Box::pin(read::latency_sketches(client, filter, range, resolution))).await
+    }
+
+    async fn ended_calls(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<Vec<EndedCall>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(read::ended_calls(client, tenant, range))).await
+    }
+
+    async fn started_calls(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<(u64, u64), StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(read::started_calls(client, tenant, range))).await
+    }
+
+    async fn call_cost(
+        &self,
+        tenant_id: Option<&str>,
+        call: &CallRef,
+    ) -> Result<Option<CallCost>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        let call = call.clone();
+        self.read(move |client| Box::pin(cost::call_cost(client, tenant, call))).await
+    }
+
+    async fn call_costs(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+    ) -> Result<Vec<CallCostTotal>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(cost::call_costs(client, tenant, range))).await
+    }
+
+    async fn cost_breakdown(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+        group: CostGroup,
+    ) -> Result<Vec<CostGroupRow>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(cost::cost_breakdown(client, tenant, range, group))).await
+    }
+
+    async fn usage_lines(
+        &self,
+        tenant_id: Option<&str>,
+        range: TimeRange,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<UsageLine>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(cost::usage_lines(client, tenant, range, after_id, limit))).await
+    }
+
+    async fn count_usage_lines(&self, tenant_id: Option<&str>, range: TimeRange) -> Result<u64, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(cost::count_usage_lines(client, tenant, range))).await
+    }
+
+    async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
+        let notes = Arc::clone(&self.cost_notes);
+        let learned = self.transaction(move |tx| Box::pin(cost::apply_costs(tx, notes, updates))).await?;
+        self.learn_notes(learned);
+        Ok(())
+    }
+
+    async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(health::workers(client, tenant))).await
+    }
+
+    async fn breaker_changes(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<BreakerRow>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(health::breaker_changes(client, tenant, since_ms))).await
+    }
+
+    async fn provider_minutes(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(health::provider_minutes(client, tenant, since_ms))).await
+    }
+
+    async fn provider_latency(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(health::provider_latency(client, tenant, since_ms))).await
+    }
+
+    async fn provider_errors(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<ProviderErrorCount>, StoreError> {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read(move |client| Box::pin(health::provider_errors(client, tenant, since_ms))).await
+    }
+
+    async fn put_health_sample(
+        &self,
+        tenant_id: &str,
+        minute_ms: i64,
+        sample: String,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant_id.to_owned();
+        self.read(move |client| Box::pin(health::put_health_sample(client, tenant, minute_ms, sample))).await
+    }
+
+    async fn health_samples(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let tenant = tenant_id.to_owned();
+        self.read(move |client| Box::pin(health::health_samples(client, tenant, range))).await
+    }
+
+    async fn prune_health(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.transaction(move |tx| Box::pin(health::prune(tx, before_ms))).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let status = self.pool.status();
+        let last = self.last_error.lock().ok().and_then(|last| last.clone());
+        let idle = status.available as u32;
+        PoolStats {
+            backend: "postgres",
+            size: status.size as u32,
+            in_use: (status.size as u32).saturating_sub(idle),
+            idle,
+            waiting: status.waiting as u32,
+            last_error_ms: last.as_ref().map(|(at, _)| *at),
+            last_error: last.map(|(_, message)| message),
+        }
+    }
+
+    async fn latency_by_tenant(
+        &self,
+        component: Component,
+        range: TimeRange,
+        by_provider: bool,
+    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
+        self.read(move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)))
+            .await
+    }
+
+    async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {
+        let client = self.client().await?;
+        self.record(alerting::load(&client, now_ms).await)
+    }
+
+    async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError> {
+        self.transaction(move |tx| Box::pin(alerting::save(tx, tick))).await
+    }
+
+    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.read(move |client| Box::pin(alerting::due_outbox(client, now_ms, limit))).await
+    }
+
+    async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.transaction(move |tx| Box::pin(alerting::record_delivery(tx, item, delivery))).await
+    }
+
+    async fn receiver_states(&self) -> Result<Vec<ReceiverState>, StoreError> {
+        self.read(|client| Box::pin(alerting::receiver_states(client))).await
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        self.record(alerting::create_silence(&client, silence).await)
+    }
+
+    async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Silence, StoreError> {
+        let id = id.to_owned();
+        self.transaction(move |tx| Box::pin(alerting::expire_silence(tx, id, now_ms))).await
+    }
+
+    async fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
+        let client = self.client().await?;
+        self.record(alerting::silences(&client, now_ms).await)
+    }
+
+    async fn alert_history(
+        &self,
+        range: TimeRange,
+        rule: Option<&str>,
+        tenant_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let client = self.client().await?;
+        self.record(alerting::history(&client, range, rule, tenant_id, limit).await)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|client| Box::pin(async move { client.simple_query("SELECT 1").await.map(|_| ()) })).await
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
+        let client = self.client().await?;
+        self.record(keys::create(&client, &key).await)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|client| Box::pin(keys::list(client))).await
+    }
+
+    async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError> {
+        let client = self.client().await?;
+        self.record(keys::revoke(&client, id_or_prefix, now_ms).await)
+    }
+
+    async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
+        self.read(|client| Box::pin(keys::active_hashes(client))).await
+    }
+
+    async fn maintain(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let result = schema::maintain(self, now_ms).await;
+        self.record(result)
+    }
+}

@@ -1,0 +1,875 @@
+//! The write path: one group commit = one transaction of a dozen multi-row statements
+//! (`INSERT … SELECT FROM unnest($arrays)`), whatever the batch size.
+//!
+//! Rows are sorted by their keys before upserts so that instances writing the same calls
+//! and rollups at once take row locks in one order and never deadlock.
+
+use super::{at, map_error, PostgresStore};
+use crate::{IngestEvent, StoreError, WriteOutcome};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::types::ToSql;
+use voicemon_core::access::event_key;
+use voicemon_core::event::{Body, Event, ProviderRequest};
+use voicemon_core::latency::observations;
+use voicemon_core::pricing::Costing;
+use voicemon_core::sketch::LatencySketch;
+use voicemon_core::window::minute_of;
+
+use crate::rollup::{hours_of, ProviderDeltas, Rollups};
+
+pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
+
+impl PostgresStore {
+    pub(super) async fn write_events(
+        &self,
+        events: Arc<Vec<IngestEvent>>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let notes = Arc::clone(&self.cost_notes);
+        let (outcome, learned) = self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await?;
+        self.learn_notes(learned);
+        Ok(outcome)
+    }
+
+    /// Caches notes once the transaction that interned them has committed: a note of a
+    /// transaction still open (or rolled back) must never be used by another.
+    pub(super) fn learn_notes(&self, learned: Vec<((String, String), i64)>) {
+        if let Ok(mut known) = self.cost_notes.lock() {
+            known.extend(learned);
+        }
+    }
+}
+
+/// Notes interned by a transaction, to cache after it commits.
+pub type Learned = Vec<((String, String), i64)>;
+
+async fn write_batch(
+    tx: &Transaction<'_>,
+    notes: NoteCache,
+    events: Arc<Vec<IngestEvent>>,
+) -> Result<(WriteOutcome, Learned), StoreError> {
+    let stored = claim_ids(tx, &events).await?;
+    let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
+    if fresh.is_empty() {
+        return Ok((WriteOutcome { stored }, Learned::new()));
+    }
+    let calls = call_rows(tx, &fresh).await?;
+    let (note_ids, learned) = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
+    let mut batch = Batch::default();
+    for event in &fresh {
+        batch.add(event, &calls, &note_ids);
+    }
+    batch.execute(tx).await.map_err(map_error)?;
+    Ok((WriteOutcome { stored }, learned))
+}
+
+/// Inserts every event's idempotency key; an event is fresh when its key was new and it
+/// is the first of the batch with that key.
+async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<bool>, StoreError> {
+    let keys: Vec<(i64, i64)> = events
+        .iter()
+        .map(|e| {
+            (e.event.envelope.timestamp_ms, event_key(&e.event.envelope.tenant_id, &e.event.envelope.id))
+        })
+        .collect();
+    let times: Vec<DateTime<Utc>> = keys.iter().map(|(ts, _)| at(*ts)).collect();
+    let digests: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO event_ids (ts, key)
+             SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[]) ORDER BY 1, 2
+             ON CONFLICT DO NOTHING RETURNING ts, key",
+            &[&times, &digests],
+        )
+        .await
+        .map_err(map_error)?;
+    let mut new: HashSet<(i64, i64)> =
+        rows.iter().map(|row| (row.get::<_, DateTime<Utc>>(0).timestamp_millis(), row.get(1))).collect();
+    Ok(keys.iter().map(|key| new.remove(key)).collect())
+}
+
+/// Row ids of the calls the events belong to, creating the rows that do not exist.
+async fn call_rows(
+    tx: &Transaction<'_>,
+    events: &[&IngestEvent],
+) -> Result<HashMap<(String, String), i64>, StoreError> {
+    let wanted: std::collections::BTreeSet<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| Some((e.event.envelope.tenant_id.as_str(), e.event.envelope.call_id.as_deref()?)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let tenants: Vec<&str> = wanted.iter().map(|k| k.0).collect();
+    let ids: Vec<&str> = wanted.iter().map(|k| k.1).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO calls (tenant_id, call_id) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (tenant_id, call_id) DO UPDATE SET tenant_id = excluded.tenant_id
+             RETURNING id, tenant_id, call_id",
+            &[&tenants, &ids],
+        )
+        .await
+        .map_err(map_error)?;
+    Ok(rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect())
+}
+
+/// The price entry (or unpriced reason) a costing is filed under.
+pub fn note_key(costing: &Costing) -> Option<(String, String)> {
+    match costing {
+        Costing::NotUsage => None,
+        Costing::Priced(line) => Some((line.price_ref.clone(), line.unit_price.clone())),
+        Costing::Unpriced { reason } => Some((String::new(), reason.clone())),
+    }
+}
+
+/// `cost_notes` ids for every note the costings need, interning new ones; the new ones
+/// are also returned apart, for the cache once the transaction commits.
+pub async fn cost_note_ids<'c>(
+    tx: &Transaction<'_>,
+    cache: &NoteCache,
+    costings: impl IntoIterator<Item = &'c Costing>,
+) -> Result<(HashMap<(String, String), i64>, Learned), StoreError> {
+    let wanted: HashSet<(String, String)> = costings.into_iter().filter_map(note_key).collect();
+    let mut ids = HashMap::new();
+    let mut missing = Vec::new();
+    {
+        let known = cache.lock().map_err(|_| StoreError::Internal("cost note cache poisoned".into()))?;
+        for key in wanted {
+            match known.get(&key) {
+                Some(&id) => {
+                    ids.insert(key, id);
+                }
+                None => missing.push(key),
+            }
+        }
+    }
+    missing.sort();
+    let mut learned = Learned::new();
+    for key in missing {
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO cost_notes (price_ref, detail) VALUES ($1, $2)
+                 ON CONFLICT (price_ref, detail) DO UPDATE SET detail = excluded.detail RETURNING id",
+                &[&key.0, &key.1],
+            )
+            .await
+            .map_err(map_error)?
+            .get(0);
+        learned.push((key.clone(), id));
+        ids.insert(key, id);
+    }
+    Ok((ids, learned))
+}
+
+/// Latencies are stored in ms as `real`.
+fn real(ms: f64) -> f32 {
+    ms as f32
+}
+
+/// What a batch changes on one call row: later events of the batch win, as they would
+/// one statement at a time.
+#[derive(Debug, Default)]
+struct CallPatch {
+    started_at: Option<i64>,
+    channel: Option<String>,
+    agent_id: Option<String>,
+    objective: Option<String>,
+    trace_id: Option<String>,
+    attributes: Option<String>,
+    ended: Option<EndedPatch>,
+    first_ms: Option<i64>,
+    cost_nano: i64,
+    usage_lines: i32,
+    unpriced_lines: i32,
+}
+
+#[derive(Debug)]
+struct EndedPatch {
+    at_ms: i64,
+    duration_s: f64,
+    status: &'static str,
+    ended_reason: Option<String>,
+    ended_by: Option<&'static str>,
+}
+
+/// Every row one batch writes, column by column.
+#[derive(Default)]
+struct Batch {
+    calls: BTreeMap<i64, CallPatch>,
+    turns: TurnColumns,
+    usage: UsageColumns,
+    requests: RequestColumns,
+    breakers: BreakerColumns,
+    beats: BeatColumns,
+    workers: BTreeMap<(String, String), (i64, BeatRow)>,
+    providers: ProviderDeltas,
+    rollups: Rollups,
+}
+
+#[derive(Default)]
+struct TurnColumns {
+    call: Vec<i64>,
+    tenant: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    turn_index: Vec<i32>,
+    e2e: Vec<f32>,
+    stt: Vec<Option<f32>>,
+    eou: Vec<Option<f32>>,
+    llm_ttft: Vec<Option<f32>>,
+    tts_ttfb: Vec<Option<f32>>,
+    interrupted: Vec<Option<bool>>,
+    tool_calls: Vec<Option<i32>>,
+    agent_id: Vec<Option<String>>,
+}
+
+#[derive(Default)]
+struct UsageColumns {
+    call: Vec<i64>,
+    tenant: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    component: Vec<&'static str>,
+    provider: Vec<String>,
+    model: Vec<Option<String>>,
+    voice: Vec<Option<String>>,
+    audio_seconds: Vec<Option<f64>>,
+    /// Input, output, cached input, audio input, audio output.
+    tokens: [Vec<Option<i64>>; 5],
+    characters: Vec<Option<i64>>,
+    latency: Vec<Option<f32>>,
+    cost_nano: Vec<Option<i64>>,
+    cost_note: Vec<i64>,
+}
+
+#[derive(Default)]
+struct RequestColumns {
+    tenant: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    provider: Vec<String>,
+    component: Vec<&'static str>,
+    ok: Vec<bool>,
+    latency: Vec<Option<f32>>,
+    error: Vec<Option<String>>,
+    call: Vec<Option<i64>>,
+}
+
+#[derive(Default)]
+struct BreakerColumns {
+    tenant: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    breaker: Vec<String>,
+    state: Vec<&'static str>,
+}
+
+#[derive(Default)]
+struct BeatColumns {
+    tenant: Vec<String>,
+    ts: Vec<DateTime<Utc>>,
+    worker: Vec<String>,
+    used: Vec<i64>,
+    limit: Vec<i64>,
+    cpu: Vec<f64>,
+    active: Vec<i32>,
+}
+
+#[derive(Clone)]
+struct BeatRow {
+    used: i64,
+    limit: i64,
+    cpu: f64,
+    active: i32,
+}
+
+/// One usage event's columns before they join the batch.
+struct UsageRow<'e> {
+    component: &'static str,
+    provider: &'e str,
+    model: Option<&'e str>,
+    voice: Option<&'e str>,
+    audio_seconds: Option<f64>,
+    tokens: [Option<u64>; 5],
+    characters: Option<u64>,
+    latency_ms: Option<f64>,
+}
+
+impl Batch {
+    fn add(
+        &mut self,
+        ingest: &IngestEvent,
+        calls: &HashMap<(String, String), i64>,
+        notes: &HashMap<(String, String), i64>,
+    ) {
+        let event = &ingest.event;
+        let envelope = &event.envelope;
+        let call = envelope
+            .call_id
+            .as_ref()
+            .and_then(|call_id| calls.get(&(envelope.tenant_id.clone(), call_id.clone())).copied());
+        let note = note_key(&ingest.costing).and_then(|key| notes.get(&key).copied());
+        let cost_nano = match &ingest.costing {
+            Costing::Priced(line) => Some(line.cost.0),
+            _ => None,
+        };
+        if let Some(call) = call {
+            let patch = self.calls.entry(call).or_default();
+            patch.first_ms =
+                Some(patch.first_ms.map_or(envelope.timestamp_ms, |f| f.min(envelope.timestamp_ms)));
+            if note.is_some() {
+                patch.usage_lines += 1;
+                match cost_nano {
+                    Some(nanos) => patch.cost_nano += nanos,
+                    None => patch.unpriced_lines += 1,
+                }
+            }
+        }
+        for observation in observations(event) {
+            let minute = minute_of(observation.timestamp_ms);
+            self.rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
+        }
+        self.add_fact(event, call, cost_nano, note);
+    }
+
+    fn add_fact(&mut self, event: &Event, call: Option<i64>, cost_nano: Option<i64>, note: Option<i64>) {
+        let envelope = &event.envelope;
+        let tenant = &envelope.tenant_id;
+        let ts = envelope.timestamp_ms;
+        match &event.body {
+            Body::CallStarted(started) => {
+                let Some(patch) = call.and_then(|call| self.calls.get_mut(&call)) else { return };
+                patch.started_at = Some(ts);
+                patch.channel = started.channel.clone().or(patch.channel.take());
+                patch.attributes = (!envelope.attributes.is_empty())
+                    .then(|| serde_json::to_string(&envelope.attributes).unwrap_or_default())
+                    .or(patch.attributes.take());
+                patch.agent_id = envelope.agent_id.clone().or(patch.agent_id.take());
+                patch.objective = envelope.objective.clone().or(patch.objective.take());
+                patch.trace_id = envelope.trace_id.clone().or(patch.trace_id.take());
+            }
+            Body::CallEnded(ended) => {
+                let Some(patch) = call.and_then(|call| self.calls.get_mut(&call)) else { return };
+                patch.ended = Some(EndedPatch {
+                    at_ms: ts,
+                    duration_s: ended.duration_s,
+                    status: ended.status.as_str(),
+                    ended_reason: ended.ended_reason.clone(),
+                    ended_by: ended.ended_by.map(|by| by.as_str()),
+                });
+                patch.agent_id = envelope.agent_id.clone().or(patch.agent_id.take());
+                patch.objective = envelope.objective.clone().or(patch.objective.take());
+                patch.trace_id = envelope.trace_id.clone().or(patch.trace_id.take());
+            }
+            Body::TurnCompleted(turn) => {
+                let Some(call) = call else { return };
+                let t = &mut self.turns;
+                t.call.push(call);
+                t.tenant.push(tenant.clone());
+                t.ts.push(at(ts));
+                t.turn_index.push(turn.turn_index as i32);
+                t.e2e.push(real(turn.e2e_ms));
+                t.stt.push(turn.stt_ms.map(real));
+                t.eou.push(turn.eou_ms.map(real));
+                t.llm_ttft.push(turn.llm_ttft_ms.map(real));
+                t.tts_ttfb.push(turn.tts_ttfb_ms.map(real));
+                t.interrupted.push(turn.interrupted);
+                t.tool_calls.push(turn.tool_calls.map(|n| n as i32));
+                t.agent_id.push(envelope.agent_id.clone());
+            }
+            Body::SttUsage(u) => self.add_usage(
+                envelope,
+                call,
+                cost_nano,
+                note,
+                UsageRow {
+                    component: "stt",
+                    provider: &u.provider,
+                    model: u.model.as_deref(),
+                    voice: None,
+                    audio_seconds: Some(u.audio_seconds),
+                    tokens: [None; 5],
+                    characters: None,
+                    latency_ms: u.latency_ms,
+                },
+            ),
+            Body::LlmUsage(u) => self.add_usage(
+                envelope,
+                call,
+                cost_nano,
+                note,
+                UsageRow {
+                    component: "llm",
+                    provider: &u.provider,
+                    model: Some(&u.model),
+                    voice: None,
+                    audio_seconds: None,
+                    tokens: [
+                        Some(u.input_tokens),
+                        Some(u.output_tokens),
+                        u.cached_input_tokens,
+                        u.audio_input_tokens,
+                        u.audio_output_tokens,
+                    ],
+                    characters: None,
+                    latency_ms: u.ttft_ms,
+                },
+            ),
+            Body::TtsUsage(u) => self.add_usage(
+                envelope,
+                call,
+                cost_nano,
+                note,
+                UsageRow {
+                    component: "tts",
+                    provider: &u.provider,
+                    model: u.model.as_deref(),
+                    voice: u.voice.as_deref(),
+                    audio_seconds: u.audio_seconds,
+                    tokens: [None; 5],
+                    characters: Some(u.characters),
+                    latency_ms: u.ttfb_ms,
+                },
+            ),
+            Body::ProviderRequest(request) => self.add_request(tenant, ts, call, request),
+            Body::CircuitBreakerChanged(change) => {
+                let b = &mut self.breakers;
+                b.tenant.push(tenant.clone());
+                b.ts.push(at(ts));
+                b.breaker.push(change.breaker.clone());
+                b.state.push(change.state.as_str());
+            }
+            Body::WorkerHeartbeat(beat) => {
+                let row = BeatRow {
+                    used: beat.memory_used_bytes as i64,
+                    limit: beat.memory_limit_bytes as i64,
+                    cpu: beat.cpu_percent,
+                    active: beat.active_calls as i32,
+                };
+                let b = &mut self.beats;
+                b.tenant.push(tenant.clone());
+                b.ts.push(at(ts));
+                b.worker.push(beat.worker_id.clone());
+                b.used.push(row.used);
+                b.limit.push(row.limit);
+                b.cpu.push(row.cpu);
+                b.active.push(row.active);
+                // The latest heartbeat wins, whatever order they arrive in.
+                let latest =
+                    self.workers.entry((tenant.clone(), beat.worker_id.clone())).or_insert((ts, row.clone()));
+                if ts >= latest.0 {
+                    *latest = (ts, row);
+                }
+            }
+        }
+    }
+
+    fn add_usage(
+        &mut self,
+        envelope: &voicemon_core::event::Envelope,
+        call: Option<i64>,
+        cost_nano: Option<i64>,
+        note: Option<i64>,
+        row: UsageRow<'_>,
+    ) {
+        let (Some(call), Some(note)) = (call, note) else { return };
+        let u = &mut self.usage;
+        u.call.push(call);
+        u.tenant.push(envelope.tenant_id.clone());
+        u.ts.push(at(envelope.timestamp_ms));
+        u.component.push(row.component);
+        u.provider.push(row.provider.to_owned());
+        u.model.push(row.model.map(str::to_owned));
+        u.voice.push(row.voice.map(str::to_owned));
+        u.audio_seconds.push(row.audio_seconds);
+        for (column, value) in u.tokens.iter_mut().zip(row.tokens) {
+            column.push(value.map(|v| v as i64));
+        }
+        u.characters.push(row.characters.map(|c| c as i64));
+        u.latency.push(row.latency_ms.map(real));
+        u.cost_nano.push(cost_nano);
+        u.cost_note.push(note);
+    }
+
+    fn add_request(&mut self, tenant: &str, ts: i64, call: Option<i64>, request: &ProviderRequest) {
+        let r = &mut self.requests;
+        r.tenant.push(tenant.to_owned());
+        r.ts.push(at(ts));
+        r.provider.push(request.provider.clone());
+        r.component.push(request.component.as_str());
+        r.ok.push(request.ok);
+        r.latency.push(request.latency_ms.map(real));
+        r.error.push(request.error.clone());
+        r.call.push(call);
+        self.providers.add(tenant, ts, request);
+    }
+
+    async fn execute(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        self.execute_facts(tx).await?;
+        update_calls(tx, self.calls).await?;
+        upsert_workers(tx, self.workers).await?;
+        upsert_providers(tx, self.providers).await?;
+        upsert_rollups(tx, self.rollups).await
+    }
+
+    async fn execute_facts(&self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        let t = &self.turns;
+        if !t.call.is_empty() {
+            insert(
+                tx,
+                "INSERT INTO turns (call, tenant_id, ts, turn_index, e2e_ms, stt_ms, eou_ms, llm_ttft_ms,
+                 tts_ttfb_ms, interrupted, tool_calls, agent_id)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::integer[], $5::real[],
+                   $6::real[], $7::real[], $8::real[], $9::real[], $10::boolean[], $11::integer[], $12::text[])",
+                &[
+                    &t.call,
+                    &t.tenant,
+                    &t.ts,
+                    &t.turn_index,
+                    &t.e2e,
+                    &t.stt,
+                    &t.eou,
+                    &t.llm_ttft,
+                    &t.tts_ttfb,
+                    &t.interrupted,
+                    &t.tool_calls,
+                    &t.agent_id,
+                ],
+            )
+            .await?;
+        }
+        let u = &self.usage;
+        if !u.call.is_empty() {
+            insert(
+                tx,
+                "INSERT INTO usage (call, tenant_id, ts, component, provider, model, voice, audio_seconds,
+                 input_tokens, output_tokens, cached_input_tokens, audio_input_tokens, audio_output_tokens,
+                 characters, latency_ms, cost_nano, cost_note)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                   $6::text[], $7::text[], $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[],
+                   $12::bigint[], $13::bigint[], $14::bigint[], $15::real[], $16::bigint[], $17::bigint[])",
+                &[
+                    &u.call,
+                    &u.tenant,
+                    &u.ts,
+                    &u.component,
+                    &u.provider,
+                    &u.model,
+                    &u.voice,
+                    &u.audio_seconds,
+                    &u.tokens[0],
+                    &u.tokens[1],
+                    &u.tokens[2],
+                    &u.tokens[3],
+                    &u.tokens[4],
+                    &u.characters,
+                    &u.latency,
+                    &u.cost_nano,
+                    &u.cost_note,
+                ],
+            )
+            .await?;
+        }
+        let r = &self.requests;
+        if !r.ts.is_empty() {
+            insert(
+                tx,
+                "INSERT INTO provider_requests (tenant_id, ts, provider, component, ok, latency_ms, error, call)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::boolean[],
+                   $6::real[], $7::text[], $8::bigint[])",
+                &[&r.tenant, &r.ts, &r.provider, &r.component, &r.ok, &r.latency, &r.error, &r.call],
+            )
+            .await?;
+        }
+        let b = &self.breakers;
+        if !b.ts.is_empty() {
+            insert(
+                tx,
+                "INSERT INTO breaker_changes (tenant_id, ts, breaker, state)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[])",
+                &[&b.tenant, &b.ts, &b.breaker, &b.state],
+            )
+            .await?;
+        }
+        let h = &self.beats;
+        if !h.ts.is_empty() {
+            insert(
+                tx,
+                "INSERT INTO heartbeats (tenant_id, ts, worker_id, memory_used_bytes, memory_limit_bytes,
+                 cpu_percent, active_calls)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[],
+                   $6::float8[], $7::integer[])",
+                &[&h.tenant, &h.ts, &h.worker, &h.used, &h.limit, &h.cpu, &h.active],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), tokio_postgres::Error> {
+    // Cached per connection: a group commit costs one round trip per statement.
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, params).await.map(|_| ())
+}
+
+async fn update_calls(
+    tx: &Transaction<'_>,
+    calls: BTreeMap<i64, CallPatch>,
+) -> Result<(), tokio_postgres::Error> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let mut c = CallColumns::default();
+    for (id, patch) in calls {
+        c.push(id, patch);
+    }
+    insert(
+        tx,
+        "UPDATE calls AS c SET
+           started_at = coalesce(v.started_at, c.started_at),
+           channel = coalesce(v.channel, c.channel),
+           agent_id = coalesce(v.agent_id, c.agent_id),
+           objective = coalesce(v.objective, c.objective),
+           trace_id = coalesce(v.trace_id, c.trace_id),
+           attributes = coalesce(v.attributes::jsonb, c.attributes),
+           ended_at = CASE WHEN v.ended THEN v.ended_at ELSE c.ended_at END,
+           duration_s = CASE WHEN v.ended THEN v.duration_s ELSE c.duration_s END,
+           status = CASE WHEN v.ended THEN v.status ELSE c.status END,
+           ended_reason = CASE WHEN v.ended THEN v.ended_reason ELSE c.ended_reason END,
+           ended_by = CASE WHEN v.ended THEN v.ended_by ELSE c.ended_by END,
+           first_at = least(c.first_at, v.first_at),
+           cost_nano = c.cost_nano + v.cost_nano,
+           usage_lines = c.usage_lines + v.usage_lines,
+           unpriced_lines = c.unpriced_lines + v.unpriced_lines
+         FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::boolean[], $9::timestamptz[], $10::float8[], $11::text[], $12::text[], $13::text[],
+                     $14::timestamptz[], $15::bigint[], $16::integer[], $17::integer[])
+           AS v (id, started_at, channel, agent_id, objective, trace_id, attributes, ended, ended_at,
+                 duration_s, status, ended_reason, ended_by, first_at, cost_nano, usage_lines, unpriced_lines)
+         WHERE c.id = v.id",
+        &[
+            &c.id,
+            &c.started_at,
+            &c.channel,
+            &c.agent_id,
+            &c.objective,
+            &c.trace_id,
+            &c.attributes,
+            &c.ended,
+            &c.ended_at,
+            &c.duration_s,
+            &c.status,
+            &c.ended_reason,
+            &c.ended_by,
+            &c.first_at,
+            &c.cost_nano,
+            &c.usage_lines,
+            &c.unpriced_lines,
+        ],
+    )
+    .await
+}
+
+#[derive(Default)]
+struct CallColumns {
+    id: Vec<i64>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    channel: Vec<Option<String>>,
+    agent_id: Vec<Option<String>>,
+    objective: Vec<Option<String>>,
+    trace_id: Vec<Option<String>>,
+    attributes: Vec<Option<String>>,
+    ended: Vec<bool>,
+    ended_at: Vec<Option<DateTime<Utc>>>,
+    duration_s: Vec<Option<f64>>,
+    status: Vec<Option<&'static str>>,
+    ended_reason: Vec<Option<String>>,
+    ended_by: Vec<Option<&'static str>>,
+    first_at: Vec<Option<DateTime<Utc>>>,
+    cost_nano: Vec<i64>,
+    usage_lines: Vec<i32>,
+    unpriced_lines: Vec<i32>,
+}
+
+impl CallColumns {
+    fn push(&mut self, id: i64, patch: CallPatch) {
+        self.id.push(id);
+        self.started_at.push(patch.started_at.map(at));
+        self.channel.push(patch.channel);
+        self.agent_id.push(patch.agent_id);
+        self.objective.push(patch.objective);
+        self.trace_id.push(patch.trace_id);
+        self.attributes.push(patch.attributes);
+        self.ended.push(patch.ended.is_some());
+        self.ended_at.push(patch.ended.as_ref().map(|e| at(e.at_ms)));
+        self.duration_s.push(patch.ended.as_ref().map(|e| e.duration_s));
+        self.status.push(patch.ended.as_ref().map(|e| e.status));
+        self.ended_by.push(patch.ended.as_ref().and_then(|e| e.ended_by));
+        self.ended_reason.push(patch.ended.and_then(|e| e.ended_reason));
+        self.first_at.push(patch.first_ms.map(at));
+        self.cost_nano.push(patch.cost_nano);
+        self.usage_lines.push(patch.usage_lines);
+        self.unpriced_lines.push(patch.unpriced_lines);
+    }
+}
+
+async fn upsert_workers(
+    tx: &Transaction<'_>,
+    workers: BTreeMap<(String, String), (i64, BeatRow)>,
+) -> Result<(), tokio_postgres::Error> {
+    if workers.is_empty() {
+        return Ok(());
+    }
+    let mut b = BeatColumns::default();
+    for ((tenant, worker), (ts, row)) in workers {
+        b.tenant.push(tenant);
+        b.worker.push(worker);
+        b.ts.push(at(ts));
+        b.used.push(row.used);
+        b.limit.push(row.limit);
+        b.cpu.push(row.cpu);
+        b.active.push(row.active);
+    }
+    insert(
+        tx,
+        "INSERT INTO workers (tenant_id, worker_id, last_at, memory_used_bytes, memory_limit_bytes, cpu_percent,
+           active_calls)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::float8[],
+           $7::integer[])
+         ON CONFLICT (tenant_id, worker_id) DO UPDATE SET last_at = excluded.last_at,
+           memory_used_bytes = excluded.memory_used_bytes, memory_limit_bytes = excluded.memory_limit_bytes,
+           cpu_percent = excluded.cpu_percent, active_calls = excluded.active_calls
+         WHERE excluded.last_at >= workers.last_at",
+        &[&b.tenant, &b.worker, &b.ts, &b.used, &b.limit, &b.cpu, &b.active],
+    )
+    .await
+}
+
+/// Sketch columns for `unnest`: arrays of arrays cannot be ragged, so bucket keys and
+/// counts travel as array literals (`{1,2,3}`) and are cast back in SQL.
+#[derive(Default)]
+struct SketchColumns {
+    zero: Vec<i64>,
+    keys: Vec<String>,
+    counts: Vec<String>,
+}
+
+impl SketchColumns {
+    fn push(&mut self, sketch: &LatencySketch) {
+        let (keys, counts): (Vec<String>, Vec<String>) =
+            sketch.buckets().map(|(k, c)| (k.to_string(), c.to_string())).unzip();
+        self.zero.push(sketch.zero_count() as i64);
+        self.keys.push(format!("{{{}}}", keys.join(",")));
+        self.counts.push(format!("{{{}}}", counts.join(",")));
+    }
+}
+
+async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Result<(), tokio_postgres::Error> {
+    let ProviderDeltas { minutes, errors } = deltas;
+    if !minutes.is_empty() {
+        let (mut tenant, mut provider, mut start, mut requests, mut failed) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut sketches = SketchColumns::default();
+        for ((t, p, s), minute) in minutes {
+            tenant.push(t);
+            provider.push(p);
+            start.push(at(s));
+            requests.push(minute.requests);
+            failed.push(minute.errors);
+            sketches.push(&minute.latency);
+        }
+        insert(
+            tx,
+            "INSERT INTO provider_minutes AS m (tenant_id, provider, start_at, requests, errors, sketch)
+             SELECT t, p, s, r, e, ROW(z, k::integer[], n::bigint[])::voicemon_sketch
+             FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[],
+                         $7::text[], $8::text[]) AS v (t, p, s, r, e, z, k, n)
+             ON CONFLICT (tenant_id, provider, start_at) DO UPDATE SET
+               requests = m.requests + excluded.requests, errors = m.errors + excluded.errors,
+               sketch = voicemon_sketch_merge(m.sketch, excluded.sketch)",
+            &[
+                &tenant,
+                &provider,
+                &start,
+                &requests,
+                &failed,
+                &sketches.zero,
+                &sketches.keys,
+                &sketches.counts,
+            ],
+        )
+        .await?;
+    }
+    if !errors.is_empty() {
+        let (mut tenant, mut provider, mut start, mut kind, mut count) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((t, p, s, k), c) in errors {
+            tenant.push(t);
+            provider.push(p);
+            start.push(at(s));
+            kind.push(k);
+            count.push(c);
+        }
+        insert(
+            tx,
+            "INSERT INTO provider_errors AS e (tenant_id, provider, start_at, error, count)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bigint[])
+             ON CONFLICT (tenant_id, provider, start_at, error) DO UPDATE SET count = e.count + excluded.count",
+            &[&tenant, &provider, &start, &kind, &count],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn upsert_rollups(tx: &Transaction<'_>, minutes: Rollups) -> Result<(), tokio_postgres::Error> {
+    let hours = hours_of(&minutes);
+    upsert_into(tx, "latency_minute", minutes).await?;
+    upsert_into(tx, "latency_hour", hours).await
+}
+
+async fn upsert_into(
+    tx: &Transaction<'_>,
+    table: &str,
+    rollups: Rollups,
+) -> Result<(), tokio_postgres::Error> {
+    if rollups.is_empty() {
+        return Ok(());
+    }
+    let mut columns: [Vec<String>; 6] = Default::default();
+    let mut start = Vec::new();
+    let mut sketches = SketchColumns::default();
+    for ((key, at_ms), sketch) in rollups {
+        let values = [
+            key.tenant_id,
+            key.component.as_str().to_owned(),
+            key.source.as_str().to_owned(),
+            key.agent_id,
+            key.provider,
+            key.model,
+        ];
+        for (column, value) in columns.iter_mut().zip(values) {
+            column.push(value);
+        }
+        start.push(at(at_ms));
+        sketches.push(&sketch);
+    }
+    let [tenant, component, source, agent, provider, model] = &columns;
+    insert(
+        tx,
+        &format!(
+            "INSERT INTO {table} AS r (tenant_id, component, source, start_at, agent_id, provider, model, sketch)
+             SELECT t, c, s, a, g, p, m, ROW(z, k::integer[], n::bigint[])::voicemon_sketch
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+                         $8::bigint[], $9::text[], $10::text[]) AS v (t, c, s, a, g, p, m, z, k, n)
+             ON CONFLICT (tenant_id, component, source, start_at, agent_id, provider, model)
+             DO UPDATE SET sketch = voicemon_sketch_merge(r.sketch, excluded.sketch)"
+        ),
+        &[tenant, component, source, &start, agent, provider, model, &sketches.zero, &sketches.keys, &sketches.counts],
+    )
+    .await
+}

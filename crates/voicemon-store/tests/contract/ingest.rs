@@ -1,0 +1,87 @@
+//! write_batch: an event is stored once per tenant, id and timestamp, whether the
+//! duplicate comes in a later batch or in the same one.
+
+use crate::backends::on_both_backends;
+use crate::events::{at, call_started, event, range, turn};
+use crate::latency::{merged, sketch_of, turn_e2e};
+use crate::transcript::Transcript;
+use serde_json::json;
+use std::sync::Arc;
+use voicemon_store::{Resolution, Store};
+
+#[tokio::test]
+async fn the_same_event_twice_is_stored_once_across_batches_and_within_one() {
+    on_both_backends(same_event_twice).await;
+}
+
+async fn same_event_twice(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let write = |batch| {
+        let store = Arc::clone(&store);
+        async move { store.write_batch(batch).await.expect("the batch is stored").stored }
+    };
+    let first = vec![call_started("e1", "acme", "c1", at(10, 0)), turn("e2", "acme", "c1", at(10, 1), 700.0)];
+    t.check("a first batch is stored whole", write(first).await, vec![true, true]);
+    let retry = vec![turn("e2", "acme", "c1", at(10, 1), 700.0), turn("e3", "acme", "c1", at(10, 2), 800.0)];
+    t.check("a retry stores only the new event", write(retry).await, vec![false, true]);
+    let twice = vec![turn("e4", "acme", "c1", at(10, 3), 900.0), turn("e4", "acme", "c1", at(10, 3), 900.0)];
+    t.check("an event twice in one batch is stored once", write(twice).await, vec![true, false]);
+    // Idempotency is at the event's own timestamp: the same id at another time is another event.
+    let moved =
+        || vec![turn("e5", "acme", "c1", at(10, 4), 1000.0), turn("e5", "acme", "c1", at(10, 4) + 1, 1100.0)];
+    t.check("one id at two timestamps is two events", write(moved()).await, vec![true, true]);
+    t.check("resending both stores neither", write(moved()).await, vec![false, false]);
+    t.check(
+        "the same id from another tenant is another event",
+        write(vec![turn("e2", "globex", "c1", at(10, 1), 700.0)]).await,
+        vec![true],
+    );
+    t.check("an empty batch stores nothing", write(Vec::new()).await, Vec::new());
+
+    let stored = store
+        .latency_sketches(&turn_e2e(Some("acme")), range(at(10, 0), at(11, 0)), Resolution::Minute)
+        .await
+        .unwrap();
+    t.check(
+        "each stored turn counts once in the latency rollups",
+        merged(&stored),
+        sketch_of(&[700.0, 800.0, 900.0, 1000.0, 1100.0]),
+    );
+    t.check(
+        "a call started once is counted once",
+        store.started_calls(Some("acme"), range(at(10, 0), at(11, 0))).await.unwrap(),
+        (1, 1),
+    );
+    t
+}
+
+#[tokio::test]
+async fn a_usage_line_sent_twice_is_costed_once() {
+    on_both_backends(usage_twice).await;
+}
+
+async fn usage_twice(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let usage = || {
+        event(
+            "llm.usage",
+            "u1",
+            "acme",
+            at(10, 0),
+            json!({"call_id": "c1", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000,
+                   "output_tokens": 100}),
+        )
+    };
+    let cost = crate::cost::nanos(&usage());
+    t.check("first", store.write_batch(vec![usage()]).await.unwrap().stored, vec![true]);
+    let again = store.write_batch(vec![usage(), usage()]).await.unwrap();
+    t.check("then twice more: all duplicates", again.duplicates(), 2);
+    let totals = store.call_costs(Some("acme"), range(at(10, 0), at(11, 0))).await.unwrap();
+    t.check(
+        "the call has one line and its cost once",
+        totals.iter().map(|c| (c.usage_lines, c.unpriced_lines, c.cost_nano)).collect::<Vec<_>>(),
+        vec![(1, 0, cost)],
+    );
+    t.check("one usage line", store.count_usage_lines(None, range(at(10, 0), at(11, 0))).await.unwrap(), 1);
+    t
+}

@@ -1,0 +1,42 @@
+//! Where the commands that touch the store find it: PostgreSQL when `DATABASE_URL` (or
+//! `--database-url`) is set, the embedded store in the data directory otherwise.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use voicemon_server::config::FileConfig;
+use voicemon_server::startup::{describe_url, open_store, ServeConfig};
+use voicemon_store::postgres::PostgresConfig;
+use voicemon_store::Store;
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The data directory of the embedded store.
+    #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data", global = true)]
+    pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded store: postgres://user:password@host:port/database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+}
+
+/// The PostgreSQL configuration for `url`, with the file's `[postgres]` settings.
+pub fn postgres_config(url: &str, file: &FileConfig) -> Result<PostgresConfig> {
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "DATABASE_URL must start with postgres:// or postgresql:// (got {})",
+        describe_url(url)
+    );
+    Ok(file.postgres.postgres_config(url)?)
+}
+
+/// Opens (and migrates) the store these arguments name.
+pub async fn open(args: &StoreArgs, file: &FileConfig) -> Result<(Arc<dyn Store>, String)> {
+    let mut config = ServeConfig::new(args.data_dir.clone());
+    config.postgres = args.database_url.as_deref().map(|url| postgres_config(url, file)).transpose()?;
+    let where_ = match &args.database_url {
+        Some(url) => describe_url(url),
+        None => args.data_dir.display().to_string(),
+    };
+    open_store(&config).await.with_context(|| format!("cannot open the store ({where_})"))
+}

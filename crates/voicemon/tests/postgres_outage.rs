@@ -1,0 +1,182 @@
+//! PostgreSQL goes away while events arrive: voicemon answers 503 with `Retry-After`
+//! (never a 2xx for an event it did not store), `/readyz` fails, every acknowledged event
+//! is kept, and service resumes by itself when the database is back.
+//!
+//! The outage is real: a TCP proxy between voicemon and PostgreSQL drops every open
+//! connection and refuses new ones, as a database restart or a network cut does.
+
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+mod common;
+
+use common::{postgres_url, time_from_now, with_search_path, Server, TestSchema};
+
+/// A TCP proxy that can cut every connection and refuse new ones until restored.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("an address");
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (is_cut, open) = (Arc::clone(&cut), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_cut.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open.lock().expect("not poisoned").push(task.abort_handle());
+            }
+        });
+        Proxy { addr, cut, connections }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for connection in self.connections.lock().expect("not poisoned").drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The test database's address, and its URL with that address left for the proxy's.
+fn split_address(url: &str) -> (SocketAddr, impl Fn(SocketAddr) -> String) {
+    let config: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        #[allow(unreachable_patterns)]
+        _ => panic!("VOICEMON_TEST_DATABASE_URL must name a TCP host"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let target = format!("{host}:{port}").parse().expect("an IP address in VOICEMON_TEST_DATABASE_URL");
+    let user = config.get_user().unwrap_or("postgres");
+    let database = config.get_dbname().unwrap_or(user);
+    let (user, database) = (user.to_owned(), database.to_owned());
+    (target, move |proxy: SocketAddr| format!("postgres://{user}@{proxy}/{database}"))
+}
+
+/// One request of ten turns of ten new calls; returns the status and whether a 503
+/// carried `Retry-After`.
+async fn send_batch(client: &reqwest::Client, server: &Server, batch: usize) -> (u16, bool) {
+    let body: String = (0..10)
+        .map(|i| {
+            let event = json!({
+                "id": format!("outage-{batch}-{i}"), "type": "turn.completed", "timestamp": time_from_now(-1_000),
+                "tenant_id": "outage", "call_id": format!("call-{batch}-{i}"), "turn_index": 0, "e2e_ms": 700.0
+            });
+            format!("{event}\n")
+        })
+        .collect();
+    match client.post(server.url("/v1/events")).body(body).send().await {
+        Ok(response) => (response.status().as_u16(), response.headers().contains_key("retry-after")),
+        Err(err) => panic!("voicemon must answer during an outage, not drop the request: {err}"),
+    }
+}
+
+async fn ready(client: &reqwest::Client, server: &Server) -> u16 {
+    client.get(server.url("/readyz")).send().await.expect("an answer").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_answers_503_loses_nothing_acknowledged_and_recovers_without_restart() {
+    let Some(admin_url) = postgres_url("the PostgreSQL outage test") else { return };
+    let schema = TestSchema::create(&admin_url);
+    let (target, url_via) = split_address(&admin_url);
+    let proxy = Proxy::start(target).await;
+    let proxied = url_via(proxy.addr);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("voicemon.toml");
+    std::fs::write(&config, "[postgres]\nconnect_timeout = \"1s\"\n[ingest]\nflush_interval = \"50ms\"\n")
+        .expect("config written");
+    let database_url = with_search_path(&proxied, &schema.name);
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        Some(&config),
+        &[],
+        &[("DATABASE_URL", &database_url)],
+    );
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
+
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = 0;
+    let mut batch = 0;
+    let mut send =
+        |status: u16, retry_after: bool, batch: usize, acknowledged: &mut BTreeSet<usize>| match status {
+            202 => {
+                acknowledged.insert(batch);
+            }
+            503 => {
+                assert!(retry_after, "a 503 says when to retry");
+                refused += 1;
+            }
+            other => panic!("ingest answered {other} during an outage; only 202 or 503 are right"),
+        };
+    // Healthy: everything is acknowledged.
+    for _ in 0..20 {
+        let (status, retry_after) = send_batch(&client, &server, batch).await;
+        assert_eq!(status, 202);
+        send(status, retry_after, batch, &mut acknowledged);
+        batch += 1;
+    }
+    assert_eq!(ready(&client, &server).await, 200);
+
+    // The database goes away for fifteen seconds while events keep coming.
+    proxy.cut();
+    let outage = Instant::now();
+    let mut readyz_failed = false;
+    while outage.elapsed() < Duration::from_secs(15) {
+        let (status, retry_after) = send_batch(&client, &server, batch).await;
+        send(status, retry_after, batch, &mut acknowledged);
+        batch += 1;
+        readyz_failed |= ready(&client, &server).await == 503;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(readyz_failed, "/readyz fails while the database is unreachable");
+    proxy.restore();
+
+    // Back: voicemon resumes by itself, without a restart.
+    let back = Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        assert!(back.elapsed() < Duration::from_secs(60), "ingest did not recover within a minute");
+        let (status, retry_after) = send_batch(&client, &server, batch).await;
+        send(status, retry_after, batch, &mut acknowledged);
+        in_a_row = if status == 202 { in_a_row + 1 } else { 0 };
+        batch += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready(&client, &server).await, 200);
+    assert!(refused > 0, "the outage was noticed");
+
+    let stored: BTreeSet<String> =
+        schema.query("SELECT call_id FROM calls").iter().map(|row| row.get::<_, String>(0)).collect();
+    for batch in &acknowledged {
+        for i in 0..10 {
+            assert!(stored.contains(&format!("call-{batch}-{i}")), "acknowledged batch {batch} was lost");
+        }
+    }
+    let turns: i64 = schema.query("SELECT count(*) FROM turns")[0].get(0);
+    assert!(turns >= acknowledged.len() as i64 * 10 && turns <= batch as i64 * 10, "{turns} turns stored");
+}
