@@ -69,7 +69,12 @@ impl KeyRing {
 
     /// Identifies the caller from the `Authorization: Bearer …` header.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let token = bearer(headers)?;
+        self.authenticate_token(bearer(headers)?).await
+    }
+
+    /// Identifies the caller from a key given some other way (the first message of a
+    /// WebSocket, which browsers cannot give headers), or from none.
+    pub async fn authenticate_token(&self, token: Option<&str>) -> Result<Principal, ApiError> {
         if self.is_open() {
             if !self.loopback_only {
                 return Err(ApiError::Unauthorized(
@@ -99,7 +104,8 @@ async fn fetch(store: &Arc<dyn Store>) -> Result<HashMap<String, ApiKey>, StoreE
     Ok(store.active_key_hashes().await?.into_iter().collect())
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+/// The key of an `Authorization: Bearer …` header, if one is sent.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -6,6 +6,7 @@
 //! - [`alerting`]: the alert engine (rules → alerts → notices → outbox).
 //! - [`notify`]: receivers (Slack, webhook, Alertmanager) and delivery of the outbox.
 //! - [`api`]: query routes (`/metrics/*`, probes) and the one [`api::error::ApiError`].
+//! - [`live`]: `GET /metrics/stream` (WebSocket snapshots, alert pushes) and the page at `/`.
 //! - [`auth`]: API keys, roles, tenant scope.
 //! - [`config`]: the optional `voicemon.toml`.
 //! - [`health`]: workers, breakers, providers, database, Redis; per-minute samples.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod health;
 pub mod ingest;
+pub mod live;
 pub mod notify;
 pub mod reprice;
 pub mod simulate;

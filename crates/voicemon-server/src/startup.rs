@@ -10,6 +10,8 @@ use crate::auth::{KeyRing, RELOAD_EVERY};
 use crate::health::redis::{RedisMonitor, RedisTarget};
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::{BatchWriter, WriterConfig};
+use crate::live::snapshot::Sources;
+use crate::live::{LiveConfig, LiveHub};
 use crate::notify::{self, DeliveryConfig};
 use crate::state::AppState;
 use crate::telemetry::voice::PrometheusLimits;
@@ -32,6 +34,8 @@ use voicemon_store::{Store, StoreError};
 /// Default body limit of `POST /v1/events`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_PORT: u16 = 3001;
+/// How long shutdown waits for live WebSocket connections to close.
+const LIVE_CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -51,6 +55,7 @@ pub struct ServeConfig {
     pub delivery: DeliveryConfig,
     /// Label bounds of the voice metrics at `/metrics`.
     pub prometheus: PrometheusLimits,
+    pub live: LiveConfig,
 }
 
 /// Health settings.
@@ -94,6 +99,7 @@ impl ServeConfig {
             alerting: AlertingConfig::default(),
             delivery: DeliveryConfig::default(),
             prometheus: PrometheusLimits::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -174,6 +180,16 @@ impl Application {
             wake,
             shutdown.subscribe(),
         );
+        let alerting = Arc::new(config.alerting);
+        let sources = Sources {
+            store: Arc::clone(&store),
+            redis: redis.clone(),
+            health_rules: config.health.rules,
+            alerting: Arc::clone(&alerting),
+            clock: Arc::clone(&clock),
+        };
+        let live =
+            LiveHub::new(sources, config.live, telemetry.live.clone(), alert_events, shutdown.subscribe());
         let state = AppState {
             store,
             writer,
@@ -184,7 +200,8 @@ impl Application {
             prices,
             redis,
             health_rules: config.health.rules,
-            alerting: Arc::new(config.alerting),
+            alerting,
+            live,
         };
         spawn_maintenance(Arc::clone(&state.store), Arc::clone(&state.clock), shutdown.subscribe());
         Ok(Application { listener, state, writer_task, shutdown, storage })
@@ -208,6 +225,7 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Application { listener, state, writer_task, shutdown, .. } = self;
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
+        let live = state.live.clone();
         let app = router(state);
         let stop = shutdown.clone();
         let served = axum::serve(listener, app)
@@ -218,6 +236,12 @@ impl Application {
             })
             .await;
         let _ = shutdown.send(true);
+        // Live connections were told to close (1001) with the shutdown signal; a client
+        // that does not finish the close handshake is not waited for long.
+        let open = live.wait_closed(LIVE_CLOSE_WAIT).await;
+        if open > 0 {
+            tracing::warn!(open, "live connections still open at shutdown; leaving them");
+        }
         // The router (and with it the last BatchWriter) is gone: the writer drains and ends.
         if let Err(err) = writer_task.await {
             tracing::error!(error = %err, "batch writer ended abnormally");

@@ -4,6 +4,7 @@ use crate::alerting::AlertingConfig;
 use crate::auth::KeyRing;
 use crate::health::redis::RedisMonitor;
 use crate::ingest::writer::BatchWriter;
+use crate::live::LiveHub;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use voicemon_core::clock::Clock;
@@ -24,4 +25,6 @@ pub struct AppState {
     pub redis: RedisMonitor,
     pub health_rules: HealthRules,
     pub alerting: Arc<AlertingConfig>,
+    /// Live feeds of `/metrics/stream`; also carries alert changes from the engine.
+    pub live: LiveHub,
 }

@@ -26,9 +26,16 @@ const FLUSH_SECONDS_BUCKETS: u16 = 16;
 const FLUSH_EVENTS_BUCKETS: u16 = 10;
 
 /// Series of the self-metrics, whatever the events: ingest outcomes (3), flush outcomes
-/// (2), the two flush histograms, pool connections by state (2), pool waiters, build info.
-pub const SELF_SERIES: usize =
-    3 + 2 + (FLUSH_SECONDS_BUCKETS as usize + 3) + (FLUSH_EVENTS_BUCKETS as usize + 3) + 2 + 1 + 1;
+/// (2), the two flush histograms, pool connections by state (2), pool waiters, build info,
+/// and the live view's.
+pub const SELF_SERIES: usize = 3
+    + 2
+    + (FLUSH_SECONDS_BUCKETS as usize + 3)
+    + (FLUSH_EVENTS_BUCKETS as usize + 3)
+    + 2
+    + 1
+    + 1
+    + crate::live::metrics::LIVE_SERIES;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -51,6 +58,8 @@ pub struct Telemetry {
     pool_connections: Family<PoolStateLabel, Gauge>,
     pool_waiting: Gauge,
     voice: Arc<VoiceMetrics>,
+    /// The live view's WebSocket metrics (`voicemon_live_*`).
+    pub live: crate::live::LiveMetrics,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -101,6 +110,7 @@ impl Telemetry {
             "The running voicemon's version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
         // Known label values start at 0, so a rate over them exists from the first scrape.
@@ -119,6 +129,7 @@ impl Telemetry {
             pool_connections,
             pool_waiting,
             voice,
+            live,
         }
     }
 

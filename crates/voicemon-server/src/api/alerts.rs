@@ -11,10 +11,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use voicemon_core::access::Role;
 use voicemon_core::alerting::evaluator::{Alert, AlertState};
-use voicemon_core::alerting::silence::{is_inhibited, Matcher, Silence};
+use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Matcher, Silence};
 use voicemon_core::alerting::Labels;
 use voicemon_core::window::{format_time, parse_duration_ms, parse_time, TimeRange};
-use voicemon_store::HistoryEntry;
+use voicemon_store::{HistoryEntry, Store, StoreError};
 
 #[derive(Debug, Serialize)]
 pub struct AlertAnswer {
@@ -38,7 +38,7 @@ pub struct AlertsAnswer {
 }
 
 /// Whether a caller confined to a tenant may see an alert: only its tenant's alerts.
-fn visible(alert_labels: &Labels, tenant: Option<&str>) -> bool {
+pub fn visible(alert_labels: &Labels, tenant: Option<&str>) -> bool {
     tenant.is_none_or(|tenant| alert_labels.get("tenant_id").is_some_and(|t| t == tenant))
 }
 
@@ -50,7 +50,20 @@ pub async fn get_alerts(
     let principal = state.keys.authenticate(&headers).await?;
     let tenant = principal.read_scope(params.get("tenant_id"))?;
     let now_ms = state.clock.now_ms();
-    let stored = state.store.load_alerting(now_ms).await?;
+    let answer =
+        active_alerts(state.store.as_ref(), &state.alerting.inhibit, tenant.as_deref(), now_ms).await?;
+    Ok(Json(answer))
+}
+
+/// The firing and pending alerts `tenant` may see (all with `None`), with whether each
+/// is silenced or inhibited; silences only for callers that see every tenant.
+pub async fn active_alerts(
+    store: &dyn Store,
+    inhibit: &[InhibitRule],
+    tenant: Option<&str>,
+    now_ms: i64,
+) -> Result<AlertsAnswer, StoreError> {
+    let stored = store.load_alerting(now_ms).await?;
     let firing: Vec<&Alert> = stored.alerts.iter().filter(|a| a.state == AlertState::Firing).collect();
     let answer = |alert: &Alert| AlertAnswer {
         fingerprint: alert.fingerprint.clone(),
@@ -62,21 +75,21 @@ pub async fn get_alerts(
         active_since: format_time(alert.active_since_ms),
         firing_since: alert.firing_since_ms.map(format_time),
         silenced: stored.silences.iter().any(|s| s.mutes(&alert.labels, now_ms)),
-        inhibited: is_inhibited(alert, &firing, &state.alerting.inhibit),
+        inhibited: is_inhibited(alert, &firing, inhibit),
     };
     let shown = |wanted: AlertState| {
         stored
             .alerts
             .iter()
-            .filter(|a| a.state == wanted && visible(&a.labels, tenant.as_deref()))
+            .filter(|a| a.state == wanted && visible(&a.labels, tenant))
             .map(answer)
             .collect::<Vec<_>>()
     };
-    Ok(Json(AlertsAnswer {
+    Ok(AlertsAnswer {
         firing: shown(AlertState::Firing),
         pending: shown(AlertState::Pending),
         silences: if tenant.is_none() { stored.silences.clone() } else { Vec::new() },
-    }))
+    })
 }
 
 #[derive(Debug, Serialize)]

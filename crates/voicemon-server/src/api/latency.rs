@@ -10,7 +10,7 @@ use serde::Serialize;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::sketch::{LatencySketch, ESTIMATOR, RELATIVE_ACCURACY};
 use voicemon_core::window::{default_step_ms, format_time, parse_duration_ms, TimeRange, HOUR_MS};
-use voicemon_store::{LatencyFilter, Resolution};
+use voicemon_store::{LatencyFilter, Resolution, Store};
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -92,7 +92,7 @@ pub async fn get_latency(
     };
     // Whole-hour steps may read hour rollups: an hour never straddles two such steps.
     let resolution = if step_ms % HOUR_MS == 0 { Resolution::Hour } else { Resolution::Minute };
-    let sketches = read_sketches(&state, &mut filter, range, resolution).await?;
+    let sketches = read_sketches(state.store.as_ref(), &mut filter, range, resolution).await?;
     let (overall, steps) = merge_into_steps(&sketches, &step_starts, step_ms);
     Ok(Json(LatencyAnswer {
         tenant_id: filter.tenant_id,
@@ -114,8 +114,9 @@ pub async fn get_latency(
 /// Chooses the source: a provider or model filter reads usage events (only they name
 /// one); otherwise turn.completed, falling back to usage events for a component the
 /// workers report only per provider request. `turn_e2e` and `eou` exist only per turn.
-async fn read_sketches(
-    state: &AppState,
+/// Sets `filter.source` to the source that answered.
+pub async fn read_sketches(
+    store: &dyn Store,
     filter: &mut LatencyFilter,
     range: TimeRange,
     resolution: Resolution,
@@ -129,12 +130,12 @@ async fn read_sketches(
         )));
     }
     filter.source = if wants_provider { Source::Usage } else { Source::Turn };
-    let sketches = state.store.latency_sketches(filter, range, resolution).await?;
+    let sketches = store.latency_sketches(filter, range, resolution).await?;
     if !sketches.is_empty() || wants_provider || per_turn_only {
         return Ok(sketches);
     }
     filter.source = Source::Usage;
-    Ok(state.store.latency_sketches(filter, range, resolution).await?)
+    Ok(store.latency_sketches(filter, range, resolution).await?)
 }
 
 /// Merges minute sketches into their steps and into one overall sketch.

@@ -10,6 +10,7 @@ pub mod probes;
 pub mod query;
 
 use crate::ingest::post_events;
+use crate::live::{page, socket};
 use crate::state::AppState;
 use axum::routing::{get, post};
 use axum::Router;
@@ -27,6 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/history", get(alerts::get_history))
         .route("/alerts/silences", get(alerts::get_silences).post(alerts::post_silence))
         .route("/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
+        .route("/metrics/stream", get(socket::stream))
+        .route("/", get(page::index))
+        .route("/assets/{*path}", get(page::asset))
         .route("/metrics", get(probes::prometheus))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))

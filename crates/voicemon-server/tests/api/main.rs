@@ -9,6 +9,7 @@ mod cost_properties;
 mod health;
 mod ingest;
 mod latency;
+mod live;
 mod prometheus;
 mod reprice;
 mod shutdown;
