@@ -51,6 +51,8 @@ pub struct PostgresSection {
     pub retention: Option<String>,
     /// Day partitions created ahead of today (default 3).
     pub partitions_ahead: Option<u32>,
+    /// Group commits in flight at once, each on its own connection (default 2).
+    pub concurrent_writes: Option<usize>,
     /// Use TimescaleDB hypertables when the extension is available (default true).
     pub timescaledb: Option<bool>,
     /// TimescaleDB: compress chunks older than this, or "off" (default "7d"; community licence).
@@ -83,6 +85,15 @@ impl PostgresSection {
             }
         }
         config.partitions_ahead = self.partitions_ahead.unwrap_or(config.partitions_ahead);
+        if let Some(writes) = self.concurrent_writes {
+            if writes == 0 || writes >= config.pool_size {
+                return Err(ConfigError::Value {
+                    key: "postgres.concurrent_writes",
+                    message: format!("must be from 1 to pool_size - 1 ({})", config.pool_size - 1),
+                });
+            }
+            config.concurrent_writes = writes;
+        }
         config.timescaledb = self.timescaledb.unwrap_or(config.timescaledb);
         match self.compress_after.as_deref() {
             None => {}
@@ -448,5 +459,46 @@ pub fn parse_durability(text: &str) -> Result<Durability, ConfigError> {
             key: "ingest.durability",
             message: format!("`{other}` is not one of full, normal"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn postgres(text: &str) -> Result<PostgresConfig, ConfigError> {
+        let file: FileConfig = toml::from_str(text).expect("valid TOML");
+        file.postgres.postgres_config("postgres://db/voicemon")
+    }
+
+    #[test]
+    fn the_postgres_section_sets_pool_retention_partitions_and_concurrent_writes() {
+        let config = postgres(
+            "[postgres]\npool_size = 8\nconnect_timeout = \"2s\"\nretention = \"90d\"\npartitions_ahead = 7\n\
+             concurrent_writes = 3\ntimescaledb = false\ncompress_after = \"off\"\n",
+        )
+        .expect("a valid section");
+        assert_eq!(config.url, "postgres://db/voicemon");
+        assert_eq!((config.pool_size, config.partitions_ahead, config.concurrent_writes), (8, 7, 3));
+        assert_eq!(config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.retention, Duration::from_secs(90 * 86_400));
+        assert!(!config.timescaledb);
+        assert_eq!(config.compress_after, None);
+    }
+
+    #[test]
+    fn the_postgres_section_refuses_settings_that_cannot_work() {
+        for (text, key) in [
+            ("pool_size = 1", "postgres.pool_size"),
+            ("retention = \"1h\"", "postgres.retention"),
+            ("concurrent_writes = 0", "postgres.concurrent_writes"),
+            ("concurrent_writes = 16", "postgres.concurrent_writes"),
+            ("compress_after = \"soon\"", "postgres.compress_after"),
+        ] {
+            match postgres(&format!("[postgres]\n{text}\n")) {
+                Err(ConfigError::Value { key: found, .. }) => assert_eq!(found, key, "{text}"),
+                other => panic!("{text} was not refused: {other:?}"),
+            }
+        }
     }
 }

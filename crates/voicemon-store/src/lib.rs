@@ -341,6 +341,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// A short name for logs and `/metrics/health`: `sqlite`, `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// How many `write_batch` calls may run at once: 1 for SQLite's single writer.
+    fn concurrent_writes(&self) -> usize {
+        1
+    }
+
     /// Stores a batch durably in one transaction, skipping duplicates.
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError>;
 

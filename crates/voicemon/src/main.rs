@@ -363,9 +363,10 @@ fn config_check(path: &Path) -> Result<()> {
     println!("  data_dir:          {}", config.data_dir.display());
     let postgres = file.postgres.postgres_config("postgres://")?;
     println!(
-        "  postgres:          used when DATABASE_URL is set; pool {}, retention {}, {} day partitions ahead, \
-         timescaledb {}, compress after {}",
+        "  postgres:          used when DATABASE_URL is set; pool {}, {} concurrent group commits, retention {}, \
+         {} day partitions ahead, timescaledb {}, compress after {}",
         postgres.pool_size,
+        postgres.concurrent_writes,
         humantime::format_duration(postgres.retention),
         postgres.partitions_ahead,
         if postgres.timescaledb { "when available" } else { "off" },

@@ -11,20 +11,31 @@ use common::{now_ms, postgres_url, Server, TestSchema};
 
 const CHUNK: usize = 2_000;
 
-async fn post_all(client: &reqwest::Client, server: &Server, events: &[Value]) {
-    for chunk in events.chunks(CHUNK) {
-        let body: String = chunk.iter().map(|event| format!("{event}\n")).collect();
-        let response = client
-            .post(server.url("/v1/events"))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .expect("the server answers");
-        let status = response.status();
-        let answer: Value = response.json().await.expect("a JSON answer");
-        assert_eq!(status, 202, "{answer}");
-        assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(0), "{answer}");
+async fn post_chunk(client: reqwest::Client, url: String, chunk: Vec<Value>) {
+    let body: String = chunk.iter().map(|event| format!("{event}\n")).collect();
+    let response = client
+        .post(url)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    let answer: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(0), "{answer}");
+}
+
+/// Posts `events` in chunks, `parallel` requests at a time (so several group commits
+/// may be in flight on a store that takes them).
+async fn post_all(client: &reqwest::Client, server: &Server, events: &[Value], parallel: usize) {
+    for round in events.chunks(CHUNK * parallel) {
+        let requests = round
+            .chunks(CHUNK)
+            .map(|chunk| tokio::spawn(post_chunk(client.clone(), server.url("/v1/events"), chunk.to_vec())));
+        for request in requests.collect::<Vec<_>>() {
+            request.await.expect("the request task");
+        }
     }
 }
 
@@ -56,10 +67,11 @@ async fn postgresql_answers_every_query_as_sqlite_does_for_the_same_events() {
     let events = model.events_until(end_ms);
     assert!(events.len() > 10_000, "the model made {} events", events.len());
     let client = reqwest::Client::new();
-    post_all(&client, &sqlite, &events).await;
-    post_all(&client, &postgres, &events).await;
-    // Every event again: all duplicates on both.
-    post_all(&client, &postgres, &events[..CHUNK]).await;
+    post_all(&client, &sqlite, &events, 1).await;
+    // Concurrent group commits on PostgreSQL, one request at a time on SQLite.
+    post_all(&client, &postgres, &events, 4).await;
+    // Some events again, concurrently: all duplicates.
+    post_all(&client, &postgres, &events[..CHUNK * 2], 2).await;
 
     let (from, to) = (format_time(start_ms), format_time(end_ms));
     let window = format!("from={from}&to={to}");

@@ -7,7 +7,8 @@
 //! committed at once. `linger` (default 0) lets the writer wait that long for a fuller
 //! group, never longer than `max_wait`. A submission is never split: its events commit
 //! together. On shutdown the writer stops lingering, commits what it holds and exits
-//! once every submitter's sender is gone.
+//! once every submitter's sender is gone. A store that takes concurrent transactions
+//! (PostgreSQL) gets several groups in flight at once; SQLite gets one.
 //!
 //! The voice metrics of `/metrics` are recorded here, after a commit is durable and
 //! before its submitters are answered, for the events the store kept (not duplicates).
@@ -99,10 +100,21 @@ async fn run(
 ) {
     // The loop ends when every BatchWriter is dropped, i.e. after the HTTP server has
     // finished its in-flight requests; shutdown only stops lingering meanwhile.
-    while let Some(first) = receiver.recv().await {
+    // Up to `concurrent_writes` groups commit at once (one for SQLite's single writer).
+    // A slot is taken before the next group is gathered, so submissions queue meanwhile
+    // and the next group is as full as a commit's duration makes it.
+    let slots = store.concurrent_writes().max(1);
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        while in_flight.len() >= slots {
+            in_flight.join_next().await;
+        }
+        let Some(first) = receiver.recv().await else { break };
         let group = gather(first, &mut receiver, &config, &mut shutdown).await;
-        commit(&store, &telemetry, group).await;
+        let (store, telemetry) = (Arc::clone(&store), telemetry.clone());
+        in_flight.spawn(async move { commit(&store, &telemetry, group).await });
     }
+    while in_flight.join_next().await.is_some() {}
     tracing::info!("batch writer stopped; everything acknowledged is committed");
 }
 

@@ -52,6 +52,8 @@ pub struct PostgresConfig {
     pub retention: Duration,
     /// Day partitions created ahead of today.
     pub partitions_ahead: u32,
+    /// Group commits in flight at once, each on its own connection (at most `pool_size - 1`).
+    pub concurrent_writes: usize,
     /// Use TimescaleDB when the extension can be created (`false`: always native partitions).
     pub timescaledb: bool,
     /// Compress hypertable chunks older than this (TimescaleDB community licence only).
@@ -66,6 +68,7 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(400 * 86_400),
             partitions_ahead: 3,
+            concurrent_writes: 2,
             timescaledb: true,
             compress_after: Some(Duration::from_secs(7 * 86_400)),
         }
@@ -231,6 +234,10 @@ pub(crate) fn scoped(sql: &str, column: &str, tenant: Option<&str>, params: usiz
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn concurrent_writes(&self) -> usize {
+        self.config.concurrent_writes.clamp(1, self.config.pool_size.max(2) - 1)
     }
 
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
