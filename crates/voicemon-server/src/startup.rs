@@ -125,7 +125,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
-        let (store, storage) = open_store(&config).await?;
+        let (store, storage) =
+            open_store(&config.data_dir, config.durability, config.postgres.as_ref()).await?;
         let has_keys = !store.active_key_hashes().await?.is_empty();
         let ip = choose_bind(config.bind, has_keys);
         let addr = SocketAddr::new(ip, config.port);
@@ -251,9 +252,14 @@ impl Application {
     }
 }
 
-/// Opens the store the configuration names (applying migrations) and describes it.
-pub async fn open_store(config: &ServeConfig) -> Result<(Arc<dyn Store>, String), StoreError> {
-    if let Some(postgres) = &config.postgres {
+/// Opens PostgreSQL when configured, else the embedded store in `data_dir` (applying
+/// migrations), and describes it.
+pub async fn open_store(
+    data_dir: &std::path::Path,
+    durability: Durability,
+    postgres: Option<&PostgresConfig>,
+) -> Result<(Arc<dyn Store>, String), StoreError> {
+    if let Some(postgres) = postgres {
         let store = PostgresStore::connect(postgres.clone()).await?;
         let described = format!(
             "postgresql {} ({} partitioning)",
@@ -262,8 +268,7 @@ pub async fn open_store(config: &ServeConfig) -> Result<(Arc<dyn Store>, String)
         );
         return Ok((Arc::new(store), described));
     }
-    let data_dir = config.data_dir.clone();
-    let durability = config.durability;
+    let data_dir = data_dir.to_owned();
     let sqlite = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, durability))
         .await
         .map_err(|err| StoreError::Internal(err.to_string()))??;
@@ -284,7 +289,9 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 fn spawn_maintenance(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+        // The store did its housekeeping when it opened: the first run is an hour away.
+        let mut every =
+            tokio::time::interval_at(tokio::time::Instant::now() + MAINTENANCE_EVERY, MAINTENANCE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -6,8 +6,9 @@ use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use voicemon_server::config::FileConfig;
-use voicemon_server::startup::{describe_url, open_store, ServeConfig};
+use voicemon_server::startup::{describe_url, open_store};
 use voicemon_store::postgres::PostgresConfig;
+use voicemon_store::sqlite::Durability;
 use voicemon_store::Store;
 
 #[derive(Args, Debug, Clone)]
@@ -32,11 +33,12 @@ pub fn postgres_config(url: &str, file: &FileConfig) -> Result<PostgresConfig> {
 
 /// Opens (and migrates) the store these arguments name.
 pub async fn open(args: &StoreArgs, file: &FileConfig) -> Result<(Arc<dyn Store>, String)> {
-    let mut config = ServeConfig::new(args.data_dir.clone());
-    config.postgres = args.database_url.as_deref().map(|url| postgres_config(url, file)).transpose()?;
+    let postgres = args.database_url.as_deref().map(|url| postgres_config(url, file)).transpose()?;
     let where_ = match &args.database_url {
         Some(url) => describe_url(url),
         None => args.data_dir.display().to_string(),
     };
-    open_store(&config).await.with_context(|| format!("cannot open the store ({where_})"))
+    open_store(&args.data_dir, Durability::Full, postgres.as_ref())
+        .await
+        .with_context(|| format!("cannot open the store ({where_})"))
 }

@@ -262,18 +262,24 @@ pub async fn maintain(store: &PostgresStore, now_ms: i64) -> Result<u64, StoreEr
     let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
     let mut dropped = 0;
     for &(table, _) in PARTITIONED {
-        for day in (-1..=store.config.partitions_ahead as i64).map(|offset| today + offset * DAY_MS) {
-            create_partition(&client, table, day).await.map_err(map_error)?;
-        }
+        // One listing per table: create the days missing, drop those past retention,
+        // and cache what is left.
+        let mut known = BTreeSet::new();
         for (name, day) in partitions(&client, table).await.map_err(map_error)? {
             if day + DAY_MS <= cutoff_ms {
                 client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await.map_err(map_error)?;
                 tracing::info!(partition = %name, "dropped a partition past retention");
                 dropped += 1;
+            } else {
+                known.insert(day);
             }
         }
-        let known: BTreeSet<i64> =
-            partitions(&client, table).await.map_err(map_error)?.into_iter().map(|p| p.1).collect();
+        for day in (-1..=store.config.partitions_ahead as i64).map(|offset| today + offset * DAY_MS) {
+            if !known.contains(&day) {
+                create_partition(&client, table, day).await.map_err(map_error)?;
+                known.insert(day);
+            }
+        }
         if let Ok(mut cache) = store.partitions.lock() {
             cache.insert(table, known);
         }

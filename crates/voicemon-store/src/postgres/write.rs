@@ -76,15 +76,15 @@ async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<b
         .collect();
     let times: Vec<DateTime<Utc>> = keys.iter().map(|(ts, _)| at(*ts)).collect();
     let digests: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
-    let rows = tx
-        .query(
-            "INSERT INTO event_ids (ts, key)
+    let rows = query_cached(
+        tx,
+        "INSERT INTO event_ids (ts, key)
              SELECT DISTINCT * FROM unnest($1::timestamptz[], $2::bigint[]) ORDER BY 1, 2
              ON CONFLICT DO NOTHING RETURNING ts, key",
-            &[&times, &digests],
-        )
-        .await
-        .map_err(map_error)?;
+        &[&times, &digests],
+    )
+    .await
+    .map_err(map_error)?;
     let mut new: HashSet<(i64, i64)> =
         rows.iter().map(|row| (row.get::<_, DateTime<Utc>>(0).timestamp_millis(), row.get(1))).collect();
     Ok(keys.iter().map(|key| new.remove(key)).collect())
@@ -104,15 +104,15 @@ async fn call_rows(
     }
     let tenants: Vec<&str> = wanted.iter().map(|k| k.0).collect();
     let ids: Vec<&str> = wanted.iter().map(|k| k.1).collect();
-    let rows = tx
-        .query(
-            "INSERT INTO calls (tenant_id, call_id) SELECT * FROM unnest($1::text[], $2::text[])
+    let rows = query_cached(
+        tx,
+        "INSERT INTO calls (tenant_id, call_id) SELECT * FROM unnest($1::text[], $2::text[])
              ON CONFLICT (tenant_id, call_id) DO UPDATE SET tenant_id = excluded.tenant_id
              RETURNING id, tenant_id, call_id",
-            &[&tenants, &ids],
-        )
-        .await
-        .map_err(map_error)?;
+        &[&tenants, &ids],
+    )
+    .await
+    .map_err(map_error)?;
     Ok(rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect())
 }
 
@@ -149,15 +149,18 @@ pub async fn cost_note_ids<'c>(
     missing.sort();
     let mut learned = Learned::new();
     for key in missing {
-        let id: i64 = tx
-            .query_one(
-                "INSERT INTO cost_notes (price_ref, detail) VALUES ($1, $2)
-                 ON CONFLICT (price_ref, detail) DO UPDATE SET detail = excluded.detail RETURNING id",
-                &[&key.0, &key.1],
-            )
-            .await
-            .map_err(map_error)?
-            .get(0);
+        let rows = query_cached(
+            tx,
+            "INSERT INTO cost_notes (price_ref, detail) VALUES ($1, $2)
+             ON CONFLICT (price_ref, detail) DO UPDATE SET detail = excluded.detail RETURNING id",
+            &[&key.0, &key.1],
+        )
+        .await
+        .map_err(map_error)?;
+        let id: i64 = rows
+            .first()
+            .map(|row| row.get(0))
+            .ok_or_else(|| StoreError::Internal("interning a cost note returned no id".into()))?;
         learned.push((key.clone(), id));
         ids.insert(key, id);
     }
@@ -514,7 +517,7 @@ impl Batch {
     async fn execute_facts(&self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
         let t = &self.turns;
         if !t.call.is_empty() {
-            insert(
+            run_cached(
                 tx,
                 "INSERT INTO turns (call, tenant_id, ts, turn_index, e2e_ms, stt_ms, eou_ms, llm_ttft_ms,
                  tts_ttfb_ms, interrupted, tool_calls, agent_id)
@@ -539,7 +542,7 @@ impl Batch {
         }
         let u = &self.usage;
         if !u.call.is_empty() {
-            insert(
+            run_cached(
                 tx,
                 "INSERT INTO usage (call, tenant_id, ts, component, provider, model, voice, audio_seconds,
                  input_tokens, output_tokens, cached_input_tokens, audio_input_tokens, audio_output_tokens,
@@ -571,7 +574,7 @@ impl Batch {
         }
         let r = &self.requests;
         if !r.ts.is_empty() {
-            insert(
+            run_cached(
                 tx,
                 "INSERT INTO provider_requests (tenant_id, ts, provider, component, ok, latency_ms, error, call)
                  SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::boolean[],
@@ -582,7 +585,7 @@ impl Batch {
         }
         let b = &self.breakers;
         if !b.ts.is_empty() {
-            insert(
+            run_cached(
                 tx,
                 "INSERT INTO breaker_changes (tenant_id, ts, breaker, state)
                  SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[])",
@@ -592,7 +595,7 @@ impl Batch {
         }
         let h = &self.beats;
         if !h.ts.is_empty() {
-            insert(
+            run_cached(
                 tx,
                 "INSERT INTO heartbeats (tenant_id, ts, worker_id, memory_used_bytes, memory_limit_bytes,
                  cpu_percent, active_calls)
@@ -606,7 +609,18 @@ impl Batch {
     }
 }
 
-async fn insert(
+/// Runs one statement of a group commit and returns its rows, prepared once per connection.
+async fn query_cached(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.query(&statement, params).await
+}
+
+/// Runs one statement of a group commit, prepared once per connection.
+async fn run_cached(
     tx: &Transaction<'_>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -627,7 +641,7 @@ async fn update_calls(
     for (id, patch) in calls {
         c.push(id, patch);
     }
-    insert(
+    run_cached(
         tx,
         "UPDATE calls AS c SET
            started_at = coalesce(v.started_at, c.started_at),
@@ -734,7 +748,7 @@ async fn upsert_workers(
         b.cpu.push(row.cpu);
         b.active.push(row.active);
     }
-    insert(
+    run_cached(
         tx,
         "INSERT INTO workers (tenant_id, worker_id, last_at, memory_used_bytes, memory_limit_bytes, cpu_percent,
            active_calls)
@@ -782,7 +796,7 @@ async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Resul
             failed.push(minute.errors);
             sketches.push(&minute.latency);
         }
-        insert(
+        run_cached(
             tx,
             "INSERT INTO provider_minutes AS m (tenant_id, provider, start_at, requests, errors, sketch)
              SELECT t, p, s, r, e, ROW(z, k::integer[], n::bigint[])::voicemon_sketch
@@ -814,7 +828,7 @@ async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Resul
             kind.push(k);
             count.push(c);
         }
-        insert(
+        run_cached(
             tx,
             "INSERT INTO provider_errors AS e (tenant_id, provider, start_at, error, count)
              SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bigint[])
@@ -859,7 +873,7 @@ async fn upsert_into(
         sketches.push(&sketch);
     }
     let [tenant, component, source, agent, provider, model] = &columns;
-    insert(
+    run_cached(
         tx,
         &format!(
             "INSERT INTO {table} AS r (tenant_id, component, source, start_at, agent_id, provider, model, sketch)
