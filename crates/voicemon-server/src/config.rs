@@ -9,6 +9,7 @@ use crate::ingest::writer::WriterConfig;
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::startup::HealthConfig;
 use crate::telemetry::voice::{PrometheusLimits, MAX_LABEL_CAP};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -167,7 +168,8 @@ pub struct ReceiverText {
     pub name: String,
     /// slack | webhook | alertmanager
     pub kind: String,
-    pub url: String,
+    /// Never printed: Slack's carries its secret in the path.
+    pub url: SecretString,
 }
 
 /// `[[alerting.inhibit]]`: matchers as `name=value` / `name!=value`.
@@ -218,11 +220,11 @@ impl AlertingSection {
                     ),
                 )
             })?;
-            check_url("alerting.receiver", &text.url)?;
+            check_url("alerting.receiver", text.url.expose_secret())?;
             config.receivers.push(Receiver {
                 name: text.name.clone(),
                 kind,
-                url: SecretUrl(text.url.clone()),
+                url: SecretUrl::new(text.url.expose_secret()),
             });
         }
         if let Some(url) = slack_webhook_url.filter(|u| !u.trim().is_empty()) {
@@ -231,7 +233,7 @@ impl AlertingSection {
             config.receivers.push(Receiver {
                 name: "slack".into(),
                 kind: ReceiverKind::Slack,
-                url: SecretUrl(url.to_owned()),
+                url: SecretUrl::new(url),
             });
         }
         let names: Vec<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
@@ -283,8 +285,8 @@ pub struct HealthSection {
     pub min_requests: Option<u64>,
     /// Worker memory percent that degrades the verdict (default 80).
     pub worker_memory_percent: Option<f64>,
-    /// The platform's Redis to watch; `REDIS_URL` takes precedence.
-    pub redis_url: Option<String>,
+    /// The platform's Redis to watch; `REDIS_URL` takes precedence. It may hold a password.
+    pub redis_url: Option<SecretString>,
     /// How often Redis is polled (default "10s").
     pub redis_poll_interval: Option<String>,
     /// How long health samples and provider minutes are kept (default "30d").
@@ -324,7 +326,7 @@ impl HealthSection {
         rules.min_requests = self.min_requests.unwrap_or(rules.min_requests);
         rules.worker_memory_percent = self.worker_memory_percent.unwrap_or(rules.worker_memory_percent);
         if let Some(url) = &self.redis_url {
-            RedisTarget::parse(url)
+            RedisTarget::parse(url.expose_secret())
                 .map_err(|message| ConfigError::Value { key: "health.redis_url", message })?;
             config.redis_url = Some(url.clone());
         }
@@ -478,7 +480,7 @@ mod tests {
              concurrent_writes = 3\ntimescaledb = false\ncompress_after = \"off\"\n",
         )
         .expect("a valid section");
-        assert_eq!(config.url, "postgres://db/voicemon");
+        assert_eq!(config.url.expose_secret(), "postgres://db/voicemon");
         assert_eq!((config.pool_size, config.partitions_ahead, config.concurrent_writes), (8, 7, 3));
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.retention, Duration::from_secs(90 * 86_400));

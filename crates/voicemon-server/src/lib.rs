@@ -5,6 +5,7 @@
 //! - [`ingest`]: `POST /v1/events` and the group-commit [`ingest::writer`].
 //! - [`alerting`]: the alert engine (rules → alerts → notices → outbox).
 //! - [`notify`]: receivers (Slack, webhook, Alertmanager) and delivery of the outbox.
+//! - [`outbound`]: the HTTP client of every outbound request (rustls, the system trust store).
 //! - [`api`]: query routes (`/metrics/*`, probes) and the one [`api::error::ApiError`].
 //! - [`live`]: `GET /metrics/stream` (WebSocket snapshots, alert pushes) and the page at `/`.
 //! - [`auth`]: API keys, roles, tenant scope.
@@ -22,6 +23,7 @@ pub mod health;
 pub mod ingest;
 pub mod live;
 pub mod notify;
+pub mod outbound;
 pub mod reprice;
 pub mod simulate;
 pub mod startup;

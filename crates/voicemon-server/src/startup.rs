@@ -16,6 +16,7 @@ use crate::notify::{self, DeliveryConfig};
 use crate::state::AppState;
 use crate::telemetry::voice::PrometheusLimits;
 use crate::telemetry::Telemetry;
+use secrecy::{ExposeSecret, SecretString};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -62,8 +63,9 @@ pub struct ServeConfig {
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
     pub rules: HealthRules,
-    /// `redis://…` of the platform's Redis to watch (`REDIS_URL`); `None`: not watched.
-    pub redis_url: Option<String>,
+    /// `redis://…` or `rediss://…` of the platform's Redis to watch (`REDIS_URL`); `None`:
+    /// not watched. It may hold a password.
+    pub redis_url: Option<SecretString>,
     pub redis_poll: Duration,
     /// How often a health sample is stored.
     pub sample_every: Duration,
@@ -139,7 +141,7 @@ impl Application {
         let prices = Arc::new(config.prices);
         let redis = match &config.health.redis_url {
             Some(url) => {
-                let target = RedisTarget::parse(url).map_err(StartError::Redis)?;
+                let target = RedisTarget::parse(url.expose_secret()).map_err(StartError::Redis)?;
                 RedisMonitor::spawn(
                     target,
                     config.health.redis_poll,
@@ -263,7 +265,7 @@ pub async fn open_store(
         let store = PostgresStore::connect(postgres.clone()).await?;
         let described = format!(
             "postgresql {} ({} partitioning)",
-            describe_url(&postgres.url),
+            describe_url(postgres.url.expose_secret()),
             store.partitioning().as_str()
         );
         return Ok((Arc::new(store), described));
@@ -276,12 +278,15 @@ pub async fn open_store(
     Ok((Arc::new(sqlite), described))
 }
 
-/// A database URL without its password, for logs.
+/// A database URL without its credentials or options (but its `sslmode`), for logs.
 pub fn describe_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return "(unparseable url)".into() };
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host = host.split_once('?').map_or(host, |(host, _)| host);
-    format!("{scheme}://{host}")
+    let (host, query) = host.split_once('?').unwrap_or((host, ""));
+    match query.split('&').find_map(|pair| pair.strip_prefix("sslmode=")) {
+        Some(mode) => format!("{scheme}://{host} (sslmode={mode})"),
+        None => format!("{scheme}://{host}"),
+    }
 }
 
 /// How often the store's housekeeping (partitions ahead, retention) runs.

@@ -39,6 +39,9 @@ pub enum StoreError {
     Internal(String),
     #[error("{0}")]
     NotFound(String),
+    /// The store's configuration cannot work (a bad URL, a missing root certificate).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// An event on its way into the store, with its cost under the price book in force.

@@ -79,7 +79,7 @@ async fn main() {
     let bodies: Vec<String> = (0..batches).map(|b| body(b, batch_size, shape, now_ms)).collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
-    let client = reqwest::Client::new();
+    let client = voicemon_server::outbound::client_builder().build().expect("an HTTP client");
 
     let started = Instant::now();
     let mut workers = Vec::new();

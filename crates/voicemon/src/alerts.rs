@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 #[derive(Args, Debug)]
@@ -10,8 +11,8 @@ pub struct AlertsArgs {
     #[arg(long, env = "VOICEMON_URL", default_value = "http://127.0.0.1:3001", global = true)]
     url: String,
     /// A read key (list, history) or an admin key (silences), when the server has keys.
-    #[arg(long, env = "VOICEMON_API_KEY", hide_env_values = true, global = true)]
-    api_key: Option<String>,
+    #[arg(long, env = "VOICEMON_API_KEY", hide_env_values = true, global = true, value_parser = crate::secret)]
+    api_key: Option<SecretString>,
     #[command(subcommand)]
     command: AlertsCommand,
 }
@@ -56,7 +57,7 @@ enum AlertsCommand {
 
 pub async fn run(args: AlertsArgs) -> Result<()> {
     let client = Client {
-        http: reqwest::Client::new(),
+        http: voicemon_server::outbound::client_builder().build()?,
         base: args.url.trim_end_matches('/').to_owned(),
         key: args.api_key,
     };
@@ -99,7 +100,7 @@ pub async fn run(args: AlertsArgs) -> Result<()> {
 struct Client {
     http: reqwest::Client,
     base: String,
-    key: Option<String>,
+    key: Option<SecretString>,
 }
 
 impl Client {
@@ -109,7 +110,7 @@ impl Client {
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
         let request = match &self.key {
-            Some(key) => request.bearer_auth(key),
+            Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,
         };
         let response =

@@ -6,6 +6,7 @@ mod storage;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,8 +97,8 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
     /// Store in PostgreSQL instead: postgres://user:password@host:port/database
     /// (TimescaleDB hypertables when the extension is available).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    database_url: Option<SecretString>,
     /// Configuration file; flags and environment take precedence over it
     /// [default: ./voicemon.toml if present]. A file named here must exist.
     #[arg(long, short, env = "VOICEMON_CONFIG")]
@@ -117,12 +118,13 @@ struct ServeArgs {
     /// full: commits survive power loss; normal: they survive a crash of voicemon.
     #[arg(long)]
     durability: Option<String>,
-    /// The platform's Redis whose cache hit rate to watch (redis://host:port).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
+    /// The platform's Redis whose cache hit rate to watch (redis://host:port, or
+    /// rediss://host:port for TLS).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
+    redis_url: Option<SecretString>,
     /// Slack incoming webhook to send alerts to (adds a receiver named "slack").
-    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
-    slack_webhook_url: Option<String>,
+    #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true, value_parser = secret)]
+    slack_webhook_url: Option<SecretString>,
     /// Also run the traffic simulator in-process, so numbers show at once.
     #[arg(long)]
     demo: bool,
@@ -134,8 +136,8 @@ struct SimulateArgs {
     #[arg(long, env = "VOICEMON_URL", default_value = "http://127.0.0.1:3001")]
     url: String,
     /// An ingest or admin key, when the server has keys.
-    #[arg(long, env = "VOICEMON_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[arg(long, env = "VOICEMON_API_KEY", hide_env_values = true, value_parser = secret)]
+    api_key: Option<SecretString>,
     /// How many tenants.
     #[arg(long, default_value_t = 5)]
     tenants: usize,
@@ -181,6 +183,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A command-line or environment value that must never be printed (URLs with
+/// passwords or secret paths, API keys).
+pub(crate) fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text.to_owned()))
+}
+
 /// The file configuration is read from when none is named.
 const DEFAULT_CONFIG: &str = "voicemon.toml";
 
@@ -203,7 +211,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
         .unwrap_or_else(|| PathBuf::from(default_dir));
     let mut config = ServeConfig::new(data_dir);
     config.postgres =
-        args.database_url.as_deref().map(|url| storage::postgres_config(url, file)).transpose()?;
+        args.database_url.as_ref().map(|url| storage::postgres_config(url.expose_secret(), file)).transpose()?;
     config.port = args.port.or(file.server.port).unwrap_or(config.port);
     config.bind = args.bind.or(file.server.bind);
     config.max_body_bytes =
@@ -218,9 +226,9 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
     config.prometheus = file.prometheus.limits()?;
-    (config.alerting, config.delivery) = file.alerting.alerting_config(args.slack_webhook_url.as_deref())?;
+    (config.alerting, config.delivery) = file.alerting.alerting_config(args.slack_webhook_url.as_ref().map(|url| url.expose_secret()))?;
     if let Some(url) = &args.redis_url {
-        voicemon_server::health::redis::RedisTarget::parse(url)
+        voicemon_server::health::redis::RedisTarget::parse(url.expose_secret())
             .map_err(|err| anyhow::anyhow!("REDIS_URL: {err}"))?;
         config.health.redis_url = Some(url.clone());
     }
@@ -234,6 +242,9 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
 async fn serve(args: ServeArgs) -> Result<()> {
     let (file, config_path) = load_file_config(args.config.as_deref())?;
     let config = serve_config(&args, &file, &config_path)?;
+    for warning in voicemon_server::notify::cleartext_warnings(&config.alerting.receivers) {
+        tracing::warn!("{warning}");
+    }
     let app = Application::build(config, Arc::new(SystemClock)).await.context("voicemon could not start")?;
     let addr = app.local_addr();
     tracing::info!(
@@ -304,7 +315,7 @@ async fn shutdown_signal() {
 async fn simulate_command(args: SimulateArgs) -> Result<()> {
     let options = SimulateOptions {
         base_url: args.url.trim_end_matches('/').to_owned(),
-        api_key: args.api_key,
+        api_key: args.api_key.map(|key| key.expose_secret().to_owned()),
         tenants: args.tenants,
         calls_per_minute: args.calls_per_minute,
         duration: args.duration,
@@ -338,19 +349,21 @@ async fn simulate_command(args: SimulateArgs) -> Result<()> {
 
 fn config_check(path: &Path) -> Result<()> {
     let file = FileConfig::load(path)?;
+    // The environment `serve` would see, so its URLs are checked too (and never printed).
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(SecretString::from);
     let args = ServeArgs {
         port: None,
         bind: None,
         data_dir: None,
-        database_url: None,
+        database_url: from_env("DATABASE_URL"),
         config: Some(path.to_owned()),
         max_body_bytes: None,
         batch_max_events: None,
         flush_interval: None,
         flush_linger: None,
         durability: None,
-        redis_url: None,
-        slack_webhook_url: None,
+        redis_url: from_env("REDIS_URL"),
+        slack_webhook_url: from_env("SLACK_WEBHOOK_URL"),
         demo: false,
     };
     let config = serve_config(&args, &file, path)?;
@@ -361,6 +374,13 @@ fn config_check(path: &Path) -> Result<()> {
         config.bind.map(|ip| ip.to_string()).unwrap_or_else(|| "0.0.0.0 with keys, 127.0.0.1 without".into())
     );
     println!("  data_dir:          {}", config.data_dir.display());
+    println!(
+        "  store:             {}",
+        match &args.database_url {
+            Some(url) => format!("PostgreSQL {} (DATABASE_URL)", voicemon_server::startup::describe_url(url.expose_secret())),
+            None => "embedded SQLite in data_dir (DATABASE_URL is not set)".to_owned(),
+        }
+    );
     let postgres = file.postgres.postgres_config("postgres://")?;
     println!(
         "  postgres:          used when DATABASE_URL is set; pool {}, {} concurrent group commits, retention {}, \
@@ -382,7 +402,7 @@ fn config_check(path: &Path) -> Result<()> {
         humantime::format_duration(Duration::from_millis(config.health.rules.stale_after_ms as u64)),
         humantime::format_duration(Duration::from_millis(config.health.rules.down_after_ms as u64)),
         humantime::format_duration(config.health.retention),
-        config.health.redis_url.as_deref().map(|_| "watched").unwrap_or("not watched"),
+        config.health.redis_url.as_ref().map(|_| "watched").unwrap_or("not watched"),
     );
     println!(
         "  alerting:          {} rules ({}), evaluated every {}, receivers: {}",
@@ -407,6 +427,9 @@ fn config_check(path: &Path) -> Result<()> {
         file_defaults_count(),
         file.pricing.price.len()
     );
+    for warning in voicemon_server::notify::cleartext_warnings(&config.alerting.receivers) {
+        println!("warning: {warning}");
+    }
     Ok(())
 }
 

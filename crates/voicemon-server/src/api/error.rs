@@ -68,7 +68,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("storage is unavailable; retry later".into())
             }
             StoreError::NotFound(message) => ApiError::NotFound(message),
-            StoreError::Internal(message) => {
+            StoreError::Internal(message) | StoreError::Config(message) => {
                 tracing::error!(%message, "storage error");
                 ApiError::Internal
             }

@@ -8,7 +8,10 @@
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use voicemon_core::clock::Clock;
@@ -16,21 +19,26 @@ use voicemon_core::clock::Clock;
 /// How long one poll may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Where the Redis is: `redis://[[user]:password@]host[:port][/db]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the Redis is: `redis://[[user]:password@]host[:port][/db]`, or `rediss://…` for
+/// TLS (verified against the system trust store, as every outbound connection is).
+#[derive(Debug, Clone)]
 pub struct RedisTarget {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
 }
 
 impl RedisTarget {
-    /// Parses a `redis://` URL. Errors never quote the URL (it may hold a password).
+    /// Parses a `redis://` or `rediss://` URL. Errors never quote the URL (it may hold a
+    /// password).
     pub fn parse(url: &str) -> Result<RedisTarget, String> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| "not a redis:// URL (rediss:// is not supported)".to_owned())?;
+        let (tls, rest) = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err("not a redis:// or rediss:// URL".to_owned()),
+        };
         let rest = rest.split('/').next().unwrap_or(rest);
         let (credentials, address) = match rest.rsplit_once('@') {
             Some((credentials, address)) => (Some(credentials), address),
@@ -39,7 +47,7 @@ impl RedisTarget {
         let (username, password) = match credentials.map(|c| c.split_once(':').unwrap_or(("", c))) {
             Some((user, password)) => (
                 (!user.is_empty()).then(|| percent_decode(user)),
-                (!password.is_empty()).then(|| percent_decode(password)),
+                (!password.is_empty()).then(|| SecretString::from(percent_decode(password))),
             ),
             None => (None, None),
         };
@@ -47,7 +55,12 @@ impl RedisTarget {
         if host.is_empty() {
             return Err("the redis URL has no host".into());
         }
-        Ok(RedisTarget { host: host.to_owned(), port, username, password })
+        Ok(RedisTarget { host: host.to_owned(), port, tls, username, password })
+    }
+
+    /// The password, to authenticate with.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_ref().map(|password| password.expose_secret())
     }
 
     /// `host:port` (`[v6]:port`), never the password.
@@ -57,6 +70,13 @@ impl RedisTarget {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+impl PartialEq for RedisTarget {
+    fn eq(&self, other: &RedisTarget) -> bool {
+        (&self.host, self.port, self.tls, &self.username, self.password())
+            == (&other.host, other.port, other.tls, &other.username, other.password())
     }
 }
 
@@ -77,25 +97,9 @@ fn split_host_port(address: &str) -> Result<(&str, u16), String> {
     }
 }
 
-/// Decodes `%XX` escapes (user names and passwords in URLs); bad escapes stay as they are.
+/// Decodes `%XX` escapes (user names and passwords in URLs).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// What `/metrics/health` shows of Redis.
@@ -236,7 +240,9 @@ impl RedisMonitor {
                 Some((now_ms, counters))
             }
             Err(error) => {
-                tracing::debug!(%error, address = %target.address(), "redis poll failed");
+                if self.health().last_error.as_ref() != Some(&error) {
+                    tracing::warn!(%error, address = %target.address(), "the platform's Redis cannot be polled");
+                }
                 self.set(RedisHealth { reachable: Some(false), last_error: Some(error), ..base });
                 None
             }
@@ -244,11 +250,31 @@ impl RedisMonitor {
     }
 }
 
-/// One `INFO stats` + `INFO memory` round trip.
+/// One `INFO stats` + `INFO memory` round trip, over TLS for `rediss://`.
 pub async fn poll(target: &RedisTarget) -> Result<InfoCounters, String> {
-    let stream = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
-    let mut stream = BufReader::new(stream);
-    if let Some(password) = &target.password {
+    let address = target.address();
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|err| format!("cannot connect to {address}: {err}"))?;
+    if !target.tls {
+        return exchange(BufReader::new(tcp), target).await;
+    }
+    let config = voicemon_tls::client_config().map_err(|err| err.to_string())?;
+    let name = ServerName::try_from(target.host.clone())
+        .map_err(|_| format!("`{}` is not a host name TLS can verify", target.host))?;
+    let stream = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|err| format!("TLS handshake with {address} failed: {}", voicemon_tls::error_chain(&err)))?;
+    exchange(BufReader::new(stream), target).await
+}
+
+/// `AUTH` when a password is given, then the two `INFO` sections.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: BufReader<S>,
+    target: &RedisTarget,
+) -> Result<InfoCounters, String> {
+    if let Some(password) = target.password() {
         let mut auth = vec!["AUTH"];
         if let Some(user) = &target.username {
             auth.push(user);
@@ -264,7 +290,7 @@ pub async fn poll(target: &RedisTarget) -> Result<InfoCounters, String> {
 }
 
 /// Sends one command and reads a simple-string, error or bulk-string reply.
-async fn command(stream: &mut BufReader<TcpStream>, parts: &[&str]) -> Result<String, String> {
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>, parts: &[&str]) -> Result<String, String> {
     let mut request = format!("*{}\r\n", parts.len());
     for part in parts {
         request.push_str(&format!("${}\r\n{part}\r\n", part.len()));

@@ -10,6 +10,7 @@ pub mod payload;
 pub mod slack;
 
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +20,47 @@ use voicemon_store::{Delivery, OutboxItem, Store};
 
 use self::payload::NoticePayload;
 
-/// A URL that may hold a secret (Slack's webhook URL is one): never printed whole.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretUrl(pub String);
+/// A URL that may hold a secret (Slack's webhook URL carries it in its path): printed
+/// as its scheme and host only; the whole URL only through [`SecretUrl::expose`].
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> SecretUrl {
+        SecretUrl(SecretString::from(url.into()))
+    }
+
+    /// The whole URL, to send a request to.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// `https://hooks.slack.com/…`: enough to tell receivers apart, nothing secret.
+    pub fn redacted(&self) -> String {
+        let shown = self.expose().split('/').take(3).collect::<Vec<_>>().join("/");
+        let shown = match shown.rsplit_once('@') {
+            Some((scheme_and_credentials, host)) => {
+                format!("{}//{host}", scheme_and_credentials.split("//").next().unwrap_or_default())
+            }
+            None => shown,
+        };
+        format!("{shown}/…")
+    }
+}
 
 impl std::fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = self.0.split('/').take(3).collect::<Vec<_>>().join("/");
-        write!(f, "{shown}/…")
+        f.write_str(&self.redacted())
     }
 }
+
+impl PartialEq for SecretUrl {
+    fn eq(&self, other: &SecretUrl) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretUrl {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiverKind {
@@ -56,6 +88,23 @@ pub struct Receiver {
     pub name: String,
     pub kind: ReceiverKind,
     pub url: SecretUrl,
+}
+
+/// A warning for each receiver that sends in clear text over a network (`http://` to a
+/// host that is not loopback): its messages, and Slack's secret URL, can be read on the way.
+pub fn cleartext_warnings(receivers: &[Receiver]) -> Vec<String> {
+    receivers
+        .iter()
+        .filter(|receiver| crate::outbound::is_plain_http_off_machine(receiver.url.expose()))
+        .map(|receiver| {
+            format!(
+                "receiver `{}` sends alerts over plain http:// to {}, which is not this machine: \
+                 use https:// so they cannot be read or forged on the way",
+                receiver.name,
+                receiver.url.redacted()
+            )
+        })
+        .collect()
 }
 
 /// Delivery settings.
@@ -151,10 +200,10 @@ pub fn spawn_dispatcher(
 ) -> tokio::task::JoinHandle<()> {
     let receivers: BTreeMap<String, Receiver> = receivers.into_iter().map(|r| (r.name.clone(), r)).collect();
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder().timeout(config.request_timeout).build() {
+        let client = match crate::outbound::client(config.request_timeout) {
             Ok(client) => client,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot build the notification HTTP client; no alerts will be sent");
+            Err(error) => {
+                tracing::error!(%error, "cannot build the notification HTTP client; no alerts will be sent");
                 return;
             }
         };
@@ -271,10 +320,10 @@ async fn send(client: &reqwest::Client, receiver: &Receiver, payload: &str) -> A
         }
     };
     let (url, body) = match receiver.kind {
-        ReceiverKind::Slack => (receiver.url.0.clone(), slack::message(&notice)),
-        ReceiverKind::Webhook => (receiver.url.0.clone(), serde_json::to_value(&notice).unwrap_or_default()),
+        ReceiverKind::Slack => (receiver.url.expose().to_owned(), slack::message(&notice)),
+        ReceiverKind::Webhook => (receiver.url.expose().to_owned(), serde_json::to_value(&notice).unwrap_or_default()),
         ReceiverKind::Alertmanager => {
-            (format!("{}/api/v2/alerts", receiver.url.0.trim_end_matches('/')), alertmanager::alerts(&notice))
+            (format!("{}/api/v2/alerts", receiver.url.expose().trim_end_matches('/')), alertmanager::alerts(&notice))
         }
     };
     match client.post(url).json(&body).send().await {
@@ -284,7 +333,7 @@ async fn send(client: &reqwest::Client, receiver: &Receiver, payload: &str) -> A
             let body = response.text().await.unwrap_or_default();
             Attempt::Status { code, retry_after, body }
         }
-        // reqwest's message names the URL, which for Slack is a secret.
-        Err(err) => Attempt::Network(err.without_url().to_string()),
+        // The whole cause chain (a certificate error sits three levels down), never the URL.
+        Err(err) => Attempt::Network(crate::outbound::describe_error(err)),
     }
 }

@@ -85,10 +85,7 @@ pub(super) struct Sender {
 
 impl Sender {
     pub(super) fn new(options: &SimulateOptions) -> Result<Self, SimulateError> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|err| SimulateError::Client(err.to_string()))?;
+        let client = crate::outbound::client(REQUEST_TIMEOUT).map_err(SimulateError::Client)?;
         let base = options.base_url.trim_end_matches('/');
         Ok(Sender {
             client,
@@ -104,7 +101,7 @@ impl Sender {
         match request.send().await {
             Ok(_) => Ok(()),
             Err(err) => {
-                Err(SimulateError::Unreachable { url: self.health_url.clone(), reason: error_chain(&err) })
+                Err(SimulateError::Unreachable { url: self.health_url.clone(), reason: crate::outbound::describe_error(err) })
             }
         }
     }
@@ -144,7 +141,7 @@ impl Sender {
         }
         match request.send().await {
             Ok(response) => self.classify(response).await,
-            Err(err) => Attempt::Retry { after: None, reason: error_chain(&err) },
+            Err(err) => Attempt::Retry { after: None, reason: crate::outbound::describe_error(err) },
         }
     }
 
@@ -153,7 +150,7 @@ impl Sender {
         let retry_after = retry_after(&response);
         let text = match response.text().await {
             Ok(text) => text,
-            Err(err) => return Attempt::Retry { after: None, reason: error_chain(&err) },
+            Err(err) => return Attempt::Retry { after: None, reason: crate::outbound::describe_error(err) },
         };
         match status {
             200..=299 | 422 => self.read_answer(status, &text),
@@ -205,18 +202,6 @@ fn excerpt(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); add the chain.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

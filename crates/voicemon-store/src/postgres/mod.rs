@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod read;
 mod schema;
+pub mod tls;
 mod write;
 
 pub use schema::{latest_version, partitions, Partitioning, PARTITIONED};
@@ -24,12 +25,12 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 use voicemon_core::alerting::silence::Silence;
 use voicemon_core::clock::{Clock, SystemClock};
 use voicemon_core::latency::Component;
@@ -40,8 +41,9 @@ use voicemon_core::window::TimeRange;
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
     /// `postgres://user@host:port/db` (`DATABASE_URL`). `?options=-csearch_path%3Dname`
-    /// keeps voicemon's tables in a schema of their own.
-    pub url: String,
+    /// keeps voicemon's tables in a schema of their own; `?sslmode=…&sslrootcert=…` as
+    /// libpq reads them ([`tls`]). It may hold a password, so it never prints.
+    pub url: SecretString,
     /// Connections at most; the batch writer holds one per commit, queries the others.
     pub pool_size: usize,
     /// How long a caller waits for a connection (or to open one) before the store is
@@ -63,7 +65,7 @@ pub struct PostgresConfig {
 impl PostgresConfig {
     pub fn new(url: impl Into<String>) -> PostgresConfig {
         PostgresConfig {
-            url: url.into(),
+            url: SecretString::from(url.into()),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(400 * 86_400),
@@ -157,15 +159,15 @@ impl PostgresStore {
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 fn build_pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
-    let mut pg: tokio_postgres::Config = config
-        .url
+    let (url, tls) = tls::split_url(config.url.expose_secret())?;
+    let mut pg: tokio_postgres::Config = url
         .parse()
-        .map_err(|err| StoreError::Internal(format!("DATABASE_URL is not a PostgreSQL URL: {err}")))?;
+        .map_err(|err| StoreError::Config(format!("DATABASE_URL is not a PostgreSQL URL: {err}")))?;
     pg.connect_timeout(config.connect_timeout);
     if pg.get_application_name().is_none() {
         pg.application_name("voicemon");
     }
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(pg, tls.connector()?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(config.pool_size.max(2))
         .runtime(Runtime::Tokio1)

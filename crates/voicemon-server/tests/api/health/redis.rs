@@ -37,8 +37,9 @@ fn target(host: &str, port: u16, username: Option<&str>, password: Option<&str>)
     RedisTarget {
         host: host.to_owned(),
         port,
+        tls: false,
         username: username.map(str::to_owned),
-        password: password.map(str::to_owned),
+        password: password.map(|password| password.to_owned().into()),
     }
 }
 
@@ -69,7 +70,7 @@ impl RespClient {
             .await
             .unwrap_or_else(|err| panic!("cannot connect to redis at {}: {err}", target.address()));
         let mut client = RespClient { stream: BufReader::new(stream) };
-        if let Some(password) = &target.password {
+        if let Some(password) = target.password() {
             let mut auth = vec!["AUTH"];
             if let Some(user) = &target.username {
                 auth.push(user);
@@ -320,7 +321,7 @@ async fn the_server_reports_a_reachable_redis_with_the_hit_rate_between_its_poll
     let key = test_key("server");
     client.expect_ok(&["SET", &key, "cached"]).await;
     let app = spawn_app_with(|config| {
-        config.health.redis_url = Some(url.clone());
+        config.health.redis_url = Some(url.clone().into());
         config.health.redis_poll = Duration::from_millis(100);
     })
     .await;
