@@ -247,7 +247,8 @@ pub struct AlertingState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub at_ms: i64,
-    /// pending, fired, resolved, dropped, notified, notification_failed, silenced.
+    /// pending, fired, resolved, dropped, notified, notification_retrying, notification_failed,
+    /// silenced.
     pub kind: String,
     pub fingerprint: String,
     pub rule: String,
@@ -290,8 +291,11 @@ pub enum Delivery {
     Sent {
         at_ms: i64,
     },
-    /// Try again at `next_attempt_ms`.
+    /// Try again at `next_attempt_ms`. The first retry of a message is written to the
+    /// alert history (`notification_retrying`, with its reason), so a receiver that cannot
+    /// be reached shows at once, not only when the delivery deadline has passed.
     Retry {
+        at_ms: i64,
         next_attempt_ms: i64,
         error: String,
     },

@@ -1,25 +1,23 @@
 //! End-to-end tests of alerting with the real `voicemon` binary: rules evaluated every
-//! second against events it ingested, notifications delivered over real HTTP to local
-//! stand-ins for a Slack incoming webhook and a Prometheus Alertmanager.
-//!
-//! The stand-ins are tiny HTTP/1.1 servers (one thread per connection) that record each
-//! request's path and JSON body and answer from a script of statuses and headers.
+//! second against events it ingested, notifications delivered over HTTPS to local
+//! stand-ins for a Slack incoming webhook and a Prometheus Alertmanager
+//! ([`common::stand_in`]), whose certificates a test CA signs. voicemon trusts that CA
+//! through `SSL_CERT_FILE`, as an operator adds a private CA; without it nothing is sent.
 //!
 //! The `voicemon alerts` command line is run as the real binary against a real server.
 
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use voicemon_core::window::parse_time;
 
 mod common;
 
+use common::stand_in::{Received, Reply, StandIn};
+use common::tls::TestCa;
 use common::{now_ms, time_from_now, Server, BIN};
 
 /// How long any awaited outcome may take before the test fails.
@@ -28,145 +26,6 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Longer than an evaluation (1 s) plus `group_wait` (1 s) plus Slack's pacing (1 s): a
 /// message that was going to be sent has been by then.
 const QUIET: Duration = Duration::from_secs(4);
-
-// ------------------------------------------------------------------ HTTP stand-ins
-
-/// One scripted answer: a status and extra headers.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Reply {
-    fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new() }
-    }
-
-    fn header(mut self, name: &'static str, value: &str) -> Reply {
-        self.headers.push((name, value.to_owned()));
-        self
-    }
-}
-
-/// A request a stand-in received, and what it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    body: Value,
-    at: Instant,
-    status: u16,
-}
-
-impl Received {
-    fn accepted(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
-
-#[derive(Debug)]
-struct Ledger {
-    script: VecDeque<Reply>,
-    /// The answer once the script is spent.
-    then: Reply,
-    received: Vec<Received>,
-}
-
-/// A local HTTP server standing in for Slack or Alertmanager.
-struct StandIn {
-    base: String,
-    ledger: Arc<Mutex<Ledger>>,
-}
-
-impl StandIn {
-    /// Answers with `script` in order, then with `then` for ever.
-    fn answering(script: Vec<Reply>, then: Reply) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
-        let ledger = Arc::new(Mutex::new(Ledger { script: script.into(), then, received: Vec::new() }));
-        let shared = Arc::clone(&ledger);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                let ledger = Arc::clone(&shared);
-                std::thread::spawn(move || answer_one(&stream, &ledger));
-            }
-        });
-        StandIn { base, ledger }
-    }
-
-    /// Accepts everything with 200 "ok", as Slack and Alertmanager do.
-    fn accepting() -> StandIn {
-        StandIn::answering(Vec::new(), Reply::status(200))
-    }
-
-    /// A Slack-looking incoming-webhook URL on this stand-in.
-    fn webhook_url(&self) -> String {
-        format!("{}/services/T0000/B0000/not-a-secret", self.base)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.ledger.lock().expect("the ledger").received.clone()
-    }
-
-    /// Answers `reply` from now on, once any script left is spent.
-    fn answer_from_now_on(&self, reply: Reply) {
-        self.ledger.lock().expect("the ledger").then = reply;
-    }
-}
-
-/// Reads one request from `stream`, records it, and answers with the next scripted reply
-/// (`Connection: close`, so a client never reuses a connection the stand-in dropped).
-fn answer_one(stream: &TcpStream, ledger: &Mutex<Ledger>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let body = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let reply = {
-        let mut ledger = ledger.lock().expect("the ledger");
-        let reply = ledger.script.pop_front().unwrap_or_else(|| ledger.then.clone());
-        ledger.received.push(Received { path, body, at: Instant::now(), status: reply.status });
-        reply
-    };
-    let text = if (200..300).contains(&reply.status) { "ok" } else { "the stand-in refuses" };
-    let mut response = format!(
-        "HTTP/1.1 {} Scripted\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n",
-        reply.status,
-        text.len()
-    );
-    for (name, value) in &reply.headers {
-        response.push_str(&format!("{name}: {value}\r\n"));
-    }
-    response.push_str("\r\n");
-    response.push_str(text);
-    let mut writer = stream;
-    let _ = writer.write_all(response.as_bytes());
-    let _ = writer.flush();
-}
 
 // ------------------------------------------------------------------ what the stand-ins saw
 
@@ -274,6 +133,17 @@ url = "{alertmanager}"
     path
 }
 
+/// `voicemon serve` trusting the test CA that signed the stand-ins' certificates.
+fn serve(data: &Path, config: &Path) -> Server {
+    let ca = TestCa::shared().ca_file.to_str().expect("a UTF-8 path").to_owned();
+    Server::start_with_env(data, Some(config), &[], &[("SSL_CERT_FILE", &ca)])
+}
+
+/// `voicemon serve` trusting only the system's store, which does not know the test CA.
+fn serve_untrusting(data: &Path, config: &Path) -> Server {
+    Server::start(data, Some(config), &[])
+}
+
 /// A voicemon serving with the stand-ins as receivers, and what it needs to restart.
 struct Setup {
     _dir: tempfile::TempDir,
@@ -285,10 +155,14 @@ struct Setup {
 
 impl Setup {
     fn start(slack: &StandIn, alertmanager: &StandIn) -> Setup {
+        Setup::start_with(slack, alertmanager, serve)
+    }
+
+    fn start_with(slack: &StandIn, alertmanager: &StandIn, serve: fn(&Path, &Path) -> Server) -> Setup {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let data = dir.path().join("data");
         let config = write_config(dir.path(), slack, alertmanager);
-        let server = Server::start(&data, Some(&config), &[]);
+        let server = serve(&data, &config);
         Setup { _dir: dir, data, config, server, client: reqwest::Client::new() }
     }
 
@@ -304,7 +178,7 @@ impl Setup {
         let status = tokio::task::spawn_blocking(move || server.terminate()).await.expect("terminated");
         assert!(status.success(), "voicemon exits 0 on SIGTERM, got {status}");
         while_stopped();
-        let server = Server::start(&data, Some(&config), &[]);
+        let server = serve(&data, &config);
         Setup { _dir, data, config, server, client }
     }
 
@@ -946,7 +820,7 @@ async fn the_alerts_cli_lists_silences_and_shows_history() {
     assert!(entries.iter().all(|e| e.get(2) == Some(&rule)), "only {rule}: {history}");
 
     let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
         listener.local_addr().expect("a bound address").port()
     };
     let nowhere = format!("http://127.0.0.1:{port}");
@@ -955,4 +829,59 @@ async fn the_alerts_cli_lists_silences_and_shows_history() {
     assert!(!output.status.success(), "an unreachable server is a failure; stderr: {stderr}");
     assert!(stderr.contains(&format!("voicemon is unreachable at {nowhere}")), "{stderr}");
     assert!(output.stdout.is_empty(), "nothing listed: {:?}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_reaches_an_https_slack_webhook_whose_ca_is_trusted_through_ssl_cert_file() {
+    let slack = StandIn::accepting();
+    let alertmanager = StandIn::accepting();
+    assert!(slack.webhook_url().starts_with("https://"), "the stand-in speaks TLS");
+    let setup = Setup::start(&slack, &alertmanager);
+    setup.send(&slow_turns("t-https")).await;
+
+    let rule = "turn_latency_p95_high";
+    wait_for("the firing message over HTTPS", || slack_messages(&slack, "FIRING", rule).pop()).await;
+    assert_eq!(slack.failed_handshakes(), 0, "every handshake succeeded");
+    let history = format!("/alerts/history?rule={rule}");
+    setup
+        .wait_for_answer("the delivery in history", &history, |h| {
+            let entries = h["entries"].as_array().into_iter().flatten();
+            entries.clone().any(|e| e["kind"] == "notified" && e["detail"] == "to slack")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_slack_certificate_sends_nothing_and_says_why_in_the_log_and_the_history() {
+    let slack = StandIn::accepting();
+    let alertmanager = StandIn::accepting();
+    let setup = Setup::start_with(&slack, &alertmanager, serve_untrusting);
+    setup.send(&slow_turns("t-untrusted")).await;
+
+    let rule = "turn_latency_p95_high";
+    let history = setup
+        .wait_for_answer("a retry entry in the history", &format!("/alerts/history?rule={rule}"), |h| {
+            h["entries"].as_array().into_iter().flatten().any(|e| e["kind"] == "notification_retrying")
+        })
+        .await;
+    let details: Vec<&str> = history["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "notification_retrying")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    let to_slack = details.iter().find(|d| d.starts_with("to slack: ")).expect("Slack's delivery is retrying");
+    assert!(to_slack.contains("invalid peer certificate: UnknownIssuer"), "the certificate reason: {to_slack}");
+    assert!(!to_slack.contains("not-a-secret"), "the secret URL is not in the reason: {to_slack}");
+
+    wait_for("the reason in the log", || {
+        let log = setup.server.log();
+        log.lines().find(|l| l.contains("alert notification will be retried") && l.contains("UnknownIssuer")).map(str::to_owned)
+    })
+    .await;
+    assert!(slack.received().is_empty(), "nothing reached Slack: {:?}", slack.received());
+    assert!(slack.failed_handshakes() > 0, "voicemon refused the stand-in's certificate");
+    assert!(setup.history_entries(rule, "notified").await.is_empty(), "nothing was notified");
+    assert!(!setup.server.log().contains("not-a-secret"), "the webhook URL never appears in the log");
 }

@@ -157,7 +157,7 @@ pub fn classify(
                 broken: false,
             }
         } else {
-            Delivery::Retry { next_attempt_ms, error }
+            Delivery::Retry { at_ms: now_ms, next_attempt_ms, error }
         }
     };
     let backoff = || {
@@ -292,7 +292,7 @@ fn log_delivery(receiver: &Receiver, item: &OutboxItem, delivery: &Delivery) {
         Delivery::Sent { .. } => {
             tracing::info!(receiver = %receiver.name, rule = %item.rule, "alert notification sent")
         }
-        Delivery::Retry { error, next_attempt_ms } => tracing::warn!(
+        Delivery::Retry { error, next_attempt_ms, .. } => tracing::warn!(
             receiver = %receiver.name, rule = %item.rule, %error, next_attempt_ms, "alert notification will be retried"
         ),
         Delivery::Failed { error, broken, .. } => tracing::error!(

@@ -155,7 +155,7 @@ pub async fn record_delivery(
             .map_err(map_error)?;
             ("notified", at_ms, format!("to {receiver}"))
         }
-        Delivery::Retry { next_attempt_ms, error } => {
+        Delivery::Retry { at_ms, next_attempt_ms, error } => {
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3 WHERE id = $1",
                 &[&item.id, &next_attempt_ms, &error],
@@ -165,7 +165,10 @@ pub async fn record_delivery(
             tx.execute("UPDATE receivers SET last_error = $2 WHERE name = $1", &[receiver, &error])
                 .await
                 .map_err(map_error)?;
-            return Ok(());
+            if item.attempts > 0 {
+                return Ok(());
+            }
+            ("notification_retrying", at_ms, format!("to {receiver}: {error}"))
         }
         Delivery::Failed { at_ms, error, broken } => {
             tx.execute(

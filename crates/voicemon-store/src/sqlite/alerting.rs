@@ -136,7 +136,7 @@ pub fn record_delivery(
             )?;
             ("notified", *at_ms, format!("to {}", item.receiver))
         }
-        Delivery::Retry { next_attempt_ms, error } => {
+        Delivery::Retry { at_ms, next_attempt_ms, error } => {
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
                 params![item.id, next_attempt_ms, error],
@@ -145,8 +145,11 @@ pub fn record_delivery(
                 "UPDATE receivers SET last_error = ?2 WHERE name = ?1",
                 params![item.receiver, error],
             )?;
-            tx.commit()?;
-            return Ok(());
+            if item.attempts > 0 {
+                tx.commit()?;
+                return Ok(());
+            }
+            ("notification_retrying", *at_ms, format!("to {}: {error}", item.receiver))
         }
         Delivery::Failed { at_ms, error, broken } => {
             tx.execute(

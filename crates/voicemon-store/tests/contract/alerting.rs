@@ -179,7 +179,7 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
         vec![first.clone(), to_webhook.clone()],
     );
 
-    let retry = Delivery::Retry { next_attempt_ms: at(10, 5), error: "HTTP 503".into() };
+    let retry = Delivery::Retry { at_ms: at(10, 1), next_attempt_ms: at(10, 5), error: "HTTP 503".into() };
     store.record_delivery(&first, retry).await.expect("the retry is recorded");
     t.check(
         "a message being retried still holds back the next one",
@@ -235,6 +235,7 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
         delivered("notified", COST, at(10, 5), "to slack"),
         delivered("notification_failed", LATENCY, at(10, 2), "to slack: HTTP 404"),
         delivered("notified", COST, at(10, 2), "to webhook"),
+        delivered("notification_retrying", COST, at(10, 1), "to slack: HTTP 503"),
         history("dropped", LATENCY, at(10, 1), None),
         history("fired", COST, at(10, 0), Some(0.31)),
         history("pending", LATENCY, at(10, 0), Some(912.5)),
@@ -248,19 +249,19 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
     t.check(
         "of one rule",
         read(morning, Some(LATENCY), None, 100).await,
-        vec![everything[1].clone(), everything[3].clone(), everything[5].clone()],
+        vec![everything[1].clone(), everything[4].clone(), everything[6].clone()],
     );
-    t.check("of one tenant", read(morning, None, Some("acme"), 100).await, everything[3..].to_vec());
+    t.check("of one tenant", read(morning, None, Some("acme"), 100).await, everything[4..].to_vec());
     t.check("at most `limit`", read(morning, None, None, 2).await, everything[..2].to_vec());
     t.check(
         "in a range",
         read(range(at(10, 1), at(10, 5)), None, None, 100).await,
-        everything[1..4].to_vec(),
+        everything[1..5].to_vec(),
     );
     t.check(
         "of a rule and tenant",
         read(morning, Some(COST), Some("acme"), 100).await,
-        vec![everything[4].clone()],
+        vec![everything[5].clone()],
     );
     t
 }

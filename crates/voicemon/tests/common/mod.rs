@@ -2,10 +2,13 @@
 
 #![allow(dead_code)]
 
+pub mod stand_in;
+pub mod tls;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_voicemon");
@@ -14,6 +17,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_voicemon");
 pub struct Server {
     child: Child,
     pub base: String,
+    /// Every line it has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -47,6 +52,8 @@ impl Server {
             .env_remove("REDIS_URL")
             .env_remove("SLACK_WEBHOOK_URL")
             .env_remove("DATABASE_URL")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -54,16 +61,24 @@ impl Server {
             .expect("voicemon starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let (found, address) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let logged = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = found.send(addr);
                 }
+                logged.lock().expect("the log").push(line);
             }
         });
         let addr = address.recv_timeout(Duration::from_secs(30)).expect("voicemon says where it listens");
-        Server { child, base: format!("http://{addr}") }
+        Server { child, base: format!("http://{addr}"), log }
+    }
+
+    /// What it has logged so far (stderr), one line each.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("the log").join("\n")
     }
 
     pub fn url(&self, path: &str) -> String {
