@@ -199,7 +199,7 @@ impl RedisMonitor {
                 }
                 let now_ms = clock.now_ms();
                 let outcome = tokio::time::timeout(POLL_TIMEOUT, poll(&target)).await;
-                let result = outcome.unwrap_or_else(|_| Err("timed out".into()));
+                let result = outcome.unwrap_or_else(|_| Err(timed_out(&target)));
                 previous = polling.update(&target, now_ms, result, previous);
             }
         });
@@ -248,6 +248,11 @@ impl RedisMonitor {
             }
         }
     }
+}
+
+fn timed_out(target: &RedisTarget) -> String {
+    let hint = if target.tls { " (a rediss:// URL needs a port that speaks TLS)" } else { "" };
+    format!("no answer from {} within {}s{hint}", target.address(), POLL_TIMEOUT.as_secs())
 }
 
 /// One `INFO stats` + `INFO memory` round trip, over TLS for `rediss://`.

@@ -190,7 +190,8 @@ pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
         });
     let text = match err.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => err.to_string(),
+        // tokio-postgres keeps the cause (connection refused, a certificate error) apart.
+        None => voicemon_tls::error_chain(&err),
     };
     if unavailable {
         StoreError::Unavailable(format!("postgresql: {text}"))
