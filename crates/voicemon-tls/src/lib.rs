@@ -135,12 +135,20 @@ mod tests {
     }
 
     fn layers(texts: &[&'static str]) -> Layer {
-        texts.iter().rev().fold(None, |source, text| Some(Layer { text, source: source.map(Box::new) })).unwrap()
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| Some(Layer { text, source: source.map(Box::new) }))
+            .unwrap()
     }
 
     #[test]
     fn an_error_chain_names_every_cause_once() {
-        let error = layers(&["error sending request", "client error (Connect)", "invalid peer certificate: UnknownIssuer"]);
+        let error = layers(&[
+            "error sending request",
+            "client error (Connect)",
+            "invalid peer certificate: UnknownIssuer",
+        ]);
         assert_eq!(
             error_chain(&error),
             "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"

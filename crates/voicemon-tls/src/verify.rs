@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use crate::Verification;
 
-pub(crate) fn verifier(verification: Verification, provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+pub(crate) fn verifier(
+    verification: Verification,
+    provider: Arc<CryptoProvider>,
+) -> Arc<dyn ServerCertVerifier> {
     let webpki = |roots: Arc<RootCertStore>| {
         WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
             .build()
@@ -59,7 +62,12 @@ impl ServerCertVerifier for Waiving {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -68,7 +76,12 @@ impl ServerCertVerifier for Waiving {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -210,8 +210,11 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
         .or_else(|| file.server.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(default_dir));
     let mut config = ServeConfig::new(data_dir);
-    config.postgres =
-        args.database_url.as_ref().map(|url| storage::postgres_config(url.expose_secret(), file)).transpose()?;
+    config.postgres = args
+        .database_url
+        .as_ref()
+        .map(|url| storage::postgres_config(url.expose_secret(), file))
+        .transpose()?;
     config.port = args.port.or(file.server.port).unwrap_or(config.port);
     config.bind = args.bind.or(file.server.bind);
     config.max_body_bytes =
@@ -226,7 +229,8 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
     config.prometheus = file.prometheus.limits()?;
-    (config.alerting, config.delivery) = file.alerting.alerting_config(args.slack_webhook_url.as_ref().map(|url| url.expose_secret()))?;
+    (config.alerting, config.delivery) =
+        file.alerting.alerting_config(args.slack_webhook_url.as_ref().map(|url| url.expose_secret()))?;
     if let Some(url) = &args.redis_url {
         voicemon_server::health::redis::RedisTarget::parse(url.expose_secret())
             .map_err(|err| anyhow::anyhow!("REDIS_URL: {err}"))?;
@@ -350,7 +354,8 @@ async fn simulate_command(args: SimulateArgs) -> Result<()> {
 fn config_check(path: &Path) -> Result<()> {
     let file = FileConfig::load(path)?;
     // The environment `serve` would see, so its URLs are checked too (and never printed).
-    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(SecretString::from);
+    let from_env =
+        |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(SecretString::from);
     let args = ServeArgs {
         port: None,
         bind: None,
@@ -377,7 +382,10 @@ fn config_check(path: &Path) -> Result<()> {
     println!(
         "  store:             {}",
         match &args.database_url {
-            Some(url) => format!("PostgreSQL {} (DATABASE_URL)", voicemon_server::startup::describe_url(url.expose_secret())),
+            Some(url) => format!(
+                "PostgreSQL {} (DATABASE_URL)",
+                voicemon_server::startup::describe_url(url.expose_secret())
+            ),
             None => "embedded SQLite in data_dir (DATABASE_URL is not set)".to_owned(),
         }
     );

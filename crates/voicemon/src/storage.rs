@@ -38,7 +38,8 @@ pub fn postgres_config(url: &str, file: &FileConfig) -> Result<PostgresConfig> {
 
 /// Opens (and migrates) the store these arguments name.
 pub async fn open(args: &StoreArgs, file: &FileConfig) -> Result<(Arc<dyn Store>, String)> {
-    let postgres = args.database_url.as_ref().map(|url| postgres_config(url.expose_secret(), file)).transpose()?;
+    let postgres =
+        args.database_url.as_ref().map(|url| postgres_config(url.expose_secret(), file)).transpose()?;
     let where_ = match &args.database_url {
         Some(url) => describe_url(url.expose_secret()),
         None => args.data_dir.display().to_string(),

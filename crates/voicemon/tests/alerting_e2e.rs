@@ -871,13 +871,19 @@ async fn an_untrusted_slack_certificate_sends_nothing_and_says_why_in_the_log_an
         .filter(|e| e["kind"] == "notification_retrying")
         .filter_map(|e| e["detail"].as_str())
         .collect();
-    let to_slack = details.iter().find(|d| d.starts_with("to slack: ")).expect("Slack's delivery is retrying");
-    assert!(to_slack.contains("invalid peer certificate: UnknownIssuer"), "the certificate reason: {to_slack}");
+    let to_slack =
+        details.iter().find(|d| d.starts_with("to slack: ")).expect("Slack's delivery is retrying");
+    assert!(
+        to_slack.contains("invalid peer certificate: UnknownIssuer"),
+        "the certificate reason: {to_slack}"
+    );
     assert!(!to_slack.contains("not-a-secret"), "the secret URL is not in the reason: {to_slack}");
 
     wait_for("the reason in the log", || {
         let log = setup.server.log();
-        log.lines().find(|l| l.contains("alert notification will be retried") && l.contains("UnknownIssuer")).map(str::to_owned)
+        log.lines()
+            .find(|l| l.contains("alert notification will be retried") && l.contains("UnknownIssuer"))
+            .map(str::to_owned)
     })
     .await;
     assert!(slack.received().is_empty(), "nothing reached Slack: {:?}", slack.received());

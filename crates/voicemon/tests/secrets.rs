@@ -87,15 +87,26 @@ fn config_check_validates_and_warns_without_printing_any_secret() {
     let config = write_config(dir.path(), port);
     let env = [
         ("SLACK_WEBHOOK_URL", format!("https://127.0.0.1:{port}/services/T9/B9/{SLACK_SECRET}")),
-        ("DATABASE_URL", format!("postgres://voicemon:{DATABASE_PASSWORD}@127.0.0.1:{port}/metrics?sslmode=require")),
+        (
+            "DATABASE_URL",
+            format!("postgres://voicemon:{DATABASE_PASSWORD}@127.0.0.1:{port}/metrics?sslmode=require"),
+        ),
         ("REDIS_URL", format!("rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}")),
     ];
     let output = run(dir.path(), &["config", "check", "--config", config.to_str().expect("UTF-8")], &env);
     let text = printed(&output);
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("warning: receiver `plain` sends alerts over plain http:// to http://hooks.example.test/…"), "{text}");
+    assert!(
+        text.contains(
+            "warning: receiver `plain` sends alerts over plain http:// to http://hooks.example.test/…"
+        ),
+        "{text}"
+    );
     assert!(!text.contains("receiver `pager` sends"), "https:// is not warned about: {text}");
-    assert!(text.contains("PostgreSQL postgresql://") || text.contains("PostgreSQL postgres://127.0.0.1"), "{text}");
+    assert!(
+        text.contains("PostgreSQL postgresql://") || text.contains("PostgreSQL postgres://127.0.0.1"),
+        "{text}"
+    );
     assert!(text.contains("(sslmode=require)"), "{text}");
     assert_no_secret("config check", &text);
 }
@@ -119,7 +130,10 @@ fn bad_database_urls_are_refused_without_printing_the_password() {
             let output = run(dir.path(), command, &[("DATABASE_URL", url.clone())]);
             let text = printed(&output);
             assert!(!output.status.success(), "{command:?} with a bad DATABASE_URL fails: {text}");
-            assert!(text.contains("DATABASE_URL") || text.contains("postgresql"), "{command:?} says why: {text}");
+            assert!(
+                text.contains("DATABASE_URL") || text.contains("postgresql"),
+                "{command:?} says why: {text}"
+            );
             assert_no_secret(&format!("{command:?}"), &text);
         }
     }
@@ -159,9 +173,9 @@ async fn a_serving_voicemon_whose_receivers_and_redis_fail_never_logs_a_secret()
     let failures = ["pager", "slack"];
     loop {
         let log = server.log();
-        let tried = failures
-            .iter()
-            .all(|name| log.lines().any(|l| l.contains("alert notification will be retried") && l.contains(name)));
+        let tried = failures.iter().all(|name| {
+            log.lines().any(|l| l.contains("alert notification will be retried") && l.contains(name))
+        });
         if tried && log.contains("the platform's Redis cannot be polled") {
             break;
         }
@@ -170,7 +184,8 @@ async fn a_serving_voicemon_whose_receivers_and_redis_fail_never_logs_a_secret()
     }
     let history: serde_json::Value =
         client.get(server.url("/alerts/history")).send().await.expect("answers").json().await.expect("JSON");
-    let health = client.get(server.url("/metrics/health")).send().await.expect("answers").text().await.unwrap();
+    let health =
+        client.get(server.url("/metrics/health")).send().await.expect("answers").text().await.unwrap();
     assert_no_secret("the alert history", &history.to_string());
     assert_no_secret("the health report", &health);
     assert_no_secret("the log", &server.log());

@@ -5,15 +5,15 @@
 //! between two polls, not from their lifetime totals, so it shows the cache as it is now.
 //! An unreachable Redis is a reported state, never an error of voicemon.
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 use voicemon_core::clock::Clock;
 
 /// How long one poll may take.
@@ -295,7 +295,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Sends one command and reads a simple-string, error or bulk-string reply.
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>, parts: &[&str]) -> Result<String, String> {
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    parts: &[&str],
+) -> Result<String, String> {
     let mut request = format!("*{}\r\n", parts.len());
     for part in parts {
         request.push_str(&format!("${}\r\n{part}\r\n", part.len()));

@@ -321,10 +321,13 @@ async fn send(client: &reqwest::Client, receiver: &Receiver, payload: &str) -> A
     };
     let (url, body) = match receiver.kind {
         ReceiverKind::Slack => (receiver.url.expose().to_owned(), slack::message(&notice)),
-        ReceiverKind::Webhook => (receiver.url.expose().to_owned(), serde_json::to_value(&notice).unwrap_or_default()),
-        ReceiverKind::Alertmanager => {
-            (format!("{}/api/v2/alerts", receiver.url.expose().trim_end_matches('/')), alertmanager::alerts(&notice))
+        ReceiverKind::Webhook => {
+            (receiver.url.expose().to_owned(), serde_json::to_value(&notice).unwrap_or_default())
         }
+        ReceiverKind::Alertmanager => (
+            format!("{}/api/v2/alerts", receiver.url.expose().trim_end_matches('/')),
+            alertmanager::alerts(&notice),
+        ),
     };
     match client.post(url).json(&body).send().await {
         Ok(response) => {

@@ -100,9 +100,10 @@ impl Sender {
         let request = self.client.get(&self.health_url).timeout(REACHABILITY_TIMEOUT);
         match request.send().await {
             Ok(_) => Ok(()),
-            Err(err) => {
-                Err(SimulateError::Unreachable { url: self.health_url.clone(), reason: crate::outbound::describe_error(err) })
-            }
+            Err(err) => Err(SimulateError::Unreachable {
+                url: self.health_url.clone(),
+                reason: crate::outbound::describe_error(err),
+            }),
         }
     }
 

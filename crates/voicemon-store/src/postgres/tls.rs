@@ -137,7 +137,9 @@ impl PgTls {
     pub fn connector(&self) -> Result<MakeRustlsConnect, StoreError> {
         let roots = match &self.root {
             RootCert::File(path) => Some(Arc::new(read_roots(path)?)),
-            RootCert::System => Some(voicemon_tls::system_roots().map_err(|err| config_error(err.to_string()))?),
+            RootCert::System => {
+                Some(voicemon_tls::system_roots().map_err(|err| config_error(err.to_string()))?)
+            }
             RootCert::Absent => None,
         };
         let verification = match (self.mode, roots) {
@@ -183,8 +185,10 @@ mod tests {
 
     #[test]
     fn verify_modes_and_the_root_certificate_leave_the_url_and_other_options_stay() {
-        let (url, tls) =
-            split("postgres://db/metrics?application_name=vm&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem").unwrap();
+        let (url, tls) = split(
+            "postgres://db/metrics?application_name=vm&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
         assert_eq!(url, "postgres://db/metrics?application_name=vm&sslmode=require");
         assert_eq!(tls, PgTls { mode: SslMode::VerifyFull, root: RootCert::File("/etc/ca.pem".into()) });
     }
@@ -204,7 +208,8 @@ mod tests {
 
     #[test]
     fn a_home_root_certificate_makes_require_check_the_chain() {
-        let (_, tls) = split_url_with("postgres://db/m?sslmode=require", |_| None, Some("/h/root.crt".into())).unwrap();
+        let (_, tls) =
+            split_url_with("postgres://db/m?sslmode=require", |_| None, Some("/h/root.crt".into())).unwrap();
         assert_eq!(tls.root, RootCert::File("/h/root.crt".into()));
     }
 

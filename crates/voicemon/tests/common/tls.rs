@@ -2,7 +2,9 @@
 //! certificate in a PEM file (for `SSL_CERT_FILE`, `sslrootcert` or Redis), and a server
 //! certificate for `localhost` and 127.0.0.1 signed by it.
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
