@@ -105,16 +105,6 @@ fn run(args: &[&str], url: &str, env: &[(&str, &str)], home: Option<&Path>, limi
     Ran { status, took, stdout, stderr }
 }
 
-/// [`TestSchema::create`], one at a time: its name is the process id and the current
-/// millisecond, so that tests of this file starting together would otherwise collide.
-fn own_schema(admin_url: &str) -> TestSchema {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let schema = TestSchema::create(admin_url);
-    std::thread::sleep(Duration::from_millis(2));
-    schema
-}
-
 /// `url` with its host replaced by `host` (the certificate names `localhost` only).
 fn with_host(url: &str, host: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
@@ -231,7 +221,7 @@ async fn ingest_and_query(server: &Server) {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_sslmode_require_every_connection_of_the_pool_is_encrypted() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     server_certificate(&schema);
     let name = application_name(&schema, "require");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -246,7 +236,7 @@ async fn with_sslmode_require_every_connection_of_the_pool_is_encrypted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_sslmode_disable_the_same_check_sees_plain_text_connections() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     server_certificate(&schema);
     let name = application_name(&schema, "disable");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -261,7 +251,7 @@ async fn with_sslmode_disable_the_same_check_sees_plain_text_connections() {
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_full_accepts_the_server_when_the_url_names_the_host_its_certificate_was_issued_for() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let root = server_certificate(&schema);
     let name = application_name(&schema, "verify_full");
     let url = format!(
@@ -280,7 +270,7 @@ async fn verify_full_accepts_the_server_when_the_url_names_the_host_its_certific
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_ca_checks_the_chain_only_so_a_host_the_certificate_does_not_name_is_accepted() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let root = server_certificate(&schema);
     let name = application_name(&schema, "verify_ca");
     let url = format!(
@@ -299,7 +289,7 @@ async fn verify_ca_checks_the_chain_only_so_a_host_the_certificate_does_not_name
 #[test]
 fn a_root_certificate_in_the_home_directory_is_used_when_the_url_names_none() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let root = server_certificate(&schema);
     let home = tempfile::tempdir().expect("a temporary directory");
     std::fs::create_dir_all(home.path().join(".postgresql")).expect("~/.postgresql");
@@ -313,7 +303,7 @@ fn a_root_certificate_in_the_home_directory_is_used_when_the_url_names_none() {
 #[test]
 fn verify_full_refuses_a_certificate_that_does_not_name_the_host_and_says_so() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let root = server_certificate(&schema);
     let url = format!(
         "{}&sslmode=verify-full&sslrootcert={}",
@@ -331,7 +321,7 @@ fn verify_full_refuses_a_certificate_that_does_not_name_the_host_and_says_so() {
 #[test]
 fn verify_full_without_a_root_certificate_is_refused_before_connecting() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let url = format!("{}&sslmode=verify-full", with_host(&schema.url(), "localhost"));
     for command in [&["migrate"][..], &["serve", "--port", "0"]] {
         let ran = run(command, &url, &[], None, Duration::from_secs(30));
@@ -369,7 +359,7 @@ fn a_system_store_without(server_certificate: &Path, dir: &Path) -> PathBuf {
 #[test]
 fn verify_full_with_the_system_trust_store_refuses_a_self_signed_certificate_it_does_not_hold() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let root = server_certificate(&schema);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = a_system_store_without(&root, dir.path());
@@ -387,7 +377,7 @@ fn verify_full_with_the_system_trust_store_refuses_a_self_signed_certificate_it_
 #[test]
 fn a_password_in_the_database_url_is_never_printed() {
     let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = own_schema(&admin_url);
+    let schema = TestSchema::create(&admin_url);
     let root = server_certificate(&schema);
     let with_secret = with_password(&schema.url(), PASSWORD);
     let refused = [

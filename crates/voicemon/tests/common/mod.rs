@@ -54,6 +54,8 @@ impl Server {
             .env_remove("DATABASE_URL")
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -138,7 +140,9 @@ pub struct TestSchema {
 
 impl TestSchema {
     pub fn create(admin_url: &str) -> TestSchema {
-        let name = format!("vm_e2e_{}_{}", std::process::id(), now_ms() % 1_000_000_000);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("vm_e2e_{}_{}_{n}", std::process::id(), now_ms() % 1_000_000_000);
         run_sql(admin_url, &format!("CREATE SCHEMA {name}"));
         TestSchema { admin_url: admin_url.to_owned(), name }
     }
