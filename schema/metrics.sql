@@ -498,6 +498,18 @@ CREATE TABLE api_keys (
     revoked_ms bigint
 );
 
--- This schema is migration 1, with native partitioning.
+-- Derived data off the commit path: each group commit journals what it adds to the
+-- rollups, provider minutes, call totals and workers; the instance that wrote a row
+-- folds it into those tables and deletes it. `owner` names that instance, which holds an
+-- advisory lock on it while it lives, so the rows of one that died are folded by another.
+CREATE TABLE derived_journal (
+    seq   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner text NOT NULL,
+    body  bytea NOT NULL
+);
+CREATE INDEX derived_journal_by_owner ON derived_journal (owner, seq);
+
+-- This schema is migrations 1 and 2, with native partitioning.
 INSERT INTO voicemon_migrations (version, description) VALUES (1, 'initial schema');
+INSERT INTO voicemon_migrations (version, description) VALUES (2, 'derived data journal');
 INSERT INTO voicemon_settings (name, value) VALUES ('partitioning', 'native');

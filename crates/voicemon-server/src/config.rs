@@ -373,6 +373,9 @@ pub struct IngestSection {
     pub flush_interval: Option<String>,
     /// How long to wait for a fuller group when the queue is empty (default "0s").
     pub flush_linger: Option<String>,
+    /// How often derived data (rollups, provider minutes, call totals) is merged into its
+    /// tables (default "1s"); queries merge it first anyway.
+    pub derived_flush_interval: Option<String>,
     /// "full" (default: commits survive power loss) or "normal" (survive a crash).
     pub durability: Option<String>,
 }
@@ -444,6 +447,15 @@ impl IngestSection {
         }
         if let Some(text) = &self.flush_linger {
             config.linger = parse_duration("ingest.flush_linger", text)?;
+        }
+        if let Some(text) = &self.derived_flush_interval {
+            config.derived_flush = parse_duration("ingest.derived_flush_interval", text)?;
+            if config.derived_flush.is_zero() {
+                return Err(ConfigError::Value {
+                    key: "ingest.derived_flush_interval",
+                    message: "must be above 0".into(),
+                });
+            }
         }
         Ok(config)
     }

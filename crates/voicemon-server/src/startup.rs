@@ -207,6 +207,7 @@ impl Application {
             live,
         };
         spawn_maintenance(Arc::clone(&state.store), Arc::clone(&state.clock), shutdown.subscribe());
+        spawn_derived_flusher(Arc::clone(&state.store), config.writer.derived_flush, shutdown.subscribe());
         Ok(Application { listener, state, writer_task, shutdown, storage })
     }
 
@@ -229,6 +230,7 @@ impl Application {
         let Application { listener, state, writer_task, shutdown, .. } = self;
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
         let live = state.live.clone();
+        let store = Arc::clone(&state.store);
         let app = router(state);
         let stop = shutdown.clone();
         let served = axum::serve(listener, app)
@@ -248,6 +250,11 @@ impl Application {
         // The router (and with it the last BatchWriter) is gone: the writer drains and ends.
         if let Err(err) = writer_task.await {
             tracing::error!(error = %err, "batch writer ended abnormally");
+        }
+        // Nothing more is written: merge the last derived data (the journal would replay
+        // it at the next start otherwise).
+        if let Err(err) = store.flush_derived().await {
+            tracing::warn!(error = %err, "cannot flush derived data at shutdown; it is replayed at the next start");
         }
         reload.abort();
         served
@@ -287,6 +294,33 @@ pub fn describe_url(url: &str) -> String {
         Some(mode) => format!("{scheme}://{host} (sslmode={mode})"),
         None => format!("{scheme}://{host}"),
     }
+}
+
+/// Merges derived data into its tables every `every`, so memory stays bounded and SQL
+/// readers (Grafana) see at most that much delay.
+fn spawn_derived_flusher(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let started = std::time::Instant::now();
+            match store.flush_derived().await {
+                Ok(0) => {}
+                Ok(rows) => tracing::debug!(
+                    rows,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "derived data flushed"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot flush derived data; it stays pending and journalled")
+                }
+            }
+        }
+    });
 }
 
 /// How often the store's housekeeping (partitions ahead, retention) runs.

@@ -4,6 +4,8 @@
 //! - [`Store`]: the contract every backend satisfies (SQLite, PostgreSQL).
 //! - [`sqlite`]: the embedded default backend (one file in WAL mode).
 //! - [`rollup`]: what a batch adds to the rollups, shared by both backends.
+//! - [`derived`]: derived data (rollups, provider minutes, call totals, latest workers) kept
+//!   off the commit path: journalled with each commit, folded in memory, flushed every second.
 //! - [`postgres`]: PostgreSQL (TimescaleDB hypertables when present), selected by `DATABASE_URL`.
 //!
 //! # Invariants
@@ -13,6 +15,7 @@
 //!   any arrival order; nothing here assumes events arrive in time order. An hour rollup
 //!   always equals the merge of its sixty minute rollups.
 
+pub mod derived;
 pub mod postgres;
 pub mod rollup;
 pub mod sqlite;
@@ -353,8 +356,14 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         1
     }
 
-    /// Stores a batch durably in one transaction, skipping duplicates.
+    /// Stores a batch durably in one transaction, skipping duplicates. Its derived data
+    /// ([`derived`]) is journalled in that transaction and merged by a later flush.
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError>;
+
+    /// Merges the derived data of the commits made so far into the derived tables;
+    /// returns how many derived rows it wrote. Reads of derived data flush first, so
+    /// calling it is only needed to bound memory and keep direct SQL readers (Grafana) fresh.
+    async fn flush_derived(&self) -> Result<usize, StoreError>;
 
     /// Sketches matching `filter` in the minute-aligned `range`, each with the start of
     /// the minute or hour it covers (several series may share one; the caller merges).

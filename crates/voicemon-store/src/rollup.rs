@@ -12,7 +12,7 @@ use voicemon_core::window::{hour_of, minute_of};
 pub type ProviderMinuteKey = (String, String, i64);
 
 /// One minute of one provider's requests.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ProviderMinute {
     pub requests: i64,
     pub errors: i64,
@@ -20,7 +20,7 @@ pub struct ProviderMinute {
 }
 
 /// One batch's `provider.request` outcomes per tenant, provider and minute.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ProviderDeltas {
     pub minutes: BTreeMap<ProviderMinuteKey, ProviderMinute>,
     /// Errors by (tenant, provider, minute, kind); `unspecified` when the event named none.

@@ -115,6 +115,10 @@ struct ServeArgs {
     /// Wait this long for a fuller group when nothing else is queued [default: 0s].
     #[arg(long, value_parser = humantime::parse_duration)]
     flush_linger: Option<Duration>,
+    /// Merge derived data (latency rollups, provider minutes, call totals) into its tables
+    /// this often; queries merge it first anyway [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    derived_flush_interval: Option<Duration>,
     /// full: commits survive power loss; normal: they survive a crash of voicemon.
     #[arg(long)]
     durability: Option<String>,
@@ -226,6 +230,10 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     }
     config.writer.max_wait = args.flush_interval.unwrap_or(config.writer.max_wait);
     config.writer.linger = args.flush_linger.unwrap_or(config.writer.linger);
+    if let Some(every) = args.derived_flush_interval {
+        anyhow::ensure!(!every.is_zero(), "--derived-flush-interval must be above 0");
+        config.writer.derived_flush = every;
+    }
     config.prices = file.price_book(config_path)?;
     config.health = file.health.health_config()?;
     config.prometheus = file.prometheus.limits()?;
@@ -366,6 +374,7 @@ fn config_check(path: &Path) -> Result<()> {
         batch_max_events: None,
         flush_interval: None,
         flush_linger: None,
+        derived_flush_interval: None,
         durability: None,
         redis_url: from_env("REDIS_URL"),
         slack_webhook_url: from_env("SLACK_WEBHOOK_URL"),
@@ -404,6 +413,7 @@ fn config_check(path: &Path) -> Result<()> {
     println!("  batch_max_events:  {}", config.writer.max_events);
     println!("  flush_interval:    {}", humantime::format_duration(config.writer.max_wait));
     println!("  flush_linger:      {}", humantime::format_duration(config.writer.linger));
+    println!("  derived flush:     every {}", humantime::format_duration(config.writer.derived_flush));
     println!("  durability:        {:?}", config.durability);
     println!(
         "  health:            stale after {}, down after {}, retention {}, redis {}",

@@ -30,6 +30,9 @@ pub struct WriterConfig {
     pub max_wait: Duration,
     /// Submissions that may queue before submitters wait (backpressure).
     pub queue: usize,
+    /// How often derived data (latency rollups, provider minutes, call totals, workers) is
+    /// merged into its tables; reads merge it first anyway ([`voicemon_store::derived`]).
+    pub derived_flush: Duration,
 }
 
 impl Default for WriterConfig {
@@ -39,6 +42,7 @@ impl Default for WriterConfig {
             linger: Duration::ZERO,
             max_wait: Duration::from_secs(5),
             queue: 1024,
+            derived_flush: Duration::from_secs(1),
         }
     }
 }

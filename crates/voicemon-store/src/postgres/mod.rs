@@ -9,6 +9,7 @@
 mod alerting;
 mod cost;
 mod health;
+mod journal;
 mod keys;
 mod read;
 mod schema;
@@ -87,6 +88,8 @@ pub struct PostgresStore {
     /// `cost_notes` ids by (price_ref, detail); notes are never deleted.
     cost_notes: Arc<Mutex<HashMap<(String, String), i64>>>,
     last_error: Arc<Mutex<Option<(i64, String)>>>,
+    /// Derived data of this instance's commits, not flushed yet.
+    derived: Arc<journal::DerivedState>,
 }
 
 impl PostgresStore {
@@ -106,7 +109,9 @@ impl PostgresStore {
             partitions: Arc::default(),
             cost_notes: Arc::default(),
             last_error: Arc::default(),
+            derived: Arc::new(journal::DerivedState::new()),
         };
+        store.hold_owner_lock().await?;
         store.maintain(SystemClock.now_ms()).await?;
         Ok(store)
     }
@@ -114,6 +119,15 @@ impl PostgresStore {
     /// How raw facts are partitioned in this database.
     pub fn partitioning(&self) -> Partitioning {
         self.partitioning
+    }
+
+    /// Flushes this instance's pending derived data before a read of derived tables, so
+    /// the answer counts every event it acknowledged.
+    async fn fresh(&self) -> Result<(), StoreError> {
+        if self.derived.has_pending() {
+            self.flush_pending().await?;
+        }
+        Ok(())
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -244,6 +258,10 @@ impl Store for PostgresStore {
         self.config.concurrent_writes.clamp(1, self.config.pool_size.max(2) - 1)
     }
 
+    async fn flush_derived(&self) -> Result<usize, StoreError> {
+        self.flush_pending().await
+    }
+
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
         let events = Arc::new(events);
         let mut retried = false;
@@ -266,6 +284,7 @@ impl Store for PostgresStore {
         range: TimeRange,
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
+        self.fresh().await?;
         let filter = filter.clone();
         self.read(move |client| Box::pin(read::latency_sketches(client, filter, range, resolution))).await
     }
@@ -275,6 +294,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<EndedCall>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(read::ended_calls(client, tenant, range))).await
     }
@@ -284,6 +304,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(read::started_calls(client, tenant, range))).await
     }
@@ -293,6 +314,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         call: &CallRef,
     ) -> Result<Option<CallCost>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         let call = call.clone();
         self.read(move |client| Box::pin(cost::call_cost(client, tenant, call))).await
@@ -303,6 +325,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<CallCostTotal>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(cost::call_costs(client, tenant, range))).await
     }
@@ -313,6 +336,7 @@ impl Store for PostgresStore {
         range: TimeRange,
         group: CostGroup,
     ) -> Result<Vec<CostGroupRow>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(cost::cost_breakdown(client, tenant, range, group))).await
     }
@@ -324,16 +348,19 @@ impl Store for PostgresStore {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<UsageLine>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(cost::usage_lines(client, tenant, range, after_id, limit))).await
     }
 
     async fn count_usage_lines(&self, tenant_id: Option<&str>, range: TimeRange) -> Result<u64, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(cost::count_usage_lines(client, tenant, range))).await
     }
 
     async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
+        self.fresh().await?;
         let notes = Arc::clone(&self.cost_notes);
         let learned = self.transaction(move |tx| Box::pin(cost::apply_costs(tx, notes, updates))).await?;
         self.learn_notes(learned);
@@ -341,6 +368,7 @@ impl Store for PostgresStore {
     }
 
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(health::workers(client, tenant))).await
     }
@@ -359,6 +387,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(health::provider_minutes(client, tenant, since_ms))).await
     }
@@ -368,6 +397,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(health::provider_latency(client, tenant, since_ms))).await
     }
@@ -377,6 +407,7 @@ impl Store for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderErrorCount>, StoreError> {
+        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(health::provider_errors(client, tenant, since_ms))).await
     }
@@ -401,6 +432,7 @@ impl Store for PostgresStore {
     }
 
     async fn prune_health(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.fresh().await?;
         self.transaction(move |tx| Box::pin(health::prune(tx, before_ms))).await
     }
 
@@ -425,6 +457,7 @@ impl Store for PostgresStore {
         range: TimeRange,
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
+        self.fresh().await?;
         self.read(move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)))
             .await
     }
@@ -500,6 +533,10 @@ impl Store for PostgresStore {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<u64, StoreError> {
+        // Instances that stopped without flushing left journal rows: fold them, and ours,
+        // before partitions past retention go.
+        self.record(self.fold_orphans().await)?;
+        self.fresh().await?;
         let result = schema::maintain(self, now_ms).await;
         self.record(result)
     }

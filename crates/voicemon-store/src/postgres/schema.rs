@@ -10,7 +10,10 @@ use voicemon_core::window::DAY_MS;
 
 /// Migrations in order; migration `n` (1-based) brings the schema to version `n`.
 /// Never edit a released migration: add a new one (and update schema/metrics.sql).
-const MIGRATIONS: &[(&str, &str)] = &[("initial schema", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("initial schema", include_str!("migrations/0001_initial.sql")),
+    ("derived data journal", include_str!("migrations/0002_derived_journal.sql")),
+];
 
 /// The TimescaleDB-only part: hypertables instead of native partitions. `{chunk}` is the
 /// chunk interval.
@@ -188,11 +191,19 @@ fn partition_name(table: &str, day_ms: i64) -> String {
 impl PostgresStore {
     /// Creates the day partitions a batch's events fall in, unless known to exist.
     pub(super) async fn ensure_partitions(&self, events: &[IngestEvent]) -> Result<(), StoreError> {
+        self.ensure_partitions_at(events.iter().map(|e| e.event.envelope.timestamp_ms)).await
+    }
+
+    /// Creates the day partitions of every table for the days of `times` (unix ms) that
+    /// do not have them yet.
+    pub(super) async fn ensure_partitions_at(
+        &self,
+        times: impl Iterator<Item = i64>,
+    ) -> Result<(), StoreError> {
         if self.partitioning != Partitioning::Native {
             return Ok(());
         }
-        let days: BTreeSet<i64> =
-            events.iter().map(|e| e.event.envelope.timestamp_ms.div_euclid(DAY_MS) * DAY_MS).collect();
+        let days: BTreeSet<i64> = times.map(|ms| ms.div_euclid(DAY_MS) * DAY_MS).collect();
         let missing: Vec<(&'static str, &'static str, i64)> = {
             let known = self.partitions.lock().map_err(|_| StoreError::Internal("poisoned".into()))?;
             PARTITIONED

@@ -1,10 +1,14 @@
-//! The write path: one group commit = one transaction of a dozen multi-row statements
-//! (`INSERT … SELECT FROM unnest($arrays)`), whatever the batch size.
+//! The write path: one group commit = one transaction of a few multi-row statements
+//! (`INSERT … SELECT FROM unnest($arrays)`), whatever the batch size: raw facts,
+//! idempotency keys, the calls' own fields, and one `derived_journal` row. Derived data
+//! (rollups, provider minutes, call totals, workers) is merged later by a flush
+//! ([`crate::derived`]).
 //!
 //! Rows are sorted by their keys before upserts so that instances writing the same calls
 //! and rollups at once take row locks in one order and never deadlock.
 
 use super::{at, map_error, PostgresStore};
+use crate::derived::{CallTotals, Derived, WorkerBeat};
 use crate::{IngestEvent, StoreError, WriteOutcome};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -13,10 +17,8 @@ use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
 use voicemon_core::access::event_key;
 use voicemon_core::event::{Body, Event, ProviderRequest};
-use voicemon_core::latency::observations;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::minute_of;
 
 use crate::rollup::{hours_of, ProviderDeltas, Rollups};
 
@@ -28,8 +30,13 @@ impl PostgresStore {
         events: Arc<Vec<IngestEvent>>,
     ) -> Result<WriteOutcome, StoreError> {
         let notes = Arc::clone(&self.cost_notes);
-        let (outcome, learned) = self.transaction(move |tx| Box::pin(write_batch(tx, notes, events))).await?;
+        let owner = self.derived.owner.clone();
+        let (outcome, learned, journalled) =
+            self.transaction(move |tx| Box::pin(write_batch(tx, notes, owner, events))).await?;
         self.learn_notes(learned);
+        if let Some((seq, derived)) = journalled {
+            self.derived.absorb(seq, derived);
+        }
         Ok(outcome)
     }
 
@@ -45,24 +52,41 @@ impl PostgresStore {
 /// Notes interned by a transaction, to cache after it commits.
 pub type Learned = Vec<((String, String), i64)>;
 
+/// A batch's journal row: its `seq` and what it adds to derived data.
+type Journalled = Option<(i64, Derived)>;
+
 async fn write_batch(
     tx: &Transaction<'_>,
     notes: NoteCache,
+    owner: String,
     events: Arc<Vec<IngestEvent>>,
-) -> Result<(WriteOutcome, Learned), StoreError> {
+) -> Result<(WriteOutcome, Learned, Journalled), StoreError> {
     let stored = claim_ids(tx, &events).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
     if fresh.is_empty() {
-        return Ok((WriteOutcome { stored }, Learned::new()));
+        return Ok((WriteOutcome { stored }, Learned::new(), None));
     }
     let calls = call_rows(tx, &fresh).await?;
     let (note_ids, learned) = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
     let mut batch = Batch::default();
+    let mut derived = Derived::default();
     for event in &fresh {
-        batch.add(event, &calls, &note_ids);
+        let call = batch.add(event, &calls, &note_ids);
+        derived.add(&event.event, &event.costing, call);
     }
     batch.execute(tx).await.map_err(map_error)?;
-    Ok((WriteOutcome { stored }, learned))
+    if derived.is_empty() {
+        return Ok((WriteOutcome { stored }, learned, None));
+    }
+    let row = query_cached(
+        tx,
+        "INSERT INTO derived_journal (owner, body) VALUES ($1, $2) RETURNING seq",
+        &[&owner, &derived.encode()],
+    )
+    .await
+    .map_err(map_error)?;
+    let seq: i64 = row.first().map(|row| row.get(0)).unwrap_or_default();
+    Ok((WriteOutcome { stored }, learned, Some((seq, derived))))
 }
 
 /// Inserts every event's idempotency key; an event is fresh when its key was new and it
@@ -183,10 +207,6 @@ struct CallPatch {
     trace_id: Option<String>,
     attributes: Option<String>,
     ended: Option<EndedPatch>,
-    first_ms: Option<i64>,
-    cost_nano: i64,
-    usage_lines: i32,
-    unpriced_lines: i32,
 }
 
 #[derive(Debug)]
@@ -207,9 +227,6 @@ struct Batch {
     requests: RequestColumns,
     breakers: BreakerColumns,
     beats: BeatColumns,
-    workers: BTreeMap<(String, String), (i64, BeatRow)>,
-    providers: ProviderDeltas,
-    rollups: Rollups,
 }
 
 #[derive(Default)]
@@ -277,14 +294,6 @@ struct BeatColumns {
     active: Vec<i32>,
 }
 
-#[derive(Clone)]
-struct BeatRow {
-    used: i64,
-    limit: i64,
-    cpu: f64,
-    active: i32,
-}
-
 /// One usage event's columns before they join the batch.
 struct UsageRow<'e> {
     component: &'static str,
@@ -298,12 +307,13 @@ struct UsageRow<'e> {
 }
 
 impl Batch {
+    /// Adds one fresh event; returns its call's row id when it is call-scoped.
     fn add(
         &mut self,
         ingest: &IngestEvent,
         calls: &HashMap<(String, String), i64>,
         notes: &HashMap<(String, String), i64>,
-    ) {
+    ) -> Option<i64> {
         let event = &ingest.event;
         let envelope = &event.envelope;
         let call = envelope
@@ -315,23 +325,8 @@ impl Batch {
             Costing::Priced(line) => Some(line.cost.0),
             _ => None,
         };
-        if let Some(call) = call {
-            let patch = self.calls.entry(call).or_default();
-            patch.first_ms =
-                Some(patch.first_ms.map_or(envelope.timestamp_ms, |f| f.min(envelope.timestamp_ms)));
-            if note.is_some() {
-                patch.usage_lines += 1;
-                match cost_nano {
-                    Some(nanos) => patch.cost_nano += nanos,
-                    None => patch.unpriced_lines += 1,
-                }
-            }
-        }
-        for observation in observations(event) {
-            let minute = minute_of(observation.timestamp_ms);
-            self.rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
-        }
         self.add_fact(event, call, cost_nano, note);
+        call
     }
 
     fn add_fact(&mut self, event: &Event, call: Option<i64>, cost_nano: Option<i64>, note: Option<i64>) {
@@ -340,7 +335,8 @@ impl Batch {
         let ts = envelope.timestamp_ms;
         match &event.body {
             Body::CallStarted(started) => {
-                let Some(patch) = call.and_then(|call| self.calls.get_mut(&call)) else { return };
+                let Some(call) = call else { return };
+                let patch = self.calls.entry(call).or_default();
                 patch.started_at = Some(ts);
                 patch.channel = started.channel.clone().or(patch.channel.take());
                 patch.attributes = (!envelope.attributes.is_empty())
@@ -351,7 +347,8 @@ impl Batch {
                 patch.trace_id = envelope.trace_id.clone().or(patch.trace_id.take());
             }
             Body::CallEnded(ended) => {
-                let Some(patch) = call.and_then(|call| self.calls.get_mut(&call)) else { return };
+                let Some(call) = call else { return };
+                let patch = self.calls.entry(call).or_default();
                 patch.ended = Some(EndedPatch {
                     at_ms: ts,
                     duration_s: ended.duration_s,
@@ -442,26 +439,14 @@ impl Batch {
                 b.state.push(change.state.as_str());
             }
             Body::WorkerHeartbeat(beat) => {
-                let row = BeatRow {
-                    used: beat.memory_used_bytes as i64,
-                    limit: beat.memory_limit_bytes as i64,
-                    cpu: beat.cpu_percent,
-                    active: beat.active_calls as i32,
-                };
                 let b = &mut self.beats;
                 b.tenant.push(tenant.clone());
                 b.ts.push(at(ts));
                 b.worker.push(beat.worker_id.clone());
-                b.used.push(row.used);
-                b.limit.push(row.limit);
-                b.cpu.push(row.cpu);
-                b.active.push(row.active);
-                // The latest heartbeat wins, whatever order they arrive in.
-                let latest =
-                    self.workers.entry((tenant.clone(), beat.worker_id.clone())).or_insert((ts, row.clone()));
-                if ts >= latest.0 {
-                    *latest = (ts, row);
-                }
+                b.used.push(beat.memory_used_bytes as i64);
+                b.limit.push(beat.memory_limit_bytes as i64);
+                b.cpu.push(beat.cpu_percent);
+                b.active.push(beat.active_calls as i32);
             }
         }
     }
@@ -503,15 +488,11 @@ impl Batch {
         r.latency.push(request.latency_ms.map(real));
         r.error.push(request.error.clone());
         r.call.push(call);
-        self.providers.add(tenant, ts, request);
     }
 
     async fn execute(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
         self.execute_facts(tx).await?;
-        update_calls(tx, self.calls).await?;
-        upsert_workers(tx, self.workers).await?;
-        upsert_providers(tx, self.providers).await?;
-        upsert_rollups(tx, self.rollups).await
+        update_calls(tx, self.calls).await
     }
 
     async fn execute_facts(&self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
@@ -654,16 +635,11 @@ async fn update_calls(
            duration_s = CASE WHEN v.ended THEN v.duration_s ELSE c.duration_s END,
            status = CASE WHEN v.ended THEN v.status ELSE c.status END,
            ended_reason = CASE WHEN v.ended THEN v.ended_reason ELSE c.ended_reason END,
-           ended_by = CASE WHEN v.ended THEN v.ended_by ELSE c.ended_by END,
-           first_at = least(c.first_at, v.first_at),
-           cost_nano = c.cost_nano + v.cost_nano,
-           usage_lines = c.usage_lines + v.usage_lines,
-           unpriced_lines = c.unpriced_lines + v.unpriced_lines
+           ended_by = CASE WHEN v.ended THEN v.ended_by ELSE c.ended_by END
          FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::boolean[], $9::timestamptz[], $10::float8[], $11::text[], $12::text[], $13::text[],
-                     $14::timestamptz[], $15::bigint[], $16::integer[], $17::integer[])
+                     $8::boolean[], $9::timestamptz[], $10::float8[], $11::text[], $12::text[], $13::text[])
            AS v (id, started_at, channel, agent_id, objective, trace_id, attributes, ended, ended_at,
-                 duration_s, status, ended_reason, ended_by, first_at, cost_nano, usage_lines, unpriced_lines)
+                 duration_s, status, ended_reason, ended_by)
          WHERE c.id = v.id",
         &[
             &c.id,
@@ -679,10 +655,6 @@ async fn update_calls(
             &c.status,
             &c.ended_reason,
             &c.ended_by,
-            &c.first_at,
-            &c.cost_nano,
-            &c.usage_lines,
-            &c.unpriced_lines,
         ],
     )
     .await
@@ -703,10 +675,6 @@ struct CallColumns {
     status: Vec<Option<&'static str>>,
     ended_reason: Vec<Option<String>>,
     ended_by: Vec<Option<&'static str>>,
-    first_at: Vec<Option<DateTime<Utc>>>,
-    cost_nano: Vec<i64>,
-    usage_lines: Vec<i32>,
-    unpriced_lines: Vec<i32>,
 }
 
 impl CallColumns {
@@ -724,29 +692,66 @@ impl CallColumns {
         self.status.push(patch.ended.as_ref().map(|e| e.status));
         self.ended_by.push(patch.ended.as_ref().and_then(|e| e.ended_by));
         self.ended_reason.push(patch.ended.and_then(|e| e.ended_reason));
-        self.first_at.push(patch.first_ms.map(at));
-        self.cost_nano.push(patch.cost_nano);
-        self.usage_lines.push(patch.usage_lines);
-        self.unpriced_lines.push(patch.unpriced_lines);
     }
+}
+
+/// Deletes the journal rows `seqs` a flush covers; returns how many were still there.
+pub(super) async fn claim_journal(
+    tx: &Transaction<'_>,
+    seqs: &[i64],
+) -> Result<usize, tokio_postgres::Error> {
+    let statement = tx.prepare_cached("DELETE FROM derived_journal WHERE seq = ANY($1)").await?;
+    Ok(tx.execute(&statement, &[&seqs]).await? as usize)
+}
+
+/// Merges derived data into its tables (in the caller's transaction).
+pub(super) async fn flush(tx: &Transaction<'_>, derived: &Derived) -> Result<(), tokio_postgres::Error> {
+    update_call_totals(tx, &derived.calls).await?;
+    upsert_workers(tx, &derived.workers).await?;
+    upsert_providers(tx, &derived.providers).await?;
+    upsert_rollups(tx, &derived.rollups).await
+}
+
+async fn update_call_totals(
+    tx: &Transaction<'_>,
+    calls: &BTreeMap<i64, CallTotals>,
+) -> Result<(), tokio_postgres::Error> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = calls.keys().copied().collect();
+    let first: Vec<DateTime<Utc>> = calls.values().map(|t| at(t.first_ms)).collect();
+    let cost: Vec<i64> = calls.values().map(|t| t.cost_nano).collect();
+    let lines: Vec<i32> = calls.values().map(|t| t.usage_lines as i32).collect();
+    let unpriced: Vec<i32> = calls.values().map(|t| t.unpriced_lines as i32).collect();
+    run_cached(
+        tx,
+        "UPDATE calls AS c SET first_at = least(c.first_at, v.first_at), cost_nano = c.cost_nano + v.cost_nano,
+           usage_lines = c.usage_lines + v.usage_lines, unpriced_lines = c.unpriced_lines + v.unpriced_lines
+         FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[], $4::integer[], $5::integer[])
+           AS v (id, first_at, cost_nano, usage_lines, unpriced_lines)
+         WHERE c.id = v.id",
+        &[&ids, &first, &cost, &lines, &unpriced],
+    )
+    .await
 }
 
 async fn upsert_workers(
     tx: &Transaction<'_>,
-    workers: BTreeMap<(String, String), (i64, BeatRow)>,
+    workers: &BTreeMap<(String, String), WorkerBeat>,
 ) -> Result<(), tokio_postgres::Error> {
     if workers.is_empty() {
         return Ok(());
     }
     let mut b = BeatColumns::default();
-    for ((tenant, worker), (ts, row)) in workers {
-        b.tenant.push(tenant);
-        b.worker.push(worker);
-        b.ts.push(at(ts));
-        b.used.push(row.used);
-        b.limit.push(row.limit);
-        b.cpu.push(row.cpu);
-        b.active.push(row.active);
+    for ((tenant, worker), beat) in workers {
+        b.tenant.push(tenant.clone());
+        b.worker.push(worker.clone());
+        b.ts.push(at(beat.last_ms));
+        b.used.push(beat.memory_used_bytes);
+        b.limit.push(beat.memory_limit_bytes);
+        b.cpu.push(beat.cpu_percent);
+        b.active.push(beat.active_calls as i32);
     }
     run_cached(
         tx,
@@ -782,16 +787,19 @@ impl SketchColumns {
     }
 }
 
-async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Result<(), tokio_postgres::Error> {
+async fn upsert_providers(
+    tx: &Transaction<'_>,
+    deltas: &ProviderDeltas,
+) -> Result<(), tokio_postgres::Error> {
     let ProviderDeltas { minutes, errors } = deltas;
     if !minutes.is_empty() {
         let (mut tenant, mut provider, mut start, mut requests, mut failed) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut sketches = SketchColumns::default();
         for ((t, p, s), minute) in minutes {
-            tenant.push(t);
-            provider.push(p);
-            start.push(at(s));
+            tenant.push(t.clone());
+            provider.push(p.clone());
+            start.push(at(*s));
             requests.push(minute.requests);
             failed.push(minute.errors);
             sketches.push(&minute.latency);
@@ -822,11 +830,11 @@ async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Resul
         let (mut tenant, mut provider, mut start, mut kind, mut count) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for ((t, p, s, k), c) in errors {
-            tenant.push(t);
-            provider.push(p);
-            start.push(at(s));
-            kind.push(k);
-            count.push(c);
+            tenant.push(t.clone());
+            provider.push(p.clone());
+            start.push(at(*s));
+            kind.push(k.clone());
+            count.push(*c);
         }
         run_cached(
             tx,
@@ -840,16 +848,16 @@ async fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> Resul
     Ok(())
 }
 
-async fn upsert_rollups(tx: &Transaction<'_>, minutes: Rollups) -> Result<(), tokio_postgres::Error> {
-    let hours = hours_of(&minutes);
+async fn upsert_rollups(tx: &Transaction<'_>, minutes: &Rollups) -> Result<(), tokio_postgres::Error> {
+    let hours = hours_of(minutes);
     upsert_into(tx, "latency_minute", minutes).await?;
-    upsert_into(tx, "latency_hour", hours).await
+    upsert_into(tx, "latency_hour", &hours).await
 }
 
 async fn upsert_into(
     tx: &Transaction<'_>,
     table: &str,
-    rollups: Rollups,
+    rollups: &Rollups,
 ) -> Result<(), tokio_postgres::Error> {
     if rollups.is_empty() {
         return Ok(());
@@ -859,18 +867,18 @@ async fn upsert_into(
     let mut sketches = SketchColumns::default();
     for ((key, at_ms), sketch) in rollups {
         let values = [
-            key.tenant_id,
-            key.component.as_str().to_owned(),
-            key.source.as_str().to_owned(),
-            key.agent_id,
-            key.provider,
-            key.model,
+            key.tenant_id.as_str(),
+            key.component.as_str(),
+            key.source.as_str(),
+            key.agent_id.as_str(),
+            key.provider.as_str(),
+            key.model.as_str(),
         ];
         for (column, value) in columns.iter_mut().zip(values) {
-            column.push(value);
+            column.push(value.to_owned());
         }
-        start.push(at(at_ms));
-        sketches.push(&sketch);
+        start.push(at(*at_ms));
+        sketches.push(sketch);
     }
     let [tenant, component, source, agent, provider, model] = &columns;
     run_cached(

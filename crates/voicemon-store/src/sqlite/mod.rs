@@ -20,7 +20,7 @@ use crate::{
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use voicemon_core::alerting::silence::Silence;
 use voicemon_core::clock::{Clock, SystemClock};
@@ -54,6 +54,8 @@ pub enum Durability {
 pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<write::Writer>>,
+    /// Derived data waits in the writer for a flush; reads of derived tables flush first.
+    pending: Arc<AtomicBool>,
     readers: Arc<Mutex<Vec<Connection>>>,
     pool: Arc<PoolCounters>,
 }
@@ -118,9 +120,15 @@ impl SqliteStore {
         }
         schema::migrate(&mut conn).map_err(map_error)?;
         write::register_functions(&conn).map_err(map_error)?;
+        let mut writer = write::Writer::new(conn);
+        let recovered = writer.recover()?;
+        if recovered > 0 {
+            tracing::info!(commits = recovered, "folded derived data of commits made before an unclean stop");
+        }
         Ok(SqliteStore {
             path,
-            writer: Arc::new(Mutex::new(write::Writer::new(conn))),
+            writer: Arc::new(Mutex::new(writer)),
+            pending: Arc::default(),
             readers: Arc::new(Mutex::new(Vec::new())),
             pool: Arc::default(),
         })
@@ -155,6 +163,19 @@ impl SqliteStore {
         })
         .await;
         self.pool.record(result)
+    }
+
+    /// [`SqliteStore::read`] after flushing pending derived data, so the answer counts
+    /// every event acknowledged so far.
+    async fn read_fresh<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        if self.pending.load(Ordering::SeqCst) {
+            self.flush_derived().await?;
+        }
+        self.read(work).await
     }
 
     /// Runs `work` on the writer connection on a blocking thread.
@@ -228,7 +249,23 @@ impl Store for SqliteStore {
     }
 
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
-        self.write(move |writer| writer.write_batch(&events)).await
+        let pending = Arc::clone(&self.pending);
+        self.write(move |writer| {
+            let outcome = writer.write_batch(&events);
+            pending.store(writer.has_pending(), Ordering::SeqCst);
+            outcome
+        })
+        .await
+    }
+
+    async fn flush_derived(&self) -> Result<usize, StoreError> {
+        let pending = Arc::clone(&self.pending);
+        self.write(move |writer| {
+            let flushed = writer.flush();
+            pending.store(writer.has_pending(), Ordering::SeqCst);
+            flushed
+        })
+        .await
     }
 
     async fn latency_sketches(
@@ -238,7 +275,7 @@ impl Store for SqliteStore {
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| read::latency_sketches(conn, &filter, range, resolution)).await
+        self.read_fresh(move |conn| read::latency_sketches(conn, &filter, range, resolution)).await
     }
 
     async fn ended_calls(
@@ -247,7 +284,7 @@ impl Store for SqliteStore {
         range: TimeRange,
     ) -> Result<Vec<EndedCall>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range)).await
+        self.read_fresh(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn started_calls(
@@ -256,7 +293,7 @@ impl Store for SqliteStore {
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
+        self.read_fresh(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn call_cost(
@@ -266,7 +303,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<CallCost>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
         let call = call.clone();
-        self.read(move |conn| cost::call_cost(conn, tenant_id.as_deref(), &call)).await
+        self.read_fresh(move |conn| cost::call_cost(conn, tenant_id.as_deref(), &call)).await
     }
 
     async fn call_costs(
@@ -275,7 +312,7 @@ impl Store for SqliteStore {
         range: TimeRange,
     ) -> Result<Vec<CallCostTotal>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| cost::call_costs(conn, tenant_id.as_deref(), range)).await
+        self.read_fresh(move |conn| cost::call_costs(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn cost_breakdown(
@@ -285,7 +322,7 @@ impl Store for SqliteStore {
         group: CostGroup,
     ) -> Result<Vec<CostGroupRow>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| cost::cost_breakdown(conn, tenant_id.as_deref(), range, group)).await
+        self.read_fresh(move |conn| cost::cost_breakdown(conn, tenant_id.as_deref(), range, group)).await
     }
 
     async fn usage_lines(
@@ -296,21 +333,24 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<UsageLine>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| cost::usage_lines(conn, tenant_id.as_deref(), range, after_id, limit)).await
+        self.read_fresh(move |conn| cost::usage_lines(conn, tenant_id.as_deref(), range, after_id, limit))
+            .await
     }
 
     async fn count_usage_lines(&self, tenant_id: Option<&str>, range: TimeRange) -> Result<u64, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| cost::count_usage_lines(conn, tenant_id.as_deref(), range)).await
+        self.read_fresh(move |conn| cost::count_usage_lines(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError> {
+        // Call totals are recomputed from the lines: pending deltas must be in them first.
+        self.flush_derived().await?;
         self.write(move |writer| writer.apply_costs(&updates).map_err(map_error)).await
     }
 
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| health::workers(conn, tenant_id.as_deref())).await
+        self.read_fresh(move |conn| health::workers(conn, tenant_id.as_deref())).await
     }
 
     async fn breaker_changes(
@@ -328,7 +368,7 @@ impl Store for SqliteStore {
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms)).await
+        self.read_fresh(move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms)).await
     }
 
     async fn provider_latency(
@@ -337,7 +377,7 @@ impl Store for SqliteStore {
         since_ms: i64,
     ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms)).await
+        self.read_fresh(move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms)).await
     }
 
     async fn provider_errors(
@@ -346,7 +386,7 @@ impl Store for SqliteStore {
         since_ms: i64,
     ) -> Result<Vec<ProviderErrorCount>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read(move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms)).await
+        self.read_fresh(move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms)).await
     }
 
     async fn put_health_sample(
@@ -372,6 +412,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_health(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.flush_derived().await?;
         self.write(move |writer| health::prune(writer.parts().0, before_ms).map_err(map_error)).await
     }
 
@@ -400,7 +441,7 @@ impl Store for SqliteStore {
         range: TimeRange,
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        self.read(move |conn| read::latency_by_tenant(conn, component, range, by_provider)).await
+        self.read_fresh(move |conn| read::latency_by_tenant(conn, component, range, by_provider)).await
     }
 
     async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {

@@ -253,6 +253,15 @@ const MIGRATIONS: &[&str] = &[
         revoked_ms INTEGER
     );
     "#,
+    // 2: derived data off the commit path: each group commit journals what it adds to the
+    // rollups, provider minutes, call totals and workers; a flush folds the journal into
+    // those tables and deletes what it folded (crate::derived).
+    r#"
+    CREATE TABLE derived_journal (
+        seq  INTEGER PRIMARY KEY,
+        body BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build expects.

@@ -1,4 +1,6 @@
-//! The write path: one group commit = one transaction holding every fact and rollup.
+//! The write path. A group commit is one transaction of raw facts, idempotency keys and
+//! one `derived_journal` row; derived data waits in memory for [`Writer::flush`], which
+//! merges it into the rollups, provider minutes, call totals and workers ([`crate::derived`]).
 
 use super::map_error;
 use crate::{IngestEvent, StoreError, WriteOutcome};
@@ -7,18 +9,21 @@ use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
 use voicemon_core::access::event_key;
 use voicemon_core::event::{Body, Event};
-use voicemon_core::latency::observations;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::minute_of;
 
+use crate::derived::{CallTotals, Derived, WorkerBeat};
 use crate::rollup::{hours_of, ProviderDeltas, Rollups};
 
 use super::read::{HOUR_TABLE, MINUTE_TABLE};
 
 /// Call row ids remembered across batches, so turns and usage lines of a live call cost
 /// no look-up. Cleared when it grows past this many calls (it is only a cache).
-const MAX_CACHED_CALLS: usize = 100_000;
+const MAX_CACHED_CALLS: usize = 200_000;
+
+/// Pending derived rows past which a commit flushes at once, bounding memory between
+/// the timed flushes.
+const MAX_PENDING: usize = 200_000;
 
 #[derive(Debug)]
 pub struct Writer {
@@ -26,15 +31,10 @@ pub struct Writer {
     call_rows: HashMap<(String, String), i64>,
     /// `cost_notes` ids by (price_ref, detail).
     cost_notes: HashMap<(String, String), i64>,
-}
-
-/// What one batch adds to one call's row.
-#[derive(Debug, Default)]
-struct CallDelta {
-    first_ms: Option<i64>,
-    cost_nano: i64,
-    usage_lines: i64,
-    unpriced_lines: i64,
+    /// Derived data of the commits not flushed yet …
+    pending: Derived,
+    /// … whose journal rows are those up to this `seq`.
+    pending_upto: i64,
 }
 
 /// Latencies in raw fact tables are integer tenths of a millisecond.
@@ -62,7 +62,65 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 
 impl Writer {
     pub fn new(conn: Connection) -> Writer {
-        Writer { conn, call_rows: HashMap::new(), cost_notes: HashMap::new() }
+        Writer {
+            conn,
+            call_rows: HashMap::new(),
+            cost_notes: HashMap::new(),
+            pending: Derived::default(),
+            pending_upto: 0,
+        }
+    }
+
+    /// Whether derived data waits for a flush.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Folds journal rows that were committed but never flushed (voicemon stopped
+    /// between the two) and flushes them. Returns how many rows it folded.
+    pub fn recover(&mut self) -> Result<usize, StoreError> {
+        let rows = {
+            let mut statement =
+                self.conn.prepare("SELECT seq, body FROM derived_journal ORDER BY seq").map_err(map_error)?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+                .map_err(map_error)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_error)?
+        };
+        for (seq, body) in &rows {
+            let derived = Derived::decode(body).map_err(|err| StoreError::Internal(err.to_string()))?;
+            self.pending.absorb(derived);
+            self.pending_upto = *seq;
+        }
+        self.flush()?;
+        Ok(rows.len())
+    }
+
+    /// Merges the pending derived data into its tables and deletes the journal rows it
+    /// covered, in one transaction. On failure it stays pending.
+    pub fn flush(&mut self) -> Result<usize, StoreError> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let upto = self.pending_upto;
+        let written = pending.len();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            update_calls(&tx, &pending.calls)?;
+            upsert_workers(&tx, &pending.workers)?;
+            upsert_providers(&tx, &pending.providers)?;
+            upsert_rollups(&tx, &pending.rollups)?;
+            tx.prepare_cached("DELETE FROM derived_journal WHERE seq <= ?1")?.execute([upto])?;
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => Ok(written),
+            Err(err) => {
+                self.pending = pending;
+                Err(map_error(err))
+            }
+        }
     }
 
     pub fn connection(&self) -> &Connection {
@@ -81,16 +139,28 @@ impl Writer {
             self.call_rows.clear();
             self.cost_notes.clear();
         }
-        result
+        let (outcome, derived, seq) = result?;
+        if let Some(seq) = seq {
+            self.pending.absorb(derived);
+            self.pending_upto = seq;
+        }
+        if self.pending.len() > MAX_PENDING {
+            // The batch is durable whatever happens here: its journal row stays until a flush works.
+            if let Err(err) = self.flush() {
+                tracing::warn!(error = %err, "cannot flush derived data; it stays pending");
+            }
+        }
+        Ok(outcome)
     }
 
-    fn try_write_batch(&mut self, events: &[IngestEvent]) -> rusqlite::Result<WriteOutcome> {
-        let Writer { conn, call_rows, cost_notes } = self;
+    fn try_write_batch(
+        &mut self,
+        events: &[IngestEvent],
+    ) -> rusqlite::Result<(WriteOutcome, Derived, Option<i64>)> {
+        let Writer { conn, call_rows, cost_notes, .. } = self;
         let tx = conn.transaction()?;
         let mut stored = Vec::with_capacity(events.len());
-        let mut rollups = Rollups::new();
-        let mut calls: HashMap<i64, CallDelta> = HashMap::new();
-        let mut providers = ProviderDeltas::default();
+        let mut derived = Derived::default();
         for IngestEvent { event, costing } in events {
             let key = event_key(&event.envelope.tenant_id, &event.envelope.id);
             let fresh = tx
@@ -107,27 +177,22 @@ impl Writer {
             };
             let cost = CostColumns::of(&tx, cost_notes, costing)?;
             insert_fact(&tx, call, event, &cost)?;
-            if let Some(call) = call {
-                calls.entry(call).or_default().add(event.envelope.timestamp_ms, &cost);
-            }
-            if let Body::ProviderRequest(request) = &event.body {
-                providers.add(&event.envelope.tenant_id, event.envelope.timestamp_ms, request);
-            }
-            for observation in observations(event) {
-                let minute = minute_of(observation.timestamp_ms);
-                rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
-            }
+            derived.add(event, costing, call);
         }
-        update_calls(&tx, calls)?;
-        upsert_providers(&tx, providers)?;
-        upsert_rollups(&tx, rollups)?;
+        let seq = if derived.is_empty() {
+            None
+        } else {
+            tx.prepare_cached("INSERT INTO derived_journal (body) VALUES (?1)")?
+                .execute([derived.encode()])?;
+            Some(tx.last_insert_rowid())
+        };
         tx.commit()?;
-        Ok(WriteOutcome { stored })
+        Ok((WriteOutcome { stored }, derived, seq))
     }
 }
 
-/// Upserts a batch's provider minutes and errors, merging latency sketches.
-fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> rusqlite::Result<()> {
+/// Upserts provider minutes and errors, merging latency sketches.
+fn upsert_providers(tx: &Transaction<'_>, deltas: &ProviderDeltas) -> rusqlite::Result<()> {
     let mut minutes = tx.prepare_cached(
         "INSERT INTO provider_minutes (tenant_id, provider, start_ms, requests, errors, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -135,7 +200,7 @@ fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> rusqlite::R
            requests = requests + excluded.requests, errors = errors + excluded.errors,
            sketch = sketch_merge(sketch, excluded.sketch)",
     )?;
-    for ((tenant, provider, start), minute) in deltas.minutes {
+    for ((tenant, provider, start), minute) in &deltas.minutes {
         let sketch = minute.latency.encode();
         minutes.execute(params![tenant, provider, start, minute.requests, minute.errors, sketch])?;
     }
@@ -143,37 +208,55 @@ fn upsert_providers(tx: &Transaction<'_>, deltas: ProviderDeltas) -> rusqlite::R
         "INSERT INTO provider_errors (tenant_id, provider, start_ms, error, count) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant_id, provider, start_ms, error) DO UPDATE SET count = count + excluded.count",
     )?;
-    for ((tenant, provider, start, error), count) in deltas.errors {
+    for ((tenant, provider, start, error), count) in &deltas.errors {
         errors.execute(params![tenant, provider, start, error, count])?;
     }
     Ok(())
 }
 
-impl CallDelta {
-    fn add(&mut self, timestamp_ms: i64, cost: &CostColumns) {
-        self.first_ms = Some(self.first_ms.map_or(timestamp_ms, |first| first.min(timestamp_ms)));
-        if cost.note.is_some() {
-            self.usage_lines += 1;
-            match cost.cost_nano {
-                Some(nanos) => self.cost_nano += nanos,
-                None => self.unpriced_lines += 1,
-            }
-        }
-    }
-}
-
-fn update_calls(tx: &Transaction<'_>, calls: HashMap<i64, CallDelta>) -> rusqlite::Result<()> {
+fn update_calls(
+    tx: &Transaction<'_>,
+    calls: &std::collections::BTreeMap<i64, CallTotals>,
+) -> rusqlite::Result<()> {
     let mut update = tx.prepare_cached(
         "UPDATE calls SET first_ms = min(coalesce(first_ms, ?1), ?1), cost_nano = cost_nano + ?2,
          usage_lines = usage_lines + ?3, unpriced_lines = unpriced_lines + ?4 WHERE id = ?5",
     )?;
-    for (call, delta) in calls {
+    for (call, totals) in calls {
         update.execute(params![
-            delta.first_ms,
-            delta.cost_nano,
-            delta.usage_lines,
-            delta.unpriced_lines,
+            totals.first_ms,
+            totals.cost_nano,
+            totals.usage_lines,
+            totals.unpriced_lines,
             call
+        ])?;
+    }
+    Ok(())
+}
+
+/// Each worker's latest heartbeat wins, whatever order they arrive in.
+fn upsert_workers(
+    tx: &Transaction<'_>,
+    workers: &std::collections::BTreeMap<(String, String), WorkerBeat>,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO workers (tenant_id, last_ms, worker_id, memory_used_bytes,
+         memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant_id, worker_id) DO UPDATE SET last_ms = excluded.last_ms,
+           memory_used_bytes = excluded.memory_used_bytes,
+           memory_limit_bytes = excluded.memory_limit_bytes,
+           cpu_percent = excluded.cpu_percent, active_calls = excluded.active_calls
+         WHERE excluded.last_ms >= workers.last_ms",
+    )?;
+    for ((tenant, worker), beat) in workers {
+        upsert.execute(params![
+            tenant,
+            beat.last_ms,
+            worker,
+            beat.memory_used_bytes,
+            beat.memory_limit_bytes,
+            beat.cpu_percent,
+            beat.active_calls,
         ])?;
     }
     Ok(())
@@ -402,17 +485,6 @@ fn insert_fact(
                  memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(values)?;
-            // The latest heartbeat wins, whatever order they arrive in.
-            tx.prepare_cached(
-                "INSERT INTO workers (tenant_id, last_ms, worker_id, memory_used_bytes,
-                 memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (tenant_id, worker_id) DO UPDATE SET last_ms = excluded.last_ms,
-                   memory_used_bytes = excluded.memory_used_bytes,
-                   memory_limit_bytes = excluded.memory_limit_bytes,
-                   cpu_percent = excluded.cpu_percent, active_calls = excluded.active_calls
-                 WHERE excluded.last_ms >= workers.last_ms",
-            )?
-            .execute(values)?;
         }
     }
     Ok(())
@@ -465,13 +537,13 @@ fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()
     Ok(())
 }
 
-fn upsert_rollups(tx: &Transaction<'_>, minutes: Rollups) -> rusqlite::Result<()> {
-    let hours = hours_of(&minutes);
+fn upsert_rollups(tx: &Transaction<'_>, minutes: &Rollups) -> rusqlite::Result<()> {
+    let hours = hours_of(minutes);
     upsert_into(tx, MINUTE_TABLE, minutes)?;
-    upsert_into(tx, HOUR_TABLE, hours)
+    upsert_into(tx, HOUR_TABLE, &hours)
 }
 
-fn upsert_into(tx: &Transaction<'_>, table: &str, rollups: Rollups) -> rusqlite::Result<()> {
+fn upsert_into(tx: &Transaction<'_>, table: &str, rollups: &Rollups) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(&format!(
         "INSERT INTO {table} (tenant_id, component, source, start_ms, agent_id, provider, model, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

@@ -148,6 +148,17 @@ fn redis_urls_give_host_port_and_optional_credentials() {
 }
 
 #[test]
+fn a_rediss_url_asks_for_tls_with_the_same_parts() {
+    let parsed = RedisTarget::parse("rediss://monitor:s3cret@cache.internal:6380/0").expect("a valid URL");
+    assert!(parsed.tls);
+    assert_eq!(
+        parsed,
+        RedisTarget { tls: true, ..target("cache.internal", 6380, Some("monitor"), Some("s3cret")) }
+    );
+    assert!(!RedisTarget::parse("redis://cache.internal").expect("a valid URL").tls);
+}
+
+#[test]
 fn an_ipv6_redis_url_without_a_port_uses_the_default_port() {
     assert_eq!(RedisTarget::parse("redis://[::1]"), Ok(target("::1", 6379, None, None)));
     assert_eq!(RedisTarget::parse("redis://[::1]/0"), Ok(target("::1", 6379, None, None)));
@@ -172,10 +183,10 @@ fn the_address_shown_is_host_and_port_never_the_password() {
 #[test]
 fn urls_that_are_not_redis_or_lack_a_host_or_a_port_number_are_refused() {
     let cases = [
-        ("rediss://cache.internal:6379", "rediss:// is not supported"),
-        ("http://cache.internal:6379", "not a redis:// URL"),
-        ("cache.internal:6379", "not a redis:// URL"),
-        ("", "not a redis:// URL"),
+        ("http://cache.internal:6379", "not a redis:// or rediss:// URL"),
+        ("cache.internal:6379", "not a redis:// or rediss:// URL"),
+        ("", "not a redis:// or rediss:// URL"),
+        ("rediss://", "no host"),
         ("redis://", "no host"),
         ("redis://:6379", "no host"),
         ("redis://:s3cret@", "no host"),

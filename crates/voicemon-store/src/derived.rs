@@ -1,0 +1,396 @@
+//! Derived data, kept off the commit path: what stored events add to the minute and hour
+//! latency sketches, the provider minutes, each call's cost totals and first event, and
+//! each worker's latest heartbeat. Both backends use it the same way:
+//!
+//! 1. A group commit stores the raw facts and, in the same transaction, one row of the
+//!    `derived_journal`: the batch's [`Derived`] encoded ([`Derived::encode`]). Only the
+//!    facts, the idempotency keys and the journal row are written synchronously.
+//! 2. After the commit the batch's `Derived` joins the store's pending one in memory
+//!    ([`Derived::absorb`]), where many batches fold into few keys.
+//! 3. A flush (every second, before any read of derived data, and at shutdown) merges the
+//!    pending `Derived` into the derived tables with the same mergeable-sketch rules and
+//!    deletes the journal rows it covered, in one transaction.
+//! 4. At start, journal rows that were never flushed (a crash between 1 and 3) are decoded
+//!    and flushed, so derived data equals what a clean run would have.
+//!
+//! The journal holds exact values (not the raw facts' rounded ones), so a recovered
+//! sketch is bit-for-bit the one a clean run builds.
+
+use std::collections::BTreeMap;
+use voicemon_core::event::{Body, Event};
+use voicemon_core::latency::{observations, Component, SeriesKey, Source};
+use voicemon_core::pricing::Costing;
+use voicemon_core::sketch::LatencySketch;
+use voicemon_core::window::minute_of;
+
+use crate::rollup::{ProviderDeltas, ProviderMinute, Rollups};
+
+/// One call's totals from the usage lines and events folded so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTotals {
+    /// The earliest event's time.
+    pub first_ms: i64,
+    pub cost_nano: i64,
+    pub usage_lines: i64,
+    pub unpriced_lines: i64,
+}
+
+impl CallTotals {
+    fn absorb(&mut self, other: CallTotals) {
+        self.first_ms = self.first_ms.min(other.first_ms);
+        self.cost_nano += other.cost_nano;
+        self.usage_lines += other.usage_lines;
+        self.unpriced_lines += other.unpriced_lines;
+    }
+}
+
+/// A worker's latest heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerBeat {
+    pub last_ms: i64,
+    pub memory_used_bytes: i64,
+    pub memory_limit_bytes: i64,
+    pub cpu_percent: f64,
+    pub active_calls: i64,
+}
+
+/// What a set of stored events adds to derived data. Keys are ordered, so a backend
+/// upserts rows in one order and concurrent flushes never deadlock.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// Minute latency sketches; hour sketches are made from them at flush.
+    pub rollups: Rollups,
+    pub providers: ProviderDeltas,
+    /// By call row id.
+    pub calls: BTreeMap<i64, CallTotals>,
+    /// By (tenant, worker): the latest heartbeat; of two at the same time, the later stored.
+    pub workers: BTreeMap<(String, String), WorkerBeat>,
+}
+
+impl Derived {
+    /// Adds one stored event, of call row `call` when it is call-scoped.
+    pub fn add(&mut self, event: &Event, costing: &Costing, call: Option<i64>) {
+        let at_ms = event.envelope.timestamp_ms;
+        if let Some(call) = call {
+            let mut totals = CallTotals { first_ms: at_ms, cost_nano: 0, usage_lines: 0, unpriced_lines: 0 };
+            match costing {
+                Costing::NotUsage => {}
+                Costing::Priced(line) => {
+                    totals.usage_lines = 1;
+                    totals.cost_nano = line.cost.0;
+                }
+                Costing::Unpriced { .. } => {
+                    totals.usage_lines = 1;
+                    totals.unpriced_lines = 1;
+                }
+            }
+            self.add_call(call, totals);
+        }
+        match &event.body {
+            Body::ProviderRequest(request) => self.providers.add(&event.envelope.tenant_id, at_ms, request),
+            Body::WorkerHeartbeat(beat) => {
+                let key = (event.envelope.tenant_id.clone(), beat.worker_id.clone());
+                self.add_worker(
+                    key,
+                    WorkerBeat {
+                        last_ms: at_ms,
+                        memory_used_bytes: beat.memory_used_bytes as i64,
+                        memory_limit_bytes: beat.memory_limit_bytes as i64,
+                        cpu_percent: beat.cpu_percent,
+                        active_calls: i64::from(beat.active_calls),
+                    },
+                );
+            }
+            _ => {}
+        }
+        for observation in observations(event) {
+            let minute = minute_of(observation.timestamp_ms);
+            self.rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
+        }
+    }
+
+    fn add_call(&mut self, call: i64, totals: CallTotals) {
+        match self.calls.get_mut(&call) {
+            Some(known) => known.absorb(totals),
+            None => {
+                self.calls.insert(call, totals);
+            }
+        }
+    }
+
+    fn add_worker(&mut self, key: (String, String), beat: WorkerBeat) {
+        match self.workers.get_mut(&key) {
+            Some(known) if known.last_ms > beat.last_ms => {}
+            Some(known) => *known = beat,
+            None => {
+                self.workers.insert(key, beat);
+            }
+        }
+    }
+
+    /// Folds `later` (stored after `self`) into `self`.
+    pub fn absorb(&mut self, later: Derived) {
+        for (key, sketch) in later.rollups {
+            match self.rollups.get_mut(&key) {
+                Some(known) => known.merge(&sketch),
+                None => {
+                    self.rollups.insert(key, sketch);
+                }
+            }
+        }
+        for (key, minute) in later.providers.minutes {
+            let known = self.providers.minutes.entry(key).or_default();
+            known.requests += minute.requests;
+            known.errors += minute.errors;
+            known.latency.merge(&minute.latency);
+        }
+        for (key, count) in later.providers.errors {
+            *self.providers.errors.entry(key).or_default() += count;
+        }
+        for (call, totals) in later.calls {
+            self.add_call(call, totals);
+        }
+        for (key, beat) in later.workers {
+            self.add_worker(key, beat);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows it would upsert (before hour sketches): a measure of its memory.
+    pub fn len(&self) -> usize {
+        self.rollups.len()
+            + self.providers.minutes.len()
+            + self.providers.errors.len()
+            + self.calls.len()
+            + self.workers.len()
+    }
+
+    /// A compact binary form for the journal: a string table, then each map.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Encoder::default();
+        out.varint(FORMAT);
+        out.varint(self.rollups.len() as u64);
+        for ((key, minute), sketch) in &self.rollups {
+            for text in
+                [key.tenant_id.as_str(), key.component.as_str(), key.source.as_str(), key.agent_id.as_str()]
+            {
+                out.text(text);
+            }
+            out.text(&key.provider);
+            out.text(&key.model);
+            out.signed(*minute);
+            out.bytes(&sketch.encode());
+        }
+        out.varint(self.providers.minutes.len() as u64);
+        for ((tenant, provider, minute), counts) in &self.providers.minutes {
+            out.text(tenant);
+            out.text(provider);
+            out.signed(*minute);
+            out.signed(counts.requests);
+            out.signed(counts.errors);
+            out.bytes(&counts.latency.encode());
+        }
+        out.varint(self.providers.errors.len() as u64);
+        for ((tenant, provider, minute, kind), count) in &self.providers.errors {
+            out.text(tenant);
+            out.text(provider);
+            out.signed(*minute);
+            out.text(kind);
+            out.signed(*count);
+        }
+        out.varint(self.calls.len() as u64);
+        for (call, totals) in &self.calls {
+            for value in [*call, totals.first_ms, totals.cost_nano, totals.usage_lines, totals.unpriced_lines]
+            {
+                out.signed(value);
+            }
+        }
+        out.varint(self.workers.len() as u64);
+        for ((tenant, worker), beat) in &self.workers {
+            out.text(tenant);
+            out.text(worker);
+            for value in [beat.last_ms, beat.memory_used_bytes, beat.memory_limit_bytes, beat.active_calls] {
+                out.signed(value);
+            }
+            out.varint(beat.cpu_percent.to_bits());
+        }
+        out.finish()
+    }
+
+    /// Reads what [`Derived::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Derived, DecodeError> {
+        let mut input = Decoder::new(bytes)?;
+        if input.varint()? != FORMAT {
+            return Err(DecodeError("unknown journal format".into()));
+        }
+        let mut derived = Derived::default();
+        for _ in 0..input.varint()? {
+            let (tenant_id, component, source, agent_id) =
+                (input.text()?, input.text()?, input.text()?, input.text()?);
+            let key = SeriesKey {
+                tenant_id,
+                component: Component::parse(&component)
+                    .ok_or_else(|| DecodeError(format!("component {component}")))?,
+                source: Source::parse(&source).ok_or_else(|| DecodeError(format!("source {source}")))?,
+                agent_id,
+                provider: input.text()?,
+                model: input.text()?,
+            };
+            let minute = input.signed()?;
+            derived.rollups.insert((key, minute), input.sketch()?);
+        }
+        for _ in 0..input.varint()? {
+            let key = (input.text()?, input.text()?, input.signed()?);
+            let (requests, errors) = (input.signed()?, input.signed()?);
+            derived
+                .providers
+                .minutes
+                .insert(key, ProviderMinute { requests, errors, latency: input.sketch()? });
+        }
+        for _ in 0..input.varint()? {
+            let key = (input.text()?, input.text()?, input.signed()?, input.text()?);
+            derived.providers.errors.insert(key, input.signed()?);
+        }
+        for _ in 0..input.varint()? {
+            let call = input.signed()?;
+            let totals = CallTotals {
+                first_ms: input.signed()?,
+                cost_nano: input.signed()?,
+                usage_lines: input.signed()?,
+                unpriced_lines: input.signed()?,
+            };
+            derived.calls.insert(call, totals);
+        }
+        for _ in 0..input.varint()? {
+            let key = (input.text()?, input.text()?);
+            let (last_ms, used, limit, active) =
+                (input.signed()?, input.signed()?, input.signed()?, input.signed()?);
+            let beat = WorkerBeat {
+                last_ms,
+                memory_used_bytes: used,
+                memory_limit_bytes: limit,
+                active_calls: active,
+                cpu_percent: f64::from_bits(input.varint()?),
+            };
+            derived.workers.insert(key, beat);
+        }
+        Ok(derived)
+    }
+}
+
+/// The journal body's format version.
+const FORMAT: u64 = 1;
+
+/// A journal row that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable derived-data journal row: {0}")]
+pub struct DecodeError(String);
+
+/// Writes varints and interned strings; the string table goes first in the output.
+#[derive(Default)]
+struct Encoder {
+    strings: Vec<String>,
+    index: std::collections::HashMap<String, u64>,
+    body: Vec<u8>,
+}
+
+impl Encoder {
+    fn varint(&mut self, value: u64) {
+        put_varint(&mut self.body, value);
+    }
+
+    fn signed(&mut self, value: i64) {
+        self.varint(((value << 1) ^ (value >> 63)) as u64);
+    }
+
+    fn text(&mut self, text: &str) {
+        let next = self.strings.len() as u64;
+        let id = *self.index.entry(text.to_owned()).or_insert_with(|| next);
+        if id == next {
+            self.strings.push(text.to_owned());
+        }
+        self.varint(id);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.varint(bytes.len() as u64);
+        self.body.extend_from_slice(bytes);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + self.strings.len() * 12);
+        put_varint(&mut out, self.strings.len() as u64);
+        for text in &self.strings {
+            put_varint(&mut out, text.len() as u64);
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+struct Decoder<'b> {
+    strings: Vec<String>,
+    rest: &'b [u8],
+}
+
+impl<'b> Decoder<'b> {
+    fn new(bytes: &'b [u8]) -> Result<Decoder<'b>, DecodeError> {
+        let mut decoder = Decoder { strings: Vec::new(), rest: bytes };
+        let count = decoder.varint()?;
+        for _ in 0..count {
+            let raw = decoder.raw()?;
+            let text = std::str::from_utf8(raw).map_err(|_| DecodeError("a string is not UTF-8".into()))?;
+            decoder.strings.push(text.to_owned());
+        }
+        Ok(decoder)
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.rest.split_first().ok_or_else(|| DecodeError("truncated".into()))?;
+            self.rest = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError("a varint is too long".into()))
+    }
+
+    fn signed(&mut self) -> Result<i64, DecodeError> {
+        let raw = self.varint()?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    fn text(&mut self) -> Result<String, DecodeError> {
+        let id = self.varint()? as usize;
+        self.strings.get(id).cloned().ok_or_else(|| DecodeError(format!("string {id} is not in the table")))
+    }
+
+    fn raw(&mut self) -> Result<&'b [u8], DecodeError> {
+        let length = self.varint()? as usize;
+        if length > self.rest.len() {
+            return Err(DecodeError("truncated".into()));
+        }
+        let (raw, rest) = self.rest.split_at(length);
+        self.rest = rest;
+        Ok(raw)
+    }
+
+    fn sketch(&mut self) -> Result<LatencySketch, DecodeError> {
+        LatencySketch::decode(self.raw()?).map_err(|err| DecodeError(err.to_string()))
+    }
+}

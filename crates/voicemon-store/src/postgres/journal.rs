@@ -1,0 +1,230 @@
+//! The PostgreSQL side of [`crate::derived`]: this instance's pending derived data, its
+//! flush, and the folding of journal rows that instances left when they stopped without
+//! flushing.
+//!
+//! Each instance writes journal rows under its own `owner` name and holds a session
+//! advisory lock on that name on a connection of its own for as long as it runs. An
+//! owner whose lock is free is gone: any instance folds its rows. A flush deletes its own
+//! rows first and checks that every one was still there, so rows folded by another
+//! instance (after this one lost its lock connection, say) are never counted twice.
+
+use super::{map_error, pool_error, write, PostgresStore};
+use crate::derived::Derived;
+use crate::StoreError;
+use deadpool_postgres::ClientWrapper;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What this instance has journalled and not flushed yet.
+#[derive(Debug)]
+pub struct DerivedState {
+    /// This instance's name in `derived_journal.owner`.
+    pub owner: String,
+    pending: Mutex<Pending>,
+    dirty: AtomicBool,
+    /// One flush at a time, so a read that flushes waits for one in progress.
+    flushing: tokio::sync::Mutex<()>,
+    /// The connection holding the advisory lock on `owner`; also used to try the locks of
+    /// other owners.
+    lock: tokio::sync::Mutex<Option<ClientWrapper>>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    derived: Derived,
+    seqs: Vec<i64>,
+}
+
+impl DerivedState {
+    pub fn new() -> DerivedState {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        DerivedState {
+            owner: format!("{:x}-{:x}", std::process::id(), nanos),
+            pending: Mutex::default(),
+            dirty: AtomicBool::new(false),
+            flushing: tokio::sync::Mutex::new(()),
+            lock: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Adds a committed batch's derived data, journalled as row `seq`.
+    pub fn absorb(&self, seq: i64, derived: Derived) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.derived.absorb(derived);
+            pending.seqs.push(seq);
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.dirty.load(Ordering::SeqCst)
+    }
+
+    fn take(&self) -> Pending {
+        match self.pending.lock() {
+            Ok(mut pending) => {
+                self.dirty.store(false, Ordering::SeqCst);
+                std::mem::take(&mut *pending)
+            }
+            Err(_) => Pending::default(),
+        }
+    }
+
+    /// Puts back what a failed flush took, before what was absorbed since.
+    fn restore(&self, mut earlier: Pending) {
+        if let Ok(mut pending) = self.pending.lock() {
+            let later = std::mem::take(&mut *pending);
+            earlier.derived.absorb(later.derived);
+            earlier.seqs.extend(later.seqs);
+            *pending = earlier;
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `pg_advisory_lock` key of an owner.
+const LOCK_KEY: &str = "hashtextextended('voicemon.derived.' || current_schema() || '.' || $1, 0)";
+
+impl PostgresStore {
+    /// Takes a connection out of the pool for good and locks this instance's name on it.
+    pub(super) async fn hold_owner_lock(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let client = deadpool_postgres::Object::take(client);
+        client
+            .execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"), &[&self.derived.owner])
+            .await
+            .map_err(map_error)?;
+        *self.derived.lock.lock().await = Some(client);
+        Ok(())
+    }
+
+    /// Merges this instance's pending derived data into its tables; returns the rows written.
+    pub(super) async fn flush_pending(&self) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.derived.flushing.lock().await;
+        let taken = self.derived.take();
+        if taken.seqs.is_empty() {
+            return Ok(0);
+        }
+        let written = taken.derived.len();
+        // A late event's day may have been dropped by retention since its commit.
+        let minutes = taken.derived.rollups.keys().map(|(_, minute)| *minute);
+        if let Err(err) = self.ensure_partitions_at(minutes).await {
+            self.derived.restore(taken);
+            return Err(err);
+        }
+        let shared = Arc::new(taken);
+        let batch = Arc::clone(&shared);
+        let result = self
+            .transaction(move |tx| {
+                Box::pin(async move {
+                    let still_there = write::claim_journal(tx, &batch.seqs).await.map_err(map_error)?;
+                    if still_there == batch.seqs.len() {
+                        write::flush(tx, &batch.derived).await.map_err(map_error)
+                    } else {
+                        // Some rows were folded by another instance: fold what is left, from the rows.
+                        Err(StoreError::Unavailable("derived_journal rows were folded elsewhere".into()))
+                    }
+                })
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(written),
+            Err(StoreError::Unavailable(message)) if message.contains("folded elsewhere") => {
+                tracing::warn!("some derived data of this instance was folded by another; folding the rest");
+                let seqs = shared.seqs.clone();
+                self.fold_rows(seqs).await
+            }
+            Err(err) => {
+                let taken = Arc::try_unwrap(shared).unwrap_or_else(|shared| Pending {
+                    derived: shared.derived.clone(),
+                    seqs: shared.seqs.clone(),
+                });
+                self.derived.restore(taken);
+                Err(err)
+            }
+        }
+    }
+
+    /// Folds journal rows of owners whose lock is free (instances that stopped without
+    /// flushing); returns how many rows it folded.
+    pub(super) async fn fold_orphans(&self) -> Result<usize, StoreError> {
+        let owners: Vec<String> = self
+            .read(|client| {
+                Box::pin(async move {
+                    let rows = client.query("SELECT DISTINCT owner FROM derived_journal", &[]).await?;
+                    Ok(rows.iter().map(|row| row.get(0)).collect())
+                })
+            })
+            .await?;
+        let mut folded = 0;
+        for owner in owners.into_iter().filter(|owner| *owner != self.derived.owner) {
+            let guard = self.derived.lock.lock().await;
+            let Some(lock) = guard.as_ref() else { break };
+            let free: bool = lock
+                .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[&owner])
+                .await
+                .map_err(map_error)?
+                .get(0);
+            if !free {
+                continue;
+            }
+            let rows = self
+                .read(|client| {
+                    let owner = owner.clone();
+                    Box::pin(async move {
+                        let rows = client
+                            .query("SELECT seq FROM derived_journal WHERE owner = $1", &[&owner])
+                            .await?;
+                        Ok(rows.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>())
+                    })
+                })
+                .await;
+            let result = match rows {
+                Ok(seqs) => self.fold_rows(seqs).await,
+                Err(err) => Err(err),
+            };
+            let _ = lock.execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"), &[&owner]).await;
+            let count = result?;
+            tracing::info!(owner = %owner, rows = count, "folded derived data an instance left unflushed");
+            folded += count;
+        }
+        Ok(folded)
+    }
+
+    /// Folds the journal rows `seqs` that still exist, from their stored bodies.
+    async fn fold_rows(&self, seqs: Vec<i64>) -> Result<usize, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .read(move |client| {
+                Box::pin(async move {
+                    let rows = client
+                        .query(
+                            "SELECT seq, body FROM derived_journal WHERE seq = ANY($1) ORDER BY seq",
+                            &[&seqs],
+                        )
+                        .await?;
+                    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+                })
+            })
+            .await?;
+        let mut derived = Derived::default();
+        for (_, body) in &rows {
+            derived.absorb(Derived::decode(body).map_err(|err| StoreError::Internal(err.to_string()))?);
+        }
+        self.ensure_partitions_at(derived.rollups.keys().map(|(_, minute)| *minute)).await?;
+        let found: Vec<i64> = rows.iter().map(|(seq, _)| *seq).collect();
+        let count = found.len();
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                if write::claim_journal(tx, &found).await.map_err(map_error)? != found.len() {
+                    return Err(StoreError::Unavailable("derived_journal rows were folded elsewhere".into()));
+                }
+                write::flush(tx, &derived).await.map_err(map_error)
+            })
+        })
+        .await?;
+        Ok(count)
+    }
+}
