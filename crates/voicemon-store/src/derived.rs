@@ -394,3 +394,110 @@ impl<'b> Decoder<'b> {
         LatencySketch::decode(self.raw()?).map_err(|err| DecodeError(err.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use voicemon_core::pricing::PriceBook;
+    use voicemon_core::validate::parse_event;
+    use voicemon_core::window::format_time;
+
+    const NOW_MS: i64 = 1_795_780_800_000;
+
+    fn event(kind: &str, id: &str, tenant: &str, at_ms: i64, fields: serde_json::Value) -> (Event, Costing) {
+        let mut json = json!({"id": id, "type": kind, "timestamp": format_time(at_ms), "tenant_id": tenant});
+        json.as_object_mut().expect("an object").extend(fields.as_object().expect("an object").clone());
+        let event = parse_event(&json.to_string(), NOW_MS).expect("a valid event");
+        let costing = PriceBook::with_overrides(&[], "").expect("the shipped prices").cost(&event);
+        (event, costing)
+    }
+
+    /// A turn, an LLM line, an unpriced one, two provider requests and two heartbeats, out of order.
+    fn events() -> Vec<(Event, Costing, Option<i64>)> {
+        let t = NOW_MS - 600_000;
+        let beat = |active: u32| json!({"worker_id": "w-1", "memory_used_bytes": 5, "memory_limit_bytes": 10, "cpu_percent": 12.5, "active_calls": active});
+        let failed = json!({"provider": "Deepgram", "component": "stt", "ok": false, "error": "http_503", "latency_ms": 900.0});
+        let with_call = |(event, costing): (Event, Costing)| (event, costing, Some(7));
+        let without = |(event, costing): (Event, Costing)| (event, costing, None);
+        vec![
+            with_call(event(
+                "turn.completed",
+                "a",
+                "acme",
+                t + 120_000,
+                json!({"call_id": "c1", "agent_id": "bot", "turn_index": 0, "e2e_ms": 812.37, "stt_ms": 120.5}),
+            )),
+            with_call(event(
+                "llm.usage",
+                "b",
+                "acme",
+                t + 60_000,
+                json!({"call_id": "c1", "provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 5, "ttft_ms": 301.0}),
+            )),
+            with_call(event(
+                "llm.usage",
+                "b2",
+                "acme",
+                t + 61_000,
+                json!({"call_id": "c1", "provider": "nobody", "model": "unknown-1", "input_tokens": 10, "output_tokens": 5}),
+            )),
+            without(event("provider.request", "c", "acme", t + 61_000, failed.clone())),
+            without(event("provider.request", "d", "zen", t + 62_000, failed)),
+            without(event("worker.heartbeat", "e", "acme", t + 90_000, beat(3))),
+            without(event("worker.heartbeat", "f", "acme", t + 80_000, beat(9))),
+        ]
+    }
+
+    fn all_at_once() -> Derived {
+        let mut derived = Derived::default();
+        for (event, costing, call) in events() {
+            derived.add(&event, &costing, call);
+        }
+        derived
+    }
+
+    #[test]
+    fn batches_absorbed_in_order_equal_every_event_added_at_once() {
+        let mut batches = Derived::default();
+        for chunk in events().chunks(2) {
+            let mut batch = Derived::default();
+            for (event, costing, call) in chunk {
+                batch.add(event, costing, *call);
+            }
+            batches.absorb(batch);
+        }
+        assert_eq!(batches.encode(), all_at_once().encode());
+    }
+
+    #[test]
+    fn what_events_add_is_counted_per_call_provider_worker_and_series() {
+        let derived = all_at_once();
+        let totals = derived.calls[&7];
+        assert_eq!((totals.first_ms, totals.usage_lines, totals.unpriced_lines), (NOW_MS - 540_000, 2, 1));
+        assert!(totals.cost_nano > 0, "gpt-4o is priced: {totals:?}");
+        assert_eq!(
+            derived.workers[&("acme".to_owned(), "w-1".to_owned())].active_calls,
+            3,
+            "the latest beat wins"
+        );
+        let minute = minute_of(NOW_MS - 539_000);
+        let deepgram = &derived.providers.minutes[&("acme".to_owned(), "deepgram".to_owned(), minute)];
+        assert_eq!((deepgram.requests, deepgram.errors), (1, 1));
+        // e2e and stt of the turn, TTFT of the priced LLM line.
+        assert_eq!(derived.rollups.len(), 3);
+        assert_eq!(derived.len(), 3 + 2 + 2 + 1 + 1);
+    }
+
+    #[test]
+    fn the_journal_encoding_reads_back_exactly() {
+        let derived = all_at_once();
+        let bytes = derived.encode();
+        let decoded = Derived::decode(&bytes).expect("it decodes");
+        assert_eq!(decoded.encode(), bytes);
+        assert_eq!(decoded.calls, derived.calls);
+        assert_eq!(decoded.workers, derived.workers);
+        assert!(Derived::decode(&bytes[..bytes.len() - 1]).is_err(), "a truncated row is refused");
+        assert!(Derived::decode(&[9, 0]).is_err(), "garbage is refused");
+    }
+}

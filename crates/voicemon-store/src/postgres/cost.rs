@@ -6,7 +6,7 @@ use super::{at, map_error, ms, scoped};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use tokio_postgres::{Client, Error, Row};
 use voicemon_core::pricing::Costing;
 use voicemon_core::window::TimeRange;
@@ -189,17 +189,22 @@ pub async fn count_usage_lines(
 }
 
 /// New costs for usage lines, and their calls' totals recomputed from their lines.
+/// Re-prices usage lines and moves their calls' totals by the difference, so the totals
+/// stay right whatever derived data instances have not flushed yet.
 pub async fn apply_costs(
     tx: &Transaction<'_>,
     notes: NoteCache,
     updates: Vec<CostUpdate>,
 ) -> Result<Learned, StoreError> {
     let (note_ids, learned) = cost_note_ids(tx, &notes, updates.iter().map(|u| &u.costing)).await?;
+    let old =
+        tx.prepare("SELECT call, cost_nano FROM usage WHERE id = $1 FOR UPDATE").await.map_err(map_error)?;
     let update = tx
-        .prepare("UPDATE usage SET cost_nano = $1, cost_note = $2 WHERE id = $3 RETURNING call")
+        .prepare("UPDATE usage SET cost_nano = $1, cost_note = $2 WHERE id = $3")
         .await
         .map_err(map_error)?;
-    let mut calls = BTreeSet::new();
+    // Per call: the change of its cost and of its count of unpriced lines.
+    let mut calls: BTreeMap<i64, (i64, i32)> = BTreeMap::new();
     for change in &updates {
         let Some(note) = note_key(&change.costing).and_then(|key| note_ids.get(&key).copied()) else {
             continue;
@@ -208,18 +213,22 @@ pub async fn apply_costs(
             Costing::Priced(line) => Some(line.cost.0),
             _ => None,
         };
-        for row in tx.query(&update, &[&cost_nano, &note, &change.usage_id]).await.map_err(map_error)? {
-            calls.insert(row.get::<_, i64>(0));
+        for row in tx.query(&old, &[&change.usage_id]).await.map_err(map_error)? {
+            let (call, before): (i64, Option<i64>) = (row.get(0), row.get(1));
+            let delta = calls.entry(call).or_default();
+            delta.0 += cost_nano.unwrap_or(0) - before.unwrap_or(0);
+            delta.1 += i32::from(cost_nano.is_none()) - i32::from(before.is_none());
         }
+        tx.execute(&update, &[&cost_nano, &note, &change.usage_id]).await.map_err(map_error)?;
     }
-    let calls: Vec<i64> = calls.into_iter().collect();
+    let ids: Vec<i64> = calls.keys().copied().collect();
+    let cost: Vec<i64> = calls.values().map(|d| d.0).collect();
+    let unpriced: Vec<i32> = calls.values().map(|d| d.1).collect();
     tx.execute(
-        "UPDATE calls c SET cost_nano = t.cost_nano, usage_lines = t.lines, unpriced_lines = t.unpriced
-         FROM (SELECT call, coalesce(sum(cost_nano), 0)::bigint AS cost_nano, count(*)::integer AS lines,
-                      (count(*) - count(cost_nano))::integer AS unpriced
-               FROM usage WHERE call = ANY($1) GROUP BY call) AS t
-         WHERE c.id = t.call",
-        &[&calls],
+        "UPDATE calls c SET cost_nano = c.cost_nano + d.cost, unpriced_lines = c.unpriced_lines + d.unpriced
+         FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS d (call, cost, unpriced)
+         WHERE c.id = d.call",
+        &[&ids, &cost, &unpriced],
     )
     .await
     .map_err(map_error)?;

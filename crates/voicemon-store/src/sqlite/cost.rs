@@ -3,7 +3,7 @@
 use super::write::{CostColumns, Writer};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, UsageLine};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use voicemon_core::window::TimeRange;
 
 const LINE_COLUMNS: &str =
@@ -181,30 +181,37 @@ pub fn count_usage_lines(
 
 impl Writer {
     /// New costs for usage lines, and their calls' totals recomputed from their lines.
+    /// Re-prices usage lines and moves their calls' totals by the difference, so the
+    /// totals stay right whatever derived data is still waiting for a flush.
     pub fn apply_costs(&mut self, updates: &[CostUpdate]) -> rusqlite::Result<()> {
         let (conn, notes) = self.parts();
         let tx = conn.transaction()?;
-        let mut calls = BTreeSet::new();
+        // Per call: the change of its cost and of its count of unpriced lines.
+        let mut calls: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         {
-            let mut update = tx.prepare_cached(
-                "UPDATE usage SET cost_nano = ?1, cost_note = ?2 WHERE rowid = ?3 RETURNING call",
-            )?;
+            let mut old = tx.prepare_cached("SELECT call, cost_nano FROM usage WHERE rowid = ?1")?;
+            let mut update =
+                tx.prepare_cached("UPDATE usage SET cost_nano = ?1, cost_note = ?2 WHERE rowid = ?3")?;
             for change in updates {
                 let cost = CostColumns::of(&tx, notes, &change.costing)?;
-                let call: Option<i64> = update
-                    .query_row(params![cost.cost_nano, cost.note, change.usage_id], |row| row.get(0))
-                    .optional()?;
-                calls.extend(call);
+                let Some((call, before)) = old
+                    .query_row([change.usage_id], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                update.execute(params![cost.cost_nano, cost.note, change.usage_id])?;
+                let delta = calls.entry(call).or_default();
+                delta.0 += cost.cost_nano.unwrap_or(0) - before.unwrap_or(0);
+                delta.1 += i64::from(cost.cost_nano.is_none()) - i64::from(before.is_none());
             }
             let mut totals = tx.prepare_cached(
-                "UPDATE calls SET
-                   cost_nano = (SELECT coalesce(sum(cost_nano), 0) FROM usage WHERE call = ?1),
-                   usage_lines = (SELECT count(*) FROM usage WHERE call = ?1),
-                   unpriced_lines = (SELECT count(*) - count(cost_nano) FROM usage WHERE call = ?1)
-                 WHERE id = ?1",
+                "UPDATE calls SET cost_nano = cost_nano + ?2, unpriced_lines = unpriced_lines + ?3 WHERE id = ?1",
             )?;
-            for call in calls {
-                totals.execute([call])?;
+            for (call, (cost, unpriced)) in calls {
+                totals.execute([call, cost, unpriced])?;
             }
         }
         tx.commit()

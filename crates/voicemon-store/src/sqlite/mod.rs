@@ -56,6 +56,9 @@ pub struct SqliteStore {
     writer: Arc<Mutex<write::Writer>>,
     /// Derived data waits in the writer for a flush; reads of derived tables flush first.
     pending: Arc<AtomicBool>,
+    /// The lock that makes this process the one that folds journal rows left by an
+    /// unclean stop; `None` when another process (a running server) holds it.
+    _owner: Option<Arc<std::fs::File>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     pool: Arc<PoolCounters>,
 }
@@ -121,14 +124,21 @@ impl SqliteStore {
         schema::migrate(&mut conn).map_err(map_error)?;
         write::register_functions(&conn).map_err(map_error)?;
         let mut writer = write::Writer::new(conn);
-        let recovered = writer.recover()?;
-        if recovered > 0 {
-            tracing::info!(commits = recovered, "folded derived data of commits made before an unclean stop");
+        let owner = own_derived_data(data_dir)?;
+        if owner.is_some() {
+            let recovered = writer.recover()?;
+            if recovered > 0 {
+                tracing::info!(
+                    commits = recovered,
+                    "folded derived data of commits made before an unclean stop"
+                );
+            }
         }
         Ok(SqliteStore {
             path,
             writer: Arc::new(Mutex::new(writer)),
             pending: Arc::default(),
+            _owner: owner.map(Arc::new),
             readers: Arc::new(Mutex::new(Vec::new())),
             pool: Arc::default(),
         })
@@ -195,6 +205,28 @@ impl SqliteStore {
         })
         .await;
         self.pool.record(result)
+    }
+}
+
+/// The lock file beside the database: whoever holds it owns the derived-data journal.
+const OWNER_LOCK: &str = "voicemon.sqlite3.lock";
+
+/// Takes the owner lock when no other process holds it. A command run beside a serving
+/// voicemon (`keys create`, say) does not get it, and leaves the server's journal alone.
+fn own_derived_data(data_dir: &Path) -> Result<Option<std::fs::File>, StoreError> {
+    let path = data_dir.join(OWNER_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(StoreError::Unavailable(format!("cannot lock {}: {err}", path.display())))
+        }
     }
 }
 

@@ -33,8 +33,8 @@ pub struct Writer {
     cost_notes: HashMap<(String, String), i64>,
     /// Derived data of the commits not flushed yet …
     pending: Derived,
-    /// … whose journal rows are those up to this `seq`.
-    pending_upto: i64,
+    /// … and their journal rows.
+    pending_seqs: Vec<i64>,
 }
 
 /// Latencies in raw fact tables are integer tenths of a millisecond.
@@ -67,7 +67,7 @@ impl Writer {
             call_rows: HashMap::new(),
             cost_notes: HashMap::new(),
             pending: Derived::default(),
-            pending_upto: 0,
+            pending_seqs: Vec::new(),
         }
     }
 
@@ -77,7 +77,8 @@ impl Writer {
     }
 
     /// Folds journal rows that were committed but never flushed (voicemon stopped
-    /// between the two) and flushes them. Returns how many rows it folded.
+    /// between the two) and flushes them. Returns how many rows it folded. Only the
+    /// process that owns the store's derived data may call it (see `SqliteStore::open`).
     pub fn recover(&mut self) -> Result<usize, StoreError> {
         let rows = {
             let mut statement =
@@ -90,7 +91,7 @@ impl Writer {
         for (seq, body) in &rows {
             let derived = Derived::decode(body).map_err(|err| StoreError::Internal(err.to_string()))?;
             self.pending.absorb(derived);
-            self.pending_upto = *seq;
+            self.pending_seqs.push(*seq);
         }
         self.flush()?;
         Ok(rows.len())
@@ -103,7 +104,7 @@ impl Writer {
             return Ok(0);
         }
         let pending = std::mem::take(&mut self.pending);
-        let upto = self.pending_upto;
+        let seqs = std::mem::take(&mut self.pending_seqs);
         let written = pending.len();
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
@@ -111,13 +112,20 @@ impl Writer {
             upsert_workers(&tx, &pending.workers)?;
             upsert_providers(&tx, &pending.providers)?;
             upsert_rollups(&tx, &pending.rollups)?;
-            tx.prepare_cached("DELETE FROM derived_journal WHERE seq <= ?1")?.execute([upto])?;
+            let mut delete = tx.prepare_cached("DELETE FROM derived_journal WHERE seq = ?1")?;
+            for seq in &seqs {
+                delete.execute([seq])?;
+            }
+            drop(delete);
             tx.commit()
         })();
         match result {
             Ok(()) => Ok(written),
             Err(err) => {
-                self.pending = pending;
+                let mut earlier = pending;
+                earlier.absorb(std::mem::take(&mut self.pending));
+                self.pending = earlier;
+                self.pending_seqs = seqs;
                 Err(map_error(err))
             }
         }
@@ -142,7 +150,7 @@ impl Writer {
         let (outcome, derived, seq) = result?;
         if let Some(seq) = seq {
             self.pending.absorb(derived);
-            self.pending_upto = seq;
+            self.pending_seqs.push(seq);
         }
         if self.pending.len() > MAX_PENDING {
             // The batch is durable whatever happens here: its journal row stays until a flush works.
