@@ -33,7 +33,7 @@
 //!   store stores everything again.
 //! - Every response must be 202 with `accepted` equal to the events sent: rejects,
 //!   duplicates and errors are counted and printed, and any of them makes the exit
-//!   status 1. The last line is `rate: <events/s> events/s, <turns/s> turns/s`.
+//!   status 1. The last line of a clean run is `rate: <events/s> events/s, <turns/s> turns/s`.
 //!
 //! ```sh
 //! loadgen --shape live --spread hour http://127.0.0.1:3001 [600000 1000 8 0 50]
@@ -536,7 +536,7 @@ mod live {
                 },
                 _ => Detail::Request {
                     component: ["stt", "llm", "tts"][(h >> 8) as usize % 3],
-                    error: ((h >> 16) % 20 == 0).then(|| ERRORS[(h >> 24) as usize % ERRORS.len()]),
+                    error: (h >> 16).is_multiple_of(20).then(|| ERRORS[(h >> 24) as usize % ERRORS.len()]),
                     latency: e2e * 0.3,
                 },
             };
@@ -575,7 +575,7 @@ mod live {
         }
 
         /// Queries start a minute before the oldest timestamp.
-        pub fn from_ms(&self) -> i64 {
+        pub fn window_start_ms(&self) -> i64 {
             self.now_ms - self.spread.millis() - 60_000
         }
 
@@ -600,7 +600,7 @@ mod live {
             );
             let ok = report_tally(&tally);
 
-            let from = voicemon_core::window::format_time(self.from_ms());
+            let from = voicemon_core::window::format_time(self.window_start_ms());
             let tenant = Self::tenant_name(0);
             for (label, query) in [
                 (format!("tenant {tenant}"), format!("tenant_id={tenant}&from={from}")),
@@ -617,7 +617,13 @@ mod live {
                     overall["p99"],
                 );
             }
-            println!("rate: {:.0} events/s, {:.0} turns/s", rate(tally.accepted, took), rate(turns, took));
+            if ok {
+                println!(
+                    "rate: {:.0} events/s, {:.0} turns/s",
+                    rate(tally.accepted, took),
+                    rate(turns, took)
+                );
+            }
             ok
         }
     }
@@ -831,7 +837,9 @@ mod seed {
             eprintln!("FAILED: {inserted} rows inserted of {total}");
         }
         query(args, workload).await;
-        println!("rate: {:.0} rows/s, {:.0} turns/s", rate(inserted, took), rate(turns, took));
+        if ok {
+            println!("rate: {:.0} rows/s, {:.0} turns/s", rate(inserted, took), rate(turns, took));
+        }
         ok
     }
 
@@ -839,7 +847,7 @@ mod seed {
     async fn query(args: &Args, workload: &Workload) {
         let client = connect(&args.url).await;
         client.batch_execute("ANALYZE metrics_latency").await.expect("ANALYZE");
-        let from = DateTime::from_timestamp_millis(workload.from_ms()).expect("a valid time");
+        let from = DateTime::from_timestamp_millis(workload.window_start_ms()).expect("a valid time");
         let tenant = Workload::tenant_name(0);
         let percentiles = "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY latency_ms)";
         let one = format!(
