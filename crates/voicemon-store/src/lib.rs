@@ -4,6 +4,7 @@
 //! - [`Store`]: the contract every backend satisfies (SQLite, PostgreSQL).
 //! - [`sqlite`]: the embedded default backend (one file in WAL mode).
 //! - [`rollup`]: what a batch adds to the rollups, shared by both backends.
+//! - [`plan`]: the raw-fact row of each event, backend-neutral; each backend binds it.
 //! - [`derived`]: derived data (rollups, provider minutes, call totals, latest workers) kept
 //!   off the commit path: journalled with each commit, folded in memory, flushed every second.
 //! - [`postgres`]: PostgreSQL (TimescaleDB hypertables when present), selected by `DATABASE_URL`.
@@ -16,6 +17,7 @@
 //!   always equals the merge of its sixty minute rollups.
 
 pub mod derived;
+pub mod plan;
 pub mod postgres;
 pub mod rollup;
 pub mod sqlite;

@@ -9,6 +9,7 @@
 
 use super::{at, map_error, PostgresStore};
 use crate::derived::{CallTotals, Derived, WorkerBeat};
+use crate::plan::{CallFields, Fact};
 use crate::{IngestEvent, StoreError, WriteOutcome};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
 use voicemon_core::access::event_key;
-use voicemon_core::event::{Body, Event, ProviderRequest};
+
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
@@ -294,16 +295,13 @@ struct BeatColumns {
     active: Vec<i32>,
 }
 
-/// One usage event's columns before they join the batch.
-struct UsageRow<'e> {
-    component: &'static str,
-    provider: &'e str,
-    model: Option<&'e str>,
-    voice: Option<&'e str>,
-    audio_seconds: Option<f64>,
-    tokens: [Option<u64>; 5],
-    characters: Option<u64>,
-    latency_ms: Option<f64>,
+impl CallPatch {
+    /// Later events of a batch win, as they would one statement at a time.
+    fn set_fields(&mut self, fields: &CallFields<'_>) {
+        self.agent_id = fields.agent_id.map(str::to_owned).or(self.agent_id.take());
+        self.objective = fields.objective.map(str::to_owned).or(self.objective.take());
+        self.trace_id = fields.trace_id.map(str::to_owned).or(self.trace_id.take());
+    }
 }
 
 impl Batch {
@@ -321,173 +319,98 @@ impl Batch {
             .as_ref()
             .and_then(|call_id| calls.get(&(envelope.tenant_id.clone(), call_id.clone())).copied());
         let note = note_key(&ingest.costing).and_then(|key| notes.get(&key).copied());
-        let cost_nano = match &ingest.costing {
-            Costing::Priced(line) => Some(line.cost.0),
-            _ => None,
-        };
-        self.add_fact(event, call, cost_nano, note);
+        self.add_fact(&envelope.tenant_id, Fact::of(event, &ingest.costing), call, note);
         call
     }
 
-    fn add_fact(&mut self, event: &Event, call: Option<i64>, cost_nano: Option<i64>, note: Option<i64>) {
-        let envelope = &event.envelope;
-        let tenant = &envelope.tenant_id;
-        let ts = envelope.timestamp_ms;
-        match &event.body {
-            Body::CallStarted(started) => {
+    /// Binds one event's row of the write plan to the batch's columns.
+    fn add_fact(&mut self, tenant: &str, fact: Fact<'_>, call: Option<i64>, note: Option<i64>) {
+        match fact {
+            Fact::CallStarted(row) => {
                 let Some(call) = call else { return };
                 let patch = self.calls.entry(call).or_default();
-                patch.started_at = Some(ts);
-                patch.channel = started.channel.clone().or(patch.channel.take());
-                patch.attributes = (!envelope.attributes.is_empty())
-                    .then(|| serde_json::to_string(&envelope.attributes).unwrap_or_default())
-                    .or(patch.attributes.take());
-                patch.agent_id = envelope.agent_id.clone().or(patch.agent_id.take());
-                patch.objective = envelope.objective.clone().or(patch.objective.take());
-                patch.trace_id = envelope.trace_id.clone().or(patch.trace_id.take());
+                patch.started_at = Some(row.at_ms);
+                patch.channel = row.channel.map(str::to_owned).or(patch.channel.take());
+                patch.attributes = row.attributes.or(patch.attributes.take());
+                patch.set_fields(&row.fields);
             }
-            Body::CallEnded(ended) => {
+            Fact::CallEnded(row) => {
                 let Some(call) = call else { return };
                 let patch = self.calls.entry(call).or_default();
                 patch.ended = Some(EndedPatch {
-                    at_ms: ts,
-                    duration_s: ended.duration_s,
-                    status: ended.status.as_str(),
-                    ended_reason: ended.ended_reason.clone(),
-                    ended_by: ended.ended_by.map(|by| by.as_str()),
+                    at_ms: row.at_ms,
+                    duration_s: row.duration_s,
+                    status: row.status,
+                    ended_reason: row.ended_reason.map(str::to_owned),
+                    ended_by: row.ended_by,
                 });
-                patch.agent_id = envelope.agent_id.clone().or(patch.agent_id.take());
-                patch.objective = envelope.objective.clone().or(patch.objective.take());
-                patch.trace_id = envelope.trace_id.clone().or(patch.trace_id.take());
+                patch.set_fields(&row.fields);
             }
-            Body::TurnCompleted(turn) => {
+            Fact::Turn(row) => {
                 let Some(call) = call else { return };
                 let t = &mut self.turns;
+                let [stt, eou, llm_ttft, tts_ttfb] = row.components_ms.map(|ms| ms.map(real));
                 t.call.push(call);
-                t.tenant.push(tenant.clone());
-                t.ts.push(at(ts));
-                t.turn_index.push(turn.turn_index as i32);
-                t.e2e.push(real(turn.e2e_ms));
-                t.stt.push(turn.stt_ms.map(real));
-                t.eou.push(turn.eou_ms.map(real));
-                t.llm_ttft.push(turn.llm_ttft_ms.map(real));
-                t.tts_ttfb.push(turn.tts_ttfb_ms.map(real));
-                t.interrupted.push(turn.interrupted);
-                t.tool_calls.push(turn.tool_calls.map(|n| n as i32));
-                t.agent_id.push(envelope.agent_id.clone());
+                t.tenant.push(tenant.to_owned());
+                t.ts.push(at(row.at_ms));
+                t.turn_index.push(row.turn_index as i32);
+                t.e2e.push(real(row.e2e_ms));
+                t.stt.push(stt);
+                t.eou.push(eou);
+                t.llm_ttft.push(llm_ttft);
+                t.tts_ttfb.push(tts_ttfb);
+                t.interrupted.push(row.interrupted);
+                t.tool_calls.push(row.tool_calls.map(|n| n as i32));
+                t.agent_id.push(row.agent_id.map(str::to_owned));
             }
-            Body::SttUsage(u) => self.add_usage(
-                envelope,
-                call,
-                cost_nano,
-                note,
-                UsageRow {
-                    component: "stt",
-                    provider: &u.provider,
-                    model: u.model.as_deref(),
-                    voice: None,
-                    audio_seconds: Some(u.audio_seconds),
-                    tokens: [None; 5],
-                    characters: None,
-                    latency_ms: u.latency_ms,
-                },
-            ),
-            Body::LlmUsage(u) => self.add_usage(
-                envelope,
-                call,
-                cost_nano,
-                note,
-                UsageRow {
-                    component: "llm",
-                    provider: &u.provider,
-                    model: Some(&u.model),
-                    voice: None,
-                    audio_seconds: None,
-                    tokens: [
-                        Some(u.input_tokens),
-                        Some(u.output_tokens),
-                        u.cached_input_tokens,
-                        u.audio_input_tokens,
-                        u.audio_output_tokens,
-                    ],
-                    characters: None,
-                    latency_ms: u.ttft_ms,
-                },
-            ),
-            Body::TtsUsage(u) => self.add_usage(
-                envelope,
-                call,
-                cost_nano,
-                note,
-                UsageRow {
-                    component: "tts",
-                    provider: &u.provider,
-                    model: u.model.as_deref(),
-                    voice: u.voice.as_deref(),
-                    audio_seconds: u.audio_seconds,
-                    tokens: [None; 5],
-                    characters: Some(u.characters),
-                    latency_ms: u.ttfb_ms,
-                },
-            ),
-            Body::ProviderRequest(request) => self.add_request(tenant, ts, call, request),
-            Body::CircuitBreakerChanged(change) => {
+            Fact::Usage(row) => {
+                let (Some(call), Some(note)) = (call, note) else { return };
+                let u = &mut self.usage;
+                u.call.push(call);
+                u.tenant.push(tenant.to_owned());
+                u.ts.push(at(row.at_ms));
+                u.component.push(row.component);
+                u.provider.push(row.provider.to_owned());
+                u.model.push(row.model.map(str::to_owned));
+                u.voice.push(row.voice.map(str::to_owned));
+                u.audio_seconds.push(row.audio_seconds);
+                for (column, value) in u.tokens.iter_mut().zip(row.tokens) {
+                    column.push(value.map(|v| v as i64));
+                }
+                u.characters.push(row.characters.map(|c| c as i64));
+                u.latency.push(row.latency_ms.map(real));
+                u.cost_nano.push(row.cost_nano);
+                u.cost_note.push(note);
+            }
+            Fact::Request(row) => {
+                let r = &mut self.requests;
+                r.tenant.push(tenant.to_owned());
+                r.ts.push(at(row.at_ms));
+                r.provider.push(row.provider.to_owned());
+                r.component.push(row.component);
+                r.ok.push(row.ok);
+                r.latency.push(row.latency_ms.map(real));
+                r.error.push(row.error.map(str::to_owned));
+                r.call.push(call);
+            }
+            Fact::BreakerChange(row) => {
                 let b = &mut self.breakers;
-                b.tenant.push(tenant.clone());
-                b.ts.push(at(ts));
-                b.breaker.push(change.breaker.clone());
-                b.state.push(change.state.as_str());
+                b.tenant.push(tenant.to_owned());
+                b.ts.push(at(row.at_ms));
+                b.breaker.push(row.breaker.to_owned());
+                b.state.push(row.state);
             }
-            Body::WorkerHeartbeat(beat) => {
+            Fact::Heartbeat(row) => {
                 let b = &mut self.beats;
-                b.tenant.push(tenant.clone());
-                b.ts.push(at(ts));
-                b.worker.push(beat.worker_id.clone());
-                b.used.push(beat.memory_used_bytes as i64);
-                b.limit.push(beat.memory_limit_bytes as i64);
-                b.cpu.push(beat.cpu_percent);
-                b.active.push(beat.active_calls as i32);
+                b.tenant.push(tenant.to_owned());
+                b.ts.push(at(row.at_ms));
+                b.worker.push(row.worker_id.to_owned());
+                b.used.push(row.memory_used_bytes);
+                b.limit.push(row.memory_limit_bytes);
+                b.cpu.push(row.cpu_percent);
+                b.active.push(row.active_calls as i32);
             }
         }
-    }
-
-    fn add_usage(
-        &mut self,
-        envelope: &voicemon_core::event::Envelope,
-        call: Option<i64>,
-        cost_nano: Option<i64>,
-        note: Option<i64>,
-        row: UsageRow<'_>,
-    ) {
-        let (Some(call), Some(note)) = (call, note) else { return };
-        let u = &mut self.usage;
-        u.call.push(call);
-        u.tenant.push(envelope.tenant_id.clone());
-        u.ts.push(at(envelope.timestamp_ms));
-        u.component.push(row.component);
-        u.provider.push(row.provider.to_owned());
-        u.model.push(row.model.map(str::to_owned));
-        u.voice.push(row.voice.map(str::to_owned));
-        u.audio_seconds.push(row.audio_seconds);
-        for (column, value) in u.tokens.iter_mut().zip(row.tokens) {
-            column.push(value.map(|v| v as i64));
-        }
-        u.characters.push(row.characters.map(|c| c as i64));
-        u.latency.push(row.latency_ms.map(real));
-        u.cost_nano.push(cost_nano);
-        u.cost_note.push(note);
-    }
-
-    fn add_request(&mut self, tenant: &str, ts: i64, call: Option<i64>, request: &ProviderRequest) {
-        let r = &mut self.requests;
-        r.tenant.push(tenant.to_owned());
-        r.ts.push(at(ts));
-        r.provider.push(request.provider.clone());
-        r.component.push(request.component.as_str());
-        r.ok.push(request.ok);
-        r.latency.push(request.latency_ms.map(real));
-        r.error.push(request.error.clone());
-        r.call.push(call);
     }
 
     async fn execute(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {

@@ -8,11 +8,11 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
 use voicemon_core::access::event_key;
-use voicemon_core::event::{Body, Event};
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
 use crate::derived::{CallTotals, Derived, WorkerBeat};
+use crate::plan::{note_of, Fact};
 use crate::rollup::{hours_of, ProviderDeltas, Rollups};
 
 use super::read::{HOUR_TABLE, MINUTE_TABLE};
@@ -184,7 +184,7 @@ impl Writer {
                 None => None,
             };
             let cost = CostColumns::of(&tx, cost_notes, costing)?;
-            insert_fact(&tx, call, event, &cost)?;
+            insert_fact(&tx, &event.envelope.tenant_id, call, &Fact::of(event, costing), cost.note)?;
             derived.add(event, costing, call);
         }
         let seq = if derived.is_empty() {
@@ -284,11 +284,12 @@ impl CostColumns {
         notes: &mut HashMap<(String, String), i64>,
         costing: &Costing,
     ) -> rusqlite::Result<CostColumns> {
-        let (cost_nano, price_ref, detail) = match costing {
+        let cost_nano = match costing {
             Costing::NotUsage => return Ok(CostColumns::default()),
-            Costing::Priced(line) => (Some(line.cost.0), line.price_ref.as_str(), line.unit_price.as_str()),
-            Costing::Unpriced { reason } => (None, "", reason.as_str()),
+            Costing::Priced(line) => Some(line.cost.0),
+            Costing::Unpriced { .. } => None,
         };
+        let (price_ref, detail) = note_of(costing);
         let note = cost_note(tx, notes, price_ref, detail)?;
         Ok(CostColumns { cost_nano, note: Some(note) })
     }
@@ -335,20 +336,17 @@ fn call_row(
     Ok(row)
 }
 
+/// Binds one event's row of the write plan.
 fn insert_fact(
     tx: &Transaction<'_>,
+    tenant: &str,
     call: Option<i64>,
-    event: &Event,
-    cost: &CostColumns,
+    fact: &Fact<'_>,
+    note: Option<i64>,
 ) -> rusqlite::Result<()> {
-    let envelope = &event.envelope;
-    let tenant = envelope.tenant_id.as_str();
-    let ts = envelope.timestamp_ms;
     let call_row_id = || call.ok_or(rusqlite::Error::InvalidQuery);
-    match &event.body {
-        Body::CallStarted(started) => {
-            let attributes = (!envelope.attributes.is_empty())
-                .then(|| serde_json::to_string(&envelope.attributes).unwrap_or_default());
+    match fact {
+        Fact::CallStarted(row) => {
             tx.prepare_cached(
                 "UPDATE calls SET started_ms = ?1, channel = coalesce(?2, channel),
                  agent_id = coalesce(?3, agent_id), objective = coalesce(?4, objective),
@@ -356,16 +354,16 @@ fn insert_fact(
                  WHERE id = ?7",
             )?
             .execute(params![
-                ts,
-                started.channel,
-                envelope.agent_id,
-                envelope.objective,
-                envelope.trace_id,
-                attributes,
+                row.at_ms,
+                row.channel,
+                row.fields.agent_id,
+                row.fields.objective,
+                row.fields.trace_id,
+                row.attributes,
                 call_row_id()?
             ])?;
         }
-        Body::CallEnded(ended) => {
+        Fact::CallEnded(row) => {
             tx.prepare_cached(
                 "UPDATE calls SET ended_ms = ?1, duration_s = ?2, status = ?3, ended_reason = ?4,
                  ended_by = ?5, agent_id = coalesce(?6, agent_id), objective = coalesce(?7, objective),
@@ -373,175 +371,102 @@ fn insert_fact(
                  WHERE id = ?9",
             )?
             .execute(params![
-                ts,
-                ended.duration_s,
-                ended.status.as_str(),
-                ended.ended_reason,
-                ended.ended_by.map(|by| by.as_str()),
-                envelope.agent_id,
-                envelope.objective,
-                envelope.trace_id,
+                row.at_ms,
+                row.duration_s,
+                row.status,
+                row.ended_reason,
+                row.ended_by,
+                row.fields.agent_id,
+                row.fields.objective,
+                row.fields.trace_id,
                 call_row_id()?
             ])?;
         }
-        Body::TurnCompleted(turn) => {
+        Fact::Turn(row) => {
+            let [stt, eou, llm_ttft, tts_ttfb] = row.components_ms.map(|ms| ms.map(tenths));
             tx.prepare_cached(
                 "INSERT INTO turns (call, ts_ms, turn_index, e2e, stt, eou, llm_ttft, tts_ttfb,
                  interrupted, tool_calls, agent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 call_row_id()?,
-                ts,
-                turn.turn_index,
-                tenths(turn.e2e_ms),
-                turn.stt_ms.map(tenths),
-                turn.eou_ms.map(tenths),
-                turn.llm_ttft_ms.map(tenths),
-                turn.tts_ttfb_ms.map(tenths),
-                turn.interrupted,
-                turn.tool_calls,
-                envelope.agent_id,
+                row.at_ms,
+                row.turn_index,
+                tenths(row.e2e_ms),
+                stt,
+                eou,
+                llm_ttft,
+                tts_ttfb,
+                row.interrupted,
+                row.tool_calls,
+                row.agent_id,
             ])?;
         }
-        Body::SttUsage(usage) => insert_usage(
-            tx,
-            &UsageRow {
-                call: call_row_id()?,
-                ts,
-                component: "stt",
-                provider: &usage.provider,
-                model: usage.model.as_deref(),
-                audio_seconds: Some(usage.audio_seconds),
-                latency_ms: usage.latency_ms,
-                cost_nano: cost.cost_nano,
-                cost_note: cost.note,
-                ..UsageRow::default()
-            },
-        )?,
-        Body::LlmUsage(usage) => insert_usage(
-            tx,
-            &UsageRow {
-                call: call_row_id()?,
-                ts,
-                component: "llm",
-                provider: &usage.provider,
-                model: Some(&usage.model),
-                tokens: [
-                    Some(usage.input_tokens),
-                    Some(usage.output_tokens),
-                    usage.cached_input_tokens,
-                    usage.audio_input_tokens,
-                    usage.audio_output_tokens,
-                ],
-                latency_ms: usage.ttft_ms,
-                cost_nano: cost.cost_nano,
-                cost_note: cost.note,
-                ..UsageRow::default()
-            },
-        )?,
-        Body::TtsUsage(usage) => insert_usage(
-            tx,
-            &UsageRow {
-                call: call_row_id()?,
-                ts,
-                component: "tts",
-                provider: &usage.provider,
-                model: usage.model.as_deref(),
-                voice: usage.voice.as_deref(),
-                audio_seconds: usage.audio_seconds,
-                characters: Some(usage.characters),
-                latency_ms: usage.ttfb_ms,
-                cost_nano: cost.cost_nano,
-                cost_note: cost.note,
-                ..UsageRow::default()
-            },
-        )?,
-        Body::ProviderRequest(request) => {
+        Fact::Usage(row) => {
+            let [input, output, cached, audio_in, audio_out] = row.tokens.map(|t| t.map(|t| t as i64));
+            tx.prepare_cached(
+                "INSERT INTO usage (call, ts_ms, component, provider, model, voice, audio_seconds,
+                 input_tokens, output_tokens, cached_input_tokens, audio_input_tokens,
+                 audio_output_tokens, characters, latency, cost_nano, cost_note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                call_row_id()?,
+                row.at_ms,
+                row.component,
+                row.provider,
+                row.model,
+                row.voice,
+                row.audio_seconds,
+                input,
+                output,
+                cached,
+                audio_in,
+                audio_out,
+                row.characters.map(|c| c as i64),
+                row.latency_ms.map(tenths),
+                row.cost_nano,
+                note,
+            ])?;
+        }
+        Fact::Request(row) => {
             tx.prepare_cached(
                 "INSERT INTO provider_requests (tenant_id, ts_ms, provider, component, ok, latency, error, call)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 tenant,
-                ts,
-                request.provider,
-                request.component.as_str(),
-                request.ok,
-                request.latency_ms.map(tenths),
-                request.error,
+                row.at_ms,
+                row.provider,
+                row.component,
+                row.ok,
+                row.latency_ms.map(tenths),
+                row.error,
                 call,
             ])?;
         }
-        Body::CircuitBreakerChanged(change) => {
+        Fact::BreakerChange(row) => {
             tx.prepare_cached(
                 "INSERT INTO breaker_changes (tenant_id, ts_ms, breaker, state) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![tenant, ts, change.breaker, change.state.as_str()])?;
+            .execute(params![tenant, row.at_ms, row.breaker, row.state])?;
         }
-        Body::WorkerHeartbeat(beat) => {
-            let values = params![
-                tenant,
-                ts,
-                beat.worker_id,
-                beat.memory_used_bytes as i64,
-                beat.memory_limit_bytes as i64,
-                beat.cpu_percent,
-                beat.active_calls,
-            ];
+        Fact::Heartbeat(row) => {
             tx.prepare_cached(
                 "INSERT INTO heartbeats (tenant_id, ts_ms, worker_id, memory_used_bytes,
                  memory_limit_bytes, cpu_percent, active_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(values)?;
+            .execute(params![
+                tenant,
+                row.at_ms,
+                row.worker_id,
+                row.memory_used_bytes,
+                row.memory_limit_bytes,
+                row.cpu_percent,
+                row.active_calls,
+            ])?;
         }
     }
-    Ok(())
-}
-
-/// One line of the `usage` table.
-#[derive(Default)]
-struct UsageRow<'e> {
-    call: i64,
-    ts: i64,
-    component: &'static str,
-    provider: &'e str,
-    model: Option<&'e str>,
-    voice: Option<&'e str>,
-    audio_seconds: Option<f64>,
-    /// Input, output, cached input, audio input, audio output.
-    tokens: [Option<u64>; 5],
-    characters: Option<u64>,
-    latency_ms: Option<f64>,
-    cost_nano: Option<i64>,
-    cost_note: Option<i64>,
-}
-
-fn insert_usage(tx: &Transaction<'_>, row: &UsageRow<'_>) -> rusqlite::Result<()> {
-    let [input, output, cached, audio_in, audio_out] = row.tokens.map(|t| t.map(|t| t as i64));
-    tx.prepare_cached(
-        "INSERT INTO usage (call, ts_ms, component, provider, model, voice, audio_seconds,
-         input_tokens, output_tokens, cached_input_tokens, audio_input_tokens,
-         audio_output_tokens, characters, latency, cost_nano, cost_note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
-        row.call,
-        row.ts,
-        row.component,
-        row.provider,
-        row.model,
-        row.voice,
-        row.audio_seconds,
-        input,
-        output,
-        cached,
-        audio_in,
-        audio_out,
-        row.characters.map(|c| c as i64),
-        row.latency_ms.map(tenths),
-        row.cost_nano,
-        row.cost_note,
-    ])?;
     Ok(())
 }
 
