@@ -90,6 +90,8 @@ pub struct PostgresStore {
     last_error: Arc<Mutex<Option<(i64, String)>>>,
     /// Derived data of this instance's commits, not flushed yet.
     derived: Arc<journal::DerivedState>,
+    /// Call row ids this instance has seen committed.
+    known_calls: write::CallCache,
 }
 
 impl PostgresStore {
@@ -110,6 +112,7 @@ impl PostgresStore {
             cost_notes: Arc::default(),
             last_error: Arc::default(),
             derived: Arc::new(journal::DerivedState::new()),
+            known_calls: Arc::default(),
         };
         store.hold_owner_lock().await?;
         store.maintain(SystemClock.now_ms()).await?;

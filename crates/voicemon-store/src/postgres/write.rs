@@ -31,10 +31,17 @@ impl PostgresStore {
         events: Arc<Vec<IngestEvent>>,
     ) -> Result<WriteOutcome, StoreError> {
         let notes = Arc::clone(&self.cost_notes);
+        let known_calls = Arc::clone(&self.known_calls);
         let owner = self.derived.owner.clone();
-        let (outcome, learned, journalled) =
-            self.transaction(move |tx| Box::pin(write_batch(tx, notes, owner, events))).await?;
+        let (outcome, learned, new_calls, journalled) =
+            self.transaction(move |tx| Box::pin(write_batch(tx, notes, known_calls, owner, events))).await?;
         self.learn_notes(learned);
+        if let Ok(mut known) = self.known_calls.lock() {
+            if known.len() + new_calls.len() > MAX_KNOWN_CALLS {
+                known.clear();
+            }
+            known.extend(new_calls);
+        }
         if let Some((seq, derived)) = journalled {
             self.derived.absorb(seq, derived);
         }
@@ -53,21 +60,30 @@ impl PostgresStore {
 /// Notes interned by a transaction, to cache after it commits.
 pub type Learned = Vec<((String, String), i64)>;
 
+/// Call row ids by (tenant, call id), remembered across batches so that the events of a
+/// live call cost no round trip. Rows are never deleted, so a remembered id stays right;
+/// ids are remembered only once the transaction that made them has committed.
+pub type CallCache = Arc<Mutex<HashMap<(String, String), i64>>>;
+
+/// Remembered call ids past which the cache starts again (it is only a cache).
+const MAX_KNOWN_CALLS: usize = 200_000;
+
 /// A batch's journal row: its `seq` and what it adds to derived data.
 type Journalled = Option<(i64, Derived)>;
 
 async fn write_batch(
     tx: &Transaction<'_>,
     notes: NoteCache,
+    known_calls: CallCache,
     owner: String,
     events: Arc<Vec<IngestEvent>>,
-) -> Result<(WriteOutcome, Learned, Journalled), StoreError> {
+) -> Result<(WriteOutcome, Learned, Learned, Journalled), StoreError> {
     let stored = claim_ids(tx, &events).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
     if fresh.is_empty() {
-        return Ok((WriteOutcome { stored }, Learned::new(), None));
+        return Ok((WriteOutcome { stored }, Learned::new(), Learned::new(), None));
     }
-    let calls = call_rows(tx, &fresh).await?;
+    let (calls, new_calls) = call_rows(tx, &fresh, &known_calls).await?;
     let (note_ids, learned) = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
     let mut batch = Batch::default();
     let mut derived = Derived::default();
@@ -77,7 +93,7 @@ async fn write_batch(
     }
     batch.execute(tx).await.map_err(map_error)?;
     if derived.is_empty() {
-        return Ok((WriteOutcome { stored }, learned, None));
+        return Ok((WriteOutcome { stored }, learned, new_calls, None));
     }
     let row = query_cached(
         tx,
@@ -87,7 +103,7 @@ async fn write_batch(
     .await
     .map_err(map_error)?;
     let seq: i64 = row.first().map(|row| row.get(0)).unwrap_or_default();
-    Ok((WriteOutcome { stored }, learned, Some((seq, derived))))
+    Ok((WriteOutcome { stored }, learned, new_calls, Some((seq, derived))))
 }
 
 /// Inserts every event's idempotency key; an event is fresh when its key was new and it
@@ -115,20 +131,36 @@ async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<b
     Ok(keys.iter().map(|key| new.remove(key)).collect())
 }
 
-/// Row ids of the calls the events belong to, creating the rows that do not exist.
+/// Row ids of the calls the events belong to, creating the rows that do not exist, and
+/// the ids this transaction looked up (to remember once it commits).
 async fn call_rows(
     tx: &Transaction<'_>,
     events: &[&IngestEvent],
-) -> Result<HashMap<(String, String), i64>, StoreError> {
+    known_calls: &CallCache,
+) -> Result<(HashMap<(String, String), i64>, Learned), StoreError> {
     let wanted: std::collections::BTreeSet<(&str, &str)> = events
         .iter()
         .filter_map(|e| Some((e.event.envelope.tenant_id.as_str(), e.event.envelope.call_id.as_deref()?)))
         .collect();
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
+    let mut found = HashMap::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    {
+        let known = known_calls.lock().map_err(|_| StoreError::Internal("poisoned call cache".into()))?;
+        for (tenant, call) in wanted {
+            let key = (tenant.to_owned(), call.to_owned());
+            match known.get(&key) {
+                Some(&id) => {
+                    found.insert(key, id);
+                }
+                None => missing.push(key),
+            }
+        }
     }
-    let tenants: Vec<&str> = wanted.iter().map(|k| k.0).collect();
-    let ids: Vec<&str> = wanted.iter().map(|k| k.1).collect();
+    if missing.is_empty() {
+        return Ok((found, Learned::new()));
+    }
+    let tenants: Vec<&str> = missing.iter().map(|k| k.0.as_str()).collect();
+    let ids: Vec<&str> = missing.iter().map(|k| k.1.as_str()).collect();
     let rows = query_cached(
         tx,
         "INSERT INTO calls (tenant_id, call_id) SELECT * FROM unnest($1::text[], $2::text[])
@@ -138,7 +170,9 @@ async fn call_rows(
     )
     .await
     .map_err(map_error)?;
-    Ok(rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect())
+    let learned: Learned = rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect();
+    found.extend(learned.iter().cloned());
+    Ok((found, learned))
 }
 
 /// The price entry (or unpriced reason) a costing is filed under.
