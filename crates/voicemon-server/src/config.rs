@@ -367,7 +367,7 @@ pub struct ServerSection {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
-    /// A group commit closes at this many events (default 100).
+    /// A group commit closes at this many events (default 5000; a request is never split).
     pub batch_max_events: Option<usize>,
     /// No event waits longer than this for its group (default "5s").
     pub flush_interval: Option<String>,

@@ -106,7 +106,7 @@ struct ServeArgs {
     /// Largest ingest body in bytes [default: 10485760].
     #[arg(long)]
     max_body_bytes: Option<usize>,
-    /// A group commit closes at this many events [default: 100].
+    /// A group commit closes at this many events; a request is never split [default: 5000].
     #[arg(long)]
     batch_max_events: Option<usize>,
     /// No event waits longer than this for its group commit [default: 5s].

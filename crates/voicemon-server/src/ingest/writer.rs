@@ -38,7 +38,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            max_events: 100,
+            max_events: 5_000,
             linger: Duration::ZERO,
             max_wait: Duration::from_secs(5),
             queue: 1024,

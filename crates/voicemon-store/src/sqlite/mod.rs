@@ -4,6 +4,7 @@
 //! a small pool of reader connections, all used from tokio's blocking threads.
 
 mod alerting;
+mod checkpoint;
 mod cost;
 mod health;
 mod keys;
@@ -52,6 +53,9 @@ pub enum Durability {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Moves the WAL into the database file off the commit path; stops when the last
+    /// clone of the store goes.
+    _checkpointer: Arc<checkpoint::Checkpointer>,
     path: PathBuf,
     writer: Arc<Mutex<write::Writer>>,
     /// Derived data waits in the writer for a flush; reads of derived tables flush first.
@@ -112,6 +116,10 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", synchronous).map_err(map_error)?;
+        // Checkpoints run on a thread of their own (checkpoint::spawn); the writer's own,
+        // far past the usual 1 000 pages, only guards against one that cannot keep up.
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_FALLBACK_PAGES)
+            .map_err(map_error)?;
         let found: i64 =
             conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(map_error)?;
         if found > latest_version() {
@@ -134,7 +142,9 @@ impl SqliteStore {
                 );
             }
         }
+        let checkpointer = checkpoint::spawn(&path)?;
         Ok(SqliteStore {
+            _checkpointer: Arc::new(checkpointer),
             path,
             writer: Arc::new(Mutex::new(writer)),
             pending: Arc::default(),
