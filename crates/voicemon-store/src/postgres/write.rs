@@ -669,6 +669,8 @@ pub(super) async fn flush(tx: &Transaction<'_>, derived: &Derived) -> Result<(),
     upsert_rollups(tx, &derived.rollups).await
 }
 
+/// Call totals: the first event's time only where it moves earlier (a row is rewritten only
+/// when something changes), cost only where usage came.
 async fn update_call_totals(
     tx: &Transaction<'_>,
     calls: &BTreeMap<i64, CallTotals>,
@@ -678,17 +680,30 @@ async fn update_call_totals(
     }
     let ids: Vec<i64> = calls.keys().copied().collect();
     let first: Vec<DateTime<Utc>> = calls.values().map(|t| at(t.first_ms)).collect();
-    let cost: Vec<i64> = calls.values().map(|t| t.cost_nano).collect();
-    let lines: Vec<i32> = calls.values().map(|t| t.usage_lines as i32).collect();
-    let unpriced: Vec<i32> = calls.values().map(|t| t.unpriced_lines as i32).collect();
     run_cached(
         tx,
-        "UPDATE calls AS c SET first_at = least(c.first_at, v.first_at), cost_nano = c.cost_nano + v.cost_nano,
+        "UPDATE calls AS c SET first_at = v.first_at
+         FROM unnest($1::bigint[], $2::timestamptz[]) AS v (id, first_at)
+         WHERE c.id = v.id AND (c.first_at IS NULL OR c.first_at > v.first_at)",
+        &[&ids, &first],
+    )
+    .await?;
+    let costed: Vec<(&i64, &CallTotals)> = calls.iter().filter(|(_, t)| t.usage_lines != 0).collect();
+    if costed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = costed.iter().map(|(id, _)| **id).collect();
+    let cost: Vec<i64> = costed.iter().map(|(_, t)| t.cost_nano).collect();
+    let lines: Vec<i32> = costed.iter().map(|(_, t)| t.usage_lines as i32).collect();
+    let unpriced: Vec<i32> = costed.iter().map(|(_, t)| t.unpriced_lines as i32).collect();
+    run_cached(
+        tx,
+        "UPDATE calls AS c SET cost_nano = c.cost_nano + v.cost_nano,
            usage_lines = c.usage_lines + v.usage_lines, unpriced_lines = c.unpriced_lines + v.unpriced_lines
-         FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[], $4::integer[], $5::integer[])
-           AS v (id, first_at, cost_nano, usage_lines, unpriced_lines)
+         FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::integer[])
+           AS v (id, cost_nano, usage_lines, unpriced_lines)
          WHERE c.id = v.id",
-        &[&ids, &first, &cost, &lines, &unpriced],
+        &[&ids, &cost, &lines, &unpriced],
     )
     .await
 }

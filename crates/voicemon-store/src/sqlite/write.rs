@@ -222,22 +222,24 @@ fn upsert_providers(tx: &Transaction<'_>, deltas: &ProviderDeltas) -> rusqlite::
     Ok(())
 }
 
+/// Call totals: the first event's time only where it moves earlier (so the two indexes
+/// on it are touched once per call, not once per flush), cost only where usage came.
 fn update_calls(
     tx: &Transaction<'_>,
     calls: &std::collections::BTreeMap<i64, CallTotals>,
 ) -> rusqlite::Result<()> {
-    let mut update = tx.prepare_cached(
-        "UPDATE calls SET first_ms = min(coalesce(first_ms, ?1), ?1), cost_nano = cost_nano + ?2,
-         usage_lines = usage_lines + ?3, unpriced_lines = unpriced_lines + ?4 WHERE id = ?5",
+    let mut first = tx.prepare_cached(
+        "UPDATE calls SET first_ms = ?2 WHERE id = ?1 AND (first_ms IS NULL OR first_ms > ?2)",
+    )?;
+    let mut cost = tx.prepare_cached(
+        "UPDATE calls SET cost_nano = cost_nano + ?2, usage_lines = usage_lines + ?3,
+         unpriced_lines = unpriced_lines + ?4 WHERE id = ?1",
     )?;
     for (call, totals) in calls {
-        update.execute(params![
-            totals.first_ms,
-            totals.cost_nano,
-            totals.usage_lines,
-            totals.unpriced_lines,
-            call
-        ])?;
+        first.execute(params![call, totals.first_ms])?;
+        if totals.usage_lines != 0 {
+            cost.execute(params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines])?;
+        }
     }
     Ok(())
 }
