@@ -49,8 +49,15 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
         .expect("voicemon runs")
 }
 
-/// A configuration whose receivers and Redis carry secrets and lead nowhere.
-fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+/// A configuration whose receivers and Redis carry secrets and lead nowhere on this
+/// machine; with `plain`, also a clear-text receiver on another host (for `config check`
+/// only: a serving voicemon would try to reach it).
+fn write_config(dir: &Path, port: u16, plain: bool) -> std::path::PathBuf {
+    let plain = if plain {
+        format!("[[alerting.receiver]]\nname = \"plain\"\nkind = \"webhook\"\nurl = \"http://hooks.example.test/{SLACK_SECRET}\"\n")
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"[alerting]
 evaluation_interval = "1s"
@@ -66,11 +73,7 @@ name = "pager"
 kind = "webhook"
 url = "https://oncall:{WEBHOOK_PASSWORD}@127.0.0.1:{port}/hook"
 
-[[alerting.receiver]]
-name = "plain"
-kind = "webhook"
-url = "http://hooks.example.test/{SLACK_SECRET}"
-
+{plain}
 [health]
 redis_url = "redis://monitor:{REDIS_PASSWORD}@127.0.0.1:{port}"
 "#
@@ -84,7 +87,7 @@ redis_url = "redis://monitor:{REDIS_PASSWORD}@127.0.0.1:{port}"
 fn config_check_validates_and_warns_without_printing_any_secret() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let port = closed_port();
-    let config = write_config(dir.path(), port);
+    let config = write_config(dir.path(), port, true);
     let env = [
         ("SLACK_WEBHOOK_URL", format!("https://127.0.0.1:{port}/services/T9/B9/{SLACK_SECRET}")),
         (
@@ -143,7 +146,7 @@ fn bad_database_urls_are_refused_without_printing_the_password() {
 async fn a_serving_voicemon_whose_receivers_and_redis_fail_never_logs_a_secret() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let port = closed_port();
-    let config = write_config(dir.path(), port);
+    let config = write_config(dir.path(), port, false);
     let slack = format!("https://127.0.0.1:{port}/services/T9/B9/{SLACK_SECRET}");
     let server = Server::start_with_env(
         &dir.path().join("data"),
