@@ -45,7 +45,9 @@
 //! seed did: 4 raw rows a turn (stt, llm, tts, e2e) in one `metrics_latency` table, with
 //! 100-row multi-`VALUES` INSERTs (`--rows-per-insert`), one autocommitted statement at a
 //! time per connection. Then `percentile_cont` per tenant over the spread. The last line
-//! is `rate: <rows/s> rows/s, <turns/s> turns/s`.
+//! is `rate: <rows/s> rows/s, <turns/s> turns/s`. `--seed-values bound` (the default)
+//! prepares the INSERT once per connection and binds the values; `--seed-values literal`
+//! writes them into the SQL text, as client-side interpolating drivers do.
 //!
 //! ```sh
 //! loadgen --shape live --spread hour --seed-design \
@@ -98,6 +100,19 @@ struct Args {
     /// Seed design: rows per multi-VALUES INSERT.
     #[arg(long, default_value_t = 100)]
     rows_per_insert: usize,
+    /// Seed design: how the INSERTs carry their values.
+    #[arg(long, value_enum, default_value_t = SeedValues::Bound)]
+    seed_values: SeedValues,
+}
+
+/// How the seed design's INSERTs carry their values.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SeedValues {
+    /// A statement prepared once per connection, values bound as binary parameters.
+    Bound,
+    /// Values written into the SQL text and sent with the simple query protocol, as
+    /// drivers that interpolate on the client do (psycopg2's `execute_values`, psql scripts).
+    Literal,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -690,6 +705,7 @@ mod live {
 mod seed {
     use super::live::{Detail, Workload};
     use super::*;
+    use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 
     const COLUMNS: &str =
         "ts, tenant_id, agent_id, call_id, turn_index, component, provider, model, latency_ms";
@@ -708,9 +724,10 @@ mod seed {
         latency_ms: f64,
     }
 
-    /// The 4 rows the seed wrote for a turn: stt, llm, tts with their provider, and e2e.
-    fn rows_of_turns(workload: &Workload) -> Vec<Row> {
-        let mut rows = Vec::new();
+    /// The 4 rows the seed wrote for each turn (stt, llm, tts with their provider, and e2e),
+    /// in chunks of `per_insert`.
+    fn rows_of_turns(workload: &Workload, per_insert: usize) -> Vec<Vec<Row>> {
+        let mut chunks: Vec<Vec<Row>> = Vec::new();
         for n in 0..workload.events {
             let event = workload.event(n);
             let Detail::Turn(turn) = &event.detail else { continue };
@@ -722,7 +739,10 @@ mod seed {
                 ("tts", Some(stack.tts), turn.tts),
                 ("e2e", None, turn.e2e),
             ] {
-                rows.push(Row {
+                if chunks.last().is_none_or(|chunk| chunk.len() == per_insert) {
+                    chunks.push(Vec::with_capacity(per_insert));
+                }
+                chunks.last_mut().expect("a chunk").push(Row {
                     ts,
                     tenant: event.call.tenant.clone(),
                     agent: event.call.agent,
@@ -735,7 +755,13 @@ mod seed {
                 });
             }
         }
-        rows
+        chunks
+    }
+
+    /// One INSERT, ready to send.
+    enum Insert {
+        Bound(Vec<Row>),
+        Literal(String),
     }
 
     /// `INSERT … VALUES ($1, …), (…)` for `rows` rows.
@@ -745,6 +771,32 @@ mod seed {
                 let params: Vec<String> =
                     (1..=PARAMS_PER_ROW).map(|c| format!("${}", r * PARAMS_PER_ROW + c)).collect();
                 format!("({})", params.join(", "))
+            })
+            .collect();
+        format!("INSERT INTO metrics_latency ({COLUMNS}) VALUES {}", values.join(", "))
+    }
+
+    /// `INSERT … VALUES ('…', …), (…)` with the rows' values in the text.
+    fn literal_sql(rows: &[Row]) -> String {
+        fn quote(text: &str) -> String {
+            format!("'{}'", text.replace('\'', "''"))
+        }
+        let nullable = |text: Option<&str>| text.map_or_else(|| "NULL".to_string(), quote);
+        let values: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    quote(&row.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                    quote(&row.tenant),
+                    quote(row.agent),
+                    quote(&row.call_id),
+                    row.turn_index,
+                    quote(row.component),
+                    nullable(row.provider),
+                    nullable(row.model),
+                    row.latency_ms
+                )
             })
             .collect();
         format!("INSERT INTO metrics_latency ({COLUMNS}) VALUES {}", values.join(", "))
@@ -761,15 +813,20 @@ mod seed {
         client
     }
 
-    /// Inserts every chunk, one autocommitted statement at a time on each of `connections`.
-    async fn insert_all(url: &str, chunks: Vec<Vec<Row>>, connections: usize, per_insert: usize) -> u64 {
-        let queue = Arc::new(Mutex::new(chunks.into_iter()));
+    /// Connections, each with the full-size INSERT prepared.
+    async fn connect_all(url: &str, connections: usize, per_insert: usize) -> Vec<(Client, Statement)> {
         let mut clients = Vec::new();
         for _ in 0..connections {
             let client = connect(url).await;
             let statement = client.prepare(&insert_sql(per_insert)).await.expect("the INSERT prepares");
             clients.push((client, statement));
         }
+        clients
+    }
+
+    /// Sends every INSERT, one autocommitted statement at a time on each connection.
+    async fn insert_all(clients: Vec<(Client, Statement)>, inserts: Vec<Insert>) -> u64 {
+        let queue = Arc::new(Mutex::new(inserts.into_iter()));
         let workers: Vec<_> = clients
             .into_iter()
             .map(|(client, statement)| {
@@ -777,14 +834,8 @@ mod seed {
                 tokio::spawn(async move {
                     let mut inserted = 0;
                     loop {
-                        let Some(chunk) = queue.lock().expect("queue").next() else { break };
-                        let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flat_map(params_of).collect();
-                        inserted += if chunk.len() == per_insert {
-                            client.execute(&statement, &params).await
-                        } else {
-                            client.execute(insert_sql(chunk.len()).as_str(), &params).await
-                        }
-                        .expect("the INSERT succeeds");
+                        let Some(insert) = queue.lock().expect("queue").next() else { break };
+                        inserted += execute(&client, &statement, insert).await;
                     }
                     inserted
                 })
@@ -795,6 +846,31 @@ mod seed {
             inserted += worker.await.expect("worker");
         }
         inserted
+    }
+
+    /// Runs one INSERT; the rows it inserted.
+    async fn execute(client: &Client, statement: &Statement, insert: Insert) -> u64 {
+        match insert {
+            Insert::Bound(chunk) => {
+                let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flat_map(params_of).collect();
+                let result = if chunk.len() * PARAMS_PER_ROW == statement.params().len() {
+                    client.execute(statement, &params).await
+                } else {
+                    client.execute(insert_sql(chunk.len()).as_str(), &params).await
+                };
+                result.expect("the INSERT succeeds")
+            }
+            Insert::Literal(sql) => {
+                let messages = client.simple_query(&sql).await.expect("the INSERT succeeds");
+                messages
+                    .iter()
+                    .map(|message| match message {
+                        SimpleQueryMessage::CommandComplete(rows) => *rows,
+                        _ => 0,
+                    })
+                    .sum()
+            }
+        }
     }
 
     fn params_of(row: &Row) -> [&(dyn ToSql + Sync); PARAMS_PER_ROW] {
@@ -815,19 +891,22 @@ mod seed {
         let connections = args.connections.unwrap_or(8);
         let per_insert = args.rows_per_insert.max(1);
         eprintln!("generating the seed design's rows of {}…", workload.describe());
-        let mut rows = rows_of_turns(workload);
-        let (total, turns) = (rows.len() as u64, rows.len() as u64 / 4);
-        let mut chunks = Vec::new();
-        while !rows.is_empty() {
-            let rest = rows.split_off(per_insert.min(rows.len()));
-            chunks.push(std::mem::replace(&mut rows, rest));
-        }
+        let chunks = rows_of_turns(workload, per_insert);
+        let total = chunks.iter().map(Vec::len).sum::<usize>() as u64;
+        let turns = total / 4;
+        let (inserts, values): (Vec<Insert>, _) = match args.seed_values {
+            SeedValues::Bound => (chunks.into_iter().map(Insert::Bound).collect(), "bound parameters"),
+            SeedValues::Literal => {
+                (chunks.iter().map(|chunk| Insert::Literal(literal_sql(chunk))).collect(), "literal SQL")
+            }
+        };
+        let clients = connect_all(&args.url, connections, per_insert).await;
 
         let started = Instant::now();
-        let inserted = insert_all(&args.url, chunks, connections, per_insert).await;
+        let inserted = insert_all(clients, inserts).await;
         let took = started.elapsed();
         println!(
-            "seed design: {inserted} rows ({turns} turns × 4) in {:.2} s = {:.0} rows/s, {:.0} turns/s ({connections} connections, {per_insert} rows per INSERT)",
+            "seed design: {inserted} rows ({turns} turns × 4) in {:.2} s = {:.0} rows/s, {:.0} turns/s ({connections} connections, {per_insert} rows per INSERT, {values})",
             took.as_secs_f64(),
             rate(inserted, took),
             rate(turns, took)
