@@ -218,72 +218,48 @@ async fn ingest_and_query(server: &Server) {
     assert_eq!(answers[0]["completed"], 3, "{}", answers[0]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn with_sslmode_require_every_connection_of_the_pool_is_encrypted() {
-    let Some(admin_url) = postgres_url(SUITE) else { return };
+/// Serves with the test schema reached through `host` and `options` (`&`-joined, where
+/// `{root}` stands for the server's own certificate), ingests and queries through the
+/// pool, and says for each of the server's connections whether it uses TLS.
+async fn tls_of_connections(tag: &str, host: &str, options: &str) -> Option<Vec<bool>> {
+    let admin_url = postgres_url(SUITE)?;
     let schema = TestSchema::create(&admin_url);
-    server_certificate(&schema);
-    let name = application_name(&schema, "require");
+    let root = server_certificate(&schema);
+    let name = application_name(&schema, tag);
+    let options = options.replace("{root}", &root.display().to_string());
+    let url = format!("{}&application_name={name}&{options}", with_host(&schema.url(), host));
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = serve(dir.path(), &format!("{}&application_name={name}&sslmode=require", schema.url()));
+    let server = serve(dir.path(), &url);
     ingest_and_query(&server).await;
-
     let encrypted = encrypted_connections(&schema, &name);
     assert!(!encrypted.is_empty(), "the server's connections are seen by PostgreSQL");
+    Some(encrypted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_sslmode_require_every_connection_of_the_pool_is_encrypted() {
+    let Some(encrypted) = tls_of_connections("require", "127.0.0.1", "sslmode=require").await else { return };
     assert!(encrypted.iter().all(|&ssl| ssl), "every connection uses TLS: {encrypted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_sslmode_disable_the_same_check_sees_plain_text_connections() {
-    let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = TestSchema::create(&admin_url);
-    server_certificate(&schema);
-    let name = application_name(&schema, "disable");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = serve(dir.path(), &format!("{}&application_name={name}&sslmode=disable", schema.url()));
-    ingest_and_query(&server).await;
-
-    let encrypted = encrypted_connections(&schema, &name);
-    assert!(!encrypted.is_empty(), "the server's connections are seen by PostgreSQL");
+    let Some(encrypted) = tls_of_connections("disable", "127.0.0.1", "sslmode=disable").await else { return };
     assert!(encrypted.iter().all(|&ssl| !ssl), "no connection uses TLS: {encrypted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_full_accepts_the_server_when_the_url_names_the_host_its_certificate_was_issued_for() {
-    let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = TestSchema::create(&admin_url);
-    let root = server_certificate(&schema);
-    let name = application_name(&schema, "verify_full");
-    let url = format!(
-        "{}&application_name={name}&sslmode=verify-full&sslrootcert={}",
-        with_host(&schema.url(), "localhost"),
-        root.display()
-    );
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = serve(dir.path(), &url);
-    ingest_and_query(&server).await;
-
-    let encrypted = encrypted_connections(&schema, &name);
-    assert!(!encrypted.is_empty() && encrypted.iter().all(|&ssl| ssl), "{encrypted:?}");
+    let options = "sslmode=verify-full&sslrootcert={root}";
+    let Some(encrypted) = tls_of_connections("verify_full", "localhost", options).await else { return };
+    assert!(encrypted.iter().all(|&ssl| ssl), "{encrypted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_ca_checks_the_chain_only_so_a_host_the_certificate_does_not_name_is_accepted() {
-    let Some(admin_url) = postgres_url(SUITE) else { return };
-    let schema = TestSchema::create(&admin_url);
-    let root = server_certificate(&schema);
-    let name = application_name(&schema, "verify_ca");
-    let url = format!(
-        "{}&application_name={name}&sslmode=verify-ca&sslrootcert={}",
-        with_host(&schema.url(), "127.0.0.1"),
-        root.display()
-    );
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let server = serve(dir.path(), &url);
-    ingest_and_query(&server).await;
-
-    let encrypted = encrypted_connections(&schema, &name);
-    assert!(!encrypted.is_empty() && encrypted.iter().all(|&ssl| ssl), "{encrypted:?}");
+    let options = "sslmode=verify-ca&sslrootcert={root}";
+    let Some(encrypted) = tls_of_connections("verify_ca", "127.0.0.1", options).await else { return };
+    assert!(encrypted.iter().all(|&ssl| ssl), "{encrypted:?}");
 }
 
 #[test]
