@@ -23,7 +23,7 @@ use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::minute_of;
 
-use crate::rollup::{ProviderDeltas, ProviderMinute, Rollups};
+use crate::rollup::{in_key_order, ProviderDeltas, ProviderMinute, Rollups};
 
 /// One call's totals from the usage lines and events folded so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +54,9 @@ pub struct WorkerBeat {
     pub active_calls: i64,
 }
 
-/// What a set of stored events adds to derived data. Keys are ordered, so a backend
-/// upserts rows in one order and concurrent flushes never deadlock.
+/// What a set of stored events adds to derived data. Maps other than the rollups are
+/// ordered; the rollups are taken in key order when written ([`in_key_order`]), so a
+/// backend upserts rows in one order and concurrent flushes never deadlock.
 #[derive(Debug, Clone, Default)]
 pub struct Derived {
     /// Minute latency sketches; hour sketches are made from them at flush.
@@ -173,7 +174,7 @@ impl Derived {
         let mut out = Encoder::default();
         out.varint(FORMAT);
         out.varint(self.rollups.len() as u64);
-        for ((key, minute), sketch) in &self.rollups {
+        for ((key, minute), sketch) in in_key_order(&self.rollups) {
             for text in
                 [key.tenant_id.as_str(), key.component.as_str(), key.source.as_str(), key.agent_id.as_str()]
             {

@@ -2,7 +2,7 @@
 //! counts and latency, and hour latency sketches from minute ones. Keys are ordered, so a
 //! backend upserts rows in one order (concurrent writers never deadlock on PostgreSQL).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use voicemon_core::event::ProviderRequest;
 use voicemon_core::latency::SeriesKey;
 use voicemon_core::sketch::LatencySketch;
@@ -44,8 +44,17 @@ impl ProviderDeltas {
     }
 }
 
-/// Latency rollups by series and period start.
-pub type Rollups = BTreeMap<(SeriesKey, i64), LatencySketch>;
+/// Latency rollups by series and period start. A hash map: batches fold into it many
+/// times a second; whoever writes rows takes them in key order with [`in_key_order`].
+pub type Rollups = HashMap<(SeriesKey, i64), LatencySketch>;
+
+/// Rollups in key order, so a backend upserts rows in one order (concurrent writers never
+/// deadlock on PostgreSQL, and SQLite's B-tree inserts stay local).
+pub fn in_key_order(rollups: &Rollups) -> Vec<(&(SeriesKey, i64), &LatencySketch)> {
+    let mut sorted: Vec<_> = rollups.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    sorted
+}
 
 /// The hour rollups of a batch's minute rollups: each hour the merge of its minutes.
 pub fn hours_of(minutes: &Rollups) -> Rollups {

@@ -21,7 +21,7 @@ use voicemon_core::access::event_key;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
-use crate::rollup::{hours_of, ProviderDeltas, Rollups};
+use crate::rollup::{hours_of, in_key_order, ProviderDeltas, Rollups};
 
 pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
 
@@ -837,7 +837,7 @@ async fn upsert_into(
     let mut columns: [Vec<String>; 6] = Default::default();
     let mut start = Vec::new();
     let mut sketches = SketchColumns::default();
-    for ((key, at_ms), sketch) in rollups {
+    for ((key, at_ms), sketch) in in_key_order(rollups) {
         let values = [
             key.tenant_id.as_str(),
             key.component.as_str(),

@@ -13,7 +13,7 @@ use voicemon_core::sketch::LatencySketch;
 
 use crate::derived::{CallTotals, Derived, WorkerBeat};
 use crate::plan::{note_of, Fact};
-use crate::rollup::{hours_of, ProviderDeltas, Rollups};
+use crate::rollup::{hours_of, in_key_order, ProviderDeltas, Rollups};
 
 use super::read::{HOUR_TABLE, MINUTE_TABLE};
 
@@ -485,7 +485,7 @@ fn upsert_into(tx: &Transaction<'_>, table: &str, rollups: &Rollups) -> rusqlite
          ON CONFLICT (tenant_id, component, source, start_ms, agent_id, provider, model)
          DO UPDATE SET sketch = sketch_merge(sketch, excluded.sketch)"
     ))?;
-    for ((key, start), sketch) in rollups {
+    for ((key, start), sketch) in in_key_order(rollups) {
         upsert.execute(params![
             key.tenant_id,
             key.component.as_str(),
