@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{time_from_now, Server, BIN};
+use common::{post_ndjson, time_from_now, Server, BIN};
 
 /// A `[[pricing.price]]` entry for STT.
 fn stt_price(provider: &str, model: &str, from: &str, extra: &str) -> String {
@@ -233,19 +233,6 @@ fn reprice_refuses_a_bad_price_book() {
     }
 }
 
-async fn post_events(client: &reqwest::Client, server: &Server, events: &[Value]) -> Value {
-    let body: String = events.iter().map(|e| e.to_string() + "\n").collect();
-    let response = client
-        .post(server.url("/v1/events"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .expect("ingest answers");
-    assert_eq!(response.status().as_u16(), 202, "events stored");
-    response.json().await.expect("ingest JSON")
-}
-
 async fn call_cost(client: &reqwest::Client, server: &Server, call_id: &str) -> Value {
     let response = client
         .get(server.url(&format!("/metrics/cost?call_id={call_id}")))
@@ -322,9 +309,9 @@ async fn reprice_prices_past_usage_once_and_the_server_answers_the_new_cost() {
 
     // The shipped book has no price for acme-stt/x1: its lines are stored unpriced.
     let server = Server::start(&data, None, &[]);
-    let accepted = post_events(&client, &server, &unpriced_call("acme-dental", "call-x1")).await;
+    let accepted = post_ndjson(&client, &server, &unpriced_call("acme-dental", "call-x1")).await;
     assert_eq!(accepted["accepted"], 5, "{accepted}");
-    post_events(&client, &server, &unpriced_call("other-tenant", "call-other")).await;
+    post_ndjson(&client, &server, &unpriced_call("other-tenant", "call-other")).await;
     let before = call_cost(&client, &server, "call-x1").await;
     assert_eq!(before["unpriced_lines"], 2, "{before}");
     // nova-3 at the list $0.0077/min, 1 s blocks: 5.07 s → 6 s → 770 000 nano-USD.

@@ -10,7 +10,7 @@ use voicemon_server::simulate::{ModelConfig, TrafficModel};
 
 mod common;
 
-use common::{now_ms, postgres_url, Server, TestSchema};
+use common::{now_ms, post_ndjson, postgres_url, Server, TestSchema};
 
 /// Thirty minutes of the simulator's traffic (3 tenants), ending two minutes ago.
 fn traffic() -> (Vec<Value>, i64, i64) {
@@ -29,17 +29,7 @@ fn traffic() -> (Vec<Value>, i64, i64) {
 
 async fn post_all(client: &reqwest::Client, server: &Server, events: &[Value]) {
     for chunk in events.chunks(1_000) {
-        let body: String = chunk.iter().map(|event| format!("{event}\n")).collect();
-        let response = client
-            .post(server.url("/v1/events"))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .expect("the server answers");
-        let status = response.status();
-        let answer: Value = response.json().await.expect("a JSON answer");
-        assert_eq!(status, 202, "{answer}");
+        let answer = post_ndjson(client, server, chunk).await;
         assert_eq!(answer["accepted"].as_u64(), Some(chunk.len() as u64), "{answer}");
     }
 }

@@ -108,6 +108,26 @@ impl Drop for Server {
     }
 }
 
+/// POSTs `events` as one NDJSON body to `server`; the answer must be 202.
+pub async fn post_ndjson(
+    client: &reqwest::Client,
+    server: &Server,
+    events: &[serde_json::Value],
+) -> serde_json::Value {
+    let body: String = events.iter().map(|e| e.to_string() + "\n").collect();
+    let response = client
+        .post(server.url("/v1/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("ingest answers");
+    let status = response.status().as_u16();
+    let answer: serde_json::Value = response.json().await.expect("ingest answers JSON");
+    assert_eq!(status, 202, "events stored: {answer}");
+    answer
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64
