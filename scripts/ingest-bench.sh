@@ -25,17 +25,16 @@ cd "$(dirname "$0")/.."
 EVENTS=${1:-600000}
 SPREAD=${2:-minute}
 DB=${3:-postgres://postgres@127.0.0.1:5432/test}
-VOICEMON=$(realpath "${VOICEMON_BIN:-target/release/voicemon}")
-LOADGEN=$(realpath "${LOADGEN_BIN:-target/release/examples/loadgen}")
+VOICEMON=$(realpath -m "${VOICEMON_BIN:-target/release/voicemon}")
+LOADGEN=$(realpath -m "${LOADGEN_BIN:-target/release/examples/loadgen}")
 # Schemas of this run only, so that two runs on one database do not drop each other's.
 SEED_SCHEMA=seed_ingest_bench_$$
 VM_SCHEMA=vm_ingest_bench_$$
-WORK=$(mktemp -d /tmp/ingest-bench.XXXXXX)
-server=
-
 for bin in "$VOICEMON" "$LOADGEN"; do
   [[ -x $bin ]] || { echo "$bin is missing: cargo build --release --bin voicemon --example loadgen" >&2; exit 1; }
 done
+WORK=$(mktemp -d /tmp/ingest-bench.XXXXXX)
+server=
 
 drop_schemas() {
   psql "$DB" -q -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SEED_SCHEMA CASCADE" \
