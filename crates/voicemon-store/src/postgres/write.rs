@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio_postgres::types::ToSql;
 use voicemon_core::access::event_key;
 
+use voicemon_core::latency::SeriesKey;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
@@ -671,41 +672,44 @@ pub(super) async fn flush(tx: &Transaction<'_>, derived: &Derived) -> Result<(),
 
 /// Call totals: the first event's time only where it moves earlier (a row is rewritten only
 /// when something changes), cost only where usage came.
+/// Call totals: the first event's time only where it moves earlier (a row is rewritten only
+/// when something changes), cost only where usage came.
 async fn update_call_totals(
     tx: &Transaction<'_>,
     calls: &BTreeMap<i64, CallTotals>,
 ) -> Result<(), tokio_postgres::Error> {
-    if calls.is_empty() {
-        return Ok(());
+    let calls: Vec<(&i64, &CallTotals)> = calls.iter().collect();
+    for chunk in calls.chunks(FLUSH_ROWS) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _)| **id).collect();
+        let first: Vec<DateTime<Utc>> = chunk.iter().map(|(_, t)| at(t.first_ms)).collect();
+        run_cached(
+            tx,
+            "UPDATE calls AS c SET first_at = v.first_at
+             FROM unnest($1::bigint[], $2::timestamptz[]) AS v (id, first_at)
+             WHERE c.id = v.id AND (c.first_at IS NULL OR c.first_at > v.first_at)",
+            &[&ids, &first],
+        )
+        .await?;
+        let costed: Vec<&(&i64, &CallTotals)> = chunk.iter().filter(|(_, t)| t.usage_lines != 0).collect();
+        if costed.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = costed.iter().map(|(id, _)| **id).collect();
+        let cost: Vec<i64> = costed.iter().map(|(_, t)| t.cost_nano).collect();
+        let lines: Vec<i32> = costed.iter().map(|(_, t)| t.usage_lines as i32).collect();
+        let unpriced: Vec<i32> = costed.iter().map(|(_, t)| t.unpriced_lines as i32).collect();
+        run_cached(
+            tx,
+            "UPDATE calls AS c SET cost_nano = c.cost_nano + v.cost_nano,
+               usage_lines = c.usage_lines + v.usage_lines, unpriced_lines = c.unpriced_lines + v.unpriced_lines
+             FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::integer[])
+               AS v (id, cost_nano, usage_lines, unpriced_lines)
+             WHERE c.id = v.id",
+            &[&ids, &cost, &lines, &unpriced],
+        )
+        .await?;
     }
-    let ids: Vec<i64> = calls.keys().copied().collect();
-    let first: Vec<DateTime<Utc>> = calls.values().map(|t| at(t.first_ms)).collect();
-    run_cached(
-        tx,
-        "UPDATE calls AS c SET first_at = v.first_at
-         FROM unnest($1::bigint[], $2::timestamptz[]) AS v (id, first_at)
-         WHERE c.id = v.id AND (c.first_at IS NULL OR c.first_at > v.first_at)",
-        &[&ids, &first],
-    )
-    .await?;
-    let costed: Vec<(&i64, &CallTotals)> = calls.iter().filter(|(_, t)| t.usage_lines != 0).collect();
-    if costed.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = costed.iter().map(|(id, _)| **id).collect();
-    let cost: Vec<i64> = costed.iter().map(|(_, t)| t.cost_nano).collect();
-    let lines: Vec<i32> = costed.iter().map(|(_, t)| t.usage_lines as i32).collect();
-    let unpriced: Vec<i32> = costed.iter().map(|(_, t)| t.unpriced_lines as i32).collect();
-    run_cached(
-        tx,
-        "UPDATE calls AS c SET cost_nano = c.cost_nano + v.cost_nano,
-           usage_lines = c.usage_lines + v.usage_lines, unpriced_lines = c.unpriced_lines + v.unpriced_lines
-         FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::integer[])
-           AS v (id, cost_nano, usage_lines, unpriced_lines)
-         WHERE c.id = v.id",
-        &[&ids, &cost, &lines, &unpriced],
-    )
-    .await
+    Ok(())
 }
 
 async fn upsert_workers(
@@ -826,18 +830,30 @@ async fn upsert_rollups(tx: &Transaction<'_>, minutes: &Rollups) -> Result<(), t
     upsert_into(tx, "latency_hour", &hours).await
 }
 
+/// Rows per statement of a flush: a connection keeps its largest message's buffer, so an
+/// unbounded statement would hold the memory of the largest flush for good.
+const FLUSH_ROWS: usize = 4_000;
+
 async fn upsert_into(
     tx: &Transaction<'_>,
     table: &str,
     rollups: &Rollups,
 ) -> Result<(), tokio_postgres::Error> {
-    if rollups.is_empty() {
-        return Ok(());
+    for chunk in in_key_order(rollups).chunks(FLUSH_ROWS) {
+        upsert_chunk(tx, table, chunk).await?;
     }
+    Ok(())
+}
+
+async fn upsert_chunk(
+    tx: &Transaction<'_>,
+    table: &str,
+    rollups: &[(&(SeriesKey, i64), &LatencySketch)],
+) -> Result<(), tokio_postgres::Error> {
     let mut columns: [Vec<String>; 6] = Default::default();
     let mut start = Vec::new();
     let mut sketches = SketchColumns::default();
-    for ((key, at_ms), sketch) in in_key_order(rollups) {
+    for ((key, at_ms), sketch) in rollups {
         let values = [
             key.tenant_id.as_str(),
             key.component.as_str(),
