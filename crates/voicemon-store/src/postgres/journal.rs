@@ -85,6 +85,10 @@ impl DerivedState {
     }
 }
 
+/// Why a flush rolled back: some of its journal rows were already folded by another
+/// instance (the transaction must roll back, so this travels as its error).
+const FOLDED_ELSEWHERE: &str = "derived_journal rows were folded elsewhere";
+
 /// `pg_advisory_lock` key of an owner.
 const LOCK_KEY: &str = "hashtextextended('voicemon.derived.' || current_schema() || '.' || $1, 0)";
 
@@ -125,14 +129,14 @@ impl PostgresStore {
                         write::flush(tx, &batch.derived).await.map_err(map_error)
                     } else {
                         // Some rows were folded by another instance: fold what is left, from the rows.
-                        Err(StoreError::Unavailable("derived_journal rows were folded elsewhere".into()))
+                        Err(StoreError::Unavailable(FOLDED_ELSEWHERE.into()))
                     }
                 })
             })
             .await;
         match result {
             Ok(()) => Ok(written),
-            Err(StoreError::Unavailable(message)) if message.contains("folded elsewhere") => {
+            Err(StoreError::Unavailable(message)) if message == FOLDED_ELSEWHERE => {
                 tracing::warn!("some derived data of this instance was folded by another; folding the rest");
                 let seqs = shared.seqs.clone();
                 self.fold_rows(seqs).await
@@ -219,7 +223,7 @@ impl PostgresStore {
         self.transaction(move |tx| {
             Box::pin(async move {
                 if write::claim_journal(tx, &found).await.map_err(map_error)? != found.len() {
-                    return Err(StoreError::Unavailable("derived_journal rows were folded elsewhere".into()));
+                    return Err(StoreError::Unavailable(FOLDED_ELSEWHERE.into()));
                 }
                 write::flush(tx, &derived).await.map_err(map_error)
             })
