@@ -4,7 +4,6 @@
 //! With no active key the server runs open, and only ever on a loopback address:
 //! a server bound elsewhere whose last key was revoked refuses everything instead.
 
-use crate::api::error::ApiError;
 use axum::http::{header, HeaderMap};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,6 +15,25 @@ use voicemon_store::{ApiKey, Store, StoreError};
 pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
 /// An unknown key triggers a reload at most this often.
 const RELOAD_ON_MISS_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a caller is refused: 401 (who are you?) or 403 (not allowed to do that).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl AuthError {
+    /// The machine-readable code, as the API's `{error: {code}}` gives it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Unauthorized(_) => "unauthorized",
+            AuthError::Forbidden(_) => "forbidden",
+        }
+    }
+}
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -68,23 +86,23 @@ impl KeyRing {
     }
 
     /// Identifies the caller from the `Authorization: Bearer …` header.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         self.authenticate_token(bearer(headers)?).await
     }
 
     /// Identifies the caller from a key given some other way (the first message of a
     /// WebSocket, which browsers cannot give headers), or from none.
-    pub async fn authenticate_token(&self, token: Option<&str>) -> Result<Principal, ApiError> {
+    pub async fn authenticate_token(&self, token: Option<&str>) -> Result<Principal, AuthError> {
         if self.is_open() {
             if !self.loopback_only {
-                return Err(ApiError::Unauthorized(
+                return Err(AuthError::Unauthorized(
                     "no api key is active on this server; create one with `voicemon keys create`".into(),
                 ));
             }
             return Ok(Principal::Open);
         }
         let Some(token) = token else {
-            return Err(ApiError::Unauthorized("send an api key as `Authorization: Bearer <key>`".into()));
+            return Err(AuthError::Unauthorized("send an api key as `Authorization: Bearer <key>`".into()));
         };
         let hash = hash_key(token);
         if let Some(key) = self.read_ring(|ring| ring.by_hash.get(&hash).cloned()) {
@@ -96,7 +114,7 @@ impl KeyRing {
                 return Ok(Principal::Key(key));
             }
         }
-        Err(ApiError::Unauthorized("the api key is unknown or revoked".into()))
+        Err(AuthError::Unauthorized("the api key is unknown or revoked".into()))
     }
 }
 
@@ -105,15 +123,15 @@ async fn fetch(store: &Arc<dyn Store>) -> Result<HashMap<String, ApiKey>, StoreE
 }
 
 /// The key of an `Authorization: Bearer …` header, if one is sent.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value =
-        value.to_str().map_err(|_| ApiError::Unauthorized("the authorization header is not text".into()))?;
+        value.to_str().map_err(|_| AuthError::Unauthorized("the authorization header is not text".into()))?;
     match value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
         Some(token) => Ok(Some(token.trim())),
-        None => Err(ApiError::Unauthorized("use `Authorization: Bearer <key>`".into())),
+        None => Err(AuthError::Unauthorized("use `Authorization: Bearer <key>`".into())),
     }
 }
 
@@ -134,33 +152,44 @@ impl Principal {
     }
 
     /// Ingest keys and admin keys may write; checked before the body is read.
-    pub fn check_may_write(&self) -> Result<(), ApiError> {
+    pub fn check_may_write(&self) -> Result<(), AuthError> {
         if self.key_role() == Some(Role::Read) {
-            return Err(ApiError::Forbidden("a read key cannot send events; use an ingest key".into()));
+            return Err(AuthError::Forbidden("a read key cannot send events; use an ingest key".into()));
         }
         Ok(())
     }
 
     /// Whether this caller may write `tenant_id`: an ingest key only its own tenant.
-    pub fn check_write(&self, tenant_id: &str) -> Result<(), ApiError> {
+    pub fn check_write(&self, tenant_id: &str) -> Result<(), AuthError> {
         self.check_may_write()?;
         match self.tenant() {
             Some(own) if own != tenant_id => {
-                Err(ApiError::Forbidden(format!("this key writes tenant `{own}` only, not `{tenant_id}`")))
+                Err(AuthError::Forbidden(format!("this key writes tenant `{own}` only, not `{tenant_id}`")))
             }
             _ => Ok(()),
         }
     }
 
+    /// Silences and other platform-wide changes need an admin key for every tenant.
+    pub fn check_admin(&self, what: &str) -> Result<(), AuthError> {
+        match self {
+            Principal::Open => Ok(()),
+            Principal::Key(key) if key.role == Role::Admin && key.tenant_id.is_none() => Ok(()),
+            Principal::Key(_) => {
+                Err(AuthError::Forbidden(format!("{what} need an admin key for every tenant")))
+            }
+        }
+    }
+
     /// Read keys and admin keys may read. Returns the tenant filter to apply: the
     /// requested tenant, the key's own when none was requested, or `None` for all.
-    pub fn read_scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+    pub fn read_scope(&self, requested: Option<&str>) -> Result<Option<String>, AuthError> {
         if self.key_role() == Some(Role::Ingest) {
-            return Err(ApiError::Forbidden("an ingest key cannot read metrics; use a read key".into()));
+            return Err(AuthError::Forbidden("an ingest key cannot read metrics; use a read key".into()));
         }
         match (self.tenant(), requested) {
             (Some(own), Some(asked)) if own != asked => {
-                Err(ApiError::Forbidden(format!("this key reads tenant `{own}` only, not `{asked}`")))
+                Err(AuthError::Forbidden(format!("this key reads tenant `{own}` only, not `{asked}`")))
             }
             (Some(own), _) => Ok(Some(own.to_owned())),
             (None, asked) => Ok(asked.map(str::to_owned)),

@@ -4,9 +4,9 @@
 //! built-in default. The CLI merges them; this module only reads and checks the file.
 
 use crate::alerting::AlertingConfig;
-use crate::health::redis::RedisTarget;
 use crate::ingest::writer::WriterConfig;
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
+use crate::redis::RedisTarget;
 use crate::startup::HealthConfig;
 use crate::telemetry::voice::{PrometheusLimits, MAX_LABEL_CAP};
 use secrecy::{ExposeSecret, SecretString};

@@ -7,12 +7,12 @@
 use crate::alerting::{AlertingConfig, Engine};
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
-use crate::health::redis::{RedisMonitor, RedisTarget};
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::{BatchWriter, WriterConfig};
 use crate::live::snapshot::Sources;
 use crate::live::{LiveConfig, LiveHub};
 use crate::notify::{self, DeliveryConfig};
+use crate::redis::{RedisMonitor, RedisTarget};
 use crate::state::AppState;
 use crate::telemetry::voice::PrometheusLimits;
 use crate::telemetry::Telemetry;

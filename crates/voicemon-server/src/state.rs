@@ -2,9 +2,9 @@
 
 use crate::alerting::AlertingConfig;
 use crate::auth::KeyRing;
-use crate::health::redis::RedisMonitor;
 use crate::ingest::writer::BatchWriter;
 use crate::live::LiveHub;
+use crate::redis::RedisMonitor;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use voicemon_core::clock::Clock;

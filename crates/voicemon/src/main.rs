@@ -240,7 +240,7 @@ fn serve_config(args: &ServeArgs, file: &FileConfig, config_path: &Path) -> Resu
     (config.alerting, config.delivery) =
         file.alerting.alerting_config(args.slack_webhook_url.as_ref().map(|url| url.expose_secret()))?;
     if let Some(url) = &args.redis_url {
-        voicemon_server::health::redis::RedisTarget::parse(url.expose_secret())
+        voicemon_server::redis::RedisTarget::parse(url.expose_secret())
             .map_err(|err| anyhow::anyhow!("REDIS_URL: {err}"))?;
         config.health.redis_url = Some(url.clone());
     }

@@ -5,10 +5,10 @@
 
 pub mod samples;
 
-use crate::health::redis::RedisMonitor;
-use crate::health::{report, Depth};
 use crate::notify::payload::{AlertView, NoticePayload};
 use crate::notify::{Receiver, ReceiverKind};
+use crate::query::health::{report, Depth};
+use crate::redis::RedisMonitor;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! The current value of each rule's metric, per label set, from the store and the
 //! health report.
 
-use crate::api::cost::signals_of;
-use crate::health::HealthReport;
+use crate::query::cost::signals_of;
+use crate::query::health::HealthReport;
 use std::collections::BTreeMap;
 use voicemon_core::alerting::evaluator::Sample;
 use voicemon_core::alerting::rules::{Metric, Rule};

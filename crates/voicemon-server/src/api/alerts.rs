@@ -2,139 +2,65 @@
 //! `DELETE /alerts/silences/{id}`.
 
 use crate::api::error::ApiError;
-use crate::api::query::Params;
+use crate::api::params::{Limit, Params};
 use crate::auth::Principal;
+use crate::query::alerts::{active_alerts, history, AlertsAnswer, HistoryAnswer};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use voicemon_core::access::Role;
-use voicemon_core::alerting::evaluator::{Alert, AlertState};
-use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Matcher, Silence};
-use voicemon_core::alerting::Labels;
-use voicemon_core::window::{format_time, parse_duration_ms, parse_time, TimeRange};
-use voicemon_store::{HistoryEntry, Store, StoreError};
+use serde::Deserialize;
+use voicemon_core::alerting::silence::{Matcher, Silence};
+use voicemon_core::window::{parse_duration_ms, parse_time, TimeRange};
 
-#[derive(Debug, Serialize)]
-pub struct AlertAnswer {
-    pub fingerprint: String,
-    pub rule: String,
-    pub state: AlertState,
-    pub labels: Labels,
-    pub annotations: std::collections::BTreeMap<String, String>,
-    pub value: f64,
-    pub active_since: String,
-    pub firing_since: Option<String>,
-    pub silenced: bool,
-    pub inhibited: bool,
-}
+const DEFAULT_HISTORY_MS: i64 = 24 * 60 * 60 * 1000;
+const MAX_HISTORY: usize = 1000;
+const DEFAULT_HISTORY_LIMIT: usize = 500;
+/// What `/alerts/silences` asks of a key.
+const SILENCES: &str = "silences";
 
-#[derive(Debug, Serialize)]
-pub struct AlertsAnswer {
-    pub firing: Vec<AlertAnswer>,
-    pub pending: Vec<AlertAnswer>,
-    pub silences: Vec<Silence>,
-}
-
-/// Whether a caller confined to a tenant may see an alert: only its tenant's alerts.
-pub fn visible(alert_labels: &Labels, tenant: Option<&str>) -> bool {
-    tenant.is_none_or(|tenant| alert_labels.get("tenant_id").is_some_and(|t| t == tenant))
+#[derive(Debug, Deserialize)]
+pub struct AlertsParams {
+    tenant_id: Option<String>,
 }
 
 pub async fn get_alerts(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
+    principal: Principal,
+    Params(params): Params<AlertsParams>,
 ) -> Result<Json<AlertsAnswer>, ApiError> {
-    let principal = state.keys.authenticate(&headers).await?;
-    let tenant = principal.read_scope(params.get("tenant_id"))?;
+    let tenant = principal.read_scope(params.tenant_id.as_deref())?;
     let now_ms = state.clock.now_ms();
     let answer =
         active_alerts(state.store.as_ref(), &state.alerting.inhibit, tenant.as_deref(), now_ms).await?;
     Ok(Json(answer))
 }
 
-/// The firing and pending alerts `tenant` may see (all with `None`), with whether each
-/// is silenced or inhibited; silences only for callers that see every tenant.
-pub async fn active_alerts(
-    store: &dyn Store,
-    inhibit: &[InhibitRule],
-    tenant: Option<&str>,
-    now_ms: i64,
-) -> Result<AlertsAnswer, StoreError> {
-    let stored = store.load_alerting(now_ms).await?;
-    let firing: Vec<&Alert> = stored.alerts.iter().filter(|a| a.state == AlertState::Firing).collect();
-    let answer = |alert: &Alert| AlertAnswer {
-        fingerprint: alert.fingerprint.clone(),
-        rule: alert.rule.clone(),
-        state: alert.state,
-        labels: alert.labels.clone(),
-        annotations: alert.annotations.clone(),
-        value: alert.value,
-        active_since: format_time(alert.active_since_ms),
-        firing_since: alert.firing_since_ms.map(format_time),
-        silenced: stored.silences.iter().any(|s| s.mutes(&alert.labels, now_ms)),
-        inhibited: is_inhibited(alert, &firing, inhibit),
-    };
-    let shown = |wanted: AlertState| {
-        stored
-            .alerts
-            .iter()
-            .filter(|a| a.state == wanted && visible(&a.labels, tenant))
-            .map(answer)
-            .collect::<Vec<_>>()
-    };
-    Ok(AlertsAnswer {
-        firing: shown(AlertState::Firing),
-        pending: shown(AlertState::Pending),
-        silences: if tenant.is_none() { stored.silences.clone() } else { Vec::new() },
-    })
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    tenant_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    rule: Option<String>,
+    /// 1 to 1000; 500 by default.
+    limit: Option<Limit<MAX_HISTORY>>,
 }
-
-#[derive(Debug, Serialize)]
-pub struct HistoryAnswer {
-    pub from: String,
-    pub to: String,
-    pub entries: Vec<HistoryView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct HistoryView {
-    pub at: String,
-    #[serde(flatten)]
-    pub entry: HistoryEntry,
-}
-
-const DEFAULT_HISTORY_MS: i64 = 24 * 60 * 60 * 1000;
-const MAX_HISTORY: usize = 1000;
 
 pub async fn get_history(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
+    principal: Principal,
+    Params(params): Params<HistoryParams>,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
-    let principal = state.keys.authenticate(&headers).await?;
-    let tenant = principal.read_scope(params.get("tenant_id"))?;
-    let range =
-        TimeRange::resolve(params.get("from"), params.get("to"), state.clock.now_ms(), DEFAULT_HISTORY_MS)?;
-    let limit = match params.get("limit") {
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_HISTORY).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit must be between 1 and {MAX_HISTORY}")))?,
-        None => 500,
-    };
-    let entries = state.store.alert_history(range, params.get("rule"), tenant.as_deref(), limit).await?;
-    Ok(Json(HistoryAnswer {
-        from: format_time(range.from_ms),
-        to: format_time(range.to_ms),
-        entries: entries
-            .into_iter()
-            .map(|entry| HistoryView { at: format_time(entry.at_ms), entry })
-            .collect(),
-    }))
+    let tenant = principal.read_scope(params.tenant_id.as_deref())?;
+    let range = TimeRange::resolve(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        state.clock.now_ms(),
+        DEFAULT_HISTORY_MS,
+    )?;
+    let limit = params.limit.map_or(DEFAULT_HISTORY_LIMIT, |limit| limit.0);
+    let store = state.store.as_ref();
+    Ok(Json(history(store, range, params.rule.as_deref(), tenant.as_deref(), limit).await?))
 }
 
 /// `POST /alerts/silences` body.
@@ -153,20 +79,12 @@ pub struct NewSilence {
     pub author: String,
 }
 
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    match principal {
-        Principal::Open => Ok(()),
-        Principal::Key(key) if key.role == Role::Admin && key.tenant_id.is_none() => Ok(()),
-        Principal::Key(_) => Err(ApiError::Forbidden("silences need an admin key for every tenant".into())),
-    }
-}
-
 pub async fn post_silence(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    principal: Principal,
     Json(body): Json<NewSilence>,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
-    require_admin(&state.keys.authenticate(&headers).await?)?;
+    principal.check_admin(SILENCES)?;
     let now_ms = state.clock.now_ms();
     let matchers = body
         .matchers
@@ -205,17 +123,17 @@ pub async fn post_silence(
 
 pub async fn get_silences(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    principal: Principal,
 ) -> Result<Json<Vec<Silence>>, ApiError> {
-    require_admin(&state.keys.authenticate(&headers).await?)?;
+    principal.check_admin(SILENCES)?;
     Ok(Json(state.store.silences(state.clock.now_ms()).await?))
 }
 
 pub async fn delete_silence(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Silence>, ApiError> {
-    require_admin(&state.keys.authenticate(&headers).await?)?;
+    principal.check_admin(SILENCES)?;
     Ok(Json(state.store.expire_silence(&id, state.clock.now_ms()).await?))
 }

@@ -1,159 +1,54 @@
 //! `GET /metrics/calls`: totals, success rate, failure reasons, duration percentiles.
 
 use crate::api::error::ApiError;
-use crate::api::query::{Params, Scope};
+use crate::api::params::Params;
+use crate::auth::Principal;
+use crate::query::calls::{calls, CallsAnswer};
 use crate::state::AppState;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
-use std::collections::BTreeMap;
-use voicemon_core::event::CallStatus;
-use voicemon_core::window::format_time;
-use voicemon_store::EndedCall;
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct ReasonCount {
-    pub reason: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct DurationPercentiles {
-    /// Exact: the value at rank floor(q × (n − 1)) of the call durations.
-    pub estimator: &'static str,
-    pub p50_s: Option<f64>,
-    pub p95_s: Option<f64>,
-}
-
-/// Counts over calls that ended in the range.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct CallSummary {
-    pub total: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub abandoned: u64,
-    pub transferred: u64,
-    /// (completed + transferred) / total; `null` with no calls.
-    pub success_rate: Option<f64>,
-    /// `ended_reason` of failed and abandoned calls, most frequent first.
-    pub failure_reasons: Vec<ReasonCount>,
-    pub duration: DurationPercentiles,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct ObjectiveSummary {
-    pub objective: String,
-    #[serde(flatten)]
-    pub summary: CallSummary,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CallsAnswer {
-    pub tenant_id: Option<String>,
-    pub from: String,
-    pub to: String,
-    /// Calls whose call.started falls in the range.
-    pub started: u64,
-    /// Of those, calls with no call.ended yet.
-    pub in_progress: u64,
-    #[serde(flatten)]
-    pub ended: CallSummary,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub by_objective: Option<Vec<ObjectiveSummary>>,
-}
+use serde::Deserialize;
+use voicemon_core::window::TimeRange;
 
 const DEFAULT_RANGE_MS: i64 = 24 * 60 * 60 * 1000;
-/// Calls with no objective are grouped under this name.
-const NO_OBJECTIVE: &str = "(none)";
-const NO_REASON: &str = "(unspecified)";
+
+#[derive(Debug, Deserialize)]
+pub struct CallsParams {
+    tenant_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// `objective`: also one summary per objective.
+    by: Option<CallGrouping>,
+}
+
+/// `by`: how calls are also grouped (only `objective` so far).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CallGrouping;
+
+impl TryFrom<String> for CallGrouping {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "objective" => Ok(CallGrouping),
+            other => Err(format!("cannot group calls by `{other}`; use by=objective")),
+        }
+    }
+}
 
 pub async fn get_calls(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
+    principal: Principal,
+    Params(params): Params<CallsParams>,
 ) -> Result<Json<CallsAnswer>, ApiError> {
-    let scope = Scope::resolve(&state, &headers, &params, DEFAULT_RANGE_MS).await?;
-    let by_objective = match params.get("by") {
-        None => false,
-        Some("objective") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!("cannot group calls by `{other}`; use by=objective")))
-        }
-    };
-    let tenant = scope.tenant_id.as_deref();
-    let ended = state.store.ended_calls(tenant, scope.range).await?;
-    let (started, in_progress) = state.store.started_calls(tenant, scope.range).await?;
-    Ok(Json(CallsAnswer {
-        tenant_id: scope.tenant_id.clone(),
-        from: format_time(scope.range.from_ms),
-        to: format_time(scope.range.to_ms),
-        started,
-        in_progress,
-        ended: summarise(&ended),
-        by_objective: by_objective.then(|| group_by_objective(&ended)),
-    }))
-}
-
-fn group_by_objective(calls: &[EndedCall]) -> Vec<ObjectiveSummary> {
-    let mut groups: BTreeMap<&str, Vec<EndedCall>> = BTreeMap::new();
-    for call in calls {
-        let objective = call.objective.as_deref().unwrap_or(NO_OBJECTIVE);
-        groups.entry(objective).or_default().push(call.clone());
-    }
-    groups
-        .into_iter()
-        .map(|(objective, calls)| ObjectiveSummary {
-            objective: objective.to_owned(),
-            summary: summarise(&calls),
-        })
-        .collect()
-}
-
-/// The summary of a set of ended calls.
-pub fn summarise(calls: &[EndedCall]) -> CallSummary {
-    let mut by_status: BTreeMap<CallStatus, u64> = BTreeMap::new();
-    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut successes = 0u64;
-    for call in calls {
-        let Some(status) = CallStatus::parse(&call.status) else {
-            continue;
-        };
-        *by_status.entry(status).or_default() += 1;
-        if status.is_success() {
-            successes += 1;
-        } else {
-            *reasons.entry(call.ended_reason.as_deref().unwrap_or(NO_REASON)).or_default() += 1;
-        }
-    }
-    let mut failure_reasons: Vec<ReasonCount> =
-        reasons.into_iter().map(|(reason, count)| ReasonCount { reason: reason.to_owned(), count }).collect();
-    failure_reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
-    let total = calls.len() as u64;
-    let count = |status| by_status.get(&status).copied().unwrap_or(0);
-    let mut durations: Vec<f64> = calls.iter().map(|c| c.duration_s).collect();
-    durations.sort_by(f64::total_cmp);
-    CallSummary {
-        total,
-        completed: count(CallStatus::Completed),
-        failed: count(CallStatus::Failed),
-        abandoned: count(CallStatus::Abandoned),
-        transferred: count(CallStatus::Transferred),
-        success_rate: (total > 0).then(|| successes as f64 / total as f64),
-        failure_reasons,
-        duration: DurationPercentiles {
-            estimator: "exact",
-            p50_s: exact_quantile(&durations, 0.50),
-            p95_s: exact_quantile(&durations, 0.95),
-        },
-    }
-}
-
-/// The value at rank floor(q × (n − 1)) of sorted values.
-pub fn exact_quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * (sorted.len() - 1) as f64).floor() as usize;
-    Some(sorted[rank])
+    let tenant_id = principal.read_scope(params.tenant_id.as_deref())?;
+    let range = TimeRange::resolve(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        state.clock.now_ms(),
+        DEFAULT_RANGE_MS,
+    )?;
+    let by_objective = params.by.is_some();
+    Ok(Json(calls(state.store.as_ref(), tenant_id, range, by_objective).await?))
 }

@@ -5,317 +5,58 @@
 //! of its calls' totals and every split adds up to the total.
 
 use crate::api::error::ApiError;
-use crate::api::query::{Params, Scope};
+use crate::api::params::{CostGroupParam, MonthParam, Params};
+use crate::auth::Principal;
+use crate::query::cost::{call, summary, CostQuestion};
 use crate::state::AppState;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{Datelike, NaiveDate};
-use serde::Serialize;
-use voicemon_core::money::{Amount, Nanos};
-use voicemon_core::window::{format_time, TimeRange};
-use voicemon_store::{
-    CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, Store, StoreError, UsageLine,
-};
+use serde::Deserialize;
+use voicemon_core::window::TimeRange;
+use voicemon_store::CallRef;
 
 const DEFAULT_RANGE_MS: i64 = 24 * 60 * 60 * 1000;
 
+#[derive(Debug, Deserialize)]
+pub struct CostParams {
+    tenant_id: Option<String>,
+    /// Itemise this call (or the call of `trace_id`) instead of summarising a range.
+    call_id: Option<String>,
+    trace_id: Option<String>,
+    /// `YYYY-MM`: that UTC month, instead of `from` / `to`.
+    month: Option<MonthParam>,
+    from: Option<String>,
+    to: Option<String>,
+    /// `provider`, `component`, `model` or `day`.
+    group_by: Option<CostGroupParam>,
+}
+
 pub async fn get_cost(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
+    principal: Principal,
+    Params(params): Params<CostParams>,
 ) -> Result<Response, ApiError> {
-    let call = match (params.get("call_id"), params.get("trace_id")) {
-        (Some(id), _) => Some(CallRef::CallId(id.to_owned())),
-        (None, Some(id)) => Some(CallRef::TraceId(id.to_owned())),
+    let tenant_id = principal.read_scope(params.tenant_id.as_deref())?;
+    let store = state.store.as_ref();
+    let wanted_call = match (params.call_id, params.trace_id) {
+        (Some(id), _) => Some(CallRef::CallId(id)),
+        (None, Some(id)) => Some(CallRef::TraceId(id)),
         (None, None) => None,
     };
-    if let Some(call) = call {
-        let principal = state.keys.authenticate(&headers).await?;
-        let tenant = principal.read_scope(params.get("tenant_id"))?;
-        let found = state.store.call_cost(tenant.as_deref(), &call).await?;
-        let call_cost = found.ok_or_else(|| ApiError::NotFound("no such call".into()))?;
-        return Ok(Json(CallAnswer::from(call_cost)).into_response());
+    if let Some(wanted) = wanted_call {
+        return Ok(Json(call(store, tenant_id.as_deref(), &wanted).await?).into_response());
     }
-    let (scope, month) = match params.get("month") {
-        Some(month) => month_scope(&state, &headers, &params, month).await?,
-        None => (Scope::resolve(&state, &headers, &params, DEFAULT_RANGE_MS).await?, None),
+    let range = match &params.month {
+        Some(month) => month.range,
+        None => TimeRange::resolve(
+            params.from.as_deref(),
+            params.to.as_deref(),
+            state.clock.now_ms(),
+            DEFAULT_RANGE_MS,
+        )?,
     };
-    let group = params.get("group_by").map(parse_group).transpose()?;
-    let answer = summary(state.store.as_ref(), scope, month, group).await?;
-    Ok(Json(answer).into_response())
-}
-
-async fn month_scope(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &Params,
-    month: &str,
-) -> Result<(Scope, Option<String>), ApiError> {
-    let range = month_range(month)?;
-    let principal = state.keys.authenticate(headers).await?;
-    let tenant_id = principal.read_scope(params.get("tenant_id"))?;
-    Ok((Scope { tenant_id, range }, Some(month.to_owned())))
-}
-
-/// `YYYY-MM` → that UTC month.
-pub fn month_range(month: &str) -> Result<TimeRange, ApiError> {
-    let bad = || ApiError::BadRequest(format!("month `{month}` is not a month such as 2026-11"));
-    let shape = month.len() == 7 && month.as_bytes()[4] == b'-';
-    if !shape || !month.bytes().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").map_err(|_| bad())?;
-    let next = if first.month() == 12 {
-        NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
-    }
-    .ok_or_else(bad)?;
-    let start =
-        |date: NaiveDate| date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).ok_or_else(bad);
-    Ok(TimeRange { from_ms: start(first)?, to_ms: start(next)? })
-}
-
-fn parse_group(text: &str) -> Result<CostGroup, ApiError> {
-    match text {
-        "provider" => Ok(CostGroup::Provider),
-        "component" => Ok(CostGroup::Component),
-        "model" => Ok(CostGroup::Model),
-        "day" => Ok(CostGroup::Day),
-        other => Err(ApiError::BadRequest(format!(
-            "cannot group cost by `{other}`; use provider, component, model or day"
-        ))),
-    }
-}
-
-/// One itemised line of a call.
-#[derive(Debug, Serialize)]
-pub struct LineAnswer {
-    pub time: String,
-    pub component: String,
-    pub provider: String,
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub voice: Option<String>,
-    /// What was billed: audio seconds, tokens or characters.
-    pub quantity: serde_json::Value,
-    /// The unit prices used (or why there is none).
-    pub unit_price: Option<String>,
-    pub price_ref: Option<String>,
-    /// `null` when unpriced.
-    pub cost: Option<Amount>,
-    pub unpriced: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unpriced_reason: Option<String>,
-}
-
-impl From<&UsageLine> for LineAnswer {
-    fn from(line: &UsageLine) -> Self {
-        let unpriced = line.cost_nano.is_none();
-        let mut quantity = serde_json::Map::new();
-        let mut put = |name: &str, value: Option<serde_json::Value>| {
-            if let Some(value) = value {
-                quantity.insert(name.to_owned(), value);
-            }
-        };
-        put("audio_seconds", line.audio_seconds.map(Into::into));
-        put("input_tokens", line.input_tokens.map(Into::into));
-        put("cached_input_tokens", line.cached_input_tokens.map(Into::into));
-        put("audio_input_tokens", line.audio_input_tokens.map(Into::into));
-        put("output_tokens", line.output_tokens.map(Into::into));
-        put("audio_output_tokens", line.audio_output_tokens.map(Into::into));
-        put("characters", line.characters.map(Into::into));
-        LineAnswer {
-            time: format_time(line.ts_ms),
-            component: line.component.clone(),
-            provider: line.provider.clone(),
-            model: line.model.clone(),
-            voice: line.voice.clone(),
-            quantity: quantity.into(),
-            unit_price: (!unpriced).then(|| line.detail.clone()),
-            price_ref: (!unpriced).then(|| line.price_ref.clone()),
-            cost: line.cost_nano.map(|n| Amount(Nanos(n))),
-            unpriced,
-            unpriced_reason: unpriced.then(|| line.detail.clone()),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct CallAnswer {
-    pub tenant_id: String,
-    pub call_id: String,
-    pub trace_id: Option<String>,
-    pub status: Option<String>,
-    pub duration_s: Option<f64>,
-    /// Sum of the priced lines.
-    pub total: Amount,
-    /// `total` per minute of call; `null` until the call has ended.
-    pub cost_per_minute: Option<Amount>,
-    pub unpriced_lines: usize,
-    pub lines: Vec<LineAnswer>,
-}
-
-impl From<CallCost> for CallAnswer {
-    fn from(call: CallCost) -> Self {
-        let total = Nanos(call.lines.iter().filter_map(|l| l.cost_nano).sum());
-        CallAnswer {
-            cost_per_minute: call.duration_s.and_then(|d| per_minute(total, d)).map(Amount),
-            unpriced_lines: call.lines.iter().filter(|l| l.cost_nano.is_none()).count(),
-            lines: call.lines.iter().map(LineAnswer::from).collect(),
-            total: Amount(total),
-            tenant_id: call.tenant_id,
-            call_id: call.call_id,
-            trace_id: call.trace_id,
-            status: call.status,
-            duration_s: call.duration_s,
-        }
-    }
-}
-
-/// `cost / (seconds / 60)`, rounded half up; `None` for a zero duration.
-pub fn per_minute(cost: Nanos, seconds: f64) -> Option<Nanos> {
-    let millis = (seconds * 1000.0).round() as i64;
-    (millis > 0).then(|| voicemon_core::money::prorate(cost.0, Nanos(60_000), millis))
-}
-
-#[derive(Debug, Serialize)]
-pub struct PerCall {
-    pub mean: Option<Amount>,
-    /// Exact: the call at rank floor(q × (n − 1)).
-    pub p50: Option<Amount>,
-    pub p95: Option<Amount>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GroupAnswer {
-    pub key: String,
-    pub cost: Amount,
-    pub usage_lines: u64,
-    pub unpriced_lines: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CostSummary {
-    pub tenant_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub month: Option<String>,
-    pub from: String,
-    pub to: String,
-    pub total: Amount,
-    /// Calls whose first event falls in the range.
-    pub calls: usize,
-    /// Minutes of the calls that have ended.
-    pub minutes: f64,
-    pub cost_per_call: PerCall,
-    /// Cost of the ended calls per minute of them.
-    pub cost_per_minute: Option<Amount>,
-    pub usage_lines: u64,
-    pub unpriced_lines: u64,
-    pub by_component: Vec<GroupAnswer>,
-    pub by_provider: Vec<GroupAnswer>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group_by: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Vec<GroupAnswer>>,
-}
-
-/// Cost signals over a window: what alert rules on cost per call and per minute read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CostSignals {
-    pub calls: usize,
-    pub total: Nanos,
-    pub mean_per_call: Option<Nanos>,
-    pub per_minute: Option<Nanos>,
-}
-
-/// Cost per call and per minute of a tenant's calls that began in `range`.
-pub async fn cost_signals(
-    store: &dyn Store,
-    tenant_id: Option<&str>,
-    range: TimeRange,
-) -> Result<CostSignals, StoreError> {
-    Ok(signals_of(&store.call_costs(tenant_id, range).await?))
-}
-
-/// Cost signals of a set of calls.
-pub fn signals_of(calls: &[CallCostTotal]) -> CostSignals {
-    let total: i64 = calls.iter().map(|c| c.cost_nano).sum();
-    let ended = calls.iter().filter(|c| c.duration_s.is_some());
-    let ended_cost: i64 = ended.clone().map(|c| c.cost_nano).sum();
-    let ended_seconds = ended.filter_map(|c| c.duration_s).fold(0.0, |sum, d| sum + d);
-    CostSignals {
-        calls: calls.len(),
-        total: Nanos(total),
-        mean_per_call: (!calls.is_empty())
-            .then(|| voicemon_core::money::prorate(total, Nanos(1), calls.len() as i64)),
-        per_minute: per_minute(Nanos(ended_cost), ended_seconds),
-    }
-}
-
-async fn summary(
-    store: &dyn Store,
-    scope: Scope,
-    month: Option<String>,
-    group: Option<CostGroup>,
-) -> Result<CostSummary, ApiError> {
-    let tenant = scope.tenant_id.as_deref();
-    let calls = store.call_costs(tenant, scope.range).await?;
-    let signals = signals_of(&calls);
-    let mut costs: Vec<i64> = calls.iter().map(|c| c.cost_nano).collect();
-    costs.sort_unstable();
-    let rank =
-        |q: f64| costs.get((q * (costs.len().max(1) - 1) as f64).floor() as usize).map(|&n| Amount(Nanos(n)));
-    let by_component = store.cost_breakdown(tenant, scope.range, CostGroup::Component).await?;
-    let by_provider = store.cost_breakdown(tenant, scope.range, CostGroup::Provider).await?;
-    let groups = match group {
-        Some(group) => Some(store.cost_breakdown(tenant, scope.range, group).await?),
-        None => None,
-    };
-    Ok(CostSummary {
-        tenant_id: scope.tenant_id.clone(),
-        month,
-        from: format_time(scope.range.from_ms),
-        to: format_time(scope.range.to_ms),
-        total: Amount(signals.total),
-        calls: signals.calls,
-        minutes: (calls.iter().filter_map(|c| c.duration_s).fold(0.0, |sum, d| sum + d) / 60.0 * 100.0)
-            .round()
-            / 100.0,
-        cost_per_call: PerCall { mean: signals.mean_per_call.map(Amount), p50: rank(0.50), p95: rank(0.95) },
-        cost_per_minute: signals.per_minute.map(Amount),
-        usage_lines: calls.iter().map(|c| c.usage_lines).sum(),
-        unpriced_lines: calls.iter().map(|c| c.unpriced_lines).sum(),
-        by_component: group_answers(by_component, CostGroup::Component),
-        by_provider: group_answers(by_provider, CostGroup::Provider),
-        group_by: group.map(group_name),
-        groups: groups.zip(group).map(|(rows, group)| group_answers(rows, group)),
-    })
-}
-
-fn group_name(group: CostGroup) -> &'static str {
-    match group {
-        CostGroup::Provider => "provider",
-        CostGroup::Component => "component",
-        CostGroup::Model => "model",
-        CostGroup::Day => "day",
-    }
-}
-
-fn group_answers(rows: Vec<CostGroupRow>, group: CostGroup) -> Vec<GroupAnswer> {
-    rows.into_iter()
-        .map(|row| GroupAnswer {
-            key: match group {
-                CostGroup::Day => {
-                    row.key.parse::<i64>().map(|ms| format_time(ms)[..10].to_owned()).unwrap_or(row.key)
-                }
-                _ => row.key,
-            },
-            cost: Amount(Nanos(row.cost_nano)),
-            usage_lines: row.usage_lines,
-            unpriced_lines: row.unpriced_lines,
-        })
-        .collect()
+    let group = params.group_by.map(|group| group.0);
+    let question = CostQuestion { tenant_id, range, month: params.month.map(|month| month.text), group };
+    Ok(Json(summary(store, question).await?).into_response())
 }

@@ -1,5 +1,7 @@
 //! The one error type of the HTTP API and its one status table.
 
+use crate::auth::AuthError;
+use crate::query::QueryError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -72,6 +74,25 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%message, "storage error");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Unauthorized(message) => ApiError::Unauthorized(message),
+            AuthError::Forbidden(message) => ApiError::Forbidden(message),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(err: QueryError) -> Self {
+        match err {
+            QueryError::Invalid(message) => ApiError::BadRequest(message),
+            QueryError::NotFound(message) => ApiError::NotFound(message),
+            QueryError::Store(err) => err.into(),
         }
     }
 }

@@ -2,15 +2,17 @@
 //! `?from&to` adds the stored per-minute samples of that range.
 
 use crate::api::error::ApiError;
-use crate::api::query::Params;
-use crate::health::sampler::{Sample, PLATFORM};
-use crate::health::{report, Depth, HealthReport};
+use crate::api::params::Params;
+use crate::auth::Principal;
+use crate::query::health::sample::{history, HistoryPoint};
+use crate::query::health::{report, Depth, HealthReport};
 use crate::state::AppState;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
-use voicemon_core::window::{format_time, TimeRange};
+use serde::{Deserialize, Serialize};
+use voicemon_core::window::TimeRange;
+
+const DEFAULT_HISTORY_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Debug, Serialize)]
 pub struct HealthAnswer {
@@ -20,47 +22,28 @@ pub struct HealthAnswer {
     pub history: Option<Vec<HistoryPoint>>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct HistoryPoint {
-    pub minute: String,
-    #[serde(flatten)]
-    pub sample: Sample,
+#[derive(Debug, Deserialize)]
+pub struct HealthParams {
+    tenant_id: Option<String>,
+    /// Either of `from` / `to` adds the stored samples of that range.
+    from: Option<String>,
+    to: Option<String>,
 }
 
 pub async fn get_health(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
+    principal: Principal,
+    Params(params): Params<HealthParams>,
 ) -> Result<Json<HealthAnswer>, ApiError> {
-    let principal = state.keys.authenticate(&headers).await?;
-    let tenant = principal.read_scope(params.get("tenant_id"))?;
+    let tenant = principal.read_scope(params.tenant_id.as_deref())?;
     let now_ms = state.clock.now_ms();
-    let now = report(
-        state.store.as_ref(),
-        &state.redis,
-        &state.health_rules,
-        tenant.as_deref(),
-        now_ms,
-        Depth::Full,
-    )
-    .await;
-    let history = match (params.get("from"), params.get("to")) {
+    let store = state.store.as_ref();
+    let now = report(store, &state.redis, &state.health_rules, tenant.as_deref(), now_ms, Depth::Full).await;
+    let history = match (params.from.as_deref(), params.to.as_deref()) {
         (None, None) => None,
         (from, to) => {
-            let range = TimeRange::resolve(from, to, now_ms, 60 * 60 * 1000)?;
-            let stored = state.store.health_samples(PLATFORM, range).await?;
-            let points = stored
-                .into_iter()
-                .filter_map(|(minute, text)| {
-                    let sample: Sample = serde_json::from_str(&text).ok()?;
-                    let sample = match &tenant {
-                        Some(tenant) => sample.for_tenant(tenant),
-                        None => sample,
-                    };
-                    Some(HistoryPoint { minute: format_time(minute), sample })
-                })
-                .collect();
-            Some(points)
+            let range = TimeRange::resolve(from, to, now_ms, DEFAULT_HISTORY_MS)?;
+            Some(history(store, tenant.as_deref(), range).await?)
         }
     };
     Ok(Json(HealthAnswer { now, history }))

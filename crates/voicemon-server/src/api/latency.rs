@@ -1,163 +1,54 @@
 //! `GET /metrics/latency`: P50/P95/P99 per step and overall, merged from minute sketches.
 
 use crate::api::error::ApiError;
-use crate::api::query::{Params, Scope};
+use crate::api::params::{ComponentParam, Params, StepParam};
+use crate::auth::Principal;
+use crate::query::latency::{latency, LatencyAnswer, LatencyQuestion};
 use crate::state::AppState;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use serde::Deserialize;
 use voicemon_core::latency::{Component, Source};
-use voicemon_core::sketch::{LatencySketch, ESTIMATOR, RELATIVE_ACCURACY};
-use voicemon_core::window::{default_step_ms, format_time, parse_duration_ms, TimeRange, HOUR_MS};
-use voicemon_store::{LatencyFilter, Resolution, Store};
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-}
-
-impl Percentiles {
-    pub fn of(sketch: &LatencySketch) -> Percentiles {
-        let rounded = |q| sketch.quantile(q).map(|v| (v * 100.0).round() / 100.0);
-        Percentiles { count: sketch.count(), p50: rounded(0.50), p95: rounded(0.95), p99: rounded(0.99) }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Step {
-    pub start: String,
-    #[serde(flatten)]
-    pub percentiles: Percentiles,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Estimator {
-    pub name: &'static str,
-    /// Every percentile is within this relative error of the exact value.
-    pub relative_error: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LatencyAnswer {
-    pub tenant_id: Option<String>,
-    pub component: Component,
-    /// `turn`: from turn.completed; `usage`: from the usage events of providers.
-    pub source: Source,
-    pub agent_id: Option<String>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    /// The range answered, widened to whole minutes.
-    pub from: String,
-    pub to: String,
-    pub step_seconds: i64,
-    pub unit: &'static str,
-    pub estimator: Estimator,
-    pub overall: Percentiles,
-    pub steps: Vec<Step>,
-}
+use voicemon_core::window::TimeRange;
+use voicemon_store::LatencyFilter;
 
 const DEFAULT_RANGE_MS: i64 = 60 * 60 * 1000;
 
+#[derive(Debug, Deserialize)]
+pub struct LatencyParams {
+    tenant_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// `turn_e2e` (the default), `stt`, `eou`, `llm_ttft` or `tts_ttfb`.
+    component: Option<ComponentParam>,
+    /// A duration such as `5m`; by default one that gives a readable number of steps.
+    step: Option<StepParam>,
+    agent_id: Option<String>,
+    provider: Option<String>,
+    model: Option<String>,
+}
+
 pub async fn get_latency(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
+    principal: Principal,
+    Params(params): Params<LatencyParams>,
 ) -> Result<Json<LatencyAnswer>, ApiError> {
-    let scope = Scope::resolve(&state, &headers, &params, DEFAULT_RANGE_MS).await?;
-    let component = match params.get("component") {
-        None => Component::TurnE2e,
-        Some(text) => Component::parse(text).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown component `{text}`; expected one of turn_e2e, stt, eou, llm_ttft, tts_ttfb"
-            ))
-        })?,
-    };
-    let range = scope.range.minutes();
-    let step_ms = match params.get("step") {
-        Some(text) => parse_duration_ms(text)?,
-        None => default_step_ms(&range),
-    };
-    let step_starts = range.steps(step_ms)?;
-    let mut filter = LatencyFilter {
-        tenant_id: scope.tenant_id.clone(),
-        component,
+    let tenant_id = principal.read_scope(params.tenant_id.as_deref())?;
+    let range = TimeRange::resolve(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        state.clock.now_ms(),
+        DEFAULT_RANGE_MS,
+    )?;
+    let step_ms = params.step.map(|step| step.0);
+    let filter = LatencyFilter {
+        tenant_id,
+        component: params.component.map_or(Component::TurnE2e, |c| c.0),
         source: Source::Turn,
-        agent_id: params.get("agent_id").map(str::to_owned),
-        provider: params.get("provider").map(str::to_ascii_lowercase),
-        model: params.get("model").map(str::to_owned),
+        agent_id: params.agent_id,
+        provider: params.provider.map(|p| p.to_ascii_lowercase()),
+        model: params.model,
     };
-    // Whole-hour steps may read hour rollups: an hour never straddles two such steps.
-    let resolution = if step_ms % HOUR_MS == 0 { Resolution::Hour } else { Resolution::Minute };
-    let sketches = read_sketches(state.store.as_ref(), &mut filter, range, resolution).await?;
-    let (overall, steps) = merge_into_steps(&sketches, &step_starts, step_ms);
-    Ok(Json(LatencyAnswer {
-        tenant_id: filter.tenant_id,
-        component,
-        source: filter.source,
-        agent_id: filter.agent_id,
-        provider: filter.provider,
-        model: filter.model,
-        from: format_time(range.from_ms),
-        to: format_time(range.to_ms),
-        step_seconds: step_ms / 1000,
-        unit: "ms",
-        estimator: Estimator { name: ESTIMATOR, relative_error: RELATIVE_ACCURACY },
-        overall: Percentiles::of(&overall),
-        steps,
-    }))
-}
-
-/// Chooses the source: a provider or model filter reads usage events (only they name
-/// one); otherwise turn.completed, falling back to usage events for a component the
-/// workers report only per provider request. `turn_e2e` and `eou` exist only per turn.
-/// Sets `filter.source` to the source that answered.
-pub async fn read_sketches(
-    store: &dyn Store,
-    filter: &mut LatencyFilter,
-    range: TimeRange,
-    resolution: Resolution,
-) -> Result<Vec<(i64, LatencySketch)>, ApiError> {
-    let per_turn_only = matches!(filter.component, Component::TurnE2e | Component::Eou);
-    let wants_provider = filter.provider.is_some() || filter.model.is_some();
-    if wants_provider && per_turn_only {
-        return Err(ApiError::BadRequest(format!(
-            "{} is measured per turn, not per provider; drop the provider and model filters",
-            filter.component.as_str()
-        )));
-    }
-    filter.source = if wants_provider { Source::Usage } else { Source::Turn };
-    let sketches = store.latency_sketches(filter, range, resolution).await?;
-    if !sketches.is_empty() || wants_provider || per_turn_only {
-        return Ok(sketches);
-    }
-    filter.source = Source::Usage;
-    Ok(store.latency_sketches(filter, range, resolution).await?)
-}
-
-/// Merges minute sketches into their steps and into one overall sketch.
-pub fn merge_into_steps(
-    sketches: &[(i64, LatencySketch)],
-    step_starts: &[i64],
-    step_ms: i64,
-) -> (LatencySketch, Vec<Step>) {
-    let mut overall = LatencySketch::new();
-    let mut per_step = vec![LatencySketch::new(); step_starts.len()];
-    let first = step_starts.first().copied().unwrap_or(0);
-    for (minute, sketch) in sketches {
-        overall.merge(sketch);
-        let slot = ((minute - first) / step_ms) as usize;
-        if let Some(step) = per_step.get_mut(slot) {
-            step.merge(sketch);
-        }
-    }
-    let steps = step_starts
-        .iter()
-        .zip(per_step.iter())
-        .map(|(start, sketch)| Step { start: format_time(*start), percentiles: Percentiles::of(sketch) })
-        .collect();
-    (overall, steps)
+    let answer = latency(state.store.as_ref(), LatencyQuestion { filter, range, step_ms }).await?;
+    Ok(Json(answer))
 }

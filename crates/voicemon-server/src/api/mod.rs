@@ -1,25 +1,46 @@
-//! The HTTP API: routes, query handlers and the one error type.
+//! The HTTP edge: routes, extractors ([`params::Params`], [`crate::auth::Principal`]),
+//! the one [`error::ApiError`] and the request trace. Handlers are thin: parameters in,
+//! a [`crate::query`] (or the batch writer, or the live hub) called, JSON out.
+//!
+//! Nothing but `startup` imports this module.
 
 pub mod alerts;
 pub mod calls;
 pub mod cost;
 pub mod error;
 pub mod health;
+pub mod ingest;
 pub mod latency;
+pub mod page;
+pub mod params;
+pub mod principal;
 pub mod probes;
-pub mod query;
+pub mod stream;
 
-use crate::ingest::post_events;
-use crate::live::{page, socket};
 use crate::state::AppState;
+use axum::extract::MatchedPath;
+use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
+
+/// The header that carries a request's id: the caller's own when it sends one, else a
+/// new UUID; echoed in the answer and named in every log line of the request.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route voicemon serves.
 pub fn router(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(request_span)
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG).latency_unit(LatencyUnit::Micros))
+        .on_failure(DefaultOnFailure::new().level(Level::WARN).latency_unit(LatencyUnit::Micros));
     Router::new()
-        .route("/v1/events", post(post_events))
+        .route("/v1/events", post(ingest::post_events))
         .route("/metrics/latency", get(latency::get_latency))
         .route("/metrics/calls", get(calls::get_calls))
         .route("/metrics/cost", get(cost::get_cost))
@@ -28,7 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/history", get(alerts::get_history))
         .route("/alerts/silences", get(alerts::get_silences).post(alerts::post_silence))
         .route("/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
-        .route("/metrics/stream", get(socket::stream))
+        .route("/metrics/stream", get(stream::stream))
         .route("/", get(page::index))
         .route("/assets/{*path}", get(page::asset))
         .route("/metrics", get(probes::prometheus))
@@ -37,6 +58,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        // The last layer added is the outermost: the id is set before the trace span opens.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The span of one request: method, route (the pattern, so ids in paths stay out of
+/// logs) and request id.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("(none)");
+    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

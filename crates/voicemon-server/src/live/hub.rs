@@ -7,7 +7,7 @@ use super::snapshot::{compute, Sources};
 use super::subscription::Scope;
 use super::{LiveConfig, LiveMetrics};
 use crate::alerting::AlertEvent;
-use crate::api::alerts::visible;
+use crate::query::alerts::visible;
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -1,11 +1,10 @@
-//! The built-in page (`GET /`) and its assets, embedded in the binary: nothing is
+//! The built-in page and its assets (served by `api::page`), embedded in the binary: nothing is
 //! fetched from elsewhere at run time.
 //!
 //! Our own files are served with `Cache-Control: no-cache` and an ETag (a browser checks
 //! them, a 304 costs nothing); the vendored chart library sits under a versioned path
 //! and is cached for a year.
 
-use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -17,7 +16,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; i
      style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; \
      frame-ancestors 'none'";
 
-struct Asset {
+pub struct Asset {
     path: &'static str,
     content_type: &'static str,
     body: &'static [u8],
@@ -65,20 +64,18 @@ const INDEX: Asset = Asset {
     immutable: false,
 };
 
-/// `GET /`: the live page.
-pub async fn index(headers: HeaderMap) -> Response {
-    serve(&INDEX, &headers)
+/// The page itself.
+pub fn index_html() -> &'static Asset {
+    &INDEX
 }
 
-/// `GET /assets/{*path}`.
-pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    match ASSETS.iter().find(|asset| asset.path == path) {
-        Some(asset) => serve(asset, &headers),
-        None => crate::api::error::ApiError::NotFound(format!("no asset {path}")).into_response(),
-    }
+/// An asset by its path under `/assets/`.
+pub fn asset(path: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|asset| asset.path == path)
 }
 
-fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
+/// The answer for `asset`: 304 when the client's `If-None-Match` has this build's tag.
+pub fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
     let etag = etag(asset.body);
     let cache = match asset.immutable {
         true => "public, max-age=31536000, immutable",

@@ -1,14 +1,15 @@
 //! One snapshot of a scope: latency, calls, cost, health and alerts over a sliding
-//! window, computed with the same functions as the REST answers.
+//! window, computed with the same queries as the REST answers (`crate::query`).
 
 use super::subscription::Scope;
 use crate::alerting::AlertingConfig;
-use crate::api::alerts::{active_alerts, AlertAnswer};
-use crate::api::calls::{summarise, ReasonCount};
-use crate::api::cost::cost_signals;
-use crate::api::latency::{merge_into_steps, read_sketches, Estimator, Percentiles, Step};
-use crate::health::redis::RedisMonitor;
-use crate::health::{report, Depth, HealthReport};
+use crate::query::alerts::{active_alerts, AlertAnswer};
+use crate::query::calls::{summarise, ReasonCount};
+use crate::query::cost::cost_signals;
+use crate::query::health::{report, Depth, HealthReport};
+use crate::query::latency::{merge_into_steps, read_sketches, Estimator, Percentiles, Step};
+use crate::query::QueryError;
+use crate::redis::RedisMonitor;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,9 +18,8 @@ use voicemon_core::event::BreakerState;
 use voicemon_core::health::{HealthRules, Overall, ProviderStatus, Reason, WorkerStatus};
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::money::{prorate, Amount, Nanos};
-use voicemon_core::sketch::{ESTIMATOR, RELATIVE_ACCURACY};
 use voicemon_core::window::{format_time, minute_of, TimeRange, HOUR_MS, MINUTE_MS};
-use voicemon_store::{LatencyFilter, Resolution, Store, StoreError};
+use voicemon_store::{LatencyFilter, Resolution, Store};
 
 /// At most this many entries of a list that grows with the fleet (reasons, workers that
 /// need attention, breakers not closed); the totals are always complete.
@@ -187,7 +187,7 @@ pub async fn compute(
     scope: &Scope,
     seq: u64,
     now_ms: i64,
-) -> Result<Snapshot, StoreError> {
+) -> Result<Snapshot, QueryError> {
     let started = std::time::Instant::now();
     let store = sources.store.as_ref();
     let tenant = scope.tenant_id.as_deref();
@@ -223,25 +223,18 @@ pub async fn compute(
     })
 }
 
-async fn latency(store: &dyn Store, scope: &Scope, minutes: TimeRange) -> Result<LatencyView, StoreError> {
-    let step_starts = minutes.steps(MINUTE_MS).map_err(|err| StoreError::Internal(err.to_string()))?;
+async fn latency(store: &dyn Store, scope: &Scope, minutes: TimeRange) -> Result<LatencyView, QueryError> {
+    let step_starts = minutes.steps(MINUTE_MS)?;
     let mut components = BTreeMap::new();
     for &component in &scope.components {
         let mut filter = turn_filter(scope.tenant_id.clone(), component);
-        let sketches =
-            read_sketches(store, &mut filter, minutes, Resolution::Minute).await.map_err(|err| {
-                StoreError::Internal(format!("latency of {} could not be read: {err}", component.as_str()))
-            })?;
+        let sketches = read_sketches(store, &mut filter, minutes, Resolution::Minute).await?;
         let (overall, steps) = merge_into_steps(&sketches, &step_starts, MINUTE_MS);
         let view =
             ComponentView { source: filter.source, overall: Percentiles::of(&overall), minutes: steps };
         components.insert(component.as_str(), view);
     }
-    Ok(LatencyView {
-        unit: "ms",
-        estimator: Estimator { name: ESTIMATOR, relative_error: RELATIVE_ACCURACY },
-        components,
-    })
+    Ok(LatencyView { unit: "ms", estimator: Estimator::sketch(), components })
 }
 
 fn turn_filter(tenant_id: Option<String>, component: Component) -> LatencyFilter {
@@ -253,7 +246,7 @@ async fn calls(
     tenant: Option<&str>,
     window: TimeRange,
     now_ms: i64,
-) -> Result<CallsView, StoreError> {
+) -> Result<CallsView, QueryError> {
     let ended = summarise(&store.ended_calls(tenant, window).await?);
     let last_hour = TimeRange { from_ms: now_ms - IN_PROGRESS_LOOKBACK_MS, to_ms: now_ms + 1 };
     let (started, in_progress) = store.started_calls(tenant, last_hour).await?;
@@ -275,7 +268,7 @@ async fn cost(
     tenant: Option<&str>,
     window: TimeRange,
     window_ms: i64,
-) -> Result<CostView, StoreError> {
+) -> Result<CostView, QueryError> {
     let signals = cost_signals(store, tenant, window).await?;
     Ok(CostView {
         total: Amount(signals.total),

@@ -1,4 +1,5 @@
-//! One `GET /metrics/stream` connection: authentication (header or first message),
+//! One `GET /metrics/stream` connection after its upgrade (`api::stream` checks the
+//! request): authentication by first message when the header had none,
 //! the subscription, heartbeats, and what happens to a client that falls behind.
 //!
 //! A connection's only buffers are its feed's shared queue and the socket: a client that
@@ -7,13 +8,8 @@
 
 use super::hub::{error_frame, stopping, ConnectionGuard, Frame, LiveHub, Subscription};
 use super::subscription::{ClientMessage, Scope, SubscribeRequest};
-use crate::api::error::ApiError;
-use crate::auth::{bearer, KeyRing, Principal};
-use crate::state::AppState;
+use crate::auth::{KeyRing, Principal};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::Response;
 use futures_util::SinkExt;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -42,46 +38,38 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 pub const CLOSE_TOO_SLOW: u16 = 4408;
 
-/// `GET /metrics/stream`: a key in the `Authorization` header is checked before the
-/// upgrade (401/403 as the REST API); without one, the first message must carry it.
-pub async fn stream(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
-    let token = bearer(&headers)?.map(str::to_owned);
-    let principal = match &token {
-        Some(token) => Some(state.keys.authenticate_token(Some(token)).await?),
-        None => state.keys.authenticate_token(None).await.ok(),
-    };
-    if let Some(principal) = &principal {
-        principal.read_scope(None)?;
-    }
-    let guard = state.live.open_connection().ok_or_else(|| {
-        ApiError::Unavailable("voicemon has as many live connections as it takes; retry later".into())
-    })?;
-    let hub = state.live.clone();
-    let keys = state.keys.clone();
-    let upgrade = upgrade
+/// Bounds an upgrade to what a live client needs (see the constants above).
+pub fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-    Ok(upgrade.on_upgrade(move |socket| {
-        let connection = Connection {
-            socket,
-            hub,
-            keys,
-            principal,
-            token,
-            subscription: None,
-            last_seq: 0,
-            lag_strikes: 0,
-            ping_pending: false,
-            subscribed_at: VecDeque::with_capacity(SUBSCRIBE_LIMIT),
-            _guard: guard,
-        };
-        connection.run()
-    }))
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+}
+
+/// Who an upgraded connection belongs to, as far as the upgrade request told.
+pub struct Caller {
+    /// `None`: the first message must carry a key.
+    pub principal: Option<Principal>,
+    /// The key of the `Authorization` header, re-checked at every ping.
+    pub token: Option<String>,
+}
+
+/// Serves one upgraded connection until it ends; `guard` counts it as open meanwhile.
+pub async fn serve(socket: WebSocket, hub: LiveHub, keys: KeyRing, caller: Caller, guard: ConnectionGuard) {
+    let connection = Connection {
+        socket,
+        hub,
+        keys,
+        principal: caller.principal,
+        token: caller.token,
+        subscription: None,
+        last_seq: 0,
+        lag_strikes: 0,
+        ping_pending: false,
+        subscribed_at: VecDeque::with_capacity(SUBSCRIBE_LIMIT),
+        _guard: guard,
+    };
+    connection.run().await
 }
 
 /// Why a connection ends.

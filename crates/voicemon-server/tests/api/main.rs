@@ -7,6 +7,7 @@ mod calls;
 mod cost;
 mod cost_properties;
 mod health;
+mod http;
 mod ingest;
 mod latency;
 mod live;

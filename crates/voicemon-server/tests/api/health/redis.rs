@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use voicemon_server::health::redis::{poll, rates, InfoCounters, RedisTarget};
+use voicemon_server::redis::{poll, rates, InfoCounters, RedisTarget};
 
 const REDIS_URL_VARIABLE: &str = "VOICEMON_TEST_REDIS_URL";
 
