@@ -13,12 +13,10 @@ const RULES: &[(&str, &[&str])] = &[
     ("ingest", &["api", "startup", "query", "live"]),
     ("live", &["api", "startup"]),
     ("notify", &["api", "startup", "query", "live"]),
-    ("outbound", &["api", "startup"]),
     // The read model knows no HTTP and none of its callers.
     ("query", &["api", "startup", "state", "live", "alerting", "config"]),
     ("redis", &["api", "startup", "query"]),
     ("reprice", &["api", "startup", "live"]),
-    ("simulate", &["api", "startup", "query", "live", "alerting", "ingest", "state"]),
     ("telemetry", &["api", "startup", "query"]),
 ];
 

@@ -1,4 +1,4 @@
-//! voicemon-server: the HTTP API, the ingest pipeline and the traffic simulator.
+//! voicemon-server: the HTTP API, the ingest pipeline, alerting and notifications.
 //!
 //! # Layout
 //! - [`startup`]: builds the application from its configuration; ordered shutdown.
@@ -8,7 +8,8 @@
 //! - [`ingest`]: the group-commit [`ingest::writer`] behind `POST /v1/events`.
 //! - [`alerting`]: the alert engine (rules → alerts → notices → outbox).
 //! - [`notify`]: receivers (Slack, webhook, Alertmanager) and delivery of the outbox.
-//! - [`outbound`]: the HTTP client of every outbound request (rustls, the system trust store).
+//! - [`outbound`]: the HTTP client of every outbound request (rustls, the system trust
+//!   store); it is `voicemon_tls::http`, shared with the simulator (`voicemon-simulate`).
 //! - [`live`]: the live view: feeds of snapshots and alert pushes per scope, one WebSocket
 //!   connection's life, and the embedded page.
 //! - [`auth`]: API keys, roles, tenant scope.
@@ -17,7 +18,6 @@
 //! - [`redis`]: the platform's Redis, watched with an `INFO` poll.
 //! - [`telemetry`]: voicemon's own metrics.
 //! - [`reprice`]: recompute stored cost after the price book changes.
-//! - [`simulate`]: realistic traffic for demos, tests and benchmarks.
 
 pub mod alerting;
 pub mod api;
@@ -29,11 +29,13 @@ pub mod health;
 pub mod ingest;
 pub mod live;
 pub mod notify;
-pub mod outbound;
 pub mod query;
 pub mod redis;
 pub mod reprice;
-pub mod simulate;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+
+/// The one HTTP client builder lives in `voicemon-tls`, so that the simulator, which must
+/// not depend on the server, builds its client the same way.
+pub use voicemon_tls::http as outbound;

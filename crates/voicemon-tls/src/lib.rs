@@ -1,5 +1,5 @@
-//! TLS for every connection voicemon opens (HTTPS receivers, PostgreSQL, Redis), through
-//! rustls with the ring provider: no OpenSSL.
+//! TLS for every connection voicemon opens (HTTPS receivers, the simulator, PostgreSQL,
+//! Redis), through rustls with the ring provider: no OpenSSL.
 //!
 //! # Layout
 //! - [`system_roots`]: the trust store: the system's certificates, or the files that
@@ -10,10 +10,14 @@
 //!   checks PostgreSQL's `sslmode` asks for.
 //! - [`error_chain`]: an error and all its causes on one line, so a failed handshake
 //!   says `invalid peer certificate: UnknownIssuer`, not only `error sending request`.
+//! - `http` (feature `http`): the one HTTP client builder, on [`client_config`], used by
+//!   the server's receivers, the `alerts` command line and the simulator.
 //!
 //! Nothing here skips verification unless the caller names [`Verification::None`],
 //! which only PostgreSQL's `sslmode=prefer|require` (libpq's own meaning) does.
 
+#[cfg(feature = "http")]
+pub mod http;
 mod verify;
 
 use rustls::{ClientConfig, RootCertStore};

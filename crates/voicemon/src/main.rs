@@ -1,4 +1,5 @@
-//! The `voicemon` binary: a thin command line over voicemon-server and voicemon-store.
+//! The `voicemon` binary: a thin command line over voicemon-server, voicemon-store and
+//! voicemon-simulate.
 
 mod alerts;
 mod keys;
@@ -14,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use voicemon_core::clock::SystemClock;
 use voicemon_server::config::{parse_durability, FileConfig};
-use voicemon_server::simulate::{self, SimulateOptions};
 use voicemon_server::startup::{Application, ServeConfig};
+use voicemon_simulate::SimulateOptions;
 
 /// Production monitoring for voice AI agents: turn latency as the caller hears it,
 /// calls, and more, from the events your voice workers send.
@@ -290,7 +291,7 @@ async fn run_demo(addr: std::net::SocketAddr, stop: watch::Receiver<bool>) {
         ..SimulateOptions::default()
     };
     tracing::info!("demo: simulating voice traffic (15 minutes of history, then live)");
-    match simulate::run(options, stop, |_| {}).await {
+    match voicemon_simulate::run(options, stop, |_| {}).await {
         Ok(summary) => tracing::info!("demo simulator stopped: {} events sent", summary.events_sent),
         Err(err) => tracing::warn!(error = %err, "demo simulator stopped"),
     }
@@ -340,7 +341,7 @@ async fn simulate_command(args: SimulateArgs) -> Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let summary = simulate::run(options, stopped, |progress| {
+    let summary = voicemon_simulate::run(options, stopped, |progress| {
         eprint!(
             "\r{:>6.0}s  events sent {:>9}  accepted {:>9}  rejected {:>5}  calls {:>6} started {:>6} ended  failed requests {}   ",
             progress.elapsed.as_secs_f64(),

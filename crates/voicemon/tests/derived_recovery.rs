@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::path::Path;
 use voicemon_core::window::{format_time, minute_of, MINUTE_MS};
-use voicemon_server::simulate::{ModelConfig, TrafficModel};
+use voicemon_simulate::{ModelConfig, TrafficModel};
 
 mod common;
 

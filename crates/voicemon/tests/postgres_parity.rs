@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use voicemon_core::window::{format_time, minute_of, HOUR_MS, MINUTE_MS};
-use voicemon_server::simulate::{ModelConfig, TrafficModel};
+use voicemon_simulate::{ModelConfig, TrafficModel};
 
 mod common;
 

@@ -1,7 +1,9 @@
 //! Outbound HTTP: the one way voicemon builds an HTTP client (receivers, the simulator,
 //! the `alerts` command line), so every one speaks HTTPS through rustls, verifying
 //! certificates against the system trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured),
-//! and every failure is reported with its whole cause chain.
+//! and every failure is reported with its whole cause chain. It lives here, beside the
+//! TLS configuration it uses, so the server and the simulator share it without either
+//! depending on the other.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use std::time::Duration;
 /// the client still speaks plain HTTP, and every HTTPS request fails with the reason.
 pub fn client_builder() -> reqwest::ClientBuilder {
     let builder = reqwest::Client::builder().user_agent(concat!("voicemon/", env!("CARGO_PKG_VERSION")));
-    match voicemon_tls::client_config() {
+    match crate::client_config() {
         Ok(config) => builder.use_preconfigured_tls((*config).clone()),
         Err(err) => {
             tracing::error!(error = %err, "no trusted root certificates: HTTPS requests will fail");
@@ -20,13 +22,13 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// A client with a timeout per request.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    client_builder().timeout(timeout).build().map_err(|err| voicemon_tls::error_chain(&err))
+    client_builder().timeout(timeout).build().map_err(|err| crate::error_chain(&err))
 }
 
 /// A request error with all its causes (`error sending request: … : invalid peer
 /// certificate: UnknownIssuer`), without the URL, which may be secret (Slack's is).
 pub fn describe_error(err: reqwest::Error) -> String {
-    voicemon_tls::error_chain(&err.without_url())
+    crate::error_chain(&err.without_url())
 }
 
 /// Whether `url` sends in clear text over a network: `http://` to a host that is not

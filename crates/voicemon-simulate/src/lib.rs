@@ -1,4 +1,7 @@
-//! Traffic simulator: realistic voice-agent traffic sent to a running voicemon.
+//! voicemon-simulate: realistic voice-agent traffic sent to a running voicemon, for
+//! `voicemon simulate`, `voicemon serve --demo`, tests and benchmarks. It speaks to
+//! voicemon only over HTTP, so it depends on the core's event contract and on the one HTTP
+//! client builder (`voicemon_tls::http`), never on the server.
 //!
 //! It owns two halves. [`TrafficModel`] is a pure, seeded discrete-event generator of
 //! contract-v1 events (calls, turns, usage, provider requests, provider incidents with
@@ -8,17 +11,18 @@
 //! with retries, progress reports and a final [`Summary`].
 //!
 //! # Layout
-//! - this module: the options, progress, summary and errors of a run, and [`run`].
+//! - this file: the options, progress, summary and errors of a run, and [`run`].
 //! - `model`: the traffic generator; `model::{fleet, call, turn, incident, worker}` are
 //!   its parts, `model::random` its distributions.
 //! - `session`: one run's loop: backfill, live sending, counters, progress reports.
 //! - `send`: NDJSON batches over HTTP, retries, voicemon's answers.
+//!
+//! `tests/run.rs` runs the whole loop against a stand-in voicemon (wiremock) that
+//! validates every line with the core's contract code.
 
 mod model;
 mod send;
 mod session;
-#[cfg(test)]
-mod stand_in;
 
 pub use model::{ModelConfig, ModelStats, TrafficModel};
 pub use send::RETRY_BUDGET;

@@ -5,6 +5,7 @@ use super::{SimulateError, SimulateOptions};
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::time::Instant;
+use voicemon_tls::http;
 
 /// How long one batch is retried (503, 5xx, connection errors) before it counts as failed.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(30);
@@ -85,7 +86,7 @@ pub(super) struct Sender {
 
 impl Sender {
     pub(super) fn new(options: &SimulateOptions) -> Result<Self, SimulateError> {
-        let client = crate::outbound::client(REQUEST_TIMEOUT).map_err(SimulateError::Client)?;
+        let client = http::client(REQUEST_TIMEOUT).map_err(SimulateError::Client)?;
         let base = options.base_url.trim_end_matches('/');
         Ok(Sender {
             client,
@@ -102,7 +103,7 @@ impl Sender {
             Ok(_) => Ok(()),
             Err(err) => Err(SimulateError::Unreachable {
                 url: self.health_url.clone(),
-                reason: crate::outbound::describe_error(err),
+                reason: http::describe_error(err),
             }),
         }
     }
@@ -142,7 +143,7 @@ impl Sender {
         }
         match request.send().await {
             Ok(response) => self.classify(response).await,
-            Err(err) => Attempt::Retry { after: None, reason: crate::outbound::describe_error(err) },
+            Err(err) => Attempt::Retry { after: None, reason: http::describe_error(err) },
         }
     }
 
@@ -151,7 +152,7 @@ impl Sender {
         let retry_after = retry_after(&response);
         let text = match response.text().await {
             Ok(text) => text,
-            Err(err) => return Attempt::Retry { after: None, reason: crate::outbound::describe_error(err) },
+            Err(err) => return Attempt::Retry { after: None, reason: http::describe_error(err) },
         };
         match status {
             200..=299 | 422 => self.read_answer(status, &text),
@@ -202,51 +203,5 @@ fn excerpt(text: &str) -> String {
     match text.char_indices().nth(300) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::stand_in::{options_for, start_stand_in};
-    use super::super::{run, SimulateError, SimulateOptions};
-    use std::time::Duration;
-    use tokio::sync::watch;
-
-    #[tokio::test]
-    async fn a_503_is_retried_after_retry_after_and_nothing_is_lost() {
-        let (url, state) = start_stand_in(vec![503]).await;
-        let (_stop, shutdown) = watch::channel(false);
-        let options = SimulateOptions {
-            backfill: Some(Duration::from_secs(60)),
-            duration: Some(Duration::ZERO),
-            ..options_for(&url)
-        };
-        let started = std::time::Instant::now();
-        let summary = run(options, shutdown, |_| {}).await.expect("run succeeds");
-        let seen = state.lock().expect("stand-in state");
-        assert!(started.elapsed() >= Duration::from_secs(1), "retry-after was not honoured");
-        assert_eq!(summary.failed_requests, 0);
-        assert_eq!(summary.events_sent, seen.lines as u64);
-        assert_eq!(summary.accepted, seen.lines as u64);
-    }
-
-    #[tokio::test]
-    async fn a_refused_api_key_stops_the_run_with_a_clear_error() {
-        let (url, _state) = start_stand_in(vec![401]).await;
-        let (_stop, shutdown) = watch::channel(false);
-        let error = run(options_for(&url), shutdown, |_| {}).await.expect_err("401 stops the run");
-        assert!(matches!(error, SimulateError::AuthRefused { status: 401, .. }), "{error}");
-        assert_eq!(error.to_string(), "voicemon refused the api key (401): unauthorized: unknown api key");
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_server_is_reported_at_start() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
-        drop(listener);
-        let (_stop, shutdown) = watch::channel(false);
-        let error = run(options_for(&url), shutdown, |_| {}).await.expect_err("nothing listens");
-        assert!(matches!(error, SimulateError::Unreachable { .. }), "{error}");
-        assert!(error.to_string().starts_with("voicemon is unreachable at http://127.0.0.1:"));
     }
 }
