@@ -9,7 +9,8 @@
 //! - [`api`]: query routes (`/metrics/*`, probes) and the one [`api::error::ApiError`].
 //! - [`live`]: `GET /metrics/stream` (WebSocket snapshots, alert pushes) and the page at `/`.
 //! - [`auth`]: API keys, roles, tenant scope.
-//! - [`config`]: the optional `voicemon.toml`.
+//! - [`config`]: one configuration tree: `voicemon.toml`, environment and flags merged,
+//!   validated into the [`startup::ServeConfig`] the application is built from.
 //! - [`health`]: workers, breakers, providers, database, Redis; per-minute samples.
 //! - [`telemetry`]: voicemon's own metrics.
 //! - [`reprice`]: recompute stored cost after the price book changes.
