@@ -13,7 +13,8 @@
 //! - [`live`]: the live view: feeds of snapshots and alert pushes per scope, one WebSocket
 //!   connection's life, and the embedded page.
 //! - [`auth`]: API keys, roles, tenant scope.
-//! - [`config`]: the optional `voicemon.toml`.
+//! - [`config`]: one configuration tree: `voicemon.toml`, environment and flags merged,
+//!   validated into the [`config::ServeConfig`] the application is built from.
 //! - [`health`]: per-minute samples of the health report.
 //! - [`redis`]: the platform's Redis, watched with an `INFO` poll.
 //! - [`telemetry`]: voicemon's own metrics.

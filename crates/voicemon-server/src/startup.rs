@@ -4,107 +4,36 @@
 //! lingering meanwhile and, once the last request is answered, commits what it holds.
 //! Nothing acknowledged is lost and nothing buffered is dropped.
 
-use crate::alerting::{AlertingConfig, Engine};
+use crate::alerting::Engine;
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
+use crate::config::describe_url;
 use crate::health::sampler::{self, SamplerConfig};
-use crate::ingest::writer::{BatchWriter, WriterConfig};
+use crate::ingest::writer::BatchWriter;
 use crate::live::snapshot::Sources;
-use crate::live::{LiveConfig, LiveHub};
-use crate::notify::{self, DeliveryConfig};
+use crate::live::LiveHub;
+use crate::notify;
 use crate::redis::{RedisMonitor, RedisTarget};
 use crate::state::AppState;
-use crate::telemetry::voice::PrometheusLimits;
 use crate::telemetry::Telemetry;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::sync::{broadcast, Notify};
 use voicemon_core::clock::Clock;
-use voicemon_core::health::HealthRules;
-use voicemon_core::pricing::PriceBook;
 use voicemon_store::postgres::{PostgresConfig, PostgresStore};
 use voicemon_store::sqlite::{Durability, SqliteStore};
 use voicemon_store::{Store, StoreError};
 
-/// Default body limit of `POST /v1/events`.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
-pub const DEFAULT_PORT: u16 = 3001;
+/// What the application is built from, validated by [`crate::config`].
+pub use crate::config::{HealthConfig, ServeConfig};
+
 /// How long shutdown waits for live WebSocket connections to close.
 const LIVE_CLOSE_WAIT: Duration = Duration::from_secs(3);
-
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// `None`: every interface when API keys exist, loopback when none do.
-    pub bind: Option<IpAddr>,
-    /// 0 picks a free port (tests).
-    pub port: u16,
-    pub data_dir: PathBuf,
-    /// PostgreSQL instead of the embedded store in `data_dir` (`DATABASE_URL`).
-    pub postgres: Option<PostgresConfig>,
-    pub max_body_bytes: usize,
-    pub writer: WriterConfig,
-    pub durability: Durability,
-    pub prices: PriceBook,
-    pub health: HealthConfig,
-    pub alerting: AlertingConfig,
-    pub delivery: DeliveryConfig,
-    /// Label bounds of the voice metrics at `/metrics`.
-    pub prometheus: PrometheusLimits,
-    pub live: LiveConfig,
-}
-
-/// Health settings.
-#[derive(Debug, Clone)]
-pub struct HealthConfig {
-    pub rules: HealthRules,
-    /// `redis://…` or `rediss://…` of the platform's Redis to watch (`REDIS_URL`); `None`:
-    /// not watched. It may hold a password.
-    pub redis_url: Option<SecretString>,
-    pub redis_poll: Duration,
-    /// How often a health sample is stored.
-    pub sample_every: Duration,
-    /// Health samples and provider minutes older than this are deleted.
-    pub retention: Duration,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            rules: HealthRules::default(),
-            redis_url: None,
-            redis_poll: Duration::from_secs(10),
-            sample_every: Duration::from_secs(60),
-            retention: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
-}
-
-impl ServeConfig {
-    /// Defaults, with the shipped price book.
-    pub fn new(data_dir: PathBuf) -> ServeConfig {
-        ServeConfig {
-            bind: None,
-            port: DEFAULT_PORT,
-            data_dir,
-            postgres: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            writer: WriterConfig::default(),
-            durability: Durability::Full,
-            prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
-            health: HealthConfig::default(),
-            alerting: AlertingConfig::default(),
-            delivery: DeliveryConfig::default(),
-            prometheus: PrometheusLimits::default(),
-            live: LiveConfig::default(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -285,17 +214,6 @@ pub async fn open_store(
     Ok((Arc::new(sqlite), described))
 }
 
-/// A database URL without its credentials or options (but its `sslmode`), for logs.
-pub fn describe_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return "(unparseable url)".into() };
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let (host, query) = host.split_once('?').unwrap_or((host, ""));
-    match query.split('&').find_map(|pair| pair.strip_prefix("sslmode=")) {
-        Some(mode) => format!("{scheme}://{host} (sslmode={mode})"),
-        None => format!("{scheme}://{host}"),
-    }
-}
-
 /// Merges derived data into its tables every `every`, so memory stays bounded and SQL
 /// readers (Grafana) see at most that much delay.
 fn spawn_derived_flusher(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
@@ -366,20 +284,5 @@ async fn reload_keys(keys: KeyRing, mut shutdown: watch::Receiver<bool>) {
             _ = every.tick() => keys.reload().await,
             _ = shutdown.changed() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe_url;
-
-    #[test]
-    fn a_described_database_url_names_the_server_and_database_without_credentials_or_options() {
-        assert_eq!(
-            describe_url("postgres://voicemon:s3cret@db.internal:5432/metrics?options=-csearch_path%3Dvm"),
-            "postgres://db.internal:5432/metrics"
-        );
-        assert_eq!(describe_url("postgresql://db/metrics"), "postgresql://db/metrics");
-        assert_eq!(describe_url("not a url"), "(unparseable url)");
     }
 }

@@ -1,5 +1,6 @@
 //! `voicemon keys create|list|revoke`: API keys, stored hashed in the store.
 
+use crate::settings::Given;
 use crate::storage::{self, StoreArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -39,9 +40,8 @@ enum KeysCommand {
     },
 }
 
-pub async fn run(args: KeysArgs) -> Result<()> {
-    let (file, _) = crate::load_file_config(None)?;
-    let (store, _) = storage::open(&args.store, &file).await?;
+pub async fn run(args: KeysArgs, given: &Given) -> Result<()> {
+    let (store, _) = storage::open(&args.store.settings(given)?).await?;
     let now_ms = chrono_now_ms();
     match args.command {
         KeysCommand::Create { role, tenant, name } => {

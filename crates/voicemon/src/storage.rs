@@ -1,50 +1,54 @@
-//! Where the commands that touch the store find it: PostgreSQL when `DATABASE_URL` (or
-//! `--database-url`) is set, the embedded store in the data directory otherwise.
+//! Where the commands that touch the store find it: the same configuration tree as
+//! `serve` (the file's `[server] data_dir` and `[postgres]`, under `DATABASE_URL`,
+//! `VOICEMON_DATA_DIR` and their flags): PostgreSQL when a database URL is given, the
+//! embedded store in the data directory otherwise.
 
+use crate::settings::{exposed, Given};
 use anyhow::{Context, Result};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use voicemon_server::config::FileConfig;
-use voicemon_server::startup::{describe_url, open_store};
-use voicemon_store::postgres::PostgresConfig;
+use voicemon_server::config::{describe_url, Layers, Settings};
+use voicemon_server::startup::open_store;
 use voicemon_store::sqlite::Durability;
 use voicemon_store::Store;
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Serialize)]
 pub struct StoreArgs {
-    /// The data directory of the embedded store.
-    #[arg(long, env = "VOICEMON_DATA_DIR", default_value = "./voicemon-data", global = true)]
-    pub data_dir: PathBuf,
+    /// The data directory of the embedded store [default: [server] data_dir of the
+    /// configuration file, else ./voicemon-data].
+    #[arg(long, env = "VOICEMON_DATA_DIR", global = true)]
+    #[serde(rename = "server.data_dir")]
+    pub data_dir: Option<PathBuf>,
     /// PostgreSQL instead of the embedded store: postgres://user:password@host:port/database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_parser = crate::secret)]
+    #[serde(rename = "postgres.database_url", serialize_with = "exposed")]
     pub database_url: Option<SecretString>,
+    /// Configuration file whose [server] data_dir, [postgres] settings and (for reprice)
+    /// [[pricing.price]] entries apply [default: ./voicemon.toml if present]. A file named
+    /// here must exist.
+    #[arg(long, short, env = "VOICEMON_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
 }
 
-/// The PostgreSQL configuration for `url`, with the file's `[postgres]` settings.
-pub fn postgres_config(url: &str, file: &FileConfig) -> Result<PostgresConfig> {
-    anyhow::ensure!(
-        url.starts_with("postgres://") || url.starts_with("postgresql://"),
-        "DATABASE_URL must start with postgres:// or postgresql:// (got {})",
-        describe_url(url)
-    );
-    // The TLS options are checked now (a bad sslmode, an unreadable root certificate),
-    // so that a mistake is reported before any connection is tried.
-    let (_, tls) = voicemon_store::postgres::tls::split_url(url)?;
-    tls.connector()?;
-    Ok(file.postgres.postgres_config(url)?)
+impl StoreArgs {
+    /// The configuration these arguments select, with them over the file.
+    pub fn settings(&self, given: &Given) -> Result<Settings> {
+        given.over(Layers::new().config_file(self.config.as_deref())?, self)
+    }
 }
 
-/// Opens (and migrates) the store these arguments name.
-pub async fn open(args: &StoreArgs, file: &FileConfig) -> Result<(Arc<dyn Store>, String)> {
-    let postgres =
-        args.database_url.as_ref().map(|url| postgres_config(url.expose_secret(), file)).transpose()?;
-    let where_ = match &args.database_url {
-        Some(url) => describe_url(url.expose_secret()),
-        None => args.data_dir.display().to_string(),
+/// Opens (and migrates) the store the settings name.
+pub async fn open(settings: &Settings) -> Result<(Arc<dyn Store>, String)> {
+    let serve = &settings.serve;
+    let where_ = match &serve.postgres {
+        Some(postgres) => describe_url(postgres.url.expose_secret()),
+        None => serve.data_dir.display().to_string(),
     };
-    open_store(&args.data_dir, Durability::Full, postgres.as_ref())
+    open_store(&serve.data_dir, Durability::Full, serve.postgres.as_ref())
         .await
         .with_context(|| format!("cannot open the store ({where_})"))
 }

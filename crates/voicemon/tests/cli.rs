@@ -190,6 +190,95 @@ fn config_check_prints_the_prometheus_label_bounds_and_the_series_they_allow() {
     assert!(text.contains(&expected), "{text}");
 }
 
+/// `config check` in `dir` with `env` set (and the configuration variables of the test's
+/// own environment removed) and `args` after it.
+fn config_check_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).args(["config", "check"]).args(args);
+    for name in ["METRICS_API_PORT", "VOICEMON_BIND", "VOICEMON_DATA_DIR", "VOICEMON_CONFIG", "DATABASE_URL"]
+    {
+        command.env_remove(name);
+    }
+    for name in ["REDIS_URL", "SLACK_WEBHOOK_URL"] {
+        command.env_remove(name);
+    }
+    let output = command.envs(env.iter().copied()).output().expect("voicemon runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// The effective line of `key` in `config check`'s output: `key = value  # origin`.
+fn effective_line<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
+#[test]
+fn config_check_takes_each_setting_from_the_file_under_the_environment_under_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("voicemon.toml"),
+        "[server]\nport = 4000\n[ingest]\nflush_interval = \"2s\"\n\
+         [health]\nredis_url = \"redis://:FILEPASS@filehost:6379\"\n",
+    )
+    .unwrap();
+    let environment = [("METRICS_API_PORT", "4001"), ("REDIS_URL", "redis://:ENVPASS@envhost:6379")];
+    let flags =
+        ["--port", "4002", "--flush-interval", "250ms", "--redis-url", "rediss://:FLAGPASS@flaghost:6380"];
+
+    let from_file = config_check_in(dir.path(), &[], &[]);
+    assert!(effective_line(&from_file, "port").starts_with("port = 4000 "), "{from_file}");
+    assert!(effective_line(&from_file, "port").ends_with("# voicemon.toml"), "{from_file}");
+    assert!(effective_line(&from_file, "flush_interval").contains("\"2s\""), "{from_file}");
+    assert!(effective_line(&from_file, "redis_url").contains("\"redis://filehost:6379\""), "{from_file}");
+
+    let from_environment = config_check_in(dir.path(), &environment, &[]);
+    assert!(effective_line(&from_environment, "port").starts_with("port = 4001 "), "{from_environment}");
+    assert!(effective_line(&from_environment, "port").ends_with("# METRICS_API_PORT"), "{from_environment}");
+    let redis = effective_line(&from_environment, "redis_url");
+    assert!(
+        redis.contains("\"redis://envhost:6379\"") && redis.ends_with("# REDIS_URL"),
+        "{from_environment}"
+    );
+
+    let from_flags = config_check_in(dir.path(), &environment, &flags);
+    assert!(effective_line(&from_flags, "port").starts_with("port = 4002 "), "{from_flags}");
+    assert!(effective_line(&from_flags, "port").ends_with("# --port"), "{from_flags}");
+    let flush = effective_line(&from_flags, "flush_interval");
+    assert!(flush.contains("\"250ms\"") && flush.ends_with("# --flush-interval"), "{from_flags}");
+    let redis = effective_line(&from_flags, "redis_url");
+    assert!(redis.contains("\"rediss://flaghost:6380\"") && redis.ends_with("# --redis-url"), "{from_flags}");
+    assert!(effective_line(&from_flags, "flush_linger").ends_with("# default"), "{from_flags}");
+
+    for text in [from_file, from_environment, from_flags] {
+        for password in ["FILEPASS", "ENVPASS", "FLAGPASS"] {
+            assert!(!text.contains(password), "{password} printed:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn config_check_names_the_flag_or_key_of_a_value_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("voicemon.toml");
+    std::fs::write(&file, "[alerting]\nrepeat_interval = \"often\"\n").unwrap();
+    let output = Command::new(BIN).args(["config", "check", "--config"]).arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("alerting.repeat_interval") && stderr.contains("\"often\""), "{stderr}");
+
+    std::fs::write(&file, "").unwrap();
+    let output = Command::new(BIN)
+        .args(["config", "check", "--batch-max-events", "0", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-max-events: must be above 0"));
+}
+
 #[test]
 fn serve_refuses_a_broken_configuration_file() {
     let dir = tempfile::tempdir().unwrap();

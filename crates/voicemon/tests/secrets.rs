@@ -111,6 +111,27 @@ fn config_check_validates_and_warns_without_printing_any_secret() {
         "{text}"
     );
     assert!(text.contains("(sslmode=require)"), "{text}");
+    // The effective configuration shows where each secret came from, redacted.
+    let line = |key: &str| {
+        text.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key}: {text}"))
+    };
+    let database = line("database_url");
+    assert!(
+        database.contains(&format!("\"postgres://127.0.0.1:{port}/metrics (sslmode=require)\""))
+            && database.ends_with("# DATABASE_URL"),
+        "{text}"
+    );
+    let redis = line("redis_url");
+    assert!(
+        redis.contains(&format!("\"rediss://127.0.0.1:{port}\"")) && redis.ends_with("# REDIS_URL"),
+        "{text}"
+    );
+    let slack = line("slack_webhook_url");
+    assert!(
+        slack.contains(&format!("\"https://127.0.0.1:{port}/…\"")) && slack.ends_with("# SLACK_WEBHOOK_URL"),
+        "{text}"
+    );
+    assert!(line("receiver").contains(&format!("pager (webhook, https://127.0.0.1:{port}/…)")), "{text}");
     assert_no_secret("config check", &text);
 }
 
