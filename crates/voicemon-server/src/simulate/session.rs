@@ -228,8 +228,16 @@ mod tests {
         let (stop, shutdown) = watch::channel(false);
         let options =
             SimulateOptions { duration: None, backfill: Some(Duration::from_secs(30)), ..options_for(&url) };
-        let handle = tokio::spawn(run(options, shutdown, |_| {}));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (reported, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let handle = tokio::spawn(run(options, shutdown, move |_| {
+            let _ = reported.send(());
+        }));
+        // The live loop reports at each tick, the backfill at most once a second after a
+        // batch: a report means the run is under way and has sent.
+        tokio::time::timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .expect("the run reports progress")
+            .expect("the run is still going");
         stop.send(true).expect("the run still listens");
         let summary = tokio::time::timeout(Duration::from_secs(10), handle)
             .await
@@ -252,7 +260,15 @@ mod tests {
             ..options_for(&url)
         };
         let handle = tokio::spawn(run(options, shutdown, |_| {}));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Stopped once the backfill has sent its first batch, far from the day's end.
+        let backfilling = || state.lock().expect("stand-in state").posts > 0;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !backfilling() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the backfill sends a first batch");
         stop.send(true).expect("the run still listens");
         let summary = tokio::time::timeout(Duration::from_secs(10), handle)
             .await
