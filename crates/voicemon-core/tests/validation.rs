@@ -336,6 +336,10 @@ fn timestamps_more_than_five_minutes_in_the_future_are_rejected() {
         Rejected { field: "timestamp", mentioning: "5 minutes" },
     );
     check(
+        &event(TurnCompleted, at("2026-11-27T12:05:00.001Z")),
+        Rejected { field: "timestamp", mentioning: "5 minutes" },
+    );
+    check(
         &event(TurnCompleted, at("2026-11-28T12:00:00Z")),
         Rejected { field: "timestamp", mentioning: "clock" },
     );
@@ -361,7 +365,8 @@ fn timestamps_before_2020_are_rejected() {
 
 #[test]
 fn timestamps_that_are_not_rfc3339_are_rejected_quoting_them() {
-    for text in ["1795780740", "2026-11-27 11:59:00", "yesterday", "2026-11-27T11:59:00"] {
+    for text in ["1795780740", "2026-11-27 11:59:00", "yesterday", "2026-11-27T11:59:00", "27/11/2026 11:59"]
+    {
         check(&event(CallStarted, at(text)), Rejected { field: "timestamp", mentioning: "RFC 3339" });
         let error = parse_event(&event(CallStarted, at(text)), NOW_MS).unwrap_err();
         assert!(error.message.contains(text), "{error:?}");
@@ -417,6 +422,7 @@ fn an_unknown_field_is_named_even_when_the_type_is_missing() {
 fn a_field_of_another_type_is_rejected_naming_it_and_the_type() {
     let cases = [
         (event(TurnCompleted, json!({"characters": 140})), "characters", "turn.completed"),
+        (event(TurnCompleted, json!({"provider": "openai"})), "provider", "turn.completed"),
         (event(CallStarted, json!({"e2e_ms": 850})), "e2e_ms", "call.started"),
         (event(SttUsage, json!({"input_tokens": 10})), "input_tokens", "stt.usage"),
         (event(TtsUsage, json!({"latency_ms": 10})), "latency_ms", "tts.usage"),
@@ -533,6 +539,10 @@ fn counts_that_are_negative_or_fractional_are_rejected_naming_the_field() {
     check(
         &event(TurnCompleted, json!({"turn_index": 1.5})),
         Rejected { field: "turn_index", mentioning: "1.5" },
+    );
+    check(
+        &event(TurnCompleted, json!({"turn_index": -1})),
+        Rejected { field: "turn_index", mentioning: "-1" },
     );
     check(
         &event(TtsUsage, json!({"characters": true})),

@@ -103,13 +103,14 @@ impl Application {
             clock.now_ms(),
         )
         .await?;
-        engine.spawn(Arc::clone(&clock), Arc::clone(&wake), shutdown.subscribe());
+        engine.spawn(Arc::clone(&clock), Arc::clone(&wake), telemetry.clone(), shutdown.subscribe());
         notify::spawn_dispatcher(
             Arc::clone(&store),
             config.alerting.receivers.clone(),
             config.delivery,
             Arc::clone(&clock),
             wake,
+            telemetry.clone(),
             shutdown.subscribe(),
         );
         let alerting = Arc::new(config.alerting);

@@ -1,5 +1,5 @@
 //! What `GET /metrics` exposes: voicemon's own metrics (ingest, group commits, the store's
-//! pool) and the voice metrics of [`voice`] (latency, calls, cost, providers by tenant
+//! pool, alert evaluations, notification dispatch) and the voice metrics of [`voice`] (latency, calls, cost, providers by tenant
 //! and component), in one prometheus-client registry.
 //!
 //! Names follow `voicemon_<subsystem>_<name>_<unit>[_total]`. Every metric and its
@@ -25,16 +25,28 @@ const FLUSH_SECONDS_BUCKETS: u16 = 16;
 /// Group size buckets: 1 event, ×4 ten times.
 const FLUSH_EVENTS_BUCKETS: u16 = 10;
 
-/// Series of the self-metrics, whatever the events: ingest outcomes (3), flush outcomes
-/// (2), the two flush histograms, pool connections by state (2), pool waiters, build info,
-/// and the live view's.
+/// Outcomes of an alert evaluation (the `outcome` label of `voicemon_alerting_evaluations`).
+pub const EVALUATION_OUTCOMES: [&str; 2] = ["ok", "error"];
+
+/// Outcomes of one read of the notification outbox by the dispatcher (the `outcome` label
+/// of `voicemon_notify_dispatch_rounds`): nothing was due, messages were due and handed to
+/// their receivers, or the outbox could not be read.
+pub const DISPATCH_OUTCOMES: [&str; 3] = ["idle", "sending", "error"];
+
+/// Series of the self-metrics, whatever the events: ingest outcomes (3), events held by
+/// the batch writer, flush outcomes (2), the two flush histograms, pool connections by
+/// state (2), pool waiters, build info, evaluation outcomes, dispatch round outcomes, and
+/// the live view's.
 pub const SELF_SERIES: usize = 3
+    + 1
     + 2
     + (FLUSH_SECONDS_BUCKETS as usize + 3)
     + (FLUSH_EVENTS_BUCKETS as usize + 3)
     + 2
     + 1
     + 1
+    + EVALUATION_OUTCOMES.len()
+    + DISPATCH_OUTCOMES.len()
     + crate::live::metrics::LIVE_SERIES;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,11 +64,20 @@ struct PoolStateLabel {
 pub struct Telemetry {
     registry: Arc<Registry>,
     events: Family<OutcomeLabel, Counter>,
+    /// Events the batch writer has taken and not yet answered: a test (or an operator)
+    /// sees that submissions reached it while it lingers for a fuller group.
+    writer_events: Gauge,
     flushes: Family<OutcomeLabel, Counter>,
     flush_seconds: Histogram,
     flush_events: Histogram,
     pool_connections: Family<PoolStateLabel, Gauge>,
     pool_waiting: Gauge,
+    /// Alert evaluations by outcome: tells that the engine runs, and lets a test wait
+    /// for evaluations instead of sleeping.
+    evaluations: Family<OutcomeLabel, Counter>,
+    /// Outbox reads of the notification dispatcher by outcome; an `idle` round after a
+    /// point in time means nothing was left due to send then.
+    dispatch_rounds: Family<OutcomeLabel, Counter>,
     voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
@@ -82,6 +103,12 @@ impl Telemetry {
             "voicemon_ingest_events",
             "Events received by outcome: accepted, duplicate, rejected",
             events.clone(),
+        );
+        let writer_events = Gauge::default();
+        registry.register(
+            "voicemon_ingest_writer_events",
+            "Events the batch writer holds: gathered into a group or being committed, not yet answered",
+            writer_events.clone(),
         );
         let flushes = Family::<OutcomeLabel, Counter>::default();
         registry.register("voicemon_store_flushes", "Group commits by outcome: ok, error", flushes.clone());
@@ -110,6 +137,18 @@ impl Telemetry {
             "The running voicemon's version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let evaluations = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "voicemon_alerting_evaluations",
+            "Alert rule evaluations by outcome: ok (stored), error (not stored; run again next interval)",
+            evaluations.clone(),
+        );
+        let dispatch_rounds = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "voicemon_notify_dispatch_rounds",
+            "Reads of the notification outbox by outcome: idle (nothing due), sending, error",
+            dispatch_rounds.clone(),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
@@ -120,14 +159,23 @@ impl Telemetry {
         for outcome in ["ok", "error"] {
             let _ = flushes.get_or_create(&OutcomeLabel { outcome });
         }
+        for outcome in EVALUATION_OUTCOMES {
+            let _ = evaluations.get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in DISPATCH_OUTCOMES {
+            let _ = dispatch_rounds.get_or_create(&OutcomeLabel { outcome });
+        }
         Telemetry {
             registry: Arc::new(registry),
             events,
+            writer_events,
             flushes,
             flush_seconds,
             flush_events,
             pool_connections,
             pool_waiting,
+            evaluations,
+            dispatch_rounds,
             voice,
             live,
         }
@@ -135,6 +183,28 @@ impl Telemetry {
 
     pub fn events(&self, outcome: &'static str, count: usize) {
         self.events.get_or_create(&OutcomeLabel { outcome }).inc_by(count as u64);
+    }
+
+    /// The batch writer took `count` more events into the group it gathers.
+    pub fn writer_took(&self, count: usize) {
+        self.writer_events.inc_by(count as i64);
+    }
+
+    /// The batch writer answered the submitters of `count` events (committed or not).
+    pub fn writer_answered(&self, count: usize) {
+        self.writer_events.dec_by(count as i64);
+    }
+
+    /// One alert evaluation ended; `stored` tells whether its tick reached the store.
+    pub fn evaluation(&self, stored: bool) {
+        let outcome = if stored { "ok" } else { "error" };
+        self.evaluations.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// One read of the outbox by the dispatcher ended with `outcome` (one of
+    /// [`DISPATCH_OUTCOMES`]).
+    pub fn dispatch_round(&self, outcome: &'static str) {
+        self.dispatch_rounds.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     pub fn flush(&self, ok: bool, events: usize, took: Duration) {
@@ -160,5 +230,19 @@ impl Telemetry {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// Readings of single metrics, for unit tests of what records them.
+#[cfg(test)]
+impl Telemetry {
+    /// What `voicemon_ingest_writer_events` shows.
+    pub(crate) fn writer_events_held(&self) -> i64 {
+        self.writer_events.get()
+    }
+
+    /// What `voicemon_alerting_evaluations_total{outcome}` shows.
+    pub(crate) fn evaluations_counted(&self, outcome: &'static str) -> u64 {
+        self.evaluations.get_or_create(&OutcomeLabel { outcome }).get()
     }
 }

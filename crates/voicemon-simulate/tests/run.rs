@@ -170,8 +170,16 @@ async fn shutdown_stops_an_endless_run_and_flushes() {
         backfill: Some(Duration::from_secs(30)),
         ..options_for(&stand_in.url())
     };
-    let handle = tokio::spawn(run(options, shutdown, |_| {}));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (reported, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let handle = tokio::spawn(run(options, shutdown, move |_| {
+        let _ = reported.send(());
+    }));
+    // The live loop reports at each tick, the backfill at most once a second after a
+    // batch: a report means the run is under way and has sent.
+    tokio::time::timeout(Duration::from_secs(10), reports.recv())
+        .await
+        .expect("the run reports progress")
+        .expect("the run is still going");
     stop.send(true).expect("the run still listens");
     let summary = tokio::time::timeout(Duration::from_secs(10), handle)
         .await
@@ -194,7 +202,14 @@ async fn shutdown_during_backfill_sends_only_what_was_generated() {
         ..options_for(&stand_in.url())
     };
     let handle = tokio::spawn(run(options, shutdown, |_| {}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stop once the backfill is sending: the stand-in has its first post.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while stand_in.seen().await.posts == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the backfill posts its first batch");
     stop.send(true).expect("the run still listens");
     let summary = tokio::time::timeout(Duration::from_secs(10), handle)
         .await

@@ -23,9 +23,16 @@ use common::{now_ms, time_from_now, Server, BIN};
 /// How long any awaited outcome may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Longer than an evaluation (1 s) plus `group_wait` (1 s) plus Slack's pacing (1 s): a
-/// message that was going to be sent has been by then.
-const QUIET: Duration = Duration::from_secs(4);
+/// Stored alert evaluations, from voicemon's own `/metrics`.
+const EVALUATIONS: &str = "voicemon_alerting_evaluations_total{outcome=\"ok\"}";
+
+/// Reads of the outbox by the dispatcher that found nothing due to send.
+const IDLE_DISPATCH_ROUNDS: &str = "voicemon_notify_dispatch_rounds_total{outcome=\"idle\"}";
+
+/// Evaluations that [`Setup::settled`] waits for. The first may be the one that was being
+/// stored when it was called; the third begins an interval (1 s) after the second, so more
+/// than `group_wait` (1 s) after anything that fired before the call.
+const SETTLING_EVALUATIONS: f64 = 3.0;
 
 // ------------------------------------------------------------------ what the stand-ins saw
 
@@ -219,6 +226,19 @@ impl Setup {
             assert!(Instant::now() < deadline, "gave up waiting for {what}; last answer: {answer:#}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Returns once voicemon has had its chance to send whatever was due by the time of the
+    /// call, as its own metrics say: [`SETTLING_EVALUATIONS`] more evaluations stored (so
+    /// such a message is in the outbox), then two reads of the outbox that found nothing
+    /// due (the first may have begun before that last evaluation was stored), so it was
+    /// sent or given up. What a receiver got after that, it got for good.
+    async fn settled(&self) {
+        let (client, server) = (&self.client, &self.server);
+        let evaluations = common::metric(client, server, EVALUATIONS).await;
+        common::wait_for_metric(client, server, EVALUATIONS, evaluations + SETTLING_EVALUATIONS).await;
+        let idle_rounds = common::metric(client, server, IDLE_DISPATCH_ROUNDS).await;
+        common::wait_for_metric(client, server, IDLE_DISPATCH_ROUNDS, idle_rounds + 2.0).await;
     }
 
     /// The kinds of the history entries of `rule`, oldest first.
@@ -558,7 +578,7 @@ async fn slack_429_then_500_then_200_delivers_exactly_one_message_after_retry_af
     setup.send(&slow_turns("t-retry")).await;
 
     wait_for("the third attempt", || slack.received().into_iter().find(|r| r.accepted())).await;
-    tokio::time::sleep(QUIET).await;
+    setup.settled().await;
     let attempts = slack_requests_for(&slack, "turn_latency_p95_high");
     let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [429, 500, 200], "three attempts, then nothing more");
@@ -600,7 +620,7 @@ async fn a_slack_webhook_answering_404_is_marked_broken_degrades_health_and_is_n
         health["receivers"].as_array().into_iter().flatten().find(|r| r["name"] == "alertmanager").cloned();
     assert_eq!(alertmanager_state.map(|r| r["broken"].clone()), Some(json!(false)), "only Slack is broken");
 
-    tokio::time::sleep(QUIET).await;
+    setup.settled().await;
     assert_eq!(slack.received().len(), 1, "a 404 is not retried");
     let failed = setup.history_entries("turn_latency_p95_high", "notification_failed").await;
     assert!(
@@ -636,7 +656,7 @@ async fn a_restart_mid_incident_neither_repeats_the_firing_message_nor_loses_the
             .then_some(())
     })
     .await;
-    tokio::time::sleep(QUIET).await;
+    setup.settled().await;
     assert_eq!(slack_messages(&slack, "FIRING", "worker_memory_high").len(), 1, "no second FIRING message");
 
     setup.send(&[heartbeat("t-restart", "w-1", 10)]).await;
@@ -673,7 +693,7 @@ async fn a_silenced_alert_fires_without_notifying_until_the_silence_is_expired()
             h["entries"].as_array().into_iter().flatten().any(|e| e["kind"] == "silenced")
         })
         .await;
-    tokio::time::sleep(QUIET).await;
+    setup.settled().await;
     assert!(
         slack_requests_for(&slack, "worker_memory_high").is_empty(),
         "Slack hears nothing while silenced"
@@ -730,7 +750,7 @@ async fn a_message_that_could_not_be_sent_is_delivered_after_a_restart() {
                 .any(|e| e["kind"] == "notified" && e["detail"] == "to slack")
         })
         .await;
-    tokio::time::sleep(QUIET).await;
+    setup.settled().await;
 
     let attempts = slack_requests_for(&slack, "worker_memory_high");
     let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();

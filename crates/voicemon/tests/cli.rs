@@ -3,7 +3,6 @@
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 mod common;
 
@@ -69,7 +68,9 @@ async fn every_acknowledged_event_survives_sigkill() {
             acknowledged
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Killed once a few batches were acknowledged, while the senders keep posting.
+    common::wait_for_metric(&client, &server, "voicemon_ingest_events_total{outcome=\"accepted\"}", 200.0)
+        .await;
     server.kill();
     let mut acknowledged = Vec::new();
     for sender in senders {
@@ -97,8 +98,8 @@ async fn sigterm_flushes_a_lingering_group_and_exits_zero() {
         let client = client.clone();
         async move { post(&client, &base, turns_ndjson("lingering", 7)).await.map(|r| r.status().as_u16()) }
     });
-    // The request is now waiting in the writer's lingering group.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The writer says when the request's seven events wait in its lingering group.
+    common::wait_for_metric(&client, &server, "voicemon_ingest_writer_events", 7.0).await;
     assert!(!pending.is_finished(), "the group lingers until shutdown");
     let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert_eq!(pending.await.unwrap().expect("the request completes"), 202);

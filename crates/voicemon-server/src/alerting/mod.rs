@@ -9,6 +9,7 @@ use crate::notify::payload::{AlertView, NoticePayload};
 use crate::notify::{Receiver, ReceiverKind};
 use crate::query::health::{report, Depth};
 use crate::redis::RedisMonitor;
+use crate::telemetry::Telemetry;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -288,11 +289,13 @@ impl Engine {
     }
 
     /// Evaluates every `evaluation_interval` until `shutdown` turns true, and notifies
-    /// at the end of a group wait without waiting for the next evaluation.
+    /// at the end of a group wait without waiting for the next evaluation. Each
+    /// evaluation is counted in `telemetry` once its outcome is known.
     pub fn spawn(
         mut self,
         clock: Arc<dyn Clock>,
         wake_dispatcher: Arc<Notify>,
+        telemetry: Telemetry,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -307,16 +310,19 @@ impl Engine {
                 // A tick that cannot be stored is undone, so it is decided again next time.
                 let saved =
                     (self.evaluator.clone(), self.policy.clone(), self.silenced.clone(), self.muted.clone());
-                let result = tokio::select! {
+                let (result, evaluated) = tokio::select! {
                     _ = ticks.tick() => {
                         let span = tracing::debug_span!("alert_evaluation");
-                        tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await
+                        (tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await, true)
                     }
                     _ = tokio::time::sleep_until(group_wait_ends.unwrap_or(far)), if group_wait_ends.is_some() => {
-                        self.notify(Vec::new(), clock.now_ms()).await
+                        (self.notify(Vec::new(), clock.now_ms()).await, false)
                     }
                     _ = shutdown.changed() => return,
                 };
+                if evaluated {
+                    telemetry.evaluation(result.is_ok());
+                }
                 match result {
                     Ok(()) => wake_dispatcher.notify_one(),
                     Err(err) => {
@@ -364,5 +370,117 @@ fn event_of(change: Change) -> AlertEvent {
         Change::Firing(alert) => AlertEvent { kind: "firing", alert },
         Change::Resolved { alert, .. } => AlertEvent { kind: "resolved", alert },
         Change::Dropped(alert) => AlertEvent { kind: "dropped", alert },
+    }
+}
+
+/// The engine's timers on tokio's paused clock, with a manual clock for the times it
+/// stores: evaluations and group waits are observed at exact virtual instants.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::SecretUrl;
+    use tokio::time::Instant as VirtualInstant;
+    use voicemon_core::clock::ManualClock;
+    use voicemon_core::pricing::Costing;
+    use voicemon_core::validate::parse_event;
+    use voicemon_store::sqlite::{Durability, SqliteStore};
+    use voicemon_store::IngestEvent;
+
+    /// 2026-11-27T12:00:00Z.
+    const NOW_MS: i64 = 1_795_780_800_000;
+    const INTERVAL: Duration = Duration::from_secs(10);
+    const GROUP_WAIT_MS: i64 = 3_000;
+
+    /// An engine evaluating every [`INTERVAL`] over a fresh SQLite store, with one webhook
+    /// receiver (never sent to: nothing dispatches here).
+    struct Running {
+        store: Arc<dyn Store>,
+        clock: ManualClock,
+        telemetry: Telemetry,
+        /// Notified after each stored evaluation or group-wait notification.
+        stored: Arc<Notify>,
+        _stop: watch::Sender<bool>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Running {
+        async fn start(events: &[&str]) -> Running {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("the store opens"));
+            let events: Vec<IngestEvent> = events
+                .iter()
+                .map(|json| IngestEvent {
+                    event: parse_event(json, NOW_MS).expect("a valid event"),
+                    costing: Costing::NotUsage,
+                })
+                .collect();
+            store.write_batch(events).await.expect("the events are stored");
+            let config = AlertingConfig {
+                evaluation_interval: INTERVAL,
+                policy: PolicyConfig { group_wait_ms: GROUP_WAIT_MS, repeat_interval_ms: 3_600_000 },
+                receivers: vec![Receiver {
+                    name: "hook".into(),
+                    kind: ReceiverKind::Webhook,
+                    url: SecretUrl::new("http://127.0.0.1:9/hook"),
+                }],
+                ..AlertingConfig::default()
+            };
+            let (alert_events, _) = broadcast::channel(16);
+            let redis = RedisMonitor::disabled();
+            let rules = HealthRules::default();
+            let link_base = "http://voicemon.test".to_owned();
+            let engine =
+                Engine::load(Arc::clone(&store), redis, rules, config, link_base, alert_events, NOW_MS)
+                    .await
+                    .expect("the engine loads");
+            let clock = ManualClock::at(NOW_MS);
+            let telemetry = Telemetry::default();
+            let stored = Arc::new(Notify::new());
+            let (stop, shutdown) = watch::channel(false);
+            engine.spawn(Arc::new(clock.clone()), Arc::clone(&stored), telemetry.clone(), shutdown);
+            Running { store, clock, telemetry, stored, _stop: stop, _dir: dir }
+        }
+
+        /// The rules of the outbox messages due at the manual clock's time.
+        async fn due(&self) -> Vec<String> {
+            let due = self.store.due_outbox(self.clock.now_ms(), 100).await.expect("the outbox reads");
+            due.into_iter().map(|item| format!("{} to {}", item.rule, item.receiver)).collect()
+        }
+    }
+
+    /// A worker using 90 % of its memory half a second ago: `worker_memory_high` fires at
+    /// its first evaluation (it has no `for`).
+    const HOT_WORKER: &str = r#"{"id":"hb-1","type":"worker.heartbeat","timestamp":"2026-11-27T11:59:59.500Z",
+        "tenant_id":"acme","worker_id":"w-1","memory_used_bytes":900000000,
+        "memory_limit_bytes":1000000000,"cpu_percent":40.0,"active_calls":1}"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn evaluations_come_once_per_interval_and_are_counted() {
+        let running = Running::start(&[]).await;
+        let started = VirtualInstant::now();
+        let mut at = Vec::new();
+        for _ in 0..3 {
+            running.stored.notified().await;
+            at.push(started.elapsed());
+        }
+        assert_eq!(at, [Duration::ZERO, INTERVAL, 2 * INTERVAL]);
+        assert_eq!(running.telemetry.evaluations_counted("ok"), 3);
+        assert_eq!(running.telemetry.evaluations_counted("error"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_firing_alert_is_queued_when_its_group_wait_ends_not_at_the_next_evaluation() {
+        let running = Running::start(&[HOT_WORKER]).await;
+        let started = VirtualInstant::now();
+        running.stored.notified().await;
+        assert!(running.due().await.is_empty(), "fired, waiting for its group");
+
+        // The engine sleeps until the group wait's end, computed from the stored time.
+        running.clock.advance(GROUP_WAIT_MS);
+        running.stored.notified().await;
+        assert_eq!(started.elapsed(), Duration::from_millis(GROUP_WAIT_MS as u64));
+        assert_eq!(running.due().await, ["worker_memory_high to hook"]);
+        assert_eq!(running.telemetry.evaluations_counted("ok"), 1, "a group wait is not an evaluation");
     }
 }

@@ -71,3 +71,47 @@ pub fn spawn(
         }
     })
 }
+
+/// The sampler's interval on tokio's paused clock, with a manual clock for the minute a
+/// sample is stored under.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voicemon_core::clock::ManualClock;
+    use voicemon_core::window::TimeRange;
+    use voicemon_store::sqlite::{Durability, SqliteStore};
+
+    /// 2026-11-27T12:00:00Z.
+    const NOW_MS: i64 = 1_795_780_800_000;
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// The minutes of the stored platform samples of the last hour.
+    async fn sampled_minutes(store: &dyn Store) -> Vec<i64> {
+        let hour = TimeRange { from_ms: NOW_MS - 60 * MINUTE_MS, to_ms: NOW_MS + 60 * MINUTE_MS };
+        let samples = store.health_samples(PLATFORM, hour).await.expect("the samples read");
+        samples.into_iter().map(|(minute_ms, _)| minute_ms).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sample_is_stored_at_start_then_every_interval_under_the_clocks_minute() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("the store opens"));
+        let clock = ManualClock::at(NOW_MS + 5_000);
+        let config = SamplerConfig { every: EVERY, retention: Duration::from_secs(30 * 24 * 3600) };
+        let (_stop, shutdown) = watch::channel(false);
+        let redis = RedisMonitor::disabled();
+        let rules = HealthRules::default();
+        spawn(Arc::clone(&store), redis, rules, config, Arc::new(clock.clone()), shutdown);
+
+        // Virtual time moves only once the sampler waits for its next tick.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(sampled_minutes(store.as_ref()).await, [NOW_MS], "one sample at start");
+
+        clock.advance(EVERY.as_millis() as i64);
+        tokio::time::sleep(EVERY - Duration::from_secs(2)).await;
+        assert_eq!(sampled_minutes(store.as_ref()).await, [NOW_MS], "none before the interval ends");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sampled_minutes(store.as_ref()).await, [NOW_MS, NOW_MS + MINUTE_MS]);
+    }
+}

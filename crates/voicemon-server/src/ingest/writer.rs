@@ -11,7 +11,8 @@
 //! (PostgreSQL) gets several groups in flight at once; SQLite gets one.
 //!
 //! The voice metrics of `/metrics` are recorded here, after a commit is durable and
-//! before its submitters are answered, for the events the store kept (not duplicates).
+//! before its submitters are answered, for the events the store kept (not duplicates);
+//! so is `voicemon_ingest_writer_events`, the events taken and not yet answered.
 
 use crate::telemetry::voice::VoiceRecord;
 use crate::telemetry::Telemetry;
@@ -114,7 +115,7 @@ async fn run(
             in_flight.join_next().await;
         }
         let Some(first) = receiver.recv().await else { break };
-        let group = gather(first, &mut receiver, &config, &mut shutdown).await;
+        let group = gather(first, &mut receiver, &config, &telemetry, &mut shutdown).await;
         let (store, telemetry) = (Arc::clone(&store), telemetry.clone());
         in_flight.spawn(async move { commit(&store, &telemetry, group).await });
     }
@@ -126,11 +127,22 @@ fn group_size(group: &[Submission]) -> usize {
     group.iter().map(|s| s.events.len()).sum()
 }
 
+/// Adds `submission` to `group`, counting its events as held by the writer.
+fn take(group: &mut Vec<Submission>, submission: Submission, telemetry: &Telemetry) {
+    telemetry.writer_took(submission.events.len());
+    group.push(submission);
+}
+
 /// Moves already-queued submissions into `group` until it holds `max_events`.
-fn take_queued(group: &mut Vec<Submission>, receiver: &mut mpsc::Receiver<Submission>, max_events: usize) {
+fn take_queued(
+    group: &mut Vec<Submission>,
+    receiver: &mut mpsc::Receiver<Submission>,
+    max_events: usize,
+    telemetry: &Telemetry,
+) {
     while group_size(group) < max_events {
         match receiver.try_recv() {
-            Ok(submission) => group.push(submission),
+            Ok(submission) => take(group, submission, telemetry),
             Err(_) => break,
         }
     }
@@ -140,15 +152,17 @@ async fn gather(
     first: Submission,
     receiver: &mut mpsc::Receiver<Submission>,
     config: &WriterConfig,
+    telemetry: &Telemetry,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Vec<Submission> {
-    let mut group = vec![first];
-    take_queued(&mut group, receiver, config.max_events);
+    let mut group = Vec::new();
+    take(&mut group, first, telemetry);
+    take_queued(&mut group, receiver, config.max_events, telemetry);
     let deadline = tokio::time::Instant::now() + config.linger.min(config.max_wait);
     while group_size(&group) < config.max_events && !config.linger.is_zero() && !*shutdown.borrow() {
         tokio::select! {
             next = receiver.recv() => match next {
-                Some(submission) => group.push(submission),
+                Some(submission) => take(&mut group, submission, telemetry),
                 None => break,
             },
             _ = tokio::time::sleep_until(deadline) => break,
@@ -191,5 +205,127 @@ async fn commit(store: &Arc<dyn Store>, telemetry: &Telemetry, group: Vec<Submis
                 let _ = reply.send(Err(err.clone()));
             }
         }
+    }
+    telemetry.writer_answered(total);
+}
+
+/// The grouping policy on tokio's paused clock: lingering, `max_wait` and shutdown are
+/// observed as exact virtual durations, without waiting any of them out.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant as VirtualInstant;
+    use voicemon_core::pricing::Costing;
+    use voicemon_core::validate::parse_event;
+    use voicemon_store::sqlite::{Durability, SqliteStore};
+
+    /// 2026-11-27T12:00:00Z.
+    const NOW_MS: i64 = 1_795_780_800_000;
+
+    /// A batch writer over a fresh SQLite store.
+    struct Running {
+        writer: BatchWriter,
+        task: tokio::task::JoinHandle<()>,
+        telemetry: Telemetry,
+        stop: watch::Sender<bool>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Running {
+        fn start(config: WriterConfig) -> Running {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let store = SqliteStore::open(dir.path(), Durability::Normal).expect("the store opens");
+            let telemetry = Telemetry::default();
+            let (stop, shutdown) = watch::channel(false);
+            let (writer, task) = BatchWriter::spawn(Arc::new(store), config, telemetry.clone(), shutdown);
+            Running { writer, task, telemetry, stop, _dir: dir }
+        }
+
+        /// Drops the last submitter and waits for the writer to end.
+        async fn finish(self) {
+            drop(self.writer);
+            self.task.await.expect("the writer ends cleanly");
+            assert_eq!(self.telemetry.writer_events_held(), 0, "every event taken was answered");
+        }
+    }
+
+    fn lingering(linger: Duration, max_wait: Duration) -> WriterConfig {
+        WriterConfig { linger, max_wait, ..WriterConfig::default() }
+    }
+
+    /// Turns with distinct ids, a minute old.
+    fn turns(ids: &[&str]) -> Vec<IngestEvent> {
+        ids.iter()
+            .map(|id| {
+                let json = format!(
+                    r#"{{"id":"{id}","type":"turn.completed","timestamp":"2026-11-27T11:59:00Z",
+                        "tenant_id":"acme","call_id":"c1","turn_index":0,"e2e_ms":640.0}}"#
+                );
+                let event = parse_event(&json, NOW_MS).expect("a valid turn");
+                IngestEvent { event, costing: Costing::NotUsage }
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_linger_a_lone_submission_is_committed_at_once() {
+        let running = Running::start(WriterConfig::default());
+        let started = VirtualInstant::now();
+        let outcome = running.writer.submit(turns(&["t1"])).await.expect("committed");
+        assert_eq!(outcome.stored, [true]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        running.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_writer_commits_a_group_that_is_not_full_when_the_linger_ends() {
+        let running = Running::start(lingering(Duration::from_secs(2), Duration::from_secs(5)));
+        let started = VirtualInstant::now();
+        let (first, second) =
+            tokio::join!(running.writer.submit(turns(&["t1", "t2"])), running.writer.submit(turns(&["t3"])));
+        assert_eq!(first.expect("committed").stored, [true, true]);
+        assert_eq!(second.expect("committed").stored, [true]);
+        assert_eq!(started.elapsed(), Duration::from_secs(2), "answered when the linger ended");
+        running.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_wait_cuts_a_longer_linger_short() {
+        let running = Running::start(lingering(Duration::from_secs(30), Duration::from_secs(3)));
+        let started = VirtualInstant::now();
+        running.writer.submit(turns(&["t1"])).await.expect("committed");
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        running.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_group_is_committed_without_waiting_out_the_linger() {
+        let config =
+            WriterConfig { max_events: 3, ..lingering(Duration::from_secs(30), Duration::from_secs(60)) };
+        let running = Running::start(config);
+        let started = VirtualInstant::now();
+        let (first, second) =
+            tokio::join!(running.writer.submit(turns(&["t1", "t2"])), running.writer.submit(turns(&["t3"])));
+        assert_eq!((first.expect("committed").stored.len(), second.expect("committed").stored.len()), (2, 1));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        running.finish().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_the_linger_and_commits_what_the_writer_holds() {
+        let running = Running::start(lingering(Duration::from_secs(30), Duration::from_secs(60)));
+        let started = VirtualInstant::now();
+        let writer = running.writer.clone();
+        let submitted = tokio::spawn(async move { writer.submit(turns(&["t1", "t2"])).await });
+        // Time moves only once every task waits: by then the writer holds the events.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(running.telemetry.writer_events_held(), 2, "the writer holds both events");
+        assert!(!submitted.is_finished(), "it lingers for a fuller group");
+
+        running.stop.send(true).expect("the writer listens");
+        let outcome = submitted.await.expect("the submitter").expect("committed");
+        assert_eq!(outcome.stored, [true, true]);
+        assert_eq!(started.elapsed(), Duration::from_secs(1), "not a moment of the linger more");
+        running.finish().await;
     }
 }

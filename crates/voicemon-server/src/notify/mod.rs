@@ -19,6 +19,7 @@ use voicemon_core::clock::Clock;
 use voicemon_store::{Delivery, OutboxItem, Store};
 
 use self::payload::NoticePayload;
+use crate::telemetry::Telemetry;
 
 /// A URL that may hold a secret (Slack's webhook URL carries it in its path): printed
 /// as its scheme and host only; the whole URL only through [`SecretUrl::expose`].
@@ -190,12 +191,14 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Sends outbox messages until `shutdown` turns true; `wake` makes it look at once.
+/// Each read of the outbox is counted in `telemetry` by what it found.
 pub fn spawn_dispatcher(
     store: Arc<dyn Store>,
     receivers: Vec<Receiver>,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
+    telemetry: Telemetry,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let receivers: BTreeMap<String, Receiver> = receivers.into_iter().map(|r| (r.name.clone(), r)).collect();
@@ -219,9 +222,14 @@ pub fn spawn_dispatcher(
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the notification outbox");
+                    telemetry.dispatch_round("error");
                     continue;
                 }
             };
+            if due.is_empty() {
+                telemetry.dispatch_round("idle");
+                continue;
+            }
             // Receivers are served side by side, so a slow one (up to the request timeout
             // per message) never holds up the others; each one's messages go in order.
             let mut by_receiver: BTreeMap<String, Vec<OutboxItem>> = BTreeMap::new();
@@ -251,6 +259,7 @@ pub fn spawn_dispatcher(
                     last_sent.insert(name, at);
                 }
             }
+            telemetry.dispatch_round("sending");
         }
     })
 }
@@ -338,5 +347,95 @@ async fn send(client: &reqwest::Client, receiver: &Receiver, payload: &str) -> A
         }
         // The whole cause chain (a certificate error sits three levels down), never the URL.
         Err(err) => Attempt::Network(crate::outbound::describe_error(err)),
+    }
+}
+
+/// The back-off and give-up decisions, on explicit times and jitter: no clock, no sleep.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-27T12:00:00Z.
+    const NOW_MS: i64 = 1_795_780_800_000;
+
+    /// A message queued a minute ago, tried `attempts` times.
+    fn item(attempts: u32) -> OutboxItem {
+        OutboxItem {
+            id: 1,
+            receiver: "hook".into(),
+            rule: "worker_memory_high".into(),
+            payload: "{}".into(),
+            created_ms: NOW_MS - 60_000,
+            next_attempt_ms: NOW_MS,
+            attempts,
+        }
+    }
+
+    fn status(code: u16) -> Attempt {
+        Attempt::Status { code, retry_after: None, body: "nope".into() }
+    }
+
+    /// When the next attempt of `item` after `attempt` is due, with no jitter.
+    fn next_attempt_ms(attempt: &Attempt, item: &OutboxItem) -> i64 {
+        match classify(attempt, item, NOW_MS, &DeliveryConfig::default(), 1.0) {
+            Delivery::Retry { next_attempt_ms, .. } => next_attempt_ms,
+            other => panic!("a retry, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_2xx_is_sent() {
+        let delivery = classify(&status(204), &item(0), NOW_MS, &DeliveryConfig::default(), 1.0);
+        assert_eq!(delivery, Delivery::Sent { at_ms: NOW_MS });
+    }
+
+    #[test]
+    fn a_5xx_backs_off_doubling_per_attempt_up_to_the_maximum() {
+        let waits: Vec<i64> = [0, 1, 2, 5, 6, 20]
+            .into_iter()
+            .map(|n| next_attempt_ms(&status(503), &item(n)) - NOW_MS)
+            .collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 32_000, 60_000, 60_000]);
+    }
+
+    #[test]
+    fn a_network_error_backs_off_as_a_5xx_does() {
+        let refused = Attempt::Network("connection refused".into());
+        assert_eq!(next_attempt_ms(&refused, &item(3)), NOW_MS + 8_000);
+    }
+
+    #[test]
+    fn jitter_scales_the_back_off() {
+        let config = DeliveryConfig::default();
+        for (jitter, wait_ms) in [(0.5, 2_000), (1.5, 6_000)] {
+            let delivery = classify(&status(500), &item(2), NOW_MS, &config, jitter);
+            assert!(
+                matches!(delivery, Delivery::Retry { next_attempt_ms, .. } if next_attempt_ms == NOW_MS + wait_ms)
+            );
+        }
+    }
+
+    #[test]
+    fn a_429_waits_as_long_as_retry_after_says_or_the_base_back_off() {
+        let told =
+            Attempt::Status { code: 429, retry_after: Some(Duration::from_secs(7)), body: String::new() };
+        assert_eq!(next_attempt_ms(&told, &item(4)), NOW_MS + 7_000);
+        assert_eq!(next_attempt_ms(&status(429), &item(4)), NOW_MS + 1_000, "not the doubled back-off");
+    }
+
+    #[test]
+    fn a_retry_that_would_fall_past_the_deadline_gives_up() {
+        let config = DeliveryConfig::default();
+        let old = OutboxItem { created_ms: NOW_MS - config.deadline.as_millis() as i64 + 500, ..item(0) };
+        let delivery = classify(&status(502), &old, NOW_MS, &config, 1.0);
+        let Delivery::Failed { error, broken, .. } = delivery else { panic!("given up: {delivery:?}") };
+        assert!(error.starts_with("gave up after the deadline: 502"), "{error}");
+        assert!(!broken, "the receiver may work again");
+    }
+
+    #[test]
+    fn another_4xx_gives_up_at_once_and_marks_the_receiver_broken() {
+        let delivery = classify(&status(404), &item(0), NOW_MS, &DeliveryConfig::default(), 1.0);
+        assert_eq!(delivery, Delivery::Failed { at_ms: NOW_MS, error: "404: nope".into(), broken: true });
     }
 }

@@ -122,6 +122,18 @@ impl TestApp {
         status_and_json(self.get(path_and_query, key).await).await
     }
 
+    /// The value of one series of `GET /metrics` (`series` is its name and labels as
+    /// exposed, e.g. `voicemon_ingest_writer_events`); 0 when it is absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let response = self.get("/metrics", None).await;
+        assert_eq!(response.status(), 200, "GET /metrics");
+        let text = response.text().await.expect("metrics text");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(series))
+            .find_map(|rest| rest.strip_prefix(' ').and_then(|value| value.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
     /// `overall.count` of a latency query that must succeed.
     pub async fn latency_count(&self, query: &str, key: Option<&str>) -> u64 {
         let (status, body) = self.get_json(&format!("/metrics/latency?{query}"), key).await;

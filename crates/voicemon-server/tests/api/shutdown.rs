@@ -1,6 +1,6 @@
 //! Graceful shutdown flushes what the batch writer holds; readiness follows the store.
 
-use crate::helpers::{spawn_app, spawn_app_in, spawn_app_with, status_and_json, turn};
+use crate::helpers::{eventually, spawn_app, spawn_app_in, spawn_app_with, status_and_json, turn};
 use serde_json::Value;
 use std::time::Duration;
 use voicemon_store::sqlite::DB_FILE;
@@ -33,8 +33,10 @@ async fn a_graceful_shutdown_commits_what_the_writer_holds_and_answers_every_pos
             )
         })
         .collect();
-    // Give the requests a moment to reach the writer, which lingers for a fuller group.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The writer, lingering for a fuller group, says when it holds all six events.
+    let holds_all = || async { app.metric("voicemon_ingest_writer_events").await == 6.0 };
+    let held = eventually(BOUND, holds_all).await;
+    assert!(held, "the three requests reach the writer");
     assert!(posts.iter().all(|post| !post.is_finished()), "the writer did not linger");
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 0, "nothing is committed yet");
 

@@ -128,6 +128,33 @@ pub async fn post_ndjson(
     answer
 }
 
+/// One series of `server`'s own `GET /metrics`, by its name and labels as exposed
+/// (`voicemon_ingest_writer_events`, `voicemon_alerting_evaluations_total{outcome="ok"}`);
+/// 0 when absent.
+pub async fn metric(client: &reqwest::Client, server: &Server, series: &str) -> f64 {
+    let response = client.get(server.url("/metrics")).send().await.expect("voicemon answers");
+    assert!(response.status().is_success(), "GET /metrics: {}", response.status());
+    let text = response.text().await.expect("the exposition");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series))
+        .find_map(|rest| rest.strip_prefix(' ').and_then(|value| value.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Polls [`metric`] until it reaches `at_least` (an explicit signal instead of a guessed
+/// sleep); fails the test after 30 s.
+pub async fn wait_for_metric(client: &reqwest::Client, server: &Server, series: &str, at_least: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = metric(client, server, series).await;
+        if value >= at_least {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{series} stayed at {value}, below {at_least}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64
