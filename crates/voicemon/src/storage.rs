@@ -36,7 +36,8 @@ pub fn postgres_config(url: &str, file: &FileConfig) -> Result<PostgresConfig> {
     Ok(file.postgres.postgres_config(url)?)
 }
 
-/// Opens (and migrates) the store these arguments name.
+/// Opens (and migrates) the store these arguments name: the whole [`Store`], which each
+/// command hands on as the narrow trait it uses (`keys`: `KeyStore`, `reprice`: `RepriceStore`).
 pub async fn open(args: &StoreArgs, file: &FileConfig) -> Result<(Arc<dyn Store>, String)> {
     let postgres =
         args.database_url.as_ref().map(|url| postgres_config(url.expose_secret(), file)).transpose()?;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use voicemon_core::clock::Clock;
 use voicemon_core::health::HealthRules;
 use voicemon_core::window::{minute_of, MINUTE_MS};
-use voicemon_store::Store;
+use voicemon_store::{HealthStore, Store};
 
 /// The tenant key platform-wide samples are stored under.
 pub const PLATFORM: &str = "";
@@ -120,21 +120,24 @@ pub struct SamplerConfig {
     pub retention: Duration,
 }
 
-/// Takes one sample for the minute of `now_ms`.
+/// Takes one sample for the minute of `now_ms`: the health report read from `facts` (the
+/// report reads every subsystem's facts), stored in `samples`.
 pub async fn take_sample(
-    store: &dyn Store,
+    facts: &dyn Store,
+    samples: &dyn HealthStore,
     redis: &RedisMonitor,
     rules: &HealthRules,
     now_ms: i64,
 ) -> Result<(), voicemon_store::StoreError> {
-    let report = report(store, redis, rules, None, now_ms, Depth::Recent).await;
+    let report = report(facts, redis, rules, None, now_ms, Depth::Recent).await;
     let sample = serde_json::to_string(&Sample::of(&report)).unwrap_or_default();
-    store.put_health_sample(PLATFORM, minute_of(now_ms), sample).await
+    samples.put_health_sample(PLATFORM, minute_of(now_ms), sample).await
 }
 
 /// Samples every `config.every` and prunes hourly until `shutdown` turns true.
 pub fn spawn(
-    store: Arc<dyn Store>,
+    facts: Arc<dyn Store>,
+    samples: Arc<dyn HealthStore>,
     redis: RedisMonitor,
     rules: HealthRules,
     config: SamplerConfig,
@@ -150,13 +153,13 @@ pub fn spawn(
                 _ = shutdown.changed() => return,
             }
             let now_ms = clock.now_ms();
-            if let Err(err) = take_sample(store.as_ref(), &redis, &rules, now_ms).await {
+            if let Err(err) = take_sample(facts.as_ref(), samples.as_ref(), &redis, &rules, now_ms).await {
                 tracing::warn!(error = %err, "health sample not stored");
             }
             if last_prune_ms.is_none_or(|last| now_ms - last >= 60 * MINUTE_MS) {
                 last_prune_ms = Some(now_ms);
                 let before = now_ms - config.retention.as_millis() as i64;
-                match store.prune_health(before).await {
+                match samples.prune_health(before).await {
                     Ok(removed) if removed > 0 => {
                         tracing::info!(removed, "pruned health history past retention")
                     }
