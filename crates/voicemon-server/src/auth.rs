@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use voicemon_core::access::{hash_key, Role};
-use voicemon_store::{ApiKey, Store, StoreError};
+use voicemon_store::{ApiKey, KeyStore, StoreError};
 
 /// How often the ring reloads keys created or revoked by `voicemon keys`.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
@@ -52,13 +52,13 @@ struct Ring {
 /// The active keys, by hash.
 #[derive(Debug, Clone)]
 pub struct KeyRing {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     ring: Arc<RwLock<Ring>>,
     loopback_only: bool,
 }
 
 impl KeyRing {
-    pub async fn load(store: Arc<dyn Store>, loopback_only: bool) -> Result<KeyRing, StoreError> {
+    pub async fn load(store: Arc<dyn KeyStore>, loopback_only: bool) -> Result<KeyRing, StoreError> {
         let by_hash = fetch(&store).await?;
         let ring = Ring { by_hash, loaded_at: Instant::now() };
         Ok(KeyRing { store, ring: Arc::new(RwLock::new(ring)), loopback_only })
@@ -118,7 +118,7 @@ impl KeyRing {
     }
 }
 
-async fn fetch(store: &Arc<dyn Store>) -> Result<HashMap<String, ApiKey>, StoreError> {
+async fn fetch(store: &Arc<dyn KeyStore>) -> Result<HashMap<String, ApiKey>, StoreError> {
     Ok(store.active_key_hashes().await?.into_iter().collect())
 }
 

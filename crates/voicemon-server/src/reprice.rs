@@ -3,11 +3,11 @@
 //! same book changes nothing.
 
 use std::collections::BTreeMap;
-use voicemon_core::event::{Body, Envelope, Event, LlmUsage, SttUsage, TtsUsage};
+use voicemon_core::event::{Body, Envelope, Event, LlmUsage, PipelineComponent, SttUsage, TtsUsage};
 use voicemon_core::money::Nanos;
 use voicemon_core::pricing::{Costing, PriceBook};
 use voicemon_core::window::TimeRange;
-use voicemon_store::{CostUpdate, Store, StoreError, UsageLine};
+use voicemon_store::{CostUpdate, RepriceStore, StoreError, UsageLine};
 
 /// Lines read and written per step (one transaction each).
 const STEP: usize = 5_000;
@@ -52,7 +52,7 @@ fn dollars(amount: Nanos) -> String {
 /// Re-prices the usage lines with `ts_ms` in `range` (of `tenant_id`, when given),
 /// calling `progress(done, total)` after each step.
 pub async fn reprice(
-    store: &dyn Store,
+    store: &dyn RepriceStore,
     book: &PriceBook,
     tenant_id: Option<&str>,
     range: TimeRange,
@@ -116,14 +116,14 @@ pub fn event_of(line: &UsageLine) -> Event {
         attributes: BTreeMap::new(),
     };
     let provider = line.provider.clone();
-    let body = match line.component.as_str() {
-        "stt" => Body::SttUsage(SttUsage {
+    let body = match line.component {
+        PipelineComponent::Stt => Body::SttUsage(SttUsage {
             provider,
             model: line.model.clone(),
             audio_seconds: line.audio_seconds.unwrap_or(0.0),
             latency_ms: None,
         }),
-        "llm" => Body::LlmUsage(LlmUsage {
+        PipelineComponent::Llm => Body::LlmUsage(LlmUsage {
             provider,
             model: line.model.clone().unwrap_or_default(),
             input_tokens: line.input_tokens.unwrap_or(0),
@@ -133,7 +133,7 @@ pub fn event_of(line: &UsageLine) -> Event {
             audio_output_tokens: line.audio_output_tokens,
             ttft_ms: None,
         }),
-        _ => Body::TtsUsage(TtsUsage {
+        PipelineComponent::Tts => Body::TtsUsage(TtsUsage {
             provider,
             model: line.model.clone(),
             voice: line.voice.clone(),

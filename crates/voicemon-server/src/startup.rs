@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, Notify};
 use voicemon_core::clock::Clock;
 use voicemon_store::postgres::{PostgresConfig, PostgresStore};
 use voicemon_store::sqlite::{Durability, SqliteStore};
-use voicemon_store::{Store, StoreError};
+use voicemon_store::{AdminStore, IngestStore, Store, StoreError};
 
 /// What the application is built from, validated by [`crate::config`].
 pub use crate::config::{HealthConfig, ServeConfig};
@@ -62,11 +62,13 @@ impl Application {
         let ip = choose_bind(config.bind, has_keys);
         let addr = SocketAddr::new(ip, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        let keys = KeyRing::load(Arc::clone(&store), ip.is_loopback()).await?;
+        // Each part gets the narrow store trait it uses: `store.clone()` upcasts the
+        // `Arc<dyn Store>` to it (`Arc::clone(&store)` would infer the narrow type instead).
+        let keys = KeyRing::load(store.clone(), ip.is_loopback()).await?;
         let telemetry = Telemetry::new(config.prometheus);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (writer, writer_task) =
-            BatchWriter::spawn(Arc::clone(&store), config.writer, telemetry.clone(), shutdown_rx);
+            BatchWriter::spawn(store.clone(), config.writer, telemetry.clone(), shutdown_rx);
         let prices = Arc::new(config.prices);
         let redis = match &config.health.redis_url {
             Some(url) => {
@@ -105,7 +107,7 @@ impl Application {
         .await?;
         engine.spawn(Arc::clone(&clock), Arc::clone(&wake), telemetry.clone(), shutdown.subscribe());
         notify::spawn_dispatcher(
-            Arc::clone(&store),
+            store.clone(),
             config.alerting.receivers.clone(),
             config.delivery,
             Arc::clone(&clock),
@@ -136,8 +138,8 @@ impl Application {
             alerting,
             live,
         };
-        spawn_maintenance(Arc::clone(&state.store), Arc::clone(&state.clock), shutdown.subscribe());
-        spawn_derived_flusher(Arc::clone(&state.store), config.writer.derived_flush, shutdown.subscribe());
+        spawn_maintenance(state.store.clone(), Arc::clone(&state.clock), shutdown.subscribe());
+        spawn_derived_flusher(state.store.clone(), config.writer.derived_flush, shutdown.subscribe());
         Ok(Application { listener, state, writer_task, shutdown, storage })
     }
 
@@ -217,7 +219,7 @@ pub async fn open_store(
 
 /// Merges derived data into its tables every `every`, so memory stays bounded and SQL
 /// readers (Grafana) see at most that much delay.
-fn spawn_derived_flusher(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+fn spawn_derived_flusher(store: Arc<dyn IngestStore>, every: Duration, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,7 +247,7 @@ fn spawn_derived_flusher(store: Arc<dyn Store>, every: Duration, mut shutdown: w
 /// How often the store's housekeeping (partitions ahead, retention) runs.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
-fn spawn_maintenance(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
+fn spawn_maintenance(store: Arc<dyn AdminStore>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
         // The store did its housekeeping when it opened: the first run is an hour away.
         let mut every =

@@ -1,9 +1,17 @@
 //! voicemon-store: where events live. Owns all SQL.
 //!
 //! # Layout
-//! - [`Store`]: the contract every backend satisfies (SQLite, PostgreSQL).
+//! - [`contract`]: the contract every backend satisfies (SQLite, PostgreSQL): one narrow
+//!   trait per subsystem ([`IngestStore`], [`LatencyStore`], [`CallStore`], [`CostStore`],
+//!   [`RepriceStore`], [`HealthStore`], [`AlertStore`], [`KeyStore`], [`AdminStore`]) and
+//!   [`Store`], their union. Consumers take the narrow one they use.
 //! - [`sqlite`]: the embedded default backend (one file in WAL mode).
-//! - [`rollup`]: what a batch adds to the rollups, shared by both backends.
+//! - [`rollup`]: what a batch adds to the rollups, and which rollup table serves which part
+//!   of a read, shared by both backends.
+//! - [`delivery`]: what a delivery attempt leaves in the alert history, shared by both backends.
+//! - [`pool`]: the connection pool as `/metrics/health` shows it, and the last-error
+//!   bookkeeping behind it, shared by both backends.
+//! - `column`: core enums stored as text, read back by both backends.
 //! - [`plan`]: the raw-fact row of each event, backend-neutral; each backend binds it.
 //! - [`derived`]: derived data (rollups, provider minutes, call totals, latest workers) kept
 //!   off the commit path: journalled with each commit, folded in memory, flushed every second.
@@ -16,24 +24,31 @@
 //!   any arrival order; nothing here assumes events arrive in time order. An hour rollup
 //!   always equals the merge of its sixty minute rollups.
 
+mod column;
+pub mod contract;
+pub mod delivery;
 pub mod derived;
 pub mod plan;
+pub mod pool;
 pub mod postgres;
 pub mod rollup;
 pub mod sqlite;
 
-use async_trait::async_trait;
+pub use contract::{
+    AdminStore, AlertStore, CallStore, CostStore, HealthStore, IngestStore, KeyStore, LatencyStore,
+    RepriceStore, Store,
+};
+pub use pool::PoolStats;
+
 use serde::Serialize;
 use voicemon_core::access::Role;
 use voicemon_core::alerting::evaluator::Alert;
 use voicemon_core::alerting::policy::NotifyRecord;
 use voicemon_core::alerting::silence::Silence;
-use voicemon_core::alerting::Labels;
-use voicemon_core::event::Event;
+use voicemon_core::alerting::{HistoryKind, Labels};
+use voicemon_core::event::{BreakerState, CallStatus, Event, PipelineComponent};
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::pricing::Costing;
-use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::TimeRange;
 
 /// Errors a caller branches on: `Unavailable` is worth retrying (HTTP 503), the rest is not.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,11 +106,27 @@ pub struct LatencyFilter {
     pub model: Option<String>,
 }
 
+impl LatencyFilter {
+    /// The optional filters given, with the rollup column each matches. A read puts only
+    /// these in its SQL, so the primary key serves the range (`(? IS NULL OR …)` would
+    /// force a full scan).
+    pub fn given(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("tenant_id", &self.tenant_id),
+            ("agent_id", &self.agent_id),
+            ("provider", &self.provider),
+            ("model", &self.model),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| Some((column, value.as_ref()?)))
+    }
+}
+
 /// One call that ended, as the calls metrics need it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndedCall {
     pub ended_ms: i64,
-    pub status: String,
+    pub status: CallStatus,
     pub ended_reason: Option<String>,
     pub duration_s: f64,
     pub objective: Option<String>,
@@ -116,8 +147,7 @@ pub struct UsageLine {
     pub tenant_id: String,
     pub call_id: String,
     pub ts_ms: i64,
-    /// `stt`, `llm` or `tts`.
-    pub component: String,
+    pub component: PipelineComponent,
     pub provider: String,
     pub model: Option<String>,
     pub voice: Option<String>,
@@ -205,7 +235,7 @@ pub struct BreakerRow {
     pub tenant_id: String,
     pub breaker: String,
     pub at_ms: i64,
-    pub state: String,
+    pub state: BreakerState,
 }
 
 /// One minute of one provider's requests (summed over the tenants read).
@@ -225,21 +255,6 @@ pub struct ProviderErrorCount {
     pub count: u64,
 }
 
-/// The store's own connection pool, as `/metrics/health` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PoolStats {
-    pub backend: &'static str,
-    /// Connections open (idle + in use).
-    pub size: u32,
-    pub in_use: u32,
-    pub idle: u32,
-    /// Callers waiting for a connection (the writer, for SQLite).
-    pub waiting: u32,
-    /// The last storage error and when (unix ms), if any.
-    pub last_error: Option<String>,
-    pub last_error_ms: Option<i64>,
-}
-
 /// Everything the alert engine resumes from after a restart.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertingState {
@@ -252,9 +267,7 @@ pub struct AlertingState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub at_ms: i64,
-    /// pending, fired, resolved, dropped, notified, notification_retrying, notification_failed,
-    /// silenced.
-    pub kind: String,
+    pub kind: HistoryKind,
     pub fingerprint: String,
     pub rule: String,
     pub tenant_id: Option<String>,
@@ -345,195 +358,4 @@ pub struct NewApiKey {
     pub prefix: String,
     pub key_hash: String,
     pub created_ms: i64,
-}
-
-/// The storage contract. Every backend answers the same questions the same way.
-#[async_trait]
-pub trait Store: std::fmt::Debug + Send + Sync + 'static {
-    /// A short name for logs and `/metrics/health`: `sqlite`, `postgres`.
-    fn backend(&self) -> &'static str;
-
-    /// How many `write_batch` calls may run at once: 1 for SQLite's single writer.
-    fn concurrent_writes(&self) -> usize {
-        1
-    }
-
-    /// Stores a batch durably in one transaction, skipping duplicates. Its derived data
-    /// ([`derived`]) is journalled in that transaction and merged by a later flush.
-    async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError>;
-
-    /// Merges the derived data of the commits made so far into the derived tables;
-    /// returns how many derived rows it wrote. Reads of derived data flush first, so
-    /// calling it is only needed to bound memory and keep direct SQL readers (Grafana) fresh.
-    async fn flush_derived(&self) -> Result<usize, StoreError>;
-
-    /// Sketches matching `filter` in the minute-aligned `range`, each with the start of
-    /// the minute or hour it covers (several series may share one; the caller merges).
-    async fn latency_sketches(
-        &self,
-        filter: &LatencyFilter,
-        range: TimeRange,
-        resolution: Resolution,
-    ) -> Result<Vec<(i64, LatencySketch)>, StoreError>;
-
-    /// Calls whose `call.ended` falls in `range`.
-    async fn ended_calls(
-        &self,
-        tenant_id: Option<&str>,
-        range: TimeRange,
-    ) -> Result<Vec<EndedCall>, StoreError>;
-
-    /// How many calls started in `range`, and how many of those have not ended.
-    async fn started_calls(
-        &self,
-        tenant_id: Option<&str>,
-        range: TimeRange,
-    ) -> Result<(u64, u64), StoreError>;
-
-    /// A call and its usage lines, if it exists (within `tenant_id` when given).
-    async fn call_cost(
-        &self,
-        tenant_id: Option<&str>,
-        call: &CallRef,
-    ) -> Result<Option<CallCost>, StoreError>;
-
-    /// Cost totals of the calls whose first event falls in `range`.
-    async fn call_costs(
-        &self,
-        tenant_id: Option<&str>,
-        range: TimeRange,
-    ) -> Result<Vec<CallCostTotal>, StoreError>;
-
-    /// The usage cost of the calls whose first event falls in `range`, split by `group`.
-    async fn cost_breakdown(
-        &self,
-        tenant_id: Option<&str>,
-        range: TimeRange,
-        group: CostGroup,
-    ) -> Result<Vec<CostGroupRow>, StoreError>;
-
-    /// Usage lines with `ts_ms` in `range`, in id order after `after_id`, at most `limit`.
-    async fn usage_lines(
-        &self,
-        tenant_id: Option<&str>,
-        range: TimeRange,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<UsageLine>, StoreError>;
-
-    /// How many usage lines `usage_lines` would walk.
-    async fn count_usage_lines(&self, tenant_id: Option<&str>, range: TimeRange) -> Result<u64, StoreError>;
-
-    /// Stores new costs for usage lines and recomputes their calls' totals, in one transaction.
-    async fn apply_costs(&self, updates: Vec<CostUpdate>) -> Result<(), StoreError>;
-
-    /// Every worker's latest heartbeat.
-    async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError>;
-
-    /// Breaker changes at or after `since_ms`, plus each breaker's last change before it
-    /// (the state the window began in), ordered by time.
-    async fn breaker_changes(
-        &self,
-        tenant_id: Option<&str>,
-        since_ms: i64,
-    ) -> Result<Vec<BreakerRow>, StoreError>;
-
-    /// Provider request minutes starting at or after `since_ms`, summed over tenants.
-    async fn provider_minutes(
-        &self,
-        tenant_id: Option<&str>,
-        since_ms: i64,
-    ) -> Result<Vec<ProviderMinuteRow>, StoreError>;
-
-    /// Each provider's request latency since `since_ms`, merged into one sketch.
-    async fn provider_latency(
-        &self,
-        tenant_id: Option<&str>,
-        since_ms: i64,
-    ) -> Result<Vec<(String, LatencySketch)>, StoreError>;
-
-    /// Provider errors by kind since `since_ms`.
-    async fn provider_errors(
-        &self,
-        tenant_id: Option<&str>,
-        since_ms: i64,
-    ) -> Result<Vec<ProviderErrorCount>, StoreError>;
-
-    /// Stores (or replaces) the health sample of one minute; `tenant_id` '' is all tenants.
-    async fn put_health_sample(
-        &self,
-        tenant_id: &str,
-        minute_ms: i64,
-        sample: String,
-    ) -> Result<(), StoreError>;
-
-    /// Health samples of a tenant ('' for all) in `range`, oldest first.
-    async fn health_samples(
-        &self,
-        tenant_id: &str,
-        range: TimeRange,
-    ) -> Result<Vec<(i64, String)>, StoreError>;
-
-    /// Deletes health samples, provider minutes and errors older than `before_ms`;
-    /// returns how many rows went.
-    async fn prune_health(&self, before_ms: i64) -> Result<u64, StoreError>;
-
-    /// The connection pool as it is now.
-    fn pool_stats(&self) -> PoolStats;
-
-    /// Latency sketches for `component` over the minutes of `range`, per tenant (from
-    /// turn.completed), or per tenant and provider when `by_provider` (from usage events;
-    /// the provider is '' otherwise).
-    async fn latency_by_tenant(
-        &self,
-        component: Component,
-        range: TimeRange,
-        by_provider: bool,
-    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError>;
-
-    /// Active alerts, the notification log and the silences not ended at `now_ms`.
-    async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError>;
-
-    /// Stores one evaluation tick.
-    async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError>;
-
-    /// Outbox messages due at `now_ms`, oldest first.
-    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
-
-    /// Records a delivery attempt (and its history entry).
-    async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError>;
-
-    /// Every receiver's delivery state.
-    async fn receiver_states(&self) -> Result<Vec<ReceiverState>, StoreError>;
-
-    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError>;
-    /// Ends a silence now; `NotFound` when there is none with that id.
-    async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Silence, StoreError>;
-    /// Silences not yet ended at `now_ms`.
-    async fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError>;
-
-    /// History entries in `range`, newest first, optionally of one rule and tenant.
-    async fn alert_history(
-        &self,
-        range: TimeRange,
-        rule: Option<&str>,
-        tenant_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<HistoryEntry>, StoreError>;
-
-    /// A real round trip to the storage.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
-    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
-    /// Revokes by id or by prefix; revoking twice is not an error.
-    async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError>;
-    /// Active (unrevoked) keys with their hashes, for the server's key ring.
-    async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError>;
-
-    /// Housekeeping due at `now_ms`: partitions created ahead, those past retention
-    /// dropped. Returns how many partitions were dropped. Nothing to do for SQLite.
-    async fn maintain(&self, _now_ms: i64) -> Result<u64, StoreError> {
-        Ok(0)
-    }
 }

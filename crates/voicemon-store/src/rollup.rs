@@ -1,12 +1,15 @@
 //! What one batch adds to the rollups, whatever the backend: per-minute provider request
 //! counts and latency, and hour latency sketches from minute ones. Keys are ordered, so a
 //! backend upserts rows in one order (concurrent writers never deadlock on PostgreSQL).
+//! And which rollup table a latency read takes each part of its range from.
 
 use std::collections::{BTreeMap, HashMap};
 use voicemon_core::event::ProviderRequest;
 use voicemon_core::latency::SeriesKey;
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::{hour_of, minute_of};
+use voicemon_core::window::{hour_of, minute_of, TimeRange, HOUR_MS};
+
+use crate::Resolution;
 
 /// (tenant, provider, minute start in unix ms).
 pub type ProviderMinuteKey = (String, String, i64);
@@ -63,4 +66,75 @@ pub fn hours_of(minutes: &Rollups) -> Rollups {
         hours.entry((key.clone(), hour_of(*minute))).or_default().merge(sketch);
     }
     hours
+}
+
+/// The period one latency rollup row covers, and the table that holds such rows. Both
+/// backends use these names (the Grafana dashboards read them on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Minute,
+    Hour,
+}
+
+impl Period {
+    pub fn table(self) -> &'static str {
+        match self {
+            Period::Minute => "latency_minute",
+            Period::Hour => "latency_hour",
+        }
+    }
+}
+
+/// Which table serves which part of a latency read of the minute-aligned `range`: minute
+/// rollups only, or at [`Resolution::Hour`] the whole hours from the hour table and the
+/// ragged edges from the minute table. Parts are non-empty and in time order.
+pub fn read_plan(range: TimeRange, resolution: Resolution) -> Vec<(Period, TimeRange)> {
+    let first_hour = hour_of(range.from_ms + HOUR_MS - 1);
+    let end_hour = hour_of(range.to_ms);
+    if resolution == Resolution::Minute || first_hour >= end_hour {
+        return vec![(Period::Minute, range)];
+    }
+    let parts = [
+        (Period::Minute, TimeRange { from_ms: range.from_ms, to_ms: first_hour }),
+        (Period::Hour, TimeRange { from_ms: first_hour, to_ms: end_hour }),
+        (Period::Minute, TimeRange { from_ms: end_hour, to_ms: range.to_ms }),
+    ];
+    parts.into_iter().filter(|(_, part)| part.from_ms < part.to_ms).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = HOUR_MS;
+    const M: i64 = voicemon_core::window::MINUTE_MS;
+
+    fn plan(from_ms: i64, to_ms: i64, resolution: Resolution) -> Vec<(Period, i64, i64)> {
+        read_plan(TimeRange { from_ms, to_ms }, resolution)
+            .into_iter()
+            .map(|(period, part)| (period, part.from_ms, part.to_ms))
+            .collect()
+    }
+
+    #[test]
+    fn an_hour_read_takes_whole_hours_from_the_hour_table_and_the_edges_from_minutes() {
+        assert_eq!(
+            plan(10 * H + 50 * M, 13 * H + 5 * M, Resolution::Hour),
+            vec![
+                (Period::Minute, 10 * H + 50 * M, 11 * H),
+                (Period::Hour, 11 * H, 13 * H),
+                (Period::Minute, 13 * H, 13 * H + 5 * M),
+            ]
+        );
+        assert_eq!(plan(10 * H, 12 * H, Resolution::Hour), vec![(Period::Hour, 10 * H, 12 * H)]);
+    }
+
+    #[test]
+    fn a_read_without_a_whole_hour_or_at_minute_resolution_takes_minutes_only() {
+        assert_eq!(
+            plan(10 * H + 5 * M, 10 * H + 55 * M, Resolution::Hour),
+            vec![(Period::Minute, 10 * H + 5 * M, 10 * H + 55 * M)]
+        );
+        assert_eq!(plan(10 * H, 12 * H, Resolution::Minute), vec![(Period::Minute, 10 * H, 12 * H)]);
+    }
 }

@@ -329,10 +329,7 @@ async fn reprice_command(args: RepriceArgs, given: &Given) -> Result<()> {
 
 async fn migrate_command(args: storage::StoreArgs, given: &Given) -> Result<()> {
     let (store, described) = storage::open(&args.settings(given)?).await?;
-    let version = match store.backend() {
-        "postgres" => voicemon_store::postgres::latest_version() as i64,
-        _ => voicemon_store::sqlite::latest_version(),
-    };
+    let version = store.schema_version().await.context("cannot read the schema version")?;
     println!("{described}: schema at version {version}, nothing pending");
     Ok(())
 }

@@ -41,7 +41,8 @@ impl StoreArgs {
     }
 }
 
-/// Opens (and migrates) the store the settings name.
+/// Opens (and migrates) the store the settings name: the whole [`Store`], which each
+/// command hands on as the narrow trait it uses (`keys`: `KeyStore`, `reprice`: `RepriceStore`).
 pub async fn open(settings: &Settings) -> Result<(Arc<dyn Store>, String)> {
     let serve = &settings.serve;
     let where_ = match &serve.postgres {

@@ -126,7 +126,7 @@ async fn sqlite_derived_data_lost_to_sigkill_is_rebuilt_and_every_answer_equals_
 fn sqlite_counts(data: &Path) -> (i64, i64) {
     let conn = rusqlite::Connection::open(data.join("voicemon.sqlite3")).expect("the store file opens");
     let count = |table: &str| conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0));
-    (count("derived_journal").expect("counted"), count("latency_rollups").expect("counted"))
+    (count("derived_journal").expect("counted"), count("latency_minute").expect("counted"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

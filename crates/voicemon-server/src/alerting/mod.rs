@@ -18,9 +18,10 @@ use voicemon_core::alerting::evaluator::{Alert, AlertState, Change, Evaluator};
 use voicemon_core::alerting::policy::{Notice, Policy, PolicyConfig};
 use voicemon_core::alerting::rules::Rule;
 use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Silence};
+use voicemon_core::alerting::HistoryKind;
 use voicemon_core::clock::Clock;
 use voicemon_core::health::HealthRules;
-use voicemon_store::{AlertingTick, HistoryEntry, Store, StoreError};
+use voicemon_store::{AlertStore, AlertingTick, HistoryEntry, Store, StoreError};
 
 /// Alerting settings.
 #[derive(Debug, Clone)]
@@ -59,7 +60,10 @@ pub struct AlertEvent {
 
 /// The engine's state between ticks.
 pub struct Engine {
-    store: Arc<dyn Store>,
+    /// What rules are measured on: the health report and every subsystem's facts.
+    facts: Arc<dyn Store>,
+    /// The engine's own state: alerts, notification log, outbox, silences, history.
+    store: Arc<dyn AlertStore>,
     redis: RedisMonitor,
     health_rules: HealthRules,
     config: AlertingConfig,
@@ -75,7 +79,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Resumes from the stored alerting state.
+    /// Resumes from the stored alerting state. The engine takes the whole store because
+    /// rules are measured on the health report and every subsystem's facts; its own
+    /// state goes through [`AlertStore`] only.
     pub async fn load(
         store: Arc<dyn Store>,
         redis: RedisMonitor,
@@ -90,6 +96,7 @@ impl Engine {
             tracing::info!(alerts = state.alerts.len(), "resumed alerts from the store");
         }
         Ok(Engine {
+            facts: Arc::clone(&store),
             store,
             redis,
             health_rules,
@@ -107,10 +114,10 @@ impl Engine {
     /// One evaluation at `now_ms`.
     pub async fn tick(&mut self, now_ms: i64) -> Result<(), StoreError> {
         let health =
-            report(self.store.as_ref(), &self.redis, &self.health_rules, None, now_ms, Depth::Recent).await;
+            report(self.facts.as_ref(), &self.redis, &self.health_rules, None, now_ms, Depth::Recent).await;
         let mut changes = Vec::new();
         for rule in &self.config.rules {
-            match samples::samples(self.store.as_ref(), rule, &health, now_ms).await {
+            match samples::samples(self.facts.as_ref(), rule, &health, now_ms).await {
                 Ok(samples) => changes.extend(self.evaluator.evaluate(rule, &samples, now_ms)),
                 Err(err) => tracing::warn!(rule = %rule.name, error = %err, "rule not evaluated this time"),
             }
@@ -151,7 +158,7 @@ impl Engine {
         tick.history = history_of(&changes, now_ms);
         for print in silenced_now.difference(&self.silenced) {
             if let Some(alert) = self.evaluator.get(print) {
-                tick.history.push(entry("silenced", alert, now_ms, None));
+                tick.history.push(entry(HistoryKind::Silenced, alert, now_ms, None));
             }
         }
         for notice in &notices {
@@ -339,10 +346,10 @@ fn is_silenced(alert: &Alert, silences: &[Silence], now_ms: i64) -> bool {
     silences.iter().any(|s| s.mutes(&alert.labels, now_ms))
 }
 
-fn entry(kind: &str, alert: &Alert, at_ms: i64, detail: Option<String>) -> HistoryEntry {
+fn entry(kind: HistoryKind, alert: &Alert, at_ms: i64, detail: Option<String>) -> HistoryEntry {
     HistoryEntry {
         at_ms,
-        kind: kind.into(),
+        kind,
         fingerprint: alert.fingerprint.clone(),
         rule: alert.rule.clone(),
         tenant_id: alert.labels.get("tenant_id").cloned(),
@@ -356,10 +363,10 @@ fn history_of(changes: &[Change], now_ms: i64) -> Vec<HistoryEntry> {
     changes
         .iter()
         .map(|change| match change {
-            Change::Pending(alert) => entry("pending", alert, now_ms, None),
-            Change::Firing(alert) => entry("fired", alert, now_ms, None),
-            Change::Resolved { alert, at_ms } => entry("resolved", alert, *at_ms, None),
-            Change::Dropped(alert) => entry("dropped", alert, now_ms, None),
+            Change::Pending(alert) => entry(HistoryKind::Pending, alert, now_ms, None),
+            Change::Firing(alert) => entry(HistoryKind::Fired, alert, now_ms, None),
+            Change::Resolved { alert, at_ms } => entry(HistoryKind::Resolved, alert, *at_ms, None),
+            Change::Dropped(alert) => entry(HistoryKind::Dropped, alert, now_ms, None),
         })
         .collect()
 }

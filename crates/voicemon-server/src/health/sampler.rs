@@ -24,7 +24,8 @@ pub struct SamplerConfig {
     pub retention: Duration,
 }
 
-/// Takes one sample for the minute of `now_ms`.
+/// Takes one sample for the minute of `now_ms`: the health report (which reads every
+/// subsystem's facts, hence the whole store), stored as the minute's sample.
 pub async fn take_sample(
     store: &dyn Store,
     redis: &RedisMonitor,

@@ -19,7 +19,7 @@ use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use voicemon_store::{IngestEvent, Store, StoreError, WriteOutcome};
+use voicemon_store::{IngestEvent, IngestStore, StoreError, WriteOutcome};
 
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
@@ -69,7 +69,7 @@ impl BatchWriter {
     /// Starts the writer task. It ends once every `BatchWriter` is dropped and everything
     /// queued is committed; `shutdown` turning true stops it lingering.
     pub fn spawn(
-        store: Arc<dyn Store>,
+        store: Arc<dyn IngestStore>,
         config: WriterConfig,
         telemetry: Telemetry,
         shutdown: watch::Receiver<bool>,
@@ -97,7 +97,7 @@ impl BatchWriter {
 }
 
 async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn IngestStore>,
     config: WriterConfig,
     telemetry: Telemetry,
     mut receiver: mpsc::Receiver<Submission>,
@@ -172,7 +172,7 @@ async fn gather(
     group
 }
 
-async fn commit(store: &Arc<dyn Store>, telemetry: &Telemetry, group: Vec<Submission>) {
+async fn commit(store: &Arc<dyn IngestStore>, telemetry: &Telemetry, group: Vec<Submission>) {
     let sizes: Vec<usize> = group.iter().map(|s| s.events.len()).collect();
     let mut replies = Vec::with_capacity(group.len());
     let mut events = Vec::with_capacity(sizes.iter().sum());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use voicemon_core::clock::Clock;
-use voicemon_store::{Delivery, OutboxItem, Store};
+use voicemon_store::{AlertStore, Delivery, OutboxItem};
 
 use self::payload::NoticePayload;
 use crate::telemetry::Telemetry;
@@ -193,7 +193,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// Sends outbox messages until `shutdown` turns true; `wake` makes it look at once.
 /// Each read of the outbox is counted in `telemetry` by what it found.
 pub fn spawn_dispatcher(
-    store: Arc<dyn Store>,
+    store: Arc<dyn AlertStore>,
     receivers: Vec<Receiver>,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
@@ -266,7 +266,7 @@ pub fn spawn_dispatcher(
 
 /// One receiver's share of a dispatch round.
 struct Lane {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AlertStore>,
     client: reqwest::Client,
     clock: Arc<dyn Clock>,
     config: DeliveryConfig,
@@ -310,7 +310,7 @@ fn log_delivery(receiver: &Receiver, item: &OutboxItem, delivery: &Delivery) {
     }
 }
 
-async fn record(store: &Arc<dyn Store>, item: &OutboxItem, delivery: Delivery) {
+async fn record(store: &Arc<dyn AlertStore>, item: &OutboxItem, delivery: Delivery) {
     if let Err(err) = store.record_delivery(item, delivery).await {
         tracing::warn!(error = %err, "cannot record a delivery; it will be attempted again");
     }

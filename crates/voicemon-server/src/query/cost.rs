@@ -52,7 +52,7 @@ impl From<&UsageLine> for LineAnswer {
         put("characters", line.characters.map(Into::into));
         LineAnswer {
             time: format_time(line.ts_ms),
-            component: line.component.clone(),
+            component: line.component.as_str().to_owned(),
             provider: line.provider.clone(),
             model: line.model.clone(),
             voice: line.voice.clone(),

@@ -11,7 +11,7 @@ use voicemon_core::access::{hash_key, Role};
 use voicemon_core::clock::ManualClock;
 use voicemon_server::startup::{Application, ServeConfig};
 use voicemon_store::sqlite::{Durability, SqliteStore};
-use voicemon_store::{NewApiKey, Store};
+use voicemon_store::{KeyStore, NewApiKey};
 
 /// 2026-11-27T12:00:00Z, the clock every test app starts at.
 pub const NOW_MS: i64 = 1_795_780_800_000;

@@ -10,7 +10,7 @@ use voicemon_core::pricing::PriceBook;
 use voicemon_core::window::{parse_time, TimeRange};
 use voicemon_server::reprice::{reprice, RepriceSummary};
 use voicemon_store::sqlite::{Durability, SqliteStore};
-use voicemon_store::{CallRef, IngestEvent, Store, UsageLine};
+use voicemon_store::{CallRef, CostStore, IngestEvent, IngestStore, UsageLine};
 
 /// nova-3 at $0.0077/min, gpt-4o at $2.50 / $1.25 cached / $10.00 per M, sonic* at
 /// $37.375/M characters; nothing for gpt-9.

@@ -2,7 +2,10 @@
 //! silences and history. Alerts and silences are stored as JSONB of their core types.
 
 use super::{at, map_error, ms};
-use crate::{AlertingState, AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState, StoreError};
+use crate::column::Stored;
+use crate::{
+    delivery, AlertingState, AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState, StoreError,
+};
 use tokio_postgres::{Client, Error, Row, Transaction};
 use voicemon_core::alerting::policy::NotifyRecord;
 use voicemon_core::alerting::silence::Silence;
@@ -89,7 +92,7 @@ async fn insert_history(tx: &Transaction<'_>, entry: &HistoryEntry) -> Result<()
          VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)",
         &[
             &at(entry.at_ms),
-            &entry.kind,
+            &entry.kind.as_str(),
             &entry.fingerprint,
             &entry.rule,
             &entry.tenant_id,
@@ -139,7 +142,7 @@ pub async fn record_delivery(
     tx.execute("INSERT INTO receivers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", &[receiver])
         .await
         .map_err(map_error)?;
-    let (kind, at_ms, detail) = match delivery {
+    match &delivery {
         Delivery::Sent { at_ms } => {
             tx.execute(
                 "UPDATE outbox SET status = 'sent', attempts = attempts + 1, done_ms = $2 WHERE id = $1",
@@ -153,9 +156,8 @@ pub async fn record_delivery(
             )
             .await
             .map_err(map_error)?;
-            ("notified", at_ms, format!("to {receiver}"))
         }
-        Delivery::Retry { at_ms, next_attempt_ms, error } => {
+        Delivery::Retry { next_attempt_ms, error, .. } => {
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3 WHERE id = $1",
                 &[&item.id, &next_attempt_ms, &error],
@@ -165,10 +167,6 @@ pub async fn record_delivery(
             tx.execute("UPDATE receivers SET last_error = $2 WHERE name = $1", &[receiver, &error])
                 .await
                 .map_err(map_error)?;
-            if item.attempts > 0 {
-                return Ok(());
-            }
-            ("notification_retrying", at_ms, format!("to {receiver}: {error}"))
         }
         Delivery::Failed { at_ms, error, broken } => {
             tx.execute(
@@ -184,20 +182,12 @@ pub async fn record_delivery(
             )
             .await
             .map_err(map_error)?;
-            ("notification_failed", at_ms, format!("to {receiver}: {error}"))
         }
-    };
-    let entry = HistoryEntry {
-        at_ms,
-        kind: kind.into(),
-        fingerprint: String::new(),
-        rule: item.rule.clone(),
-        tenant_id: None,
-        labels: Default::default(),
-        value: None,
-        detail: Some(detail),
-    };
-    insert_history(tx, &entry).await
+    }
+    match delivery::history_entry(&item, &delivery) {
+        Some(entry) => insert_history(tx, &entry).await,
+        None => Ok(()),
+    }
 }
 
 pub async fn receiver_states(client: &Client) -> Result<Vec<ReceiverState>, Error> {
@@ -281,7 +271,7 @@ pub async fn history(
 fn history_entry(row: &Row) -> Result<HistoryEntry, StoreError> {
     Ok(HistoryEntry {
         at_ms: ms(row.get(0)),
-        kind: row.get(1),
+        kind: row.try_get::<_, Stored<_>>(1).map_err(map_error)?.0,
         fingerprint: row.get(2),
         rule: row.get(3),
         tenant_id: row.get(4),

@@ -3,6 +3,7 @@
 use super::read::query_range;
 use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
+use crate::column::Stored;
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -15,14 +16,14 @@ const LINE_COLUMNS: &str = "u.id, c.tenant_id, c.call_id, u.ts, u.component, u.p
      u.audio_seconds, u.input_tokens, u.output_tokens, u.cached_input_tokens, u.audio_input_tokens,
      u.audio_output_tokens, u.characters, u.cost_nano, n.price_ref, n.detail";
 
-fn line_from_row(row: &Row) -> UsageLine {
+fn line_from_row(row: &Row) -> Result<UsageLine, Error> {
     let count = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v as u64);
-    UsageLine {
+    Ok(UsageLine {
         id: row.get(0),
         tenant_id: row.get(1),
         call_id: row.get(2),
         ts_ms: ms(row.get(3)),
-        component: row.get(4),
+        component: row.try_get::<_, Stored<_>>(4)?.0,
         provider: row.get(5),
         model: row.get(6),
         voice: row.get(7),
@@ -36,7 +37,7 @@ fn line_from_row(row: &Row) -> UsageLine {
         cost_nano: row.get(15),
         price_ref: row.get(16),
         detail: row.get(17),
-    }
+    })
 }
 
 pub async fn call_cost(
@@ -81,7 +82,7 @@ pub async fn call_cost(
             &[&row_id],
         )
         .await?;
-    cost.lines = lines.iter().map(line_from_row).collect();
+    cost.lines = lines.iter().map(line_from_row).collect::<Result<_, _>>()?;
     Ok(Some(cost))
 }
 
@@ -170,7 +171,7 @@ pub async fn usage_lines(
         Some(tenant) => client.query(&sql, &[&from, &to, &after_id, &limit, tenant]).await?,
         None => client.query(&sql, &[&from, &to, &after_id, &limit]).await?,
     };
-    Ok(rows.iter().map(line_from_row).collect())
+    rows.iter().map(line_from_row).collect()
 }
 
 pub async fn count_usage_lines(

@@ -2,6 +2,7 @@
 
 use super::read::sketch_at;
 use super::{at, map_error, ms, scoped};
+use crate::column::Stored;
 use crate::{BreakerRow, ProviderErrorCount, ProviderMinuteRow, StoreError, WorkerRow};
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
@@ -73,15 +74,16 @@ pub async fn breaker_changes(
          UNION SELECT tenant_id, breaker, ts, state FROM run_start
          ORDER BY 3, 1, 2, 4";
     let rows = since(client, sql, tenant.as_deref(), since_ms).await?;
-    Ok(rows
-        .iter()
-        .map(|row| BreakerRow {
-            tenant_id: row.get(0),
-            breaker: row.get(1),
-            at_ms: ms(row.get(2)),
-            state: row.get(3),
+    rows.iter()
+        .map(|row| {
+            Ok(BreakerRow {
+                tenant_id: row.get(0),
+                breaker: row.get(1),
+                at_ms: ms(row.get(2)),
+                state: row.try_get::<_, Stored<_>>(3)?.0,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn provider_minutes(

@@ -7,6 +7,7 @@
 //! multi-row `INSERT … SELECT FROM unnest($arrays)` per table and group commit.
 
 mod alerting;
+mod column;
 mod cost;
 mod health;
 mod journal;
@@ -18,11 +19,13 @@ mod write;
 
 pub use schema::{latest_version, partitions, Partitioning, PARTITIONED};
 
+use crate::pool::LastError;
 use crate::{
-    AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup,
-    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, NewApiKey,
-    OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution, Store,
-    StoreError, UsageLine, WorkerRow, WriteOutcome,
+    AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
+    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, HealthStore,
+    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, NewApiKey, OutboxItem,
+    PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError,
+    UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -87,7 +90,7 @@ pub struct PostgresStore {
     partitions: Arc<Mutex<HashMap<&'static str, std::collections::BTreeSet<i64>>>>,
     /// `cost_notes` ids by (price_ref, detail); notes are never deleted.
     cost_notes: Arc<Mutex<HashMap<(String, String), i64>>>,
-    last_error: Arc<Mutex<Option<(i64, String)>>>,
+    errors: Arc<LastError>,
     /// Derived data of this instance's commits, not flushed yet.
     derived: Arc<journal::DerivedState>,
     /// Call row ids this instance has seen committed.
@@ -110,7 +113,7 @@ impl PostgresStore {
             partitioning,
             partitions: Arc::default(),
             cost_notes: Arc::default(),
-            last_error: Arc::default(),
+            errors: Arc::default(),
             derived: Arc::new(journal::DerivedState::new()),
             known_calls: Arc::default(),
         };
@@ -138,12 +141,7 @@ impl PostgresStore {
     }
 
     fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(err) = &result {
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some((SystemClock.now_ms(), err.to_string()));
-            }
-        }
-        result
+        self.errors.record(result)
     }
 
     /// Runs a read on a pooled connection, mapping and recording its error.
@@ -252,17 +250,9 @@ pub(crate) fn scoped(sql: &str, column: &str, tenant: Option<&str>, params: usiz
 }
 
 #[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
+impl IngestStore for PostgresStore {
     fn concurrent_writes(&self) -> usize {
         self.config.concurrent_writes.clamp(1, self.config.pool_size.max(2) - 1)
-    }
-
-    async fn flush_derived(&self) -> Result<usize, StoreError> {
-        self.flush_pending().await
     }
 
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
@@ -281,6 +271,13 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn flush_derived(&self) -> Result<usize, StoreError> {
+        self.flush_pending().await
+    }
+}
+
+#[async_trait]
+impl LatencyStore for PostgresStore {
     async fn latency_sketches(
         &self,
         filter: &LatencyFilter,
@@ -292,6 +289,20 @@ impl Store for PostgresStore {
         self.read(move |client| Box::pin(read::latency_sketches(client, filter, range, resolution))).await
     }
 
+    async fn latency_by_tenant(
+        &self,
+        component: Component,
+        range: TimeRange,
+        by_provider: bool,
+    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
+        self.fresh().await?;
+        self.read(move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)))
+            .await
+    }
+}
+
+#[async_trait]
+impl CallStore for PostgresStore {
     async fn ended_calls(
         &self,
         tenant_id: Option<&str>,
@@ -311,7 +322,10 @@ impl Store for PostgresStore {
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(read::started_calls(client, tenant, range))).await
     }
+}
 
+#[async_trait]
+impl CostStore for PostgresStore {
     async fn call_cost(
         &self,
         tenant_id: Option<&str>,
@@ -343,7 +357,10 @@ impl Store for PostgresStore {
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(cost::cost_breakdown(client, tenant, range, group))).await
     }
+}
 
+#[async_trait]
+impl RepriceStore for PostgresStore {
     async fn usage_lines(
         &self,
         tenant_id: Option<&str>,
@@ -369,7 +386,10 @@ impl Store for PostgresStore {
         self.learn_notes(learned);
         Ok(())
     }
+}
 
+#[async_trait]
+impl HealthStore for PostgresStore {
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
         self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
@@ -441,7 +461,7 @@ impl Store for PostgresStore {
 
     fn pool_stats(&self) -> PoolStats {
         let status = self.pool.status();
-        let last = self.last_error.lock().ok().and_then(|last| last.clone());
+        let (last_error, last_error_ms) = self.errors.last();
         let idle = status.available as u32;
         PoolStats {
             backend: "postgres",
@@ -449,22 +469,14 @@ impl Store for PostgresStore {
             in_use: (status.size as u32).saturating_sub(idle),
             idle,
             waiting: status.waiting as u32,
-            last_error_ms: last.as_ref().map(|(at, _)| *at),
-            last_error: last.map(|(_, message)| message),
+            last_error,
+            last_error_ms,
         }
     }
+}
 
-    async fn latency_by_tenant(
-        &self,
-        component: Component,
-        range: TimeRange,
-        by_provider: bool,
-    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        self.fresh().await?;
-        self.read(move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)))
-            .await
-    }
-
+#[async_trait]
+impl AlertStore for PostgresStore {
     async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {
         let client = self.client().await?;
         self.record(alerting::load(&client, now_ms).await)
@@ -512,11 +524,10 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         self.record(alerting::history(&client, range, rule, tenant_id, limit).await)
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|client| Box::pin(async move { client.simple_query("SELECT 1").await.map(|_| ()) })).await
-    }
-
+#[async_trait]
+impl KeyStore for PostgresStore {
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
         let client = self.client().await?;
         self.record(keys::create(&client, &key).await)
@@ -533,6 +544,21 @@ impl Store for PostgresStore {
 
     async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
         self.read(|client| Box::pin(keys::active_hashes(client))).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|client| Box::pin(schema::version(client))).await.map(i64::from)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|client| Box::pin(async move { client.simple_query("SELECT 1").await.map(|_| ()) })).await
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<u64, StoreError> {

@@ -1,6 +1,8 @@
 //! The read path: latency rollups and call facts for the metrics endpoints.
 
 use super::{at, ms, scoped, sketch_of};
+use crate::column::Stored;
+use crate::rollup::read_plan;
 use crate::{EndedCall, LatencyFilter, Resolution};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
@@ -9,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Row};
 use voicemon_core::latency::Component;
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::{hour_of, TimeRange, HOUR_MS};
+use voicemon_core::window::TimeRange;
 
 /// The sketch of a row whose `(sketch).zero_count, (sketch).keys, (sketch).counts` start
 /// at column `first`.
@@ -24,20 +26,8 @@ pub async fn latency_sketches(
     resolution: Resolution,
 ) -> Result<Vec<(i64, LatencySketch)>, Error> {
     let mut sketches = Vec::new();
-    let first_hour = hour_of(range.from_ms + HOUR_MS - 1);
-    let end_hour = hour_of(range.to_ms);
-    if resolution == Resolution::Minute || first_hour >= end_hour {
-        read_rollups(client, "latency_minute", &filter, range, &mut sketches).await?;
-        return Ok(sketches);
-    }
-    // Whole hours from the hour table, the ragged edges from the minute table.
-    let head = TimeRange { from_ms: range.from_ms, to_ms: first_hour };
-    let hours = TimeRange { from_ms: first_hour, to_ms: end_hour };
-    let tail = TimeRange { from_ms: end_hour, to_ms: range.to_ms };
-    for (table, part) in [("latency_minute", head), ("latency_hour", hours), ("latency_minute", tail)] {
-        if part.from_ms < part.to_ms {
-            read_rollups(client, table, &filter, part, &mut sketches).await?;
-        }
+    for (period, part) in read_plan(range, resolution) {
+        read_rollups(client, period.table(), &filter, part, &mut sketches).await?;
     }
     Ok(sketches)
 }
@@ -58,16 +48,9 @@ async fn read_rollups(
     let component = filter.component.as_str();
     let source = filter.source.as_str();
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&component, &source, &from, &to];
-    for (column, value) in [
-        ("tenant_id", &filter.tenant_id),
-        ("agent_id", &filter.agent_id),
-        ("provider", &filter.provider),
-        ("model", &filter.model),
-    ] {
-        if let Some(value) = value {
-            params.push(value);
-            sql.push_str(&format!(" AND {column} = ${}", params.len()));
-        }
+    for (column, value) in filter.given() {
+        params.push(value);
+        sql.push_str(&format!(" AND {column} = ${}", params.len()));
     }
     // A handful of filter combinations exist: cached per connection, each is planned once.
     let statement = client.prepare_cached(&sql).await?;
@@ -90,16 +73,17 @@ pub async fn ended_calls(
         2,
     );
     let rows = query_range(client, &sql, range, tenant.as_deref()).await?;
-    Ok(rows
-        .iter()
-        .map(|row| EndedCall {
-            ended_ms: ms(row.get(0)),
-            status: row.get(1),
-            ended_reason: row.get(2),
-            duration_s: row.get(3),
-            objective: row.get(4),
+    rows.iter()
+        .map(|row| {
+            Ok(EndedCall {
+                ended_ms: ms(row.get(0)),
+                status: row.try_get::<_, Stored<_>>(1)?.0,
+                ended_reason: row.get(2),
+                duration_s: row.get(3),
+                objective: row.get(4),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn started_calls(

@@ -84,8 +84,7 @@ async fn migrate_locked(
     config: &PostgresConfig,
 ) -> Result<Partitioning, tokio_postgres::Error> {
     client.batch_execute(BOOKKEEPING).await?;
-    let current: i32 =
-        client.query_one("SELECT coalesce(max(version), 0) FROM voicemon_migrations", &[]).await?.get(0);
+    let current = version(client).await?;
     if current > latest_version() {
         return Err(newer_schema(client, current).await);
     }
@@ -109,6 +108,14 @@ async fn migrate_locked(
         tracing::info!(version, partitioning = partitioning.as_str(), "applied postgresql migration");
     }
     Ok(partitioning)
+}
+
+/// The version the database's schema is at: its last migration applied (0: none).
+pub async fn version(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    client
+        .query_one("SELECT coalesce(max(version), 0) FROM voicemon_migrations", &[])
+        .await
+        .map(|row| row.get(0))
 }
 
 /// An error that names the problem: this database was migrated by a newer voicemon.

@@ -22,7 +22,7 @@ use voicemon_core::latency::SeriesKey;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
-use crate::rollup::{hours_of, in_key_order, ProviderDeltas, Rollups};
+use crate::rollup::{hours_of, in_key_order, Period, ProviderDeltas, Rollups};
 
 pub type NoteCache = Arc<Mutex<HashMap<(String, String), i64>>>;
 
@@ -826,8 +826,8 @@ async fn upsert_providers(
 
 async fn upsert_rollups(tx: &Transaction<'_>, minutes: &Rollups) -> Result<(), tokio_postgres::Error> {
     let hours = hours_of(minutes);
-    upsert_into(tx, "latency_minute", minutes).await?;
-    upsert_into(tx, "latency_hour", &hours).await
+    upsert_into(tx, Period::Minute.table(), minutes).await?;
+    upsert_into(tx, Period::Hour.table(), &hours).await
 }
 
 /// Rows per statement of a flush: a connection keeps its largest message's buffer, so an

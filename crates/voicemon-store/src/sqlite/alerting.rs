@@ -1,7 +1,8 @@
 //! Alerting state: active alerts, the notification log, the outbox, receivers,
 //! silences and history. Alerts and silences are stored as JSON of their core types.
 
-use crate::{AlertingState, AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState};
+use crate::column::Stored;
+use crate::{delivery, AlertingState, AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState};
 use rusqlite::{params, Connection, OptionalExtension};
 use voicemon_core::alerting::policy::NotifyRecord;
 use voicemon_core::alerting::silence::Silence;
@@ -82,7 +83,7 @@ fn insert_history(conn: &Connection, entry: &HistoryEntry) -> rusqlite::Result<(
     )?
     .execute(params![
         entry.at_ms,
-        entry.kind,
+        entry.kind.as_str(),
         entry.fingerprint,
         entry.rule,
         entry.tenant_id,
@@ -124,7 +125,7 @@ pub fn record_delivery(
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute("INSERT INTO receivers (name) VALUES (?1) ON CONFLICT (name) DO NOTHING", [&item.receiver])?;
-    let (kind, at_ms, detail) = match delivery {
+    match delivery {
         Delivery::Sent { at_ms } => {
             tx.execute(
                 "UPDATE outbox SET status = 'sent', attempts = attempts + 1, done_ms = ?2 WHERE id = ?1",
@@ -134,9 +135,8 @@ pub fn record_delivery(
                 "UPDATE receivers SET broken = 0, last_sent_ms = ?2 WHERE name = ?1",
                 params![item.receiver, at_ms],
             )?;
-            ("notified", *at_ms, format!("to {}", item.receiver))
         }
-        Delivery::Retry { at_ms, next_attempt_ms, error } => {
+        Delivery::Retry { next_attempt_ms, error, .. } => {
             tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
                 params![item.id, next_attempt_ms, error],
@@ -145,11 +145,6 @@ pub fn record_delivery(
                 "UPDATE receivers SET last_error = ?2 WHERE name = ?1",
                 params![item.receiver, error],
             )?;
-            if item.attempts > 0 {
-                tx.commit()?;
-                return Ok(());
-            }
-            ("notification_retrying", *at_ms, format!("to {}: {error}", item.receiver))
         }
         Delivery::Failed { at_ms, error, broken } => {
             tx.execute(
@@ -161,20 +156,11 @@ pub fn record_delivery(
                 "UPDATE receivers SET broken = max(broken, ?2), last_error = ?3 WHERE name = ?1",
                 params![item.receiver, broken, error],
             )?;
-            ("notification_failed", *at_ms, format!("to {}: {error}", item.receiver))
         }
-    };
-    let entry = HistoryEntry {
-        at_ms,
-        kind: kind.into(),
-        fingerprint: String::new(),
-        rule: item.rule.clone(),
-        tenant_id: None,
-        labels: Default::default(),
-        value: None,
-        detail: Some(detail),
-    };
-    insert_history(&tx, &entry)?;
+    }
+    if let Some(entry) = delivery::history_entry(item, delivery) {
+        insert_history(&tx, &entry)?;
+    }
     tx.commit()
 }
 
@@ -246,7 +232,7 @@ pub fn history(
     while let Some(row) = rows.next()? {
         out.push(HistoryEntry {
             at_ms: row.get(0)?,
-            kind: row.get(1)?,
+            kind: row.get::<_, Stored<_>>(1)?.0,
             fingerprint: row.get(2)?,
             rule: row.get(3)?,
             tenant_id: row.get(4)?,

@@ -1,6 +1,7 @@
 //! Cost reads (itemised calls, per-call totals, breakdowns) and re-pricing writes.
 
 use super::write::{CostColumns, Writer};
+use crate::column::Stored;
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, UsageLine};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ fn line_from_row(row: &Row<'_>) -> rusqlite::Result<UsageLine> {
         tenant_id: row.get(1)?,
         call_id: row.get(2)?,
         ts_ms: row.get(3)?,
-        component: row.get(4)?,
+        component: row.get::<_, Stored<_>>(4)?.0,
         provider: row.get(5)?,
         model: row.get(6)?,
         voice: row.get(7)?,

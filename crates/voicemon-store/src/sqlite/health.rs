@@ -1,5 +1,6 @@
 //! Health reads: workers, breaker changes, provider minutes and errors, health samples.
 
+use crate::column::Stored;
 use crate::{BreakerRow, ProviderErrorCount, ProviderMinuteRow, WorkerRow};
 use rusqlite::{params, Connection};
 use voicemon_core::sketch::LatencySketch;
@@ -65,7 +66,7 @@ pub fn breaker_changes(
             tenant_id: row.get(0)?,
             breaker: row.get(1)?,
             at_ms: row.get(2)?,
-            state: row.get(3)?,
+            state: row.get::<_, Stored<_>>(3)?.0,
         })
     })?;
     rows.collect()

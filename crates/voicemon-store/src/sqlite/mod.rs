@@ -5,6 +5,7 @@
 
 mod alerting;
 mod checkpoint;
+mod column;
 mod cost;
 mod health;
 mod keys;
@@ -12,11 +13,13 @@ mod read;
 mod schema;
 mod write;
 
+use crate::pool::LastError;
 use crate::{
-    AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup,
-    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, NewApiKey,
-    OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution, Store,
-    StoreError, UsageLine, WorkerRow, WriteOutcome,
+    AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
+    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, HealthStore,
+    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, NewApiKey, OutboxItem,
+    PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError,
+    UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -24,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use voicemon_core::alerting::silence::Silence;
-use voicemon_core::clock::{Clock, SystemClock};
 use voicemon_core::latency::Component;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
@@ -73,18 +75,7 @@ struct PoolCounters {
     readers_in_use: AtomicU32,
     writer_in_use: AtomicU32,
     writer_waiting: AtomicU32,
-    last_error: Mutex<Option<(i64, String)>>,
-}
-
-impl PoolCounters {
-    fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(err) = &result {
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some((SystemClock.now_ms(), err.to_string()));
-            }
-        }
-        result
-    }
+    errors: LastError,
 }
 
 /// Counts one use of a connection for as long as it lives.
@@ -182,7 +173,7 @@ impl SqliteStore {
             result
         })
         .await;
-        self.pool.record(result)
+        self.pool.errors.record(result)
     }
 
     /// [`SqliteStore::read`] after flushing pending derived data, so the answer counts
@@ -214,7 +205,7 @@ impl SqliteStore {
             work(&mut writer)
         })
         .await;
-        self.pool.record(result)
+        self.pool.errors.record(result)
     }
 }
 
@@ -285,11 +276,7 @@ fn map_error(err: rusqlite::Error) -> StoreError {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl IngestStore for SqliteStore {
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
         let pending = Arc::clone(&self.pending);
         self.write(move |writer| {
@@ -309,7 +296,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl LatencyStore for SqliteStore {
     async fn latency_sketches(
         &self,
         filter: &LatencyFilter,
@@ -320,6 +310,18 @@ impl Store for SqliteStore {
         self.read_fresh(move |conn| read::latency_sketches(conn, &filter, range, resolution)).await
     }
 
+    async fn latency_by_tenant(
+        &self,
+        component: Component,
+        range: TimeRange,
+        by_provider: bool,
+    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
+        self.read_fresh(move |conn| read::latency_by_tenant(conn, component, range, by_provider)).await
+    }
+}
+
+#[async_trait]
+impl CallStore for SqliteStore {
     async fn ended_calls(
         &self,
         tenant_id: Option<&str>,
@@ -337,7 +339,10 @@ impl Store for SqliteStore {
         let tenant_id = tenant_id.map(str::to_owned);
         self.read_fresh(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
     }
+}
 
+#[async_trait]
+impl CostStore for SqliteStore {
     async fn call_cost(
         &self,
         tenant_id: Option<&str>,
@@ -366,7 +371,10 @@ impl Store for SqliteStore {
         let tenant_id = tenant_id.map(str::to_owned);
         self.read_fresh(move |conn| cost::cost_breakdown(conn, tenant_id.as_deref(), range, group)).await
     }
+}
 
+#[async_trait]
+impl RepriceStore for SqliteStore {
     async fn usage_lines(
         &self,
         tenant_id: Option<&str>,
@@ -389,7 +397,10 @@ impl Store for SqliteStore {
         self.flush_derived().await?;
         self.write(move |writer| writer.apply_costs(&updates).map_err(map_error)).await
     }
+}
 
+#[async_trait]
+impl HealthStore for SqliteStore {
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
         self.read_fresh(move |conn| health::workers(conn, tenant_id.as_deref())).await
@@ -462,7 +473,7 @@ impl Store for SqliteStore {
         let idle_readers = self.readers.lock().map(|idle| idle.len() as u32).unwrap_or(0);
         let readers_in_use = self.pool.readers_in_use.load(Ordering::Relaxed);
         let writer_in_use = self.pool.writer_in_use.load(Ordering::Relaxed).min(1);
-        let last = self.pool.last_error.lock().ok().and_then(|last| last.clone());
+        let (last_error, last_error_ms) = self.pool.errors.last();
         // The writer connection is always open: one, plus the readers.
         let size = 1 + idle_readers + readers_in_use;
         let in_use = readers_in_use + writer_in_use;
@@ -472,20 +483,14 @@ impl Store for SqliteStore {
             in_use,
             idle: size - in_use,
             waiting: self.pool.writer_waiting.load(Ordering::Relaxed),
-            last_error_ms: last.as_ref().map(|(at, _)| *at),
-            last_error: last.map(|(_, message)| message),
+            last_error,
+            last_error_ms,
         }
     }
+}
 
-    async fn latency_by_tenant(
-        &self,
-        component: Component,
-        range: TimeRange,
-        by_provider: bool,
-    ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        self.read_fresh(move |conn| read::latency_by_tenant(conn, component, range, by_provider)).await
-    }
-
+#[async_trait]
+impl AlertStore for SqliteStore {
     async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {
         self.read(move |conn| alerting::load(conn, now_ms)).await
     }
@@ -540,16 +545,10 @@ impl Store for SqliteStore {
         self.read(move |conn| alerting::history(conn, range, rule.as_deref(), tenant_id.as_deref(), limit))
             .await
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        if !self.path.exists() {
-            return Err(StoreError::Unavailable(format!("{} is gone", self.path.display())));
-        }
-        self.read(|conn| conn.query_row("SELECT count(*) FROM api_keys", [], |row| row.get::<_, i64>(0)))
-            .await
-            .map(|_| ())
-    }
-
+#[async_trait]
+impl KeyStore for SqliteStore {
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
         self.write(move |writer| keys::create(writer.connection(), &key)).await
     }
@@ -565,5 +564,25 @@ impl Store for SqliteStore {
 
     async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
         self.read(keys::active_hashes).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|conn| conn.pragma_query_value(None, "user_version", |row| row.get(0))).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if !self.path.exists() {
+            return Err(StoreError::Unavailable(format!("{} is gone", self.path.display())));
+        }
+        self.read(|conn| conn.query_row("SELECT count(*) FROM api_keys", [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
     }
 }

@@ -1,9 +1,11 @@
 //! The read path: rollups and call facts for the metrics endpoints.
 
+use crate::column::Stored;
+use crate::rollup::read_plan;
 use crate::{EndedCall, LatencyFilter, Resolution};
 use rusqlite::{params, Connection};
 use voicemon_core::sketch::LatencySketch;
-use voicemon_core::window::{hour_of, TimeRange, HOUR_MS};
+use voicemon_core::window::TimeRange;
 
 use super::health::tenant_scoped;
 
@@ -14,30 +16,11 @@ pub fn latency_sketches(
     resolution: Resolution,
 ) -> rusqlite::Result<Vec<(i64, LatencySketch)>> {
     let mut sketches = Vec::new();
-    if resolution == Resolution::Minute {
-        read_rollups(conn, MINUTE_TABLE, filter, range, &mut sketches)?;
-        return Ok(sketches);
-    }
-    // Whole hours from the hour table, the ragged edges from the minute table.
-    let first_hour = hour_of(range.from_ms + HOUR_MS - 1);
-    let end_hour = hour_of(range.to_ms);
-    if first_hour >= end_hour {
-        read_rollups(conn, MINUTE_TABLE, filter, range, &mut sketches)?;
-        return Ok(sketches);
-    }
-    let head = TimeRange { from_ms: range.from_ms, to_ms: first_hour };
-    let hours = TimeRange { from_ms: first_hour, to_ms: end_hour };
-    let tail = TimeRange { from_ms: end_hour, to_ms: range.to_ms };
-    for (table, part) in [(MINUTE_TABLE, head), (HOUR_TABLE, hours), (MINUTE_TABLE, tail)] {
-        if part.from_ms < part.to_ms {
-            read_rollups(conn, table, filter, part, &mut sketches)?;
-        }
+    for (period, part) in read_plan(range, resolution) {
+        read_rollups(conn, period.table(), filter, part, &mut sketches)?;
     }
     Ok(sketches)
 }
-
-pub const MINUTE_TABLE: &str = "latency_rollups";
-pub const HOUR_TABLE: &str = "latency_rollups_hourly";
 
 fn read_rollups(
     conn: &Connection,
@@ -47,7 +30,7 @@ fn read_rollups(
     into: &mut Vec<(i64, LatencySketch)>,
 ) -> rusqlite::Result<()> {
     // Only the filters given appear in the SQL, so the primary key (tenant, component,
-    // source, start) serves the range; `(? IS NULL OR …)` would force a full scan.
+    // source, start) serves the range.
     let mut sql = format!(
         "SELECT start_ms, sketch FROM {table}
          WHERE component = ?1 AND source = ?2 AND start_ms >= ?3 AND start_ms < ?4"
@@ -55,16 +38,9 @@ fn read_rollups(
     let component = filter.component.as_str();
     let source = filter.source.as_str();
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&component, &source, &range.from_ms, &range.to_ms];
-    for (column, value) in [
-        ("tenant_id", &filter.tenant_id),
-        ("agent_id", &filter.agent_id),
-        ("provider", &filter.provider),
-        ("model", &filter.model),
-    ] {
-        if let Some(value) = value {
-            values.push(value);
-            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
-        }
+    for (column, value) in filter.given() {
+        values.push(value);
+        sql.push_str(&format!(" AND {column} = ?{}", values.len()));
     }
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(values.as_slice())?;
@@ -92,7 +68,7 @@ pub fn ended_calls(
     let rows = statement.query_map(params![tenant_id, range.from_ms, range.to_ms], |row| {
         Ok(EndedCall {
             ended_ms: row.get(0)?,
-            status: row.get(1)?,
+            status: row.get::<_, Stored<_>>(1)?.0,
             ended_reason: row.get(2)?,
             duration_s: row.get(3)?,
             objective: row.get(4)?,
@@ -125,7 +101,7 @@ pub fn latency_by_tenant(
     by_provider: bool,
 ) -> rusqlite::Result<Vec<(String, String, LatencySketch)>> {
     let mut statement = conn.prepare_cached(
-        "SELECT tenant_id, CASE WHEN ?4 THEN provider ELSE '' END, sketch FROM latency_rollups
+        "SELECT tenant_id, CASE WHEN ?4 THEN provider ELSE '' END, sketch FROM latency_minute
          WHERE component = ?1 AND source = CASE WHEN ?4 THEN 'usage' ELSE 'turn' END
            AND start_ms >= ?2 AND start_ms < ?3",
     )?;

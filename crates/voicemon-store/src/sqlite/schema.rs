@@ -262,6 +262,17 @@ const MIGRATIONS: &[&str] = &[
         body BLOB NOT NULL
     );
     "#,
+    // 3: the latency rollup tables take PostgreSQL's names, so both backends name every
+    // table alike. Renamed in place: the rows stay. SQLite cannot rename an index, so the
+    // time indexes are built again under the new names.
+    r#"
+    ALTER TABLE latency_rollups RENAME TO latency_minute;
+    ALTER TABLE latency_rollups_hourly RENAME TO latency_hour;
+    DROP INDEX latency_rollups_by_time;
+    DROP INDEX latency_rollups_hourly_by_time;
+    CREATE INDEX latency_minute_by_time ON latency_minute (component, source, start_ms);
+    CREATE INDEX latency_hour_by_time ON latency_hour (component, source, start_ms);
+    "#,
 ];
 
 /// The schema version this build expects.
@@ -281,4 +292,35 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
         tracing::info!(version, "applied sqlite migration");
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROW: &str = "('acme', 'turn_e2e', 'turn', 0, '', '', '', x'00')";
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0)).expect("counted")
+    }
+
+    #[test]
+    fn the_rollup_tables_take_postgresqls_names_and_keep_their_rows() {
+        let mut conn = Connection::open_in_memory().expect("an in-memory database");
+        for (index, sql) in MIGRATIONS[..2].iter().enumerate() {
+            conn.execute_batch(sql).expect("an earlier migration applies");
+            conn.pragma_update(None, "user_version", index as i64 + 1).expect("the version is set");
+        }
+        conn.execute(&format!("INSERT INTO latency_rollups VALUES {ROW}"), []).expect("a minute row");
+        conn.execute(&format!("INSERT INTO latency_rollups_hourly VALUES {ROW}"), []).expect("an hour row");
+
+        assert_eq!(migrate(&mut conn).expect("the rename applies"), 2, "it started at version 2");
+        assert_eq!((count(&conn, "latency_minute"), count(&conn, "latency_hour")), (1, 1));
+        let old: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'latency_rollups%'", [], |row| {
+                row.get(0)
+            })
+            .expect("counted");
+        assert_eq!(old, 0, "no table or index keeps an old name");
+    }
 }

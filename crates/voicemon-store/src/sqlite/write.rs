@@ -13,9 +13,7 @@ use voicemon_core::sketch::LatencySketch;
 
 use crate::derived::{CallTotals, Derived, WorkerBeat};
 use crate::plan::{note_of, Fact};
-use crate::rollup::{hours_of, in_key_order, ProviderDeltas, Rollups};
-
-use super::read::{HOUR_TABLE, MINUTE_TABLE};
+use crate::rollup::{hours_of, in_key_order, Period, ProviderDeltas, Rollups};
 
 /// Call row ids remembered across batches, so turns and usage lines of a live call cost
 /// no look-up. Cleared when it grows past this many calls (it is only a cache).
@@ -474,8 +472,8 @@ fn insert_fact(
 
 fn upsert_rollups(tx: &Transaction<'_>, minutes: &Rollups) -> rusqlite::Result<()> {
     let hours = hours_of(minutes);
-    upsert_into(tx, MINUTE_TABLE, minutes)?;
-    upsert_into(tx, HOUR_TABLE, &hours)
+    upsert_into(tx, Period::Minute.table(), minutes)?;
+    upsert_into(tx, Period::Hour.table(), &hours)
 }
 
 fn upsert_into(tx: &Transaction<'_>, table: &str, rollups: &Rollups) -> rusqlite::Result<()> {

@@ -10,7 +10,7 @@ use voicemon_core::alerting::evaluator::{Alert, AlertState};
 use voicemon_core::alerting::fingerprint;
 use voicemon_core::alerting::policy::NotifyRecord;
 use voicemon_core::alerting::silence::{Matcher, Silence};
-use voicemon_core::alerting::Labels;
+use voicemon_core::alerting::{HistoryKind, Labels};
 use voicemon_store::{AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState, Store, StoreError};
 
 const LATENCY: &str = "turn_latency_p95";
@@ -43,7 +43,7 @@ fn alert(rule: &str, state: AlertState, value: f64) -> Alert {
 fn history(kind: &str, rule: &str, at_ms: i64, value: Option<f64>) -> HistoryEntry {
     HistoryEntry {
         at_ms,
-        kind: kind.into(),
+        kind: HistoryKind::parse(kind).expect("a history kind"),
         fingerprint: fingerprint(&labels(rule)),
         rule: rule.into(),
         tenant_id: Some("acme".into()),
@@ -223,7 +223,7 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
 
     let delivered = |kind: &str, rule: &str, at_ms, detail: &str| HistoryEntry {
         at_ms,
-        kind: kind.into(),
+        kind: HistoryKind::parse(kind).expect("a history kind"),
         fingerprint: String::new(),
         rule: rule.into(),
         tenant_id: None,

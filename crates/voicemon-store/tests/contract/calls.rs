@@ -6,6 +6,7 @@ use crate::events::{at, call_ended, call_started, event, range};
 use crate::transcript::Transcript;
 use serde_json::json;
 use std::sync::Arc;
+use voicemon_core::event::CallStatus;
 use voicemon_store::{CallRef, EndedCall, Store};
 
 #[tokio::test]
@@ -59,7 +60,7 @@ async fn start_and_end_in_any_order(store: Arc<dyn Store>) -> Transcript {
     let ended =
         |ended_ms, status: &str, reason: Option<&str>, duration_s, objective: Option<&str>| EndedCall {
             ended_ms,
-            status: status.into(),
+            status: CallStatus::parse(status).expect("a call status"),
             ended_reason: reason.map(Into::into),
             duration_s,
             objective: objective.map(Into::into),

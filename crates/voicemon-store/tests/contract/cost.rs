@@ -118,7 +118,9 @@ async fn write_calls(store: &dyn Store, usage: &Usage) {
 fn summary(lines: &[UsageLine]) -> Vec<(i64, String, String, Option<i64>, String)> {
     lines
         .iter()
-        .map(|l| (l.id, l.component.clone(), l.provider.clone(), l.cost_nano, l.price_ref.clone()))
+        .map(|l| {
+            (l.id, l.component.as_str().to_owned(), l.provider.clone(), l.cost_nano, l.price_ref.clone())
+        })
         .collect()
 }
 

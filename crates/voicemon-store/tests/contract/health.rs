@@ -7,6 +7,7 @@ use crate::latency::sketch_of;
 use crate::transcript::Transcript;
 use serde_json::json;
 use std::sync::Arc;
+use voicemon_core::event::BreakerState;
 use voicemon_store::{BreakerRow, IngestEvent, ProviderErrorCount, ProviderMinuteRow, Store, WorkerRow};
 
 fn heartbeat(
@@ -93,7 +94,12 @@ fn breaker_event(id: &str, tenant: &str, breaker: &str, at_ms: i64, state: &str)
 }
 
 fn change(tenant: &str, breaker: &str, at_ms: i64, state: &str) -> BreakerRow {
-    BreakerRow { tenant_id: tenant.into(), breaker: breaker.into(), at_ms, state: state.into() }
+    BreakerRow {
+        tenant_id: tenant.into(),
+        breaker: breaker.into(),
+        at_ms,
+        state: BreakerState::parse(state).expect("a breaker state"),
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! API keys (created, listed, revoked by id or prefix, the active ring), the round trip
-//! of `ping`, and the pool's backend name.
+//! of `ping`, the pool's backend name, and the schema version a store reports.
 
 use crate::backends::on_both_backends;
 use crate::events::at;
@@ -98,5 +98,21 @@ async fn ping_and_pool(store: Arc<dyn Store>) -> Transcript {
     assert!(["sqlite", "postgres"].contains(&stats.backend));
     t.check("in use never exceeds the pool", stats.in_use <= stats.size, true);
     t.check("no error yet", (stats.last_error, stats.last_error_ms), (None, None));
+    t
+}
+
+#[tokio::test]
+async fn a_fresh_store_reports_its_schema_at_this_builds_latest_version() {
+    on_both_backends(schema_version).await;
+}
+
+async fn schema_version(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let latest = match store.backend() {
+        "postgres" => i64::from(voicemon_store::postgres::latest_version()),
+        _ => voicemon_store::sqlite::latest_version(),
+    };
+    let reported = store.schema_version().await.map_err(|err| err.to_string());
+    t.check("the schema is at this build's latest version", reported == Ok(latest), true);
     t
 }

@@ -10,7 +10,10 @@ use tokio_postgres::Client;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::window::{DAY_MS, HOUR_MS};
 use voicemon_store::postgres::{latest_version, partitions, Partitioning, PostgresStore, PARTITIONED};
-use voicemon_store::{CallRef, IngestEvent, LatencyFilter, Resolution, Store, StoreError};
+use voicemon_store::{
+    AdminStore, CallRef, CostStore, IngestEvent, IngestStore, LatencyFilter, LatencyStore, RepriceStore,
+    Resolution, StoreError,
+};
 
 async fn test_schema() -> Option<TestSchema> {
     Some(TestSchema::create(&postgres_url()?).await)

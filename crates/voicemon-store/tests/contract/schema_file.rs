@@ -7,7 +7,7 @@ use crate::backends::{postgres_url, TestSchema};
 use crate::events::{at, turn};
 use std::collections::BTreeSet;
 use tokio_postgres::Client;
-use voicemon_store::Store;
+use voicemon_store::IngestStore;
 
 const METRICS_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema/metrics.sql");
 

@@ -10,7 +10,7 @@ use voicemon_core::sketch::LatencySketch;
 use voicemon_core::validate::MAX_LATENCY_MS;
 use voicemon_core::window::MINUTE_MS;
 use voicemon_store::postgres::PostgresStore;
-use voicemon_store::{IngestEvent, Resolution, Store};
+use voicemon_store::{IngestEvent, IngestStore, LatencyStore, Resolution};
 
 const TENANTS: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
 const TURNS_PER_TENANT: usize = 1000;

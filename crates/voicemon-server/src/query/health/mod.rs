@@ -297,10 +297,8 @@ fn workers(rows: &[WorkerRow], now_ms: i64, rules: &HealthRules, verdict: &mut V
 fn breakers(rows: &[voicemon_store::BreakerRow], now_ms: i64, verdict: &mut Verdict) -> Vec<BreakerAnswer> {
     let mut by_breaker: BTreeMap<(&str, &str), Vec<BreakerChange>> = BTreeMap::new();
     for row in rows {
-        if let Some(state) = BreakerState::parse(&row.state) {
-            let change = BreakerChange { at_ms: row.at_ms, state };
-            by_breaker.entry((&row.tenant_id, &row.breaker)).or_default().push(change);
-        }
+        let change = BreakerChange { at_ms: row.at_ms, state: row.state };
+        by_breaker.entry((&row.tenant_id, &row.breaker)).or_default().push(change);
     }
     let mut answers = Vec::new();
     for ((tenant, breaker), changes) in by_breaker {
