@@ -277,7 +277,7 @@ fn config_check_names_the_flag_or_key_of_a_value_that_cannot_work() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-max-events: must be above 0"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-max-events must be above 0"));
 }
 
 #[test]

@@ -39,8 +39,10 @@ pub enum ConfigError {
     /// A value the file gave (or a default) cannot work.
     #[error("{key}: {message}")]
     Value { key: &'static str, message: String },
-    /// A value a flag or environment variable gave cannot work: named as it was given.
-    #[error("{origin}: {message}")]
+    /// A value a flag or environment variable gave cannot work: named as it was given,
+    /// and read as a sentence when the message is a predicate (`DATABASE_URL must start
+    /// with postgres://`, `--batch-max-events must be above 0`).
+    #[error("{origin}{}{message}", if message.starts_with("must ") { " " } else { ": " })]
     Given { origin: String, message: String },
     /// The merged tree does not deserialise (a layer over the file gave a wrong type).
     #[error("{key}: {message}")]

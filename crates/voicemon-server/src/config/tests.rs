@@ -150,7 +150,7 @@ fn a_value_a_flag_gave_is_refused_naming_the_flag() {
     let flags = Given { batch_max_events: Some(0), ..Given::default() };
     let layers = Layers::new().file(&path).and_then(|l| l.over(&flags, |_| "--batch-max-events".into()));
     let message = Settings::try_from(layers.expect("merged")).expect_err("refused").to_string();
-    assert_eq!(message, "--batch-max-events: must be above 0");
+    assert_eq!(message, "--batch-max-events must be above 0");
     let from_file = settings("[ingest]\nbatch_max_events = 0\n").expect_err("refused").to_string();
     assert_eq!(from_file, "ingest.batch_max_events: must be above 0");
 }
@@ -191,7 +191,7 @@ fn a_database_url_is_checked_without_connecting_and_never_quoted() {
         Settings::try_from(layers)
     };
     let message = build("mysql://u:hunter2@db/x").expect_err("refused").to_string();
-    assert!(message.starts_with("DATABASE_URL: must start with postgres://"), "{message}");
+    assert!(message.starts_with("DATABASE_URL must start with postgres://"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
     let settings = build("postgres://u:hunter2@db:5432/x?sslmode=disable").expect("valid");
     let postgres = settings.serve.postgres.expect("PostgreSQL is used");
