@@ -2,7 +2,7 @@
 //! `DELETE /alerts/silences/{id}`.
 
 use crate::api::error::ApiError;
-use crate::api::params::{Limit, Params};
+use crate::api::params::{Limit, Params, RangeParams};
 use crate::auth::Principal;
 use crate::query::alerts::{active_alerts, history, AlertsAnswer, HistoryAnswer};
 use crate::state::AppState;
@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use voicemon_core::alerting::silence::{Matcher, Silence};
-use voicemon_core::window::{parse_duration_ms, parse_time, TimeRange};
+use voicemon_core::window::{parse_duration_ms, parse_time};
 
 const DEFAULT_HISTORY_MS: i64 = 24 * 60 * 60 * 1000;
 const MAX_HISTORY: usize = 1000;
@@ -39,8 +39,8 @@ pub async fn get_alerts(
 #[derive(Debug, Deserialize)]
 pub struct HistoryParams {
     tenant_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
     rule: Option<String>,
     /// 1 to 1000; 500 by default.
     limit: Option<Limit<MAX_HISTORY>>,
@@ -52,12 +52,7 @@ pub async fn get_history(
     Params(params): Params<HistoryParams>,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
     let tenant = principal.read_scope(params.tenant_id.as_deref())?;
-    let range = TimeRange::resolve(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        state.clock.now_ms(),
-        DEFAULT_HISTORY_MS,
-    )?;
+    let range = params.range.resolve(state.clock.now_ms(), DEFAULT_HISTORY_MS)?;
     let limit = params.limit.map_or(DEFAULT_HISTORY_LIMIT, |limit| limit.0);
     let store = state.store.as_ref();
     Ok(Json(history(store, range, params.rule.as_deref(), tenant.as_deref(), limit).await?))

@@ -1,22 +1,21 @@
 //! `GET /metrics/calls`: totals, success rate, failure reasons, duration percentiles.
 
 use crate::api::error::ApiError;
-use crate::api::params::Params;
+use crate::api::params::{Params, RangeParams};
 use crate::auth::Principal;
 use crate::query::calls::{calls, CallsAnswer};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use voicemon_core::window::TimeRange;
 
 const DEFAULT_RANGE_MS: i64 = 24 * 60 * 60 * 1000;
 
 #[derive(Debug, Deserialize)]
 pub struct CallsParams {
     tenant_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
     /// `objective`: also one summary per objective.
     by: Option<CallGrouping>,
 }
@@ -43,12 +42,7 @@ pub async fn get_calls(
     Params(params): Params<CallsParams>,
 ) -> Result<Json<CallsAnswer>, ApiError> {
     let tenant_id = principal.read_scope(params.tenant_id.as_deref())?;
-    let range = TimeRange::resolve(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        state.clock.now_ms(),
-        DEFAULT_RANGE_MS,
-    )?;
+    let range = params.range.resolve(state.clock.now_ms(), DEFAULT_RANGE_MS)?;
     let by_objective = params.by.is_some();
     Ok(Json(calls(state.store.as_ref(), tenant_id, range, by_objective).await?))
 }

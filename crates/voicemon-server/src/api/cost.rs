@@ -5,7 +5,7 @@
 //! of its calls' totals and every split adds up to the total.
 
 use crate::api::error::ApiError;
-use crate::api::params::{CostGroupParam, MonthParam, Params};
+use crate::api::params::{CostGroupParam, MonthParam, Params, RangeParams};
 use crate::auth::Principal;
 use crate::query::cost::{call, summary, CostQuestion};
 use crate::state::AppState;
@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use voicemon_core::window::TimeRange;
 use voicemon_store::CallRef;
 
 const DEFAULT_RANGE_MS: i64 = 24 * 60 * 60 * 1000;
@@ -26,8 +25,8 @@ pub struct CostParams {
     trace_id: Option<String>,
     /// `YYYY-MM`: that UTC month, instead of `from` / `to`.
     month: Option<MonthParam>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
     /// `provider`, `component`, `model` or `day`.
     group_by: Option<CostGroupParam>,
 }
@@ -49,12 +48,7 @@ pub async fn get_cost(
     }
     let range = match &params.month {
         Some(month) => month.range,
-        None => TimeRange::resolve(
-            params.from.as_deref(),
-            params.to.as_deref(),
-            state.clock.now_ms(),
-            DEFAULT_RANGE_MS,
-        )?,
+        None => params.range.resolve(state.clock.now_ms(), DEFAULT_RANGE_MS)?,
     };
     let group = params.group_by.map(|group| group.0);
     let question = CostQuestion { tenant_id, range, month: params.month.map(|month| month.text), group };

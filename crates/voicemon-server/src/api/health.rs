@@ -2,7 +2,7 @@
 //! `?from&to` adds the stored per-minute samples of that range.
 
 use crate::api::error::ApiError;
-use crate::api::params::Params;
+use crate::api::params::{Params, RangeParams};
 use crate::auth::Principal;
 use crate::query::health::sample::{history, HistoryPoint};
 use crate::query::health::{report, Depth, HealthReport};
@@ -10,7 +10,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use voicemon_core::window::TimeRange;
 
 const DEFAULT_HISTORY_MS: i64 = 60 * 60 * 1000;
 
@@ -26,8 +25,8 @@ pub struct HealthAnswer {
 pub struct HealthParams {
     tenant_id: Option<String>,
     /// Either of `from` / `to` adds the stored samples of that range.
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
 }
 
 pub async fn get_health(
@@ -39,10 +38,10 @@ pub async fn get_health(
     let now_ms = state.clock.now_ms();
     let store = state.store.as_ref();
     let now = report(store, &state.redis, &state.health_rules, tenant.as_deref(), now_ms, Depth::Full).await;
-    let history = match (params.from.as_deref(), params.to.as_deref()) {
-        (None, None) => None,
-        (from, to) => {
-            let range = TimeRange::resolve(from, to, now_ms, DEFAULT_HISTORY_MS)?;
+    let history = match params.range.is_given() {
+        false => None,
+        true => {
+            let range = params.range.resolve(now_ms, DEFAULT_HISTORY_MS)?;
             Some(history(store, tenant.as_deref(), range).await?)
         }
     };

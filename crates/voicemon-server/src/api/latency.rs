@@ -1,7 +1,7 @@
 //! `GET /metrics/latency`: P50/P95/P99 per step and overall, merged from minute sketches.
 
 use crate::api::error::ApiError;
-use crate::api::params::{ComponentParam, Params, StepParam};
+use crate::api::params::{ComponentParam, Params, RangeParams, StepParam};
 use crate::auth::Principal;
 use crate::query::latency::{latency, LatencyAnswer, LatencyQuestion};
 use crate::state::AppState;
@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use voicemon_core::latency::{Component, Source};
-use voicemon_core::window::TimeRange;
 use voicemon_store::LatencyFilter;
 
 const DEFAULT_RANGE_MS: i64 = 60 * 60 * 1000;
@@ -17,8 +16,8 @@ const DEFAULT_RANGE_MS: i64 = 60 * 60 * 1000;
 #[derive(Debug, Deserialize)]
 pub struct LatencyParams {
     tenant_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
     /// `turn_e2e` (the default), `stt`, `eou`, `llm_ttft` or `tts_ttfb`.
     component: Option<ComponentParam>,
     /// A duration such as `5m`; by default one that gives a readable number of steps.
@@ -34,12 +33,7 @@ pub async fn get_latency(
     Params(params): Params<LatencyParams>,
 ) -> Result<Json<LatencyAnswer>, ApiError> {
     let tenant_id = principal.read_scope(params.tenant_id.as_deref())?;
-    let range = TimeRange::resolve(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        state.clock.now_ms(),
-        DEFAULT_RANGE_MS,
-    )?;
+    let range = params.range.resolve(state.clock.now_ms(), DEFAULT_RANGE_MS)?;
     let step_ms = params.step.map(|step| step.0);
     let filter = LatencyFilter {
         tenant_id,

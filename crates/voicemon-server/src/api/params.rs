@@ -45,6 +45,25 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     })
 }
 
+/// `from` / `to`: RFC 3339 or unix seconds.
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl RangeParams {
+    /// Whether either end was given.
+    pub fn is_given(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
+    /// The range asked for: `to` defaults to `now_ms`, `from` to `default_ms` before `to`.
+    pub fn resolve(&self, now_ms: i64, default_ms: i64) -> Result<TimeRange, ApiError> {
+        Ok(TimeRange::resolve(self.from.as_deref(), self.to.as_deref(), now_ms, default_ms)?)
+    }
+}
+
 /// `component`: a latency component.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(try_from = "String")]

@@ -6,7 +6,7 @@ use voicemon_core::alerting::evaluator::{Alert, AlertState};
 use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Silence};
 use voicemon_core::alerting::Labels;
 use voicemon_core::window::{format_time, TimeRange};
-use voicemon_store::{HistoryEntry, Store};
+use voicemon_store::{AlertStore, HistoryEntry};
 
 #[derive(Debug, Serialize)]
 pub struct AlertAnswer {
@@ -37,7 +37,7 @@ pub fn visible(alert_labels: &Labels, tenant: Option<&str>) -> bool {
 /// The firing and pending alerts `tenant` may see (all with `None`), with whether each
 /// is silenced or inhibited; silences only for callers that see every tenant.
 pub async fn active_alerts(
-    store: &dyn Store,
+    store: &dyn AlertStore,
     inhibit: &[InhibitRule],
     tenant: Option<&str>,
     now_ms: i64,
@@ -87,7 +87,7 @@ pub struct HistoryView {
 
 /// History entries in `range`, newest first, of one rule and tenant when given.
 pub async fn history(
-    store: &dyn Store,
+    store: &dyn AlertStore,
     range: TimeRange,
     rule: Option<&str>,
     tenant_id: Option<&str>,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use voicemon_core::event::CallStatus;
 use voicemon_core::window::{format_time, TimeRange};
-use voicemon_store::{EndedCall, Store};
+use voicemon_store::{CallStore, EndedCall};
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct ReasonCount {
@@ -65,7 +65,7 @@ const NO_REASON: &str = "(unspecified)";
 /// Calls started and ended in `range` (of one tenant, or all with `None`), optionally
 /// also per objective.
 pub async fn calls(
-    store: &dyn Store,
+    store: &dyn CallStore,
     tenant_id: Option<String>,
     range: TimeRange,
     by_objective: bool,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use voicemon_core::money::{Amount, Nanos};
 use voicemon_core::window::{format_time, TimeRange};
 use voicemon_store::{
-    CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, Store, StoreError, UsageLine,
+    CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostStore, StoreError, UsageLine,
 };
 
 /// One itemised line of a call.
@@ -156,7 +156,7 @@ pub struct CostSignals {
 
 /// Cost per call and per minute of a tenant's calls that began in `range`.
 pub async fn cost_signals(
-    store: &dyn Store,
+    store: &dyn CostStore,
     tenant_id: Option<&str>,
     range: TimeRange,
 ) -> Result<CostSignals, StoreError> {
@@ -191,7 +191,7 @@ pub struct CostQuestion {
 
 /// A call and its itemised usage; `NotFound` when there is none (within the tenant).
 pub async fn call(
-    store: &dyn Store,
+    store: &dyn CostStore,
     tenant_id: Option<&str>,
     call: &CallRef,
 ) -> Result<CallAnswer, QueryError> {
@@ -200,7 +200,7 @@ pub async fn call(
 }
 
 /// The cost of the calls whose first event falls in the question's range.
-pub async fn summary(store: &dyn Store, question: CostQuestion) -> Result<CostSummary, QueryError> {
+pub async fn summary(store: &dyn CostStore, question: CostQuestion) -> Result<CostSummary, QueryError> {
     let CostQuestion { tenant_id, range, month, group } = question;
     let tenant = tenant_id.as_deref();
     let calls = store.call_costs(tenant, range).await?;

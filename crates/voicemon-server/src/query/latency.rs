@@ -5,7 +5,7 @@ use serde::Serialize;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::sketch::{LatencySketch, ESTIMATOR, RELATIVE_ACCURACY};
 use voicemon_core::window::{format_time, TimeRange, HOUR_MS};
-use voicemon_store::{LatencyFilter, Resolution, Store};
+use voicemon_store::{LatencyFilter, LatencyStore, Resolution};
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -73,7 +73,10 @@ pub struct LatencyQuestion {
 }
 
 /// Percentiles per step and overall of one series over a range (widened to whole minutes).
-pub async fn latency(store: &dyn Store, question: LatencyQuestion) -> Result<LatencyAnswer, QueryError> {
+pub async fn latency(
+    store: &dyn LatencyStore,
+    question: LatencyQuestion,
+) -> Result<LatencyAnswer, QueryError> {
     let LatencyQuestion { mut filter, range, step_ms } = question;
     let range = range.minutes();
     let step_ms = step_ms.unwrap_or_else(|| voicemon_core::window::default_step_ms(&range));
@@ -104,7 +107,7 @@ pub async fn latency(store: &dyn Store, question: LatencyQuestion) -> Result<Lat
 /// workers report only per provider request. `turn_e2e` and `eou` exist only per turn.
 /// Sets `filter.source` to the source that answered.
 pub async fn read_sketches(
-    store: &dyn Store,
+    store: &dyn LatencyStore,
     filter: &mut LatencyFilter,
     range: TimeRange,
     resolution: Resolution,

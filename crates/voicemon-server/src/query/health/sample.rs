@@ -8,7 +8,7 @@ use super::HealthReport;
 use crate::query::QueryError;
 use serde::{Deserialize, Serialize};
 use voicemon_core::window::{format_time, TimeRange};
-use voicemon_store::Store;
+use voicemon_store::HealthStore;
 
 /// The tenant key platform-wide samples are stored under.
 pub const PLATFORM: &str = "";
@@ -117,7 +117,7 @@ pub struct HistoryPoint {
 
 /// The stored samples of `range`, oldest first, as `tenant` may see them (all with `None`).
 pub async fn history(
-    store: &dyn Store,
+    store: &dyn HealthStore,
     tenant: Option<&str>,
     range: TimeRange,
 ) -> Result<Vec<HistoryPoint>, QueryError> {
