@@ -66,7 +66,8 @@ async fn answers(
     out
 }
 
-/// A configuration under which nothing reads derived data on its own while events are
+/// A configuration, the same for the clean and the crashing run, under which nothing reads
+/// derived data on its own while events are
 /// posted: a read would flush first (answers are always fresh), and this test needs the
 /// kill to find the derived data still only in the journal. The alert engine's first
 /// evaluation, at start, sees no events yet.
@@ -110,12 +111,12 @@ async fn sqlite_derived_data_lost_to_sigkill_is_rebuilt_and_every_answer_equals_
     let dir = tempfile::tempdir().expect("a temporary directory");
     let client = reqwest::Client::new();
 
-    let clean = Server::start(&dir.path().join("clean"), None, &[]);
+    let quiet = quiet_config(dir.path());
+    let clean = Server::start(&dir.path().join("clean"), Some(&quiet), &[]);
     post_all(&client, &clean, &events).await;
     let expected = answers(&client, &clean, start_ms, end_ms).await;
 
     let data = dir.path().join("crash");
-    let quiet = quiet_config(dir.path());
     let crashing = Server::start(&data, Some(&quiet), &["--derived-flush-interval", "1h"]);
     post_all(&client, &crashing, &events).await;
     crashing.kill();
@@ -149,9 +150,10 @@ async fn postgresql_derived_data_of_a_killed_instance_is_folded_and_every_answer
     let client = reqwest::Client::new();
 
     let clean_schema = TestSchema::create(&admin_url);
+    let quiet = quiet_config(dir.path());
     let clean = Server::start_with_env(
         &dir.path().join("clean"),
-        None,
+        Some(&quiet),
         &[],
         &[("DATABASE_URL", &clean_schema.url())],
     );
@@ -160,7 +162,6 @@ async fn postgresql_derived_data_of_a_killed_instance_is_folded_and_every_answer
 
     let schema = TestSchema::create(&admin_url);
     let url = schema.url();
-    let quiet = quiet_config(dir.path());
     let crashing = Server::start_with_env(
         &dir.path().join("crash"),
         Some(&quiet),
