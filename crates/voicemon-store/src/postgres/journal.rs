@@ -63,6 +63,11 @@ impl DerivedState {
         self.dirty.load(Ordering::SeqCst)
     }
 
+    /// Whether a flush holds data it took from memory and has not merged yet.
+    pub fn is_flushing(&self) -> bool {
+        self.flushing.try_lock().is_err()
+    }
+
     fn take(&self) -> Pending {
         match self.pending.lock() {
             Ok(mut pending) => {

@@ -128,9 +128,11 @@ impl PostgresStore {
     }
 
     /// Flushes this instance's pending derived data before a read of derived tables, so
-    /// the answer counts every event it acknowledged.
+    /// the answer counts every event it acknowledged. A flush already under way has taken
+    /// the pending data out of memory without having merged it yet: the read waits for it
+    /// (the flush lock) rather than trusting the pending flag.
     async fn fresh(&self) -> Result<(), StoreError> {
-        if self.derived.has_pending() {
+        if self.derived.has_pending() || self.derived.is_flushing() {
             self.flush_pending().await?;
         }
         Ok(())

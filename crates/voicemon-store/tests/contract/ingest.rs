@@ -2,7 +2,7 @@
 //! duplicate comes in a later batch or in the same one.
 
 use crate::backends::on_both_backends;
-use crate::events::{at, call_started, event, range, turn};
+use crate::events::{at, call_started, event, range, turn, turns};
 use crate::latency::{merged, sketch_of, turn_e2e};
 use crate::transcript::Transcript;
 use serde_json::json;
@@ -83,5 +83,35 @@ async fn usage_twice(store: Arc<dyn Store>) -> Transcript {
         vec![(1, 0, cost)],
     );
     t.check("one usage line", store.count_usage_lines(None, range(at(10, 0), at(11, 0))).await.unwrap(), 1);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_during_a_flush_counts_every_acknowledged_event() {
+    on_both_backends(read_during_flush).await;
+}
+
+/// A flush runs beside the reads (as the periodic flusher does beside queries): a read
+/// that starts while the flush is merging must wait for it, not read the tables the flush
+/// has not reached yet.
+async fn read_during_flush(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let mut counts = Vec::new();
+    for round in 0..30_i64 {
+        let values: Vec<(i64, f64)> = (0..5).map(|i| (at(10, round) + i * 1000, 500.0 + i as f64)).collect();
+        store.write_batch(turns("acme", "c1", "receptionist", &values)).await.expect("the batch is stored");
+        let flusher = Arc::clone(&store);
+        let flush = tokio::spawn(async move { flusher.flush_derived().await.expect("derived data is flushed") });
+        // Let the flush take the pending data before the read starts.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let read = store
+            .latency_sketches(&turn_e2e(Some("acme")), range(at(10, 0), at(11, 0)), Resolution::Minute)
+            .await
+            .expect("the read answers");
+        counts.push(merged(&read).count());
+        flush.await.expect("the flush task ends");
+    }
+    let acknowledged: Vec<u64> = (1..=30).map(|round| round * 5).collect();
+    t.check("every read counts every turn acknowledged before it", counts, acknowledged);
     t
 }
