@@ -459,7 +459,9 @@ CREATE TABLE outbox (
     attempts        integer NOT NULL DEFAULT 0,
     status          text NOT NULL DEFAULT 'pending',   -- pending | sent | failed
     last_error      text,
-    done_ms         bigint
+    done_ms         bigint,
+    -- the instance sending it claims it until then (FOR UPDATE SKIP LOCKED)
+    claimed_until_ms bigint
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_ms) WHERE status = 'pending';
 CREATE TABLE receivers (
@@ -509,7 +511,17 @@ CREATE TABLE derived_journal (
 );
 CREATE INDEX derived_journal_by_owner ON derived_journal (owner, seq);
 
--- This schema is migrations 1 and 2, with native partitioning.
+-- Scale-out: the duties that run once among the instances sharing this database (alert
+-- evaluation, health sampling, maintenance) are leased to one instance until `expires_ms`
+-- (its own clock), renewed well before.
+CREATE TABLE leases (
+    role       text PRIMARY KEY,
+    holder     text NOT NULL,
+    expires_ms bigint NOT NULL
+);
+
+-- This schema is migrations 1 to 3, with native partitioning.
 INSERT INTO voicemon_migrations (version, description) VALUES (1, 'initial schema');
 INSERT INTO voicemon_migrations (version, description) VALUES (2, 'derived data journal');
+INSERT INTO voicemon_migrations (version, description) VALUES (3, 'leases and outbox claims');
 INSERT INTO voicemon_settings (name, value) VALUES ('partitioning', 'native');

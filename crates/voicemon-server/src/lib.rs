@@ -19,6 +19,8 @@
 //! - [`redis`]: the platform's Redis, watched with an `INFO` poll.
 //! - [`telemetry`]: voicemon's own metrics.
 //! - [`reprice`]: recompute stored cost after the price book changes.
+//! - [`roles`]: the duties that run on one instance among those sharing a database
+//!   (alerting, health sampling, maintenance), leased in the store.
 
 pub mod alerting;
 pub mod api;
@@ -33,6 +35,7 @@ pub mod notify;
 pub mod query;
 pub mod redis;
 pub mod reprice;
+pub mod roles;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use crate::live::snapshot::Sources;
 use crate::live::LiveHub;
 use crate::notify;
 use crate::redis::{RedisMonitor, RedisTarget};
+use crate::roles::{Role, Roles};
 use crate::state::AppState;
 use crate::telemetry::Telemetry;
 use secrecy::ExposeSecret;
@@ -50,6 +51,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
+    /// Ends once the roles this instance held are given up, after the shutdown signal.
+    roles_task: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     storage: String,
 }
@@ -82,6 +85,8 @@ impl Application {
             }
             None => RedisMonitor::disabled(),
         };
+        let (roles, roles_task) =
+            Roles::start(store.clone(), Arc::clone(&clock), telemetry.clone(), shutdown.subscribe()).await;
         let sampler = SamplerConfig { every: config.health.sample_every, retention: config.health.retention };
         sampler::spawn(
             Arc::clone(&store),
@@ -89,6 +94,7 @@ impl Application {
             config.health.rules,
             sampler,
             Arc::clone(&clock),
+            roles.clone(),
             shutdown.subscribe(),
         );
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -105,7 +111,13 @@ impl Application {
             clock.now_ms(),
         )
         .await?;
-        engine.spawn(Arc::clone(&clock), Arc::clone(&wake), telemetry.clone(), shutdown.subscribe());
+        engine.spawn(
+            Arc::clone(&clock),
+            roles.clone(),
+            Arc::clone(&wake),
+            telemetry.clone(),
+            shutdown.subscribe(),
+        );
         notify::spawn_dispatcher(
             store.clone(),
             config.alerting.receivers.clone(),
@@ -138,9 +150,9 @@ impl Application {
             alerting,
             live,
         };
-        spawn_maintenance(state.store.clone(), Arc::clone(&state.clock), shutdown.subscribe());
+        spawn_maintenance(state.store.clone(), Arc::clone(&state.clock), roles, shutdown.subscribe());
         spawn_derived_flusher(state.store.clone(), config.writer.derived_flush, shutdown.subscribe());
-        Ok(Application { listener, state, writer_task, shutdown, storage })
+        Ok(Application { listener, state, writer_task, roles_task, shutdown, storage })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -159,7 +171,7 @@ impl Application {
 
     /// Serves until `signal` completes, then shuts down in order.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Application { listener, state, writer_task, shutdown, .. } = self;
+        let Application { listener, state, writer_task, roles_task, shutdown, .. } = self;
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
         let live = state.live.clone();
         let store = Arc::clone(&state.store);
@@ -187,6 +199,10 @@ impl Application {
         // it at the next start otherwise).
         if let Err(err) = store.flush_derived().await {
             tracing::warn!(error = %err, "cannot flush derived data at shutdown; it is replayed at the next start");
+        }
+        // Another instance takes this one's roles at once rather than when the leases expire.
+        if let Err(err) = roles_task.await {
+            tracing::warn!(error = %err, "the lease task ended abnormally; its leases expire by themselves");
         }
         reload.abort();
         served
@@ -247,7 +263,13 @@ fn spawn_derived_flusher(store: Arc<dyn IngestStore>, every: Duration, mut shutd
 /// How often the store's housekeeping (partitions ahead, retention) runs.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
-fn spawn_maintenance(store: Arc<dyn AdminStore>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
+/// Only the instance holding the maintenance role runs it.
+fn spawn_maintenance(
+    store: Arc<dyn AdminStore>,
+    clock: Arc<dyn Clock>,
+    roles: Roles,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         // The store did its housekeeping when it opened: the first run is an hour away.
         let mut every =
@@ -257,6 +279,9 @@ fn spawn_maintenance(store: Arc<dyn AdminStore>, clock: Arc<dyn Clock>, mut shut
             tokio::select! {
                 _ = every.tick() => {}
                 _ = shutdown.changed() => return,
+            }
+            if !roles.holds(Role::Maintenance) {
+                continue;
             }
             match store.maintain(clock.now_ms()).await {
                 Ok(0) => {}

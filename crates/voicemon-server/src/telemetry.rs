@@ -47,11 +47,21 @@ pub const SELF_SERIES: usize = 3
     + 1
     + EVALUATION_OUTCOMES.len()
     + DISPATCH_OUTCOMES.len()
+    + ROLES
     + crate::live::metrics::LIVE_SERIES;
+
+/// Single-run roles an instance may hold (`voicemon_instance_role`; see [`crate::roles`]).
+pub const ROLES: usize = crate::roles::Role::ALL.len();
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
+    instance: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +88,8 @@ pub struct Telemetry {
     /// Outbox reads of the notification dispatcher by outcome; an `idle` round after a
     /// point in time means nothing was left due to send then.
     dispatch_rounds: Family<OutcomeLabel, Counter>,
+    /// 1 for each single-run role this instance holds, 0 for the others.
+    roles: Family<RoleLabel, Gauge>,
     voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
@@ -149,6 +161,13 @@ impl Telemetry {
             "Reads of the notification outbox by outcome: idle (nothing due), sending, error",
             dispatch_rounds.clone(),
         );
+        let roles = Family::<RoleLabel, Gauge>::default();
+        registry.register(
+            "voicemon_instance_role",
+            "1 for each single-run role (alerting, health_sampling, maintenance) this instance holds, \
+             0 for those another instance sharing the database holds",
+            roles.clone(),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
@@ -165,6 +184,10 @@ impl Telemetry {
         for outcome in DISPATCH_OUTCOMES {
             let _ = dispatch_rounds.get_or_create(&OutcomeLabel { outcome });
         }
+        for role in crate::roles::Role::ALL {
+            let instance = crate::roles::instance_name().to_owned();
+            let _ = roles.get_or_create(&RoleLabel { role: role.as_str(), instance });
+        }
         Telemetry {
             registry: Arc::new(registry),
             events,
@@ -176,6 +199,7 @@ impl Telemetry {
             pool_waiting,
             evaluations,
             dispatch_rounds,
+            roles,
             voice,
             live,
         }
@@ -205,6 +229,12 @@ impl Telemetry {
     /// [`DISPATCH_OUTCOMES`]).
     pub fn dispatch_round(&self, outcome: &'static str) {
         self.dispatch_rounds.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Whether this instance (`instance`) holds single-run role `role` now.
+    pub fn role_held(&self, role: &'static str, instance: &str, held: bool) {
+        let label = RoleLabel { role, instance: instance.to_owned() };
+        self.roles.get_or_create(&label).set(i64::from(held));
     }
 
     pub fn flush(&self, ok: bool, events: usize, took: Duration) {

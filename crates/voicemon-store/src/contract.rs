@@ -8,9 +8,9 @@
 
 use crate::{
     AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup,
-    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, NewApiKey,
-    OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution, StoreError,
-    UsageLine, WorkerRow, WriteOutcome,
+    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, LeaseRow,
+    NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution,
+    StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -192,8 +192,21 @@ pub trait AlertStore: Debug + Send + Sync + 'static {
     /// Stores one evaluation tick.
     async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError>;
 
-    /// Outbox messages due at `now_ms`, oldest first.
-    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Claims outbox messages due at `now_ms`, oldest first, for `claim_ms`: until then no
+    /// other claim returns them (instances sharing a database each claim different
+    /// messages; PostgreSQL takes rows with `FOR UPDATE SKIP LOCKED`). Recording a
+    /// delivery ends the claim; a claim that was never recorded (its instance died)
+    /// expires and the message is due again.
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        claim_ms: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Ends the claims on messages `ids` that are still pending without recording an
+    /// attempt (the claimant did not get to them), so they are due again at once.
+    async fn unclaim_outbox(&self, ids: &[i64]) -> Result<(), StoreError>;
 
     /// Records a delivery attempt (and its history entry, [`crate::delivery`]).
     async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError>;
@@ -215,6 +228,27 @@ pub trait AlertStore: Debug + Send + Sync + 'static {
         tenant_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// Leases: which instance runs a duty that must run once among the instances sharing a
+/// database (alert evaluation, health sampling, maintenance). Time is the caller's clock.
+#[async_trait]
+pub trait LeaseStore: Debug + Send + Sync + 'static {
+    /// Takes `role` for `holder` until `now_ms + ttl_ms` if it is free, expired or already
+    /// `holder`'s (a renewal). True when `holder` holds it afterwards.
+    async fn acquire_lease(
+        &self,
+        role: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives `role` up if `holder` holds it, so another instance can take it at once.
+    async fn release_lease(&self, role: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Every lease ever taken, expired or not, by role.
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError>;
 }
 
 /// API keys; the secrets themselves are never stored, only their hashes.
@@ -258,6 +292,7 @@ pub trait Store:
     + HealthStore
     + AlertStore
     + KeyStore
+    + LeaseStore
     + AdminStore
 {
 }
@@ -271,6 +306,7 @@ impl<T> Store for T where
         + HealthStore
         + AlertStore
         + KeyStore
+        + LeaseStore
         + AdminStore
 {
 }

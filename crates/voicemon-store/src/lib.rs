@@ -36,7 +36,7 @@ pub mod sqlite;
 
 pub use contract::{
     AdminStore, AlertStore, CallStore, CostStore, HealthStore, IngestStore, KeyStore, LatencyStore,
-    RepriceStore, Store,
+    LeaseStore, RepriceStore, Store,
 };
 pub use pool::PoolStats;
 
@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The store's configuration cannot work (a bad URL, a missing root certificate).
     #[error("{0}")]
     Config(String),
+    /// A write fenced by a lease was refused: the lease has passed to another instance.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 /// An event on its way into the store, with its cost under the price book in force.
@@ -301,6 +304,36 @@ pub struct AlertingTick {
     /// New messages: (receiver, rule, payload).
     pub outbox: Vec<(String, String, String)>,
     pub history: Vec<HistoryEntry>,
+    /// The lease the tick is written under: when set, the tick is stored only if `holder`
+    /// still holds `role` at `now_ms`, else nothing is and the answer is
+    /// [`StoreError::LeaseLost`]. An instance that lost the alerting role while it was
+    /// evaluating cannot queue a notification the new holder also queues.
+    pub lease: Option<LeaseClaim>,
+}
+
+/// A role held by one instance among those sharing a database, until it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseClaim {
+    pub role: String,
+    pub holder: String,
+}
+
+impl LeaseClaim {
+    /// The answer to a write fenced by this lease once another instance holds it.
+    pub fn lost(&self) -> StoreError {
+        StoreError::LeaseLost(format!(
+            "{} no longer holds the {} lease; nothing was written",
+            self.holder, self.role
+        ))
+    }
+}
+
+/// A lease as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub role: String,
+    pub holder: String,
+    pub expires_ms: i64,
 }
 
 /// The outcome of one delivery attempt.

@@ -31,9 +31,13 @@ pub(crate) struct LastError {
 impl LastError {
     /// Passes `result` through, remembering its error if it is one.
     pub(crate) fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(err) = &result {
-            if let Ok(mut last) = self.last.lock() {
-                *last = Some((SystemClock.now_ms(), err.to_string()));
+        match &result {
+            // A lease that passed to another instance is not the storage failing.
+            Err(StoreError::LeaseLost(_)) | Ok(_) => {}
+            Err(err) => {
+                if let Ok(mut last) = self.last.lock() {
+                    *last = Some((SystemClock.now_ms(), err.to_string()));
+                }
             }
         }
         result

@@ -9,6 +9,7 @@ use crate::notify::payload::{AlertView, NoticePayload};
 use crate::notify::{Receiver, ReceiverKind};
 use crate::query::health::{report, Depth};
 use crate::redis::RedisMonitor;
+use crate::roles::{Role, Roles};
 use crate::telemetry::Telemetry;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Silence};
 use voicemon_core::alerting::HistoryKind;
 use voicemon_core::clock::Clock;
 use voicemon_core::health::HealthRules;
-use voicemon_store::{AlertStore, AlertingTick, HistoryEntry, Store, StoreError};
+use voicemon_store::{AlertStore, AlertingTick, HistoryEntry, LeaseClaim, Store, StoreError};
 
 /// Alerting settings.
 #[derive(Debug, Clone)]
@@ -76,6 +77,14 @@ pub struct Engine {
     last_alertmanager_resend_ms: i64,
     link_base: String,
     events: broadcast::Sender<AlertEvent>,
+    /// The alerting lease the ticks are stored under, once [`Engine::spawn`] runs it.
+    lease: Option<LeaseClaim>,
+}
+
+/// What woke the engine.
+enum Wake {
+    Evaluation,
+    GroupWaitEnded,
 }
 
 impl Engine {
@@ -108,7 +117,21 @@ impl Engine {
             last_alertmanager_resend_ms: i64::MIN / 2,
             link_base,
             events,
+            lease: None,
         })
+    }
+
+    /// Takes up the stored state again: another instance may have evaluated, notified and
+    /// resolved since this one last held the alerting role.
+    async fn resume(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        let state = self.store.load_alerting(now_ms).await?;
+        tracing::info!(alerts = state.alerts.len(), "took over alert evaluation from the stored state");
+        self.evaluator = Evaluator::restore(state.alerts);
+        self.policy = Policy::new(self.config.policy, state.records);
+        self.silenced.clear();
+        self.muted.clear();
+        self.last_alertmanager_resend_ms = i64::MIN / 2;
+        Ok(())
     }
 
     /// One evaluation at `now_ms`.
@@ -154,7 +177,7 @@ impl Engine {
             firing.iter().filter(|a| muted(a)).map(|a| a.fingerprint.clone()).collect();
         let notices = self.policy.due(&firing, &resolved, muted, now_ms);
 
-        let mut tick = AlertingTick { now_ms, ..AlertingTick::default() };
+        let mut tick = AlertingTick { now_ms, lease: self.lease.clone(), ..AlertingTick::default() };
         tick.history = history_of(&changes, now_ms);
         for print in silenced_now.difference(&self.silenced) {
             if let Some(alert) = self.evaluator.get(print) {
@@ -296,42 +319,70 @@ impl Engine {
     }
 
     /// Evaluates every `evaluation_interval` until `shutdown` turns true, and notifies
-    /// at the end of a group wait without waiting for the next evaluation. Each
-    /// evaluation is counted in `telemetry` once its outcome is known.
+    /// at the end of a group wait without waiting for the next evaluation; both only while
+    /// this instance holds the alerting role (`roles`), resuming from the stored state each
+    /// time it takes the role. Each evaluation is counted in `telemetry` once its outcome
+    /// is known.
     pub fn spawn(
         mut self,
         clock: Arc<dyn Clock>,
+        roles: Roles,
         wake_dispatcher: Arc<Notify>,
         telemetry: Telemetry,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
+        self.lease = Some(roles.claim(Role::Alerting));
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(self.config.evaluation_interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The state loaded at start is current while this instance holds the role.
+            let mut active = roles.holds(Role::Alerting);
             loop {
-                let group_wait_ends = self.next_group_deadline().map(|deadline| {
+                let group_wait_ends = self.next_group_deadline().filter(|_| active).map(|deadline| {
                     let wait_ms = (deadline - clock.now_ms()).max(0) as u64;
                     tokio::time::Instant::now() + Duration::from_millis(wait_ms)
                 });
                 let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-                // A tick that cannot be stored is undone, so it is decided again next time.
-                let saved =
-                    (self.evaluator.clone(), self.policy.clone(), self.silenced.clone(), self.muted.clone());
-                let (result, evaluated) = tokio::select! {
-                    _ = ticks.tick() => {
-                        let span = tracing::debug_span!("alert_evaluation");
-                        (tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await, true)
-                    }
+                let woke = tokio::select! {
+                    _ = ticks.tick() => Wake::Evaluation,
                     _ = tokio::time::sleep_until(group_wait_ends.unwrap_or(far)), if group_wait_ends.is_some() => {
-                        (self.notify(Vec::new(), clock.now_ms()).await, false)
+                        Wake::GroupWaitEnded
                     }
                     _ = shutdown.changed() => return,
                 };
-                if evaluated {
-                    telemetry.evaluation(result.is_ok());
+                if !roles.holds(Role::Alerting) {
+                    if active {
+                        tracing::info!("another instance evaluates alerts now; standing by");
+                    }
+                    active = false;
+                    continue;
                 }
+                if !active {
+                    if let Err(err) = self.resume(clock.now_ms()).await {
+                        tracing::warn!(error = %err, "cannot load the alerting state; trying again next tick");
+                        continue;
+                    }
+                    active = true;
+                }
+                // A tick that cannot be stored is undone, so it is decided again next time.
+                let saved =
+                    (self.evaluator.clone(), self.policy.clone(), self.silenced.clone(), self.muted.clone());
+                let result = match woke {
+                    Wake::Evaluation => {
+                        let span = tracing::debug_span!("alert_evaluation");
+                        let result = tracing::Instrument::instrument(self.tick(clock.now_ms()), span).await;
+                        telemetry.evaluation(result.is_ok());
+                        result
+                    }
+                    Wake::GroupWaitEnded => self.notify(Vec::new(), clock.now_ms()).await,
+                };
                 match result {
                     Ok(()) => wake_dispatcher.notify_one(),
+                    Err(StoreError::LeaseLost(message)) => {
+                        (self.evaluator, self.policy, self.silenced, self.muted) = saved;
+                        active = false;
+                        tracing::warn!(%message, "alert evaluation dropped: the alerting role passed to another instance")
+                    }
                     Err(err) => {
                         (self.evaluator, self.policy, self.silenced, self.muted) = saved;
                         tracing::warn!(error = %err, "alert evaluation not stored; it runs again next tick")
@@ -445,13 +496,17 @@ mod tests {
             let telemetry = Telemetry::default();
             let stored = Arc::new(Notify::new());
             let (stop, shutdown) = watch::channel(false);
-            engine.spawn(Arc::new(clock.clone()), Arc::clone(&stored), telemetry.clone(), shutdown);
+            let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+            let (roles, _) =
+                Roles::start(store.clone(), Arc::clone(&clock_arc), telemetry.clone(), shutdown.clone())
+                    .await;
+            engine.spawn(clock_arc, roles, Arc::clone(&stored), telemetry.clone(), shutdown);
             Running { store, clock, telemetry, stored, _stop: stop, _dir: dir }
         }
 
         /// The rules of the outbox messages due at the manual clock's time.
         async fn due(&self) -> Vec<String> {
-            let due = self.store.due_outbox(self.clock.now_ms(), 100).await.expect("the outbox reads");
+            let due = self.store.claim_outbox(self.clock.now_ms(), 100, 0).await.expect("the outbox reads");
             due.into_iter().map(|item| format!("{} to {}", item.rule, item.receiver)).collect()
         }
     }

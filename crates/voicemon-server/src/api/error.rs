@@ -70,6 +70,11 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("storage is unavailable; retry later".into())
             }
             StoreError::NotFound(message) => ApiError::NotFound(message),
+            // No request writes under a lease; should one ever, the caller may retry.
+            StoreError::LeaseLost(message) => {
+                tracing::warn!(%message, "a leased write was refused");
+                ApiError::Unavailable("storage is unavailable; retry later".into())
+            }
             StoreError::Internal(message) | StoreError::Config(message) => {
                 tracing::error!(%message, "storage error");
                 ApiError::Internal

@@ -9,6 +9,7 @@
 use crate::query::health::sample::{Sample, PLATFORM};
 use crate::query::health::{report, Depth};
 use crate::redis::RedisMonitor;
+use crate::roles::{Role, Roles};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,12 +39,15 @@ pub async fn take_sample(
 }
 
 /// Samples every `config.every` and prunes hourly until `shutdown` turns true.
+/// Only the instance holding the health-sampling role samples (instances sharing a
+/// database store one sample a minute between them).
 pub fn spawn(
     store: Arc<dyn Store>,
     redis: RedisMonitor,
     rules: HealthRules,
     config: SamplerConfig,
     clock: Arc<dyn Clock>,
+    roles: Roles,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -53,6 +57,9 @@ pub fn spawn(
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => return,
+            }
+            if !roles.holds(Role::HealthSampling) {
+                continue;
             }
             let now_ms = clock.now_ms();
             if let Err(err) = take_sample(store.as_ref(), &redis, &rules, now_ms).await {
@@ -98,18 +105,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("the store opens"));
-        let clock = ManualClock::at(NOW_MS + 5_000);
+        let manual = ManualClock::at(NOW_MS + 5_000);
         let config = SamplerConfig { every: EVERY, retention: Duration::from_secs(30 * 24 * 3600) };
         let (_stop, shutdown) = watch::channel(false);
         let redis = RedisMonitor::disabled();
         let rules = HealthRules::default();
-        spawn(Arc::clone(&store), redis, rules, config, Arc::new(clock.clone()), shutdown);
+        let clock: Arc<dyn Clock> = Arc::new(manual.clone());
+        let (roles, _) =
+            Roles::start(store.clone(), Arc::clone(&clock), Default::default(), shutdown.clone()).await;
+        spawn(Arc::clone(&store), redis, rules, config, clock, roles, shutdown);
 
         // Virtual time moves only once the sampler waits for its next tick.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(sampled_minutes(store.as_ref()).await, [NOW_MS], "one sample at start");
 
-        clock.advance(EVERY.as_millis() as i64);
+        manual.advance(EVERY.as_millis() as i64);
         tokio::time::sleep(EVERY - Duration::from_secs(2)).await;
         assert_eq!(sampled_minutes(store.as_ref()).await, [NOW_MS], "none before the interval ends");
         tokio::time::sleep(Duration::from_secs(2)).await;

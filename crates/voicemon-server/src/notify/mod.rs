@@ -121,6 +121,17 @@ pub struct DeliveryConfig {
     pub request_timeout: Duration,
 }
 
+/// Messages claimed per dispatch round.
+const CLAIM_AT_MOST: usize = 100;
+
+impl DeliveryConfig {
+    /// How long a round's messages are claimed: long enough for several sends, each of
+    /// which a lane starts only with a whole request timeout of claim left.
+    fn claim(&self) -> Duration {
+        (self.request_timeout * 3).max(Duration::from_secs(60))
+    }
+}
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
@@ -218,7 +229,9 @@ pub fn spawn_dispatcher(
                 _ = shutdown.changed() => return,
             }
             let now_ms = clock.now_ms();
-            let due = match store.due_outbox(now_ms, 100).await {
+            let claim = config.claim();
+            let claim_ends = Instant::now() + claim;
+            let due = match store.claim_outbox(now_ms, CLAIM_AT_MOST, claim.as_millis() as i64).await {
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the notification outbox");
@@ -251,12 +264,24 @@ pub fn spawn_dispatcher(
                     clock: Arc::clone(&clock),
                     config,
                     last_sent: last_sent.get(&name).copied(),
+                    claim_ends,
                 };
                 sending.spawn(lane.deliver(receiver, items));
             }
+            let mut not_attempted = Vec::new();
             while let Some(done) = sending.join_next().await {
-                if let Ok((name, Some(at))) = done {
-                    last_sent.insert(name, at);
+                if let Ok(done) = done {
+                    if let Some(at) = done.last_sent {
+                        last_sent.insert(done.receiver, at);
+                    }
+                    not_attempted.extend(done.not_attempted);
+                }
+            }
+            // Messages a lane did not reach (Slack pacing, a claim about to run out) are
+            // given back, due again at once for whichever instance claims first.
+            if !not_attempted.is_empty() {
+                if let Err(err) = store.unclaim_outbox(&not_attempted).await {
+                    tracing::warn!(error = %err, "cannot give back claimed messages; they are due when the claim ends");
                 }
             }
             telemetry.dispatch_round("sending");
@@ -272,16 +297,32 @@ struct Lane {
     config: DeliveryConfig,
     /// When this receiver was last sent to (Slack pacing).
     last_sent: Option<Instant>,
+    /// When the claim on the round's messages ends: no send may still run then, or
+    /// another instance could claim and send the same message.
+    claim_ends: Instant,
+}
+
+/// What a lane did with its share of a round.
+struct LaneDone {
+    receiver: String,
+    last_sent: Option<Instant>,
+    /// Messages it did not attempt, to give back.
+    not_attempted: Vec<i64>,
 }
 
 impl Lane {
     /// Sends `items` in order; a Slack webhook gets at most one per `slack_interval`, the
-    /// rest waiting for a later round. Returns when the receiver was last sent to.
-    async fn deliver(mut self, receiver: Receiver, items: Vec<OutboxItem>) -> (String, Option<Instant>) {
-        for item in items {
+    /// rest waiting for a later round. Stops before a send that could outlast the claim.
+    async fn deliver(mut self, receiver: Receiver, items: Vec<OutboxItem>) -> LaneDone {
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
             let paced = receiver.kind == ReceiverKind::Slack;
-            if paced && self.last_sent.is_some_and(|at| at.elapsed() < self.config.slack_interval) {
-                break;
+            let paced_out =
+                paced && self.last_sent.is_some_and(|at| at.elapsed() < self.config.slack_interval);
+            let claim_short = Instant::now() + self.config.request_timeout >= self.claim_ends;
+            if paced_out || claim_short {
+                let not_attempted = std::iter::once(item).chain(items).map(|item| item.id).collect();
+                return LaneDone { receiver: receiver.name, last_sent: self.last_sent, not_attempted };
             }
             let attempt = send(&self.client, &receiver, &item.payload).await;
             if paced {
@@ -292,7 +333,7 @@ impl Lane {
             log_delivery(&receiver, &item, &delivery);
             record(&self.store, &item, delivery).await;
         }
-        (receiver.name, self.last_sent)
+        LaneDone { receiver: receiver.name, last_sent: self.last_sent, not_attempted: Vec::new() }
     }
 }
 

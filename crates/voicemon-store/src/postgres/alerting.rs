@@ -44,6 +44,11 @@ pub async fn load(client: &Client, now_ms: i64) -> Result<AlertingState, StoreEr
 }
 
 pub async fn save(tx: &Transaction<'_>, tick: AlertingTick) -> Result<(), StoreError> {
+    if let Some(claim) = &tick.lease {
+        if !super::lease::holds(tx, claim, tick.now_ms).await.map_err(map_error)? {
+            return Err(claim.lost());
+        }
+    }
     for alert in &tick.upsert_alerts {
         tx.execute(
             "INSERT INTO alerts (fingerprint, alert) VALUES ($1, $2::text::jsonb)
@@ -106,20 +111,31 @@ async fn insert_history(tx: &Transaction<'_>, entry: &HistoryEntry) -> Result<()
     Ok(())
 }
 
-pub async fn due_outbox(client: &Client, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, Error> {
+/// Claims the messages due at `now_ms` until `now_ms + claim_ms`, oldest first. Rows
+/// another instance is claiming at the same moment are skipped, not waited for.
+pub async fn claim_outbox(
+    client: &Client,
+    now_ms: i64,
+    limit: usize,
+    claim_ms: i64,
+) -> Result<Vec<OutboxItem>, Error> {
     let rows = client
         .query(
-            "SELECT id, receiver, rule, payload, created_ms, next_attempt_ms, attempts FROM outbox o
-             WHERE status = 'pending' AND next_attempt_ms <= $1
-               -- One rule's messages reach a receiver in order: a resolved message never
-               -- overtakes the firing one still being retried.
-               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' AND e.receiver = o.receiver
-                               AND e.rule = o.rule AND e.id < o.id)
-             ORDER BY id LIMIT $2",
-            &[&now_ms, &(limit as i64)],
+            "UPDATE outbox SET claimed_until_ms = $1 + $3 WHERE id IN (
+               SELECT id FROM outbox o
+                WHERE status = 'pending' AND next_attempt_ms <= $1
+                  AND (claimed_until_ms IS NULL OR claimed_until_ms <= $1)
+                  -- One rule's messages reach a receiver in order: a resolved message never
+                  -- overtakes the firing one still being retried (or sent by another claim).
+                  AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' AND e.receiver = o.receiver
+                                  AND e.rule = o.rule AND e.id < o.id)
+                ORDER BY id LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+             RETURNING id, receiver, rule, payload, created_ms, next_attempt_ms, attempts",
+            &[&now_ms, &(limit as i64), &claim_ms],
         )
         .await?;
-    Ok(rows
+    let mut items: Vec<OutboxItem> = rows
         .iter()
         .map(|row| OutboxItem {
             id: row.get(0),
@@ -130,7 +146,9 @@ pub async fn due_outbox(client: &Client, now_ms: i64, limit: usize) -> Result<Ve
             next_attempt_ms: row.get(5),
             attempts: row.get::<_, i32>(6) as u32,
         })
-        .collect())
+        .collect();
+    items.sort_by_key(|item| item.id);
+    Ok(items)
 }
 
 pub async fn record_delivery(
@@ -159,7 +177,8 @@ pub async fn record_delivery(
         }
         Delivery::Retry { next_attempt_ms, error, .. } => {
             tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3 WHERE id = $1",
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3, claimed_until_ms = NULL
+                 WHERE id = $1",
                 &[&item.id, &next_attempt_ms, &error],
             )
             .await

@@ -12,6 +12,7 @@ mod cost;
 mod health;
 mod journal;
 mod keys;
+mod lease;
 mod read;
 mod schema;
 pub mod tls;
@@ -23,9 +24,9 @@ use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
     CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, HealthStore,
-    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, NewApiKey, OutboxItem,
-    PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError,
-    UsageLine, WorkerRow, WriteOutcome,
+    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow, LeaseStore,
+    NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore,
+    Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -488,8 +489,29 @@ impl AlertStore for PostgresStore {
         self.transaction(move |tx| Box::pin(alerting::save(tx, tick))).await
     }
 
-    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.read(move |client| Box::pin(alerting::due_outbox(client, now_ms, limit))).await
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        claim_ms: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.read(move |client| Box::pin(alerting::claim_outbox(client, now_ms, limit, claim_ms))).await
+    }
+
+    async fn unclaim_outbox(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |client| {
+            Box::pin(async move {
+                client
+                    .execute(
+                        "UPDATE outbox SET claimed_until_ms = NULL WHERE id = ANY($1) AND status = 'pending'",
+                        &[&ids],
+                    )
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .await
     }
 
     async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError> {
@@ -525,6 +547,33 @@ impl AlertStore for PostgresStore {
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let client = self.client().await?;
         self.record(alerting::history(&client, range, rule, tenant_id, limit).await)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    async fn acquire_lease(
+        &self,
+        role: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.read(move |client| {
+            Box::pin(async move { lease::acquire(&***client, &role, &holder, now_ms, ttl_ms).await })
+        })
+        .await
+    }
+
+    async fn release_lease(&self, role: &str, holder: &str) -> Result<(), StoreError> {
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.read(move |client| Box::pin(async move { lease::release(&***client, &role, &holder).await }))
+            .await
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        self.read(|client| Box::pin(lease::all(&***client))).await
     }
 }
 

@@ -13,6 +13,7 @@ use voicemon_core::window::DAY_MS;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("initial schema", include_str!("migrations/0001_initial.sql")),
     ("derived data journal", include_str!("migrations/0002_derived_journal.sql")),
+    ("leases and outbox claims", include_str!("migrations/0003_leases.sql")),
 ];
 
 /// The TimescaleDB-only part: hypertables instead of native partitions. `{chunk}` is the

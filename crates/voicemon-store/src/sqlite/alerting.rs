@@ -1,8 +1,11 @@
 //! Alerting state: active alerts, the notification log, the outbox, receivers,
 //! silences and history. Alerts and silences are stored as JSON of their core types.
 
+use super::map_error;
 use crate::column::Stored;
-use crate::{delivery, AlertingState, AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState};
+use crate::{
+    delivery, AlertingState, AlertingTick, Delivery, HistoryEntry, OutboxItem, ReceiverState, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use voicemon_core::alerting::policy::NotifyRecord;
 use voicemon_core::alerting::silence::Silence;
@@ -40,8 +43,19 @@ pub fn load(conn: &Connection, now_ms: i64) -> rusqlite::Result<AlertingState> {
     Ok(AlertingState { alerts, records, silences: silences(conn, now_ms)? })
 }
 
-pub fn save(conn: &mut Connection, tick: &AlertingTick) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+/// Stores a tick in one transaction; nothing when it is fenced by a lease no longer held.
+pub fn save(conn: &mut Connection, tick: &AlertingTick) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(map_error)?;
+    if let Some(claim) = &tick.lease {
+        if !super::lease::holds(&tx, claim, tick.now_ms).map_err(map_error)? {
+            return Err(claim.lost());
+        }
+    }
+    save_tick(&tx, tick).map_err(map_error)?;
+    tx.commit().map_err(map_error)
+}
+
+fn save_tick(tx: &rusqlite::Transaction<'_>, tick: &AlertingTick) -> rusqlite::Result<()> {
     for alert in &tick.upsert_alerts {
         let json = serde_json::to_string(alert).map_err(json_error)?;
         tx.prepare_cached(
@@ -70,9 +84,9 @@ pub fn save(conn: &mut Connection, tick: &AlertingTick) -> rusqlite::Result<()> 
         .execute(params![receiver, rule, payload, tick.now_ms])?;
     }
     for entry in &tick.history {
-        insert_history(&tx, entry)?;
+        insert_history(tx, entry)?;
     }
-    tx.commit()
+    Ok(())
 }
 
 fn insert_history(conn: &Connection, entry: &HistoryEntry) -> rusqlite::Result<()> {
@@ -94,17 +108,26 @@ fn insert_history(conn: &Connection, entry: &HistoryEntry) -> rusqlite::Result<(
     Ok(())
 }
 
-pub fn due_outbox(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<OutboxItem>> {
+/// Claims the messages due at `now_ms` until `now_ms + claim_ms`, oldest first.
+pub fn claim_outbox(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+    claim_ms: i64,
+) -> rusqlite::Result<Vec<OutboxItem>> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, receiver, rule, payload, created_ms, next_attempt_ms, attempts FROM outbox o
-         WHERE status = 'pending' AND next_attempt_ms <= ?1
-           -- One rule's messages reach a receiver in order: a resolved message never
-           -- overtakes the firing one still being retried.
-           AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' AND e.receiver = o.receiver
-                           AND e.rule = o.rule AND e.id < o.id)
-         ORDER BY id LIMIT ?2",
+        "UPDATE outbox SET claimed_until_ms = ?1 + ?3 WHERE id IN (
+           SELECT id FROM outbox o
+            WHERE status = 'pending' AND next_attempt_ms <= ?1
+              AND (claimed_until_ms IS NULL OR claimed_until_ms <= ?1)
+              -- One rule's messages reach a receiver in order: a resolved message never
+              -- overtakes the firing one still being retried (or sent by another claim).
+              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' AND e.receiver = o.receiver
+                              AND e.rule = o.rule AND e.id < o.id)
+            ORDER BY id LIMIT ?2)
+         RETURNING id, receiver, rule, payload, created_ms, next_attempt_ms, attempts",
     )?;
-    let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+    let rows = statement.query_map(params![now_ms, limit as i64, claim_ms], |row| {
         Ok(OutboxItem {
             id: row.get(0)?,
             receiver: row.get(1)?,
@@ -115,7 +138,18 @@ pub fn due_outbox(conn: &Connection, now_ms: i64, limit: usize) -> rusqlite::Res
             attempts: row.get(6)?,
         })
     })?;
-    rows.collect()
+    let mut items = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    items.sort_by_key(|item| item.id);
+    Ok(items)
+}
+
+pub fn unclaim_outbox(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let mut statement = conn
+        .prepare_cached("UPDATE outbox SET claimed_until_ms = NULL WHERE id = ?1 AND status = 'pending'")?;
+    for id in ids {
+        statement.execute([id])?;
+    }
+    Ok(())
 }
 
 pub fn record_delivery(
@@ -138,7 +172,8 @@ pub fn record_delivery(
         }
         Delivery::Retry { next_attempt_ms, error, .. } => {
             tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3, claimed_until_ms = NULL
+                 WHERE id = ?1",
                 params![item.id, next_attempt_ms, error],
             )?;
             tx.execute(

@@ -9,6 +9,7 @@ mod column;
 mod cost;
 mod health;
 mod keys;
+mod lease;
 mod read;
 mod schema;
 mod write;
@@ -17,9 +18,9 @@ use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
     CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, HealthStore,
-    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, NewApiKey, OutboxItem,
-    PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError,
-    UsageLine, WorkerRow, WriteOutcome,
+    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow, LeaseStore,
+    NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore,
+    Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -125,6 +126,9 @@ impl SqliteStore {
         let mut writer = write::Writer::new(conn);
         let owner = own_derived_data(data_dir)?;
         if owner.is_some() {
+            // Only the process holding the lock serves this file: leases left in it are of
+            // one that stopped, and must not keep this one from its duties until they expire.
+            lease::clear(writer.connection()).map_err(map_error)?;
             let recovered = writer.recover()?;
             if recovered > 0 {
                 tracing::info!(
@@ -496,11 +500,24 @@ impl AlertStore for SqliteStore {
     }
 
     async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError> {
-        self.write(move |writer| alerting::save(writer.parts().0, &tick).map_err(map_error)).await
+        self.write(move |writer| alerting::save(writer.parts().0, &tick)).await
     }
 
-    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.read(move |conn| alerting::due_outbox(conn, now_ms, limit)).await
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        claim_ms: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.write(move |writer| {
+            alerting::claim_outbox(writer.connection(), now_ms, limit, claim_ms).map_err(map_error)
+        })
+        .await
+    }
+
+    async fn unclaim_outbox(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.write(move |writer| alerting::unclaim_outbox(writer.connection(), &ids).map_err(map_error)).await
     }
 
     async fn record_delivery(&self, item: &OutboxItem, delivery: Delivery) -> Result<(), StoreError> {
@@ -544,6 +561,32 @@ impl AlertStore for SqliteStore {
         let (rule, tenant_id) = (rule.map(str::to_owned), tenant_id.map(str::to_owned));
         self.read(move |conn| alerting::history(conn, range, rule.as_deref(), tenant_id.as_deref(), limit))
             .await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn acquire_lease(
+        &self,
+        role: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.write(move |writer| {
+            lease::acquire(writer.connection(), &role, &holder, now_ms, ttl_ms).map_err(map_error)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, role: &str, holder: &str) -> Result<(), StoreError> {
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.write(move |writer| lease::release(writer.connection(), &role, &holder).map_err(map_error)).await
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        self.read(lease::all).await
     }
 }
 

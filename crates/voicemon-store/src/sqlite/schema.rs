@@ -273,6 +273,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX latency_minute_by_time ON latency_minute (component, source, start_ms);
     CREATE INDEX latency_hour_by_time ON latency_hour (component, source, start_ms);
     "#,
+    // 4: scale-out: leases of the duties that run once among instances sharing a database,
+    // and claims on outbox messages (one process serves a SQLite file, so both always go
+    // to it; the tables keep the two backends alike).
+    r#"
+    CREATE TABLE leases (
+        role       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN claimed_until_ms INTEGER;
+    "#,
 ];
 
 /// The schema version this build expects.

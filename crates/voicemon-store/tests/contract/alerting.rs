@@ -160,7 +160,7 @@ async fn deliveries(store: Arc<dyn Store>) -> Transcript {
     save_two_ticks(&*store).await;
     let due = |now_ms, limit| {
         let store = Arc::clone(&store);
-        async move { store.due_outbox(now_ms, limit).await.expect("the outbox reads") }
+        async move { store.claim_outbox(now_ms, limit, 0).await.expect("the outbox reads") }
     };
     let first = outbox(1, "slack", COST, r#"{"status":"firing"}"#, at(10, 0), at(10, 0), 0);
     let to_webhook =
@@ -285,6 +285,7 @@ fn error_kind<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
         Err(StoreError::Internal(_)) => "internal".into(),
         Err(StoreError::Unavailable(_)) => "unavailable".into(),
         Err(StoreError::Config(_)) => "configuration".into(),
+        Err(StoreError::LeaseLost(_)) => "lease lost".into(),
     }
 }
 

@@ -101,7 +101,8 @@ async fn read_during_flush(store: Arc<dyn Store>) -> Transcript {
         let values: Vec<(i64, f64)> = (0..5).map(|i| (at(10, round) + i * 1000, 500.0 + i as f64)).collect();
         store.write_batch(turns("acme", "c1", "receptionist", &values)).await.expect("the batch is stored");
         let flusher = Arc::clone(&store);
-        let flush = tokio::spawn(async move { flusher.flush_derived().await.expect("derived data is flushed") });
+        let flush =
+            tokio::spawn(async move { flusher.flush_derived().await.expect("derived data is flushed") });
         // Let the flush take the pending data before the read starts.
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         let read = store

@@ -23,6 +23,7 @@ mod health;
 mod ingest;
 mod keys;
 mod latency;
+mod leases;
 mod partitions;
 mod schema_file;
 mod sql_quantile;
