@@ -8,6 +8,8 @@ const RULES: &[(&str, &[&str])] = &[
     // The HTTP edge sits on top: only startup wires it in.
     ("alerting", &["api", "startup"]),
     ("auth", &["api", "startup"]),
+    // The event bus is another way in, beside the HTTP edge: validation and the writer only.
+    ("bus", &["api", "startup", "query", "live", "alerting", "notify"]),
     ("config", &["api", "startup"]),
     ("health", &["api", "startup", "live", "alerting"]),
     ("ingest", &["api", "startup", "query", "live"]),

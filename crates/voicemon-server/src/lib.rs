@@ -6,6 +6,7 @@
 //!   the request trace (method, route, status, latency, `x-request-id`).
 //! - [`query`]: the read model every answer comes from (REST, live view, alert engine).
 //! - [`ingest`]: the group-commit [`ingest::writer`] behind `POST /v1/events`.
+//! - [`bus`]: events from NATS JetStream (a durable pull consumer, acked after the commit).
 //! - [`alerting`]: the alert engine (rules → alerts → notices → outbox).
 //! - [`notify`]: receivers (Slack, webhook, Alertmanager) and delivery of the outbox.
 //! - [`outbound`]: the HTTP client of every outbound request (rustls, the system trust
@@ -27,6 +28,7 @@ pub mod api;
 #[cfg(test)]
 mod architecture;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod health;
 pub mod ingest;

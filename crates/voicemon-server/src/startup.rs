@@ -7,6 +7,7 @@
 use crate::alerting::Engine;
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
+use crate::bus;
 use crate::config::describe_url;
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::BatchWriter;
@@ -73,6 +74,17 @@ impl Application {
         let (writer, writer_task) =
             BatchWriter::spawn(store.clone(), config.writer, telemetry.clone(), shutdown_rx);
         let prices = Arc::new(config.prices);
+        if let Some(bus) = config.bus {
+            tracing::info!(stream = %bus.stream, consumer = %bus.consumer, "consuming events from NATS JetStream");
+            bus::spawn(
+                bus,
+                writer.clone(),
+                Arc::clone(&prices),
+                Arc::clone(&clock),
+                telemetry.clone(),
+                shutdown.subscribe(),
+            );
+        }
         let redis = match &config.health.redis_url {
             Some(url) => {
                 let target = RedisTarget::parse(url.expose_secret()).map_err(StartError::Redis)?;

@@ -48,6 +48,7 @@ pub const SELF_SERIES: usize = 3
     + EVALUATION_OUTCOMES.len()
     + DISPATCH_OUTCOMES.len()
     + ROLES
+    + crate::bus::MESSAGE_OUTCOMES.len()
     + crate::live::metrics::LIVE_SERIES;
 
 /// Single-run roles an instance may hold (`voicemon_instance_role`; see [`crate::roles`]).
@@ -90,6 +91,8 @@ pub struct Telemetry {
     dispatch_rounds: Family<OutcomeLabel, Counter>,
     /// 1 for each single-run role this instance holds, 0 for the others.
     roles: Family<RoleLabel, Gauge>,
+    /// Messages of the NATS event bus by outcome.
+    bus_messages: Family<OutcomeLabel, Counter>,
     voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
@@ -168,6 +171,13 @@ impl Telemetry {
              0 for those another instance sharing the database holds",
             roles.clone(),
         );
+        let bus_messages = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "voicemon_bus_messages",
+            "NATS JetStream messages by outcome: stored (acknowledged after the commit), dead_lettered, \
+             retried (refused for now: the store is unavailable)",
+            bus_messages.clone(),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
@@ -183,6 +193,9 @@ impl Telemetry {
         }
         for outcome in DISPATCH_OUTCOMES {
             let _ = dispatch_rounds.get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in crate::bus::MESSAGE_OUTCOMES {
+            let _ = bus_messages.get_or_create(&OutcomeLabel { outcome });
         }
         for role in crate::roles::Role::ALL {
             let instance = crate::roles::instance_name().to_owned();
@@ -200,6 +213,7 @@ impl Telemetry {
             evaluations,
             dispatch_rounds,
             roles,
+            bus_messages,
             voice,
             live,
         }
@@ -229,6 +243,12 @@ impl Telemetry {
     /// [`DISPATCH_OUTCOMES`]).
     pub fn dispatch_round(&self, outcome: &'static str) {
         self.dispatch_rounds.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// One message of the event bus was handled with `outcome` (one of
+    /// [`crate::bus::MESSAGE_OUTCOMES`]).
+    pub fn bus_message(&self, outcome: &'static str) {
+        self.bus_messages.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Whether this instance (`instance`) holds single-run role `role` now.

@@ -64,6 +64,11 @@ pub struct SettingsArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = crate::secret)]
     #[serde(rename = "health.redis_url", serialize_with = "exposed")]
     redis_url: Option<SecretString>,
+    /// Consume events from NATS JetStream too (nats://host:4222); the stream, subjects and
+    /// consumer are in voicemon.toml's [nats].
+    #[arg(long, env = "NATS_URL", hide_env_values = true, value_parser = crate::secret)]
+    #[serde(rename = "nats.url", serialize_with = "exposed")]
+    nats_url: Option<SecretString>,
     /// Slack incoming webhook to send alerts to (adds a receiver named "slack").
     #[arg(long, env = "SLACK_WEBHOOK_URL", hide_env_values = true, value_parser = crate::secret)]
     #[serde(rename = "alerting.slack_webhook_url", serialize_with = "exposed")]

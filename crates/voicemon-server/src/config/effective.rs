@@ -113,6 +113,13 @@ impl Settings {
                 humantime::format_duration(health.retention),
                 if health.redis_url.is_some() { "watched" } else { "not watched" },
             ),
+            match &serve.bus {
+                Some(bus) => format!(
+                    "event bus:         NATS JetStream stream {}, consumer {}, dead letters to {}",
+                    bus.stream, bus.consumer, bus.dead_letter_subject
+                ),
+                None => "event bus:         none (NATS_URL unset)".to_owned(),
+            },
             format!(
                 "alerting:          {} rules ({}), evaluated every {}, receivers: {receivers}",
                 alerting.rules.len(),
@@ -169,6 +176,7 @@ impl Settings {
             ("health", self.health_values()),
             ("alerting", self.alerting_values()),
             ("prometheus", self.prometheus_values()),
+            ("nats", self.nats_values()),
             ("pricing", self.pricing_values()),
         ]
     }
@@ -274,6 +282,21 @@ impl Settings {
         vec![
             ("max_tenants", limits.max_tenants.to_string()),
             ("max_providers", limits.max_providers.to_string()),
+        ]
+    }
+
+    fn nats_values(&self) -> Vec<(&'static str, String)> {
+        let Some(bus) = &self.serve.bus else {
+            return vec![("url", "unset: events come over HTTP only".to_owned())];
+        };
+        let subjects = bus.subjects.iter().map(quoted).collect::<Vec<_>>().join(", ");
+        vec![
+            ("url", quoted(describe_url(bus.url.expose_secret())) + " (credentials redacted)"),
+            ("stream", quoted(&bus.stream)),
+            ("subjects", format!("[{subjects}]")),
+            ("consumer", quoted(&bus.consumer)),
+            ("dead_letter_subject", quoted(&bus.dead_letter_subject)),
+            ("max_in_flight", bus.max_in_flight.to_string()),
         ]
     }
 

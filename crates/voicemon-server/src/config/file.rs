@@ -37,6 +37,9 @@ pub struct FileConfig {
     /// `[prometheus]`: label bounds of `GET /metrics`.
     #[serde(default)]
     pub prometheus: PrometheusSection,
+    /// `[nats]`: events consumed from a NATS JetStream stream.
+    #[serde(default)]
+    pub nats: NatsSection,
 }
 
 /// Keys the file may not hold, because their values carry credentials (a database
@@ -231,6 +234,25 @@ pub struct PrometheusSection {
     /// Provider names with their own `provider` label, and circuit breaker names with
     /// their own `breaker` label; later ones share `_other` (default 20, at most 10000).
     pub max_providers: Option<usize>,
+}
+
+/// `[nats]`: the event bus. Nothing is consumed unless a URL is given.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// `nats://host:4222` (`tls://…` for TLS); `NATS_URL` takes precedence. It may hold
+    /// credentials.
+    pub url: Option<secrecy::SecretString>,
+    /// The JetStream stream, created with `subjects` when missing (default "VOICEMON_EVENTS").
+    pub stream: Option<String>,
+    /// Subjects the consumer reads (default ["voicemon.events.>"]).
+    pub subjects: Option<Vec<String>>,
+    /// The durable pull consumer every instance shares (default "voicemon").
+    pub consumer: Option<String>,
+    /// Where messages that can never be stored are published (default "voicemon.dead").
+    pub dead_letter_subject: Option<String>,
+    /// Messages one instance stores at once (default 1024).
+    pub max_in_flight: Option<usize>,
 }
 
 impl FileConfig {

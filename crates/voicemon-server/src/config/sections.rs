@@ -2,8 +2,10 @@
 //! the defaults of the subsystem it configures. Each error names its key.
 
 use crate::alerting::AlertingConfig;
+use crate::bus::BusConfig;
 use crate::config::file::{
-    AlertingSection, CompressAfter, HealthSection, IngestSection, PostgresSection, PrometheusSection,
+    AlertingSection, CompressAfter, HealthSection, IngestSection, NatsSection, PostgresSection,
+    PrometheusSection,
 };
 use crate::config::settings::{HealthConfig, PostgresSettings};
 use crate::config::ConfigError;
@@ -273,5 +275,59 @@ fn label_cap(key: &'static str, value: Option<usize>, default: usize) -> Result<
         )),
         Some(v) => Ok(v),
         None => Ok(default),
+    }
+}
+
+impl NatsSection {
+    /// The event bus this section configures, or `None` without a URL.
+    pub fn bus_config(&self) -> Result<Option<BusConfig>, ConfigError> {
+        let Some(url) = &self.url else { return Ok(None) };
+        let text = url.expose_secret();
+        if !["nats://", "tls://", "ws://", "wss://"].iter().any(|scheme| text.starts_with(scheme)) {
+            return Err(ConfigError::value("nats.url", "must start with nats://, tls://, ws:// or wss://"));
+        }
+        let mut config = BusConfig::new(url.clone());
+        if let Some(stream) = &self.stream {
+            if stream.is_empty() || stream.contains(['.', ' ', '*', '>']) {
+                return Err(ConfigError::value(
+                    "nats.stream",
+                    format!("`{stream}` is not a stream name (no . * > or spaces)"),
+                ));
+            }
+            config.stream = stream.clone();
+        }
+        if let Some(subjects) = &self.subjects {
+            if subjects.is_empty() || subjects.iter().any(|s| s.is_empty() || s.contains(' ')) {
+                return Err(ConfigError::value(
+                    "nats.subjects",
+                    "must be one or more subjects without spaces",
+                ));
+            }
+            config.subjects = subjects.clone();
+        }
+        if let Some(consumer) = &self.consumer {
+            if consumer.is_empty() || consumer.contains(['.', ' ', '*', '>']) {
+                return Err(ConfigError::value(
+                    "nats.consumer",
+                    format!("`{consumer}` is not a consumer name (no . * > or spaces)"),
+                ));
+            }
+            config.consumer = consumer.clone();
+        }
+        if let Some(subject) = &self.dead_letter_subject {
+            if subject.is_empty() || subject.contains([' ', '*', '>']) {
+                return Err(ConfigError::value(
+                    "nats.dead_letter_subject",
+                    "must be one subject without wildcards",
+                ));
+            }
+            config.dead_letter_subject = subject.clone();
+        }
+        match self.max_in_flight {
+            Some(0) => return Err(ConfigError::value("nats.max_in_flight", "must be above 0")),
+            Some(count) => config.max_in_flight = count,
+            None => {}
+        }
+        Ok(Some(config))
     }
 }

@@ -4,6 +4,7 @@
 //! variable that set it.
 
 use crate::alerting::AlertingConfig;
+use crate::bus::BusConfig;
 use crate::config::layers::{Layers, Origins, DEFAULT_CONFIG};
 use crate::config::ConfigError;
 use crate::ingest::writer::WriterConfig;
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     pub prometheus: PrometheusLimits,
     /// Bounds of the live WebSocket feeds (not configurable from outside).
     pub live: LiveConfig,
+    /// Events consumed from NATS JetStream; `None`: HTTP only.
+    pub bus: Option<BusConfig>,
 }
 
 /// Health settings.
@@ -102,6 +105,7 @@ impl ServeConfig {
             delivery: DeliveryConfig::default(),
             prometheus: PrometheusLimits::default(),
             live: LiveConfig::default(),
+            bus: None,
         }
     }
 }
@@ -210,6 +214,7 @@ fn serve_config(
         None => None,
     };
     config.prometheus = PrometheusLimits::try_from(&tree.prometheus)?;
+    config.bus = tree.nats.bus_config()?;
     Ok((config, postgres))
 }
 

@@ -230,9 +230,16 @@ fn the_effective_configuration_shows_every_section_with_origins_and_no_secret() 
             .find(|l| l.starts_with(&format!("{key} = ")))
             .unwrap_or_else(|| panic!("{key} in {text}"))
     };
-    for section in
-        ["[server]", "[ingest]", "[postgres]", "[health]", "[alerting]", "[prometheus]", "[pricing]"]
-    {
+    for section in [
+        "[server]",
+        "[ingest]",
+        "[postgres]",
+        "[health]",
+        "[alerting]",
+        "[prometheus]",
+        "[nats]",
+        "[pricing]",
+    ] {
         assert!(text.contains(section), "{section} in {text}");
     }
     assert!(line("port").contains("4000") && line("port").ends_with(&format!("# {}", path.display())));

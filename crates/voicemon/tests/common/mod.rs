@@ -52,6 +52,7 @@ impl Server {
             .env_remove("REDIS_URL")
             .env_remove("SLACK_WEBHOOK_URL")
             .env_remove("DATABASE_URL")
+            .env_remove("NATS_URL")
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")
             .env_remove("PGSSLMODE")
