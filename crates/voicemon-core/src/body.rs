@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::validate::{parse_event, EventError, Reason};
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// How the caller framed the events.
@@ -93,7 +94,8 @@ impl Rejections {
         *self.by_reason.entry(error.reason).or_default() += 1;
         if self.listed.len() < LISTED_REJECTIONS {
             let EventError { field, reason, message } = error;
-            self.listed.push(Rejection { index, field, reason, error: message });
+            let field = field.map(Cow::into_owned);
+            self.listed.push(Rejection { index, field, reason, error: message.into_owned() });
         }
     }
 }
@@ -197,7 +199,7 @@ fn for_each_line(
         let outcome = parse_event(line, now_ms);
         match &outcome {
             Err(err) if err.reason == Reason::NotJson => {
-                first_not_json.get_or_insert_with(|| err.message.clone());
+                first_not_json.get_or_insert_with(|| err.message.to_string());
             }
             _ => any_json = true,
         }

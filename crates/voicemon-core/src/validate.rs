@@ -5,6 +5,7 @@
 use crate::event::*;
 use chrono::DateTime;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Latencies above this are taken to be in the wrong unit (µs, or seconds × 1000 twice).
@@ -60,17 +61,18 @@ pub enum Reason {
 /// Why one event was refused. `field` is `None` when the event as a whole is wrong
 /// (not an object, not JSON). Field names and messages are bounded
 /// ([`MAX_ECHOED_FIELD`], [`MAX_ECHOED_MESSAGE`]), so an error never echoes a caller's
-/// text of any length.
+/// text of any length; the fixed ones (`type`, `is required`, …) are not allocated, so
+/// refusing an event of a body full of them costs no memory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventError {
-    pub field: Option<String>,
+    pub field: Option<Cow<'static, str>>,
     pub reason: Reason,
-    pub message: String,
+    pub message: Cow<'static, str>,
 }
 
 impl EventError {
     /// A value that cannot be true ([`Reason::Invalid`]); see [`EventError::because`].
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn field(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
         EventError {
             field: Some(bounded(field.into(), MAX_ECHOED_FIELD)),
             reason: Reason::Invalid,
@@ -79,7 +81,7 @@ impl EventError {
     }
 
     /// The event as a whole is wrong: not JSON, or not an object.
-    pub fn whole(reason: Reason, message: impl Into<String>) -> Self {
+    pub fn whole(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
         EventError { field: None, reason, message: bounded(message.into(), MAX_ECHOED_MESSAGE) }
     }
 
@@ -90,13 +92,15 @@ impl EventError {
 }
 
 /// `text` cut to at most `max` bytes (at a character boundary) and marked with `…`.
-fn bounded(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-        text.truncate(cut);
-        text.push('…');
+fn bounded(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
+    if text.len() <= max {
+        return text;
     }
-    text
+    let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let mut text = text.into_owned();
+    text.truncate(cut);
+    text.push('…');
+    Cow::Owned(text)
 }
 
 impl std::fmt::Display for EventError {
@@ -279,14 +283,14 @@ fn wire_error(path: &str, err: &serde_json::Error) -> EventError {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or(rest);
         return EventError::field(
-            name,
+            name.to_owned(),
             "unknown field; contract v1 has no such field (extra labels go in `attributes`)",
         )
         .because(Reason::UnknownField);
     }
     if let Some(rest) = message.strip_prefix("duplicate field `") {
         let name = rest.split('`').next().unwrap_or(rest);
-        return EventError::field(name, "duplicate field: it appears twice in the event")
+        return EventError::field(name.to_owned(), "duplicate field: it appears twice in the event")
             .because(Reason::DuplicateField);
     }
     if err.is_syntax() || err.is_eof() {
@@ -295,7 +299,7 @@ fn wire_error(path: &str, err: &serde_json::Error) -> EventError {
     if path == "." || path.is_empty() {
         return EventError::whole(Reason::NotAnObject, format!("an event must be a JSON object: {message}"));
     }
-    EventError::field(path, message).because(Reason::WrongType)
+    EventError::field(path.to_owned(), message.to_owned()).because(Reason::WrongType)
 }
 
 /// serde_json appends " at line L column C", meaningless to a caller of one event.
@@ -438,7 +442,7 @@ fn turn_completed(wire: &WireEvent) -> Result<TurnCompleted, EventError> {
 fn llm_usage(wire: &WireEvent) -> Result<LlmUsage, EventError> {
     let input_tokens = required(count(wire.input_tokens, "input_tokens")?, "input_tokens")?;
     let output_tokens = required(count(wire.output_tokens, "output_tokens")?, "output_tokens")?;
-    let part_of = |value: Option<u64>, field: &str, whole: u64, whole_name: &str| match value {
+    let part_of = |value: Option<u64>, field: &'static str, whole: u64, whole_name: &str| match value {
         Some(part) if part > whole => Err(EventError::field(
             field,
             format!(
@@ -511,7 +515,7 @@ fn worker_heartbeat(wire: &WireEvent) -> Result<WorkerHeartbeat, EventError> {
 }
 
 /// A token or character count: at most [`MAX_COUNT`].
-fn count(value: Option<u64>, field: &str) -> Result<Option<u64>, EventError> {
+fn count(value: Option<u64>, field: &'static str) -> Result<Option<u64>, EventError> {
     match value {
         Some(n) if n > MAX_COUNT => Err(EventError::field(
             field,
@@ -526,17 +530,21 @@ fn provider(value: &Option<String>) -> Result<String, EventError> {
     Ok(required_text(value, "provider", MAX_TEXT_LEN)?.to_ascii_lowercase())
 }
 
-fn required<T: Copy>(value: Option<T>, field: &str) -> Result<T, EventError> {
+fn required<T: Copy>(value: Option<T>, field: &'static str) -> Result<T, EventError> {
     value.ok_or_else(|| EventError::field(field, "is required").because(Reason::Missing))
 }
 
-fn required_text(value: &Option<String>, field: &str, max_len: usize) -> Result<String, EventError> {
+fn required_text(value: &Option<String>, field: &'static str, max_len: usize) -> Result<String, EventError> {
     optional_text(value, field, max_len)?
         .ok_or_else(|| EventError::field(field, "is required").because(Reason::Missing))
 }
 
 /// Text fields are trimmed; empty counts as absent; control characters are refused.
-fn optional_text(value: &Option<String>, field: &str, max_len: usize) -> Result<Option<String>, EventError> {
+fn optional_text(
+    value: &Option<String>,
+    field: &'static str,
+    max_len: usize,
+) -> Result<Option<String>, EventError> {
     let Some(text) = value else { return Ok(None) };
     let text = text.trim();
     if text.is_empty() {
@@ -553,7 +561,7 @@ fn optional_text(value: &Option<String>, field: &str, max_len: usize) -> Result<
 
 fn parse_enum<T>(
     value: &Option<String>,
-    field: &str,
+    field: &'static str,
     parse: fn(&str) -> Option<T>,
     expected: &str,
 ) -> Result<T, EventError> {
@@ -561,7 +569,7 @@ fn parse_enum<T>(
     parse(&text).ok_or_else(|| EventError::field(field, format!("`{text}` is not one of {expected}")))
 }
 
-fn latency(value: f64, field: &str) -> Result<f64, EventError> {
+fn latency(value: f64, field: &'static str) -> Result<f64, EventError> {
     if !value.is_finite() || value < 0.0 {
         return Err(EventError::field(field, format!("{value} is negative; latencies are milliseconds ≥ 0")));
     }
@@ -574,11 +582,11 @@ fn latency(value: f64, field: &str) -> Result<f64, EventError> {
     Ok(value)
 }
 
-fn optional_latency(value: Option<f64>, field: &str) -> Result<Option<f64>, EventError> {
+fn optional_latency(value: Option<f64>, field: &'static str) -> Result<Option<f64>, EventError> {
     value.map(|v| latency(v, field)).transpose()
 }
 
-fn duration_seconds(value: Option<f64>, field: &str) -> Result<f64, EventError> {
+fn duration_seconds(value: Option<f64>, field: &'static str) -> Result<f64, EventError> {
     let value = required(value, field)?;
     if !value.is_finite() || value < 0.0 {
         return Err(EventError::field(field, format!("{value} is negative; durations are seconds ≥ 0")));

@@ -40,7 +40,7 @@ fn outcomes(body: &str, framing: Framing) -> Result<Vec<Outcome>, BodyError> {
             Ok(event) => Accepted(event.kind()),
             Err(error) => {
                 assert!(!error.message.is_empty());
-                Rejected(error.field)
+                Rejected(error.field.map(std::borrow::Cow::into_owned))
             }
         })
         .collect())
