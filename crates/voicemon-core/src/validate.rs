@@ -5,6 +5,7 @@
 use crate::event::*;
 use chrono::DateTime;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Latencies above this are taken to be in the wrong unit (µs, or seconds × 1000 twice).
@@ -27,22 +28,79 @@ pub const MAX_CPU_PERCENT: f64 = 6_400.0;
 /// The start of the message for an event that is not JSON at all.
 pub const NOT_JSON: &str = "not valid JSON";
 
+/// The longest field name an error echoes, in bytes; a longer one (an unknown field or
+/// an attribute key of any length) is cut there and marked with `…`.
+pub const MAX_ECHOED_FIELD: usize = 64;
+/// The longest message an error carries, in bytes (serde quotes the offending value, of
+/// any length); a longer one is cut there and marked with `…`.
+pub const MAX_ECHOED_MESSAGE: usize = 512;
+
+/// Why one event was refused, as a kind: a small closed set, so a caller (or a summary
+/// of many refusals) can count by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The event is not JSON.
+    NotJson,
+    /// The event is JSON but not an object.
+    NotAnObject,
+    /// A field contract v1 does not have.
+    UnknownField,
+    /// A field given twice.
+    DuplicateField,
+    /// A field of the contract that this event type does not carry.
+    NotForType,
+    /// A value of the wrong JSON type (text for a number, …).
+    WrongType,
+    /// A required field is absent, null or empty.
+    Missing,
+    /// A value of the right type that cannot be true (out of range, unknown name, …).
+    Invalid,
+}
+
 /// Why one event was refused. `field` is `None` when the event as a whole is wrong
-/// (not an object, not JSON).
+/// (not an object, not JSON). Field names and messages are bounded
+/// ([`MAX_ECHOED_FIELD`], [`MAX_ECHOED_MESSAGE`]), so an error never echoes a caller's
+/// text of any length; the fixed ones (`type`, `is required`, …) are not allocated, so
+/// refusing an event of a body full of them costs no memory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventError {
-    pub field: Option<String>,
-    pub message: String,
+    pub field: Option<Cow<'static, str>>,
+    pub reason: Reason,
+    pub message: Cow<'static, str>,
 }
 
 impl EventError {
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        EventError { field: Some(field.into()), message: message.into() }
+    /// A value that cannot be true ([`Reason::Invalid`]); see [`EventError::because`].
+    pub fn field(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        EventError {
+            field: Some(bounded(field.into(), MAX_ECHOED_FIELD)),
+            reason: Reason::Invalid,
+            message: bounded(message.into(), MAX_ECHOED_MESSAGE),
+        }
     }
 
-    pub fn whole(message: impl Into<String>) -> Self {
-        EventError { field: None, message: message.into() }
+    /// The event as a whole is wrong: not JSON, or not an object.
+    pub fn whole(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
+        EventError { field: None, reason, message: bounded(message.into(), MAX_ECHOED_MESSAGE) }
     }
+
+    /// The same error, of another kind.
+    pub fn because(self, reason: Reason) -> Self {
+        EventError { reason, ..self }
+    }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary) and marked with `…`.
+fn bounded(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
+    if text.len() <= max {
+        return text;
+    }
+    let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let mut text = text.into_owned();
+    text.truncate(cut);
+    text.push('…');
+    Cow::Owned(text)
 }
 
 impl std::fmt::Display for EventError {
@@ -198,8 +256,8 @@ pub fn allowed_type_fields(kind: EventKind) -> &'static [&'static str] {
 pub fn parse_event(json: &str, now_ms: i64) -> Result<Event, EventError> {
     if !json.trim_start().starts_with('{') {
         return Err(match serde_json::from_str::<serde::de::IgnoredAny>(json) {
-            Ok(_) => EventError::whole("an event must be a JSON object"),
-            Err(err) => EventError::whole(format!("{NOT_JSON}: {}", strip_position(&err.to_string()))),
+            Ok(_) => EventError::whole(Reason::NotAnObject, "an event must be a JSON object"),
+            Err(err) => not_json(&err),
         });
     }
     let mut deserializer = serde_json::Deserializer::from_str(json);
@@ -208,11 +266,15 @@ pub fn parse_event(json: &str, now_ms: i64) -> Result<Event, EventError> {
         let inner = err.into_inner();
         // serde reports the first problem it meets: a wrong type may hide broken JSON.
         if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
-            return EventError::whole(format!("{NOT_JSON}: {}", strip_position(&syntax.to_string())));
+            return not_json(&syntax);
         }
         wire_error(&path, &inner)
     })?;
     validate(wire, now_ms)
+}
+
+fn not_json(err: &serde_json::Error) -> EventError {
+    EventError::whole(Reason::NotJson, format!("{NOT_JSON}: {}", strip_position(&err.to_string())))
 }
 
 fn wire_error(path: &str, err: &serde_json::Error) -> EventError {
@@ -221,21 +283,23 @@ fn wire_error(path: &str, err: &serde_json::Error) -> EventError {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or(rest);
         return EventError::field(
-            name,
+            name.to_owned(),
             "unknown field; contract v1 has no such field (extra labels go in `attributes`)",
-        );
+        )
+        .because(Reason::UnknownField);
     }
     if let Some(rest) = message.strip_prefix("duplicate field `") {
         let name = rest.split('`').next().unwrap_or(rest);
-        return EventError::field(name, "duplicate field: it appears twice in the event");
+        return EventError::field(name.to_owned(), "duplicate field: it appears twice in the event")
+            .because(Reason::DuplicateField);
     }
     if err.is_syntax() || err.is_eof() {
-        return EventError::whole(format!("{NOT_JSON}: {message}"));
+        return EventError::whole(Reason::NotJson, format!("{NOT_JSON}: {message}"));
     }
     if path == "." || path.is_empty() {
-        return EventError::whole(format!("an event must be a JSON object: {message}"));
+        return EventError::whole(Reason::NotAnObject, format!("an event must be a JSON object: {message}"));
     }
-    EventError::field(path, message)
+    EventError::field(path.to_owned(), message.to_owned()).because(Reason::WrongType)
 }
 
 /// serde_json appends " at line L column C", meaningless to a caller of one event.
@@ -255,7 +319,8 @@ pub fn validate(wire: WireEvent, now_ms: i64) -> Result<Event, EventError> {
     })?;
     let allowed = allowed_type_fields(kind);
     if let Some(stray) = wire.present_type_fields().into_iter().find(|f| !allowed.contains(f)) {
-        return Err(EventError::field(stray, format!("does not belong to {}", kind.wire_name())));
+        return Err(EventError::field(stray, format!("does not belong to {}", kind.wire_name()))
+            .because(Reason::NotForType));
     }
     let envelope = validate_envelope(&wire, kind, now_ms)?;
     let body = match kind {
@@ -377,7 +442,7 @@ fn turn_completed(wire: &WireEvent) -> Result<TurnCompleted, EventError> {
 fn llm_usage(wire: &WireEvent) -> Result<LlmUsage, EventError> {
     let input_tokens = required(count(wire.input_tokens, "input_tokens")?, "input_tokens")?;
     let output_tokens = required(count(wire.output_tokens, "output_tokens")?, "output_tokens")?;
-    let part_of = |value: Option<u64>, field: &str, whole: u64, whole_name: &str| match value {
+    let part_of = |value: Option<u64>, field: &'static str, whole: u64, whole_name: &str| match value {
         Some(part) if part > whole => Err(EventError::field(
             field,
             format!(
@@ -450,7 +515,7 @@ fn worker_heartbeat(wire: &WireEvent) -> Result<WorkerHeartbeat, EventError> {
 }
 
 /// A token or character count: at most [`MAX_COUNT`].
-fn count(value: Option<u64>, field: &str) -> Result<Option<u64>, EventError> {
+fn count(value: Option<u64>, field: &'static str) -> Result<Option<u64>, EventError> {
     match value {
         Some(n) if n > MAX_COUNT => Err(EventError::field(
             field,
@@ -465,16 +530,21 @@ fn provider(value: &Option<String>) -> Result<String, EventError> {
     Ok(required_text(value, "provider", MAX_TEXT_LEN)?.to_ascii_lowercase())
 }
 
-fn required<T: Copy>(value: Option<T>, field: &str) -> Result<T, EventError> {
-    value.ok_or_else(|| EventError::field(field, "is required"))
+fn required<T: Copy>(value: Option<T>, field: &'static str) -> Result<T, EventError> {
+    value.ok_or_else(|| EventError::field(field, "is required").because(Reason::Missing))
 }
 
-fn required_text(value: &Option<String>, field: &str, max_len: usize) -> Result<String, EventError> {
-    optional_text(value, field, max_len)?.ok_or_else(|| EventError::field(field, "is required"))
+fn required_text(value: &Option<String>, field: &'static str, max_len: usize) -> Result<String, EventError> {
+    optional_text(value, field, max_len)?
+        .ok_or_else(|| EventError::field(field, "is required").because(Reason::Missing))
 }
 
 /// Text fields are trimmed; empty counts as absent; control characters are refused.
-fn optional_text(value: &Option<String>, field: &str, max_len: usize) -> Result<Option<String>, EventError> {
+fn optional_text(
+    value: &Option<String>,
+    field: &'static str,
+    max_len: usize,
+) -> Result<Option<String>, EventError> {
     let Some(text) = value else { return Ok(None) };
     let text = text.trim();
     if text.is_empty() {
@@ -491,7 +561,7 @@ fn optional_text(value: &Option<String>, field: &str, max_len: usize) -> Result<
 
 fn parse_enum<T>(
     value: &Option<String>,
-    field: &str,
+    field: &'static str,
     parse: fn(&str) -> Option<T>,
     expected: &str,
 ) -> Result<T, EventError> {
@@ -499,7 +569,7 @@ fn parse_enum<T>(
     parse(&text).ok_or_else(|| EventError::field(field, format!("`{text}` is not one of {expected}")))
 }
 
-fn latency(value: f64, field: &str) -> Result<f64, EventError> {
+fn latency(value: f64, field: &'static str) -> Result<f64, EventError> {
     if !value.is_finite() || value < 0.0 {
         return Err(EventError::field(field, format!("{value} is negative; latencies are milliseconds ≥ 0")));
     }
@@ -512,11 +582,11 @@ fn latency(value: f64, field: &str) -> Result<f64, EventError> {
     Ok(value)
 }
 
-fn optional_latency(value: Option<f64>, field: &str) -> Result<Option<f64>, EventError> {
+fn optional_latency(value: Option<f64>, field: &'static str) -> Result<Option<f64>, EventError> {
     value.map(|v| latency(v, field)).transpose()
 }
 
-fn duration_seconds(value: Option<f64>, field: &str) -> Result<f64, EventError> {
+fn duration_seconds(value: Option<f64>, field: &'static str) -> Result<f64, EventError> {
     let value = required(value, field)?;
     if !value.is_finite() || value < 0.0 {
         return Err(EventError::field(field, format!("{value} is negative; durations are seconds ≥ 0")));

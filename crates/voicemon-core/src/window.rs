@@ -1,6 +1,6 @@
 //! Time windows: the minute grid rollups live on, query ranges and steps.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use thiserror::Error;
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -30,6 +30,10 @@ pub struct TimeRange {
 pub enum WindowError {
     #[error("`{0}` is neither an RFC 3339 time (2026-11-27T10:00:00Z) nor unix seconds")]
     BadTime(String),
+    #[error(
+        "`{0}` is neither an RFC 3339 time (2026-11-27T10:00:00Z), a UTC date (2026-11-27) nor unix seconds"
+    )]
+    BadBound(String),
     #[error("`{0}` is not a duration such as 1m, 5m, 1h or 1d")]
     BadDuration(String),
     #[error("`from` must be before `to`")]
@@ -71,17 +75,44 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, WindowError> {
     number.checked_mul(unit_ms).ok_or_else(|| WindowError::BadDuration(text.to_owned()))
 }
 
+/// Which end of a range a query time gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// `from`: a bare date is its first instant, 00:00 UTC.
+    From,
+    /// `to` (exclusive): a bare date is the end of that day, the next day's 00:00 UTC.
+    To,
+}
+
+/// Parses one end of a query range: what [`parse_time`] reads, or a bare UTC date
+/// (`2026-11-15`), whose instant depends on the end it gives ([`Bound`]).
+pub fn parse_bound(text: &str, bound: Bound) -> Result<i64, WindowError> {
+    let text = text.trim();
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let day = match bound {
+            Bound::From => Some(date),
+            Bound::To => date.succ_opt(),
+        };
+        let start = day.and_then(|day| day.and_hms_opt(0, 0, 0));
+        return start
+            .map(|t| t.and_utc().timestamp_millis())
+            .ok_or_else(|| WindowError::BadBound(text.into()));
+    }
+    parse_time(text).map_err(|_| WindowError::BadBound(text.to_owned()))
+}
+
 impl TimeRange {
-    /// Resolves optional `from`/`to` query text; the default is the `default_ms` before `to`
-    /// (and `to` defaults to now).
+    /// Resolves optional `from`/`to` query text ([`parse_bound`]); the default is the
+    /// `default_ms` before `to` (and `to` defaults to now).
     pub fn resolve(
         from: Option<&str>,
         to: Option<&str>,
         now_ms: i64,
         default_ms: i64,
     ) -> Result<TimeRange, WindowError> {
-        let to_ms = to.map(parse_time).transpose()?.unwrap_or(now_ms);
-        let from_ms = from.map(parse_time).transpose()?.unwrap_or(to_ms - default_ms);
+        let to_ms = to.map(|to| parse_bound(to, Bound::To)).transpose()?.unwrap_or(now_ms);
+        let from_ms =
+            from.map(|from| parse_bound(from, Bound::From)).transpose()?.unwrap_or(to_ms - default_ms);
         if from_ms >= to_ms {
             return Err(WindowError::Empty);
         }

@@ -1,9 +1,9 @@
 //! Ingest bodies: one object, a JSON array, or NDJSON; each event stands or falls alone,
 //! and only a body that is not JSON at all (or is empty) is refused whole.
 
-use voicemon_core::body::{parse_body, BodyError, Framing};
-use voicemon_core::event::EventKind;
-use voicemon_core::validate::NOT_JSON;
+use voicemon_core::body::{for_each_event, parse_body, BodyError, Framing, LISTED_REJECTIONS};
+use voicemon_core::event::{Event, EventKind};
+use voicemon_core::validate::{EventError, Reason, NOT_JSON};
 
 /// 2026-11-27T12:00:00Z.
 const NOW_MS: i64 = 1_795_780_800_000;
@@ -25,15 +25,22 @@ enum Outcome {
 }
 use Outcome::*;
 
+/// Every event's outcome, in body order.
+fn parse_all(body: &[u8], framing: Framing) -> Result<Vec<Result<Event, EventError>>, BodyError> {
+    let mut all = Vec::new();
+    for_each_event(body, framing, NOW_MS, |outcome| all.push(outcome))?;
+    Ok(all)
+}
+
 fn outcomes(body: &str, framing: Framing) -> Result<Vec<Outcome>, BodyError> {
-    let events = parse_body(body.as_bytes(), framing, NOW_MS)?;
+    let events = parse_all(body.as_bytes(), framing)?;
     Ok(events
         .into_iter()
         .map(|outcome| match outcome {
             Ok(event) => Accepted(event.kind()),
             Err(error) => {
                 assert!(!error.message.is_empty());
-                Rejected(error.field)
+                Rejected(error.field.map(std::borrow::Cow::into_owned))
             }
         })
         .collect())
@@ -47,7 +54,7 @@ fn check(body: &str, framing: Framing, expected: Vec<Outcome>) {
 }
 
 fn check_refused(body: &[u8], framing: Framing, expected: fn(&BodyError) -> bool) {
-    match parse_body(body, framing, NOW_MS) {
+    match parse_all(body, framing) {
         Err(error) if expected(&error) => {}
         other => panic!("{framing:?} body {:?}: unexpected {other:?}", String::from_utf8_lossy(body)),
     }
@@ -178,7 +185,7 @@ fn mixed_ndjson_rejects_bad_lines_at_their_index_and_keeps_the_rest() {
 
 #[test]
 fn a_line_that_is_not_json_is_rejected_saying_so() {
-    let events = parse_body(lines(&[TURN, "{\"id\": oops}"]).as_bytes(), Framing::Ndjson, NOW_MS).unwrap();
+    let events = parse_all(lines(&[TURN, "{\"id\": oops}"]).as_bytes(), Framing::Ndjson).unwrap();
     assert!(events[0].is_ok());
     let error = events[1].as_ref().unwrap_err();
     assert_eq!(error.field, None);
@@ -199,9 +206,10 @@ fn an_array_element_that_is_not_an_object_is_rejected_at_its_index_only() {
             Rejected(None),
         ],
     );
-    let events = parse_body(body.as_bytes(), Framing::Json, NOW_MS).unwrap();
+    let events = parse_all(body.as_bytes(), Framing::Json).unwrap();
     let error = events[1].as_ref().unwrap_err();
     assert!(error.message.contains("JSON object"), "{error:?}");
+    assert_eq!(error.reason, Reason::NotAnObject);
 }
 
 #[test]
@@ -251,7 +259,7 @@ fn lines_of_broken_objects_without_ndjson_framing_are_refused_whole_too() {
 
 #[test]
 fn the_not_json_refusal_explains_the_accepted_shapes() {
-    let error = parse_body(b"hello", Framing::Json, NOW_MS).unwrap_err();
+    let error = parse_all(b"hello", Framing::Json).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("NDJSON") && message.contains("array"), "{message}");
 }
@@ -276,21 +284,59 @@ fn a_body_that_is_not_utf8_is_refused_whole() {
 // Framing from the content type.
 
 #[test]
-fn ndjson_content_types_select_ndjson_framing_and_everything_else_json() {
+fn json_and_ndjson_content_types_select_their_framing_and_no_other_type_is_read() {
     let cases = [
-        (Some("application/x-ndjson"), Framing::Ndjson),
-        (Some("application/ndjson"), Framing::Ndjson),
-        (Some("application/jsonl"), Framing::Ndjson),
-        (Some("application/x-jsonlines"), Framing::Ndjson),
-        (Some("Application/X-NDJSON; charset=utf-8"), Framing::Ndjson),
-        (Some("  application/x-ndjson ;charset=utf-8"), Framing::Ndjson),
-        (Some("application/json"), Framing::Json),
-        (Some("application/json; charset=utf-8"), Framing::Json),
-        (Some("text/plain"), Framing::Json),
-        (Some(""), Framing::Json),
-        (None, Framing::Json),
+        (Some("application/x-ndjson"), Some(Framing::Ndjson)),
+        (Some("application/ndjson"), Some(Framing::Ndjson)),
+        (Some("application/jsonl"), Some(Framing::Ndjson)),
+        (Some("application/x-jsonlines"), Some(Framing::Ndjson)),
+        (Some("Application/X-NDJSON; charset=utf-8"), Some(Framing::Ndjson)),
+        (Some("  application/x-ndjson ;charset=utf-8"), Some(Framing::Ndjson)),
+        (Some("application/json"), Some(Framing::Json)),
+        (Some("application/json; charset=utf-8"), Some(Framing::Json)),
+        (Some("text/plain"), None),
+        (Some("application/x-www-form-urlencoded"), None),
+        (Some("multipart/form-data; boundary=x"), None),
+        (Some(""), None),
+        (None, None),
     ];
     for (content_type, framing) in cases {
         assert_eq!(Framing::from_content_type(content_type), framing, "{content_type:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded accounts of refusals.
+
+#[test]
+fn a_body_lists_its_first_refusals_in_full_and_counts_every_one_by_reason() {
+    let mut body: String = (0..LISTED_REJECTIONS + 50).map(|_| "1\n").collect();
+    body.push_str(&format!("{TURN}\n"));
+    body.push_str(&"{}\n".repeat(30));
+    let parsed = parse_body(body.as_bytes(), Framing::Ndjson, NOW_MS).expect("the body is JSON lines");
+    assert_eq!(parsed.events.len(), 1);
+    let rejections = &parsed.rejections;
+    assert_eq!(rejections.total, LISTED_REJECTIONS + 80);
+    assert_eq!(rejections.listed.len(), LISTED_REJECTIONS);
+    let indexes: Vec<usize> = rejections.listed.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, (0..LISTED_REJECTIONS).collect::<Vec<_>>(), "the first ones, at their index");
+    let by_reason: Vec<(Reason, usize)> = rejections.by_reason.iter().map(|(r, n)| (*r, *n)).collect();
+    assert_eq!(by_reason, vec![(Reason::NotAnObject, LISTED_REJECTIONS + 50), (Reason::Missing, 30)]);
+}
+
+#[test]
+fn an_array_is_read_element_by_element_and_refusals_are_bounded_too() {
+    let elements: Vec<&str> = std::iter::repeat_n("1", 2 * LISTED_REJECTIONS).chain([TURN]).collect();
+    let body = format!("[{}]", elements.join(","));
+    let parsed = parse_body(body.as_bytes(), Framing::Json, NOW_MS).expect("the body is an array");
+    assert_eq!(parsed.events.len(), 1);
+    assert_eq!(parsed.rejections.total, 2 * LISTED_REJECTIONS);
+    assert_eq!(parsed.rejections.listed.len(), LISTED_REJECTIONS);
+}
+
+#[test]
+fn an_array_broken_after_good_elements_is_still_refused_whole() {
+    for body in [format!("[{TURN}, {TURN}"), format!("[{TURN}] trailing"), format!("[{TURN},]")] {
+        check_refused(body.as_bytes(), Framing::Json, |e| matches!(e, BodyError::NotJson(_)));
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
-use voicemon_core::body::{parse_body, Framing};
+use voicemon_core::body::{for_each_event, Framing};
 use voicemon_core::event::{BreakerState, CallStatus, EndedBy, Event, EventKind, PipelineComponent};
 use voicemon_core::validate::{self, allowed_type_fields, parse_event};
 
@@ -143,8 +143,10 @@ fn every_example_file_is_named_after_its_type_and_valid() {
 #[test]
 fn the_ndjson_example_is_one_whole_valid_call() {
     let body = read("examples/events/call.ndjson");
-    let events: Vec<Event> = parse_body(body.as_bytes(), Framing::Ndjson, NOW_MS)
-        .expect("the body is NDJSON")
+    let mut outcomes = Vec::new();
+    for_each_event(body.as_bytes(), Framing::Ndjson, NOW_MS, |outcome| outcomes.push(outcome))
+        .expect("the body is NDJSON");
+    let events: Vec<Event> = outcomes
         .into_iter()
         .enumerate()
         .map(|(index, outcome)| outcome.unwrap_or_else(|err| panic!("line {index}: {err}")))
@@ -265,6 +267,19 @@ fn the_schema_enums_and_bounds_match_the_validator() {
     assert_eq!(defs["id_text"]["maxLength"].as_u64(), Some(validate::MAX_ID_LEN as u64));
     assert_eq!(defs["text"]["maxLength"].as_u64(), Some(validate::MAX_TEXT_LEN as u64));
     assert_eq!(defs["attributes"]["maxProperties"].as_u64(), Some(validate::MAX_ATTRIBUTES as u64));
+    assert_eq!(defs["count"]["maximum"].as_u64(), Some(validate::MAX_COUNT));
+    let counts = [
+        (EventKind::LlmUsage, "input_tokens", "#/$defs/count"),
+        (EventKind::LlmUsage, "output_tokens", "#/$defs/count"),
+        (EventKind::LlmUsage, "cached_input_tokens", "#/$defs/count_optional"),
+        (EventKind::LlmUsage, "audio_input_tokens", "#/$defs/count_optional"),
+        (EventKind::LlmUsage, "audio_output_tokens", "#/$defs/count_optional"),
+        (EventKind::TtsUsage, "characters", "#/$defs/count"),
+    ];
+    for (kind, field, definition) in counts {
+        let reference = &schema_branch(&schema, kind)["properties"][field]["$ref"];
+        assert_eq!(reference, definition, "{}.{field}", kind.wire_name());
+    }
     let cpu = property(EventKind::WorkerHeartbeat, "cpu_percent");
     assert_eq!(cpu["maximum"].as_f64(), Some(validate::MAX_CPU_PERCENT));
 
@@ -294,6 +309,21 @@ fn the_docs_name_every_type_and_field() {
             assert!(docs.contains(&field), "docs/events.md never names {field}");
         }
     }
+}
+
+#[test]
+fn the_docs_give_the_count_limit_the_validator_applies() {
+    let docs = read("docs/events.md");
+    assert_eq!(validate::MAX_COUNT, 100_000_000, "the docs write the limit as 10^8");
+    for field in ["input_tokens", "output_tokens", "characters"] {
+        let row = docs
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{field}` |")))
+            .unwrap_or_else(|| panic!("docs/events.md has no row for `{field}`"));
+        assert!(row.trim_end().ends_with("| 0..10^8 |"), "{row}");
+    }
+    assert!(!docs.contains("tokens, `characters`, bytes: 64-bit"), "counts are not 64-bit");
+    assert!(docs.contains(&validate::MAX_COUNT.to_string()), "docs/events.md states the limit in full");
 }
 
 #[test]

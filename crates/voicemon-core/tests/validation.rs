@@ -6,7 +6,9 @@
 
 use serde_json::{json, Map, Value};
 use voicemon_core::event::{Body, BreakerState, CallStatus, EventKind, PipelineComponent};
-use voicemon_core::validate::{parse_event, EventError, NOT_JSON};
+use voicemon_core::validate::{
+    parse_event, EventError, Reason, MAX_ECHOED_FIELD, MAX_ECHOED_MESSAGE, NOT_JSON,
+};
 use EventKind::*;
 
 /// voicemon's clock in every case: 2026-11-27T12:00:00Z.
@@ -636,4 +638,53 @@ fn error_messages_carry_no_line_and_column() {
 fn an_error_displays_as_field_then_message() {
     let error = parse_event(&without(TurnCompleted, "e2e_ms"), NOW_MS).unwrap_err();
     assert_eq!(error.to_string(), "e2e_ms: is required");
+}
+
+#[test]
+fn an_unknown_field_of_any_length_is_echoed_cut_to_a_bounded_name() {
+    let long_name = "k".repeat(1 << 20);
+    let error = parse_event(&event(CallStarted, json!({ long_name.as_str(): 1 })), NOW_MS).unwrap_err();
+    let field = error.field.expect("the field is named");
+    assert_eq!(field, format!("{}…", "k".repeat(MAX_ECHOED_FIELD)));
+    assert_eq!(error.reason, Reason::UnknownField);
+    assert!(error.message.len() <= MAX_ECHOED_MESSAGE, "{}", error.message.len());
+}
+
+#[test]
+fn a_long_attribute_key_and_a_long_wrong_value_are_echoed_bounded() {
+    let long_key = "é".repeat(1000);
+    let error = parse_event(&event(CallStarted, json!({"attributes": { long_key.as_str(): "v" }})), NOW_MS)
+        .unwrap_err();
+    let field = error.field.expect("the field is named");
+    assert!(field.starts_with("attributes.é") && field.ends_with('…'), "{field}");
+    assert!(field.len() <= MAX_ECHOED_FIELD + '…'.len_utf8(), "{}", field.len());
+
+    let long_text = "9".repeat(1 << 20);
+    let error = parse_event(&event(TurnCompleted, json!({"e2e_ms": long_text})), NOW_MS).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("e2e_ms"));
+    assert_eq!(error.reason, Reason::WrongType);
+    assert!(error.message.len() <= MAX_ECHOED_MESSAGE + '…'.len_utf8(), "{}", error.message.len());
+    assert!(error.message.ends_with('…'), "{}", error.message);
+}
+
+#[test]
+fn each_refusal_says_its_kind() {
+    let cases = [
+        ("not json".to_owned(), Reason::NotJson),
+        ("42".to_owned(), Reason::NotAnObject),
+        (event(CallStarted, json!({"colour": "blue"})), Reason::UnknownField),
+        (
+            r#"{"id":"e1","id":"e2","type":"call.started","timestamp":"2026-11-27T11:59:00Z","tenant_id":"acme","call_id":"c1"}"#
+                .to_owned(),
+            Reason::DuplicateField,
+        ),
+        (event(CallStarted, json!({"e2e_ms": 1})), Reason::NotForType),
+        (event(TurnCompleted, json!({"e2e_ms": "850"})), Reason::WrongType),
+        (without(TurnCompleted, "e2e_ms"), Reason::Missing),
+        (event(TurnCompleted, json!({"e2e_ms": -1})), Reason::Invalid),
+    ];
+    for (json, reason) in cases {
+        let error = parse_event(&json, NOW_MS).unwrap_err();
+        assert_eq!(error.reason, reason, "{json}: {error:?}");
+    }
 }

@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 use voicemon_core::window::{
-    default_step_ms, format_time, minute_of, parse_duration_ms, parse_time, TimeRange, WindowError,
-    MAX_STEPS, MINUTE_MS,
+    default_step_ms, format_time, minute_of, parse_bound, parse_duration_ms, parse_time, Bound, TimeRange,
+    WindowError, MAX_STEPS, MINUTE_MS,
 };
 
 /// 2026-11-27T12:00:00Z.
@@ -186,12 +186,36 @@ fn a_range_whose_from_is_not_before_to_is_empty() {
 fn a_bad_from_or_to_is_refused_naming_the_text() {
     assert_eq!(
         TimeRange::resolve(Some("soon"), None, NOW_MS, HOUR_MS),
-        Err(WindowError::BadTime("soon".into()))
+        Err(WindowError::BadBound("soon".into()))
     );
     assert_eq!(
         TimeRange::resolve(None, Some("later"), NOW_MS, HOUR_MS),
-        Err(WindowError::BadTime("later".into()))
+        Err(WindowError::BadBound("later".into()))
     );
+    for text in ["2026-13-01", "2026-02-30", "2026-11-27 12:00:00", "27/11/2026"] {
+        assert_eq!(
+            TimeRange::resolve(Some(text), None, NOW_MS, HOUR_MS),
+            Err(WindowError::BadBound(text.into())),
+            "{text}"
+        );
+    }
+    let message = WindowError::BadBound("soon".into()).to_string();
+    assert!(message.contains("2026-11-27)") && message.contains("RFC 3339"), "{message}");
+}
+
+#[test]
+fn a_bare_from_date_is_its_midnight_and_a_bare_to_date_includes_that_whole_day() {
+    let midnight_of_the_27th = on_the_27th(0, 0, 0);
+    assert_eq!(
+        TimeRange::resolve(Some("2026-11-27"), Some("2026-11-27"), NOW_MS, HOUR_MS),
+        Ok(range(midnight_of_the_27th, midnight_of_the_27th + DAY_MS))
+    );
+    assert_eq!(
+        TimeRange::resolve(Some("2026-11-01"), Some("2026-11-15"), NOW_MS, HOUR_MS),
+        Ok(range(midnight_of_the_27th - 26 * DAY_MS, midnight_of_the_27th - 11 * DAY_MS))
+    );
+    assert_eq!(parse_bound("2026-12-31", Bound::To), parse_bound("2027-01-01", Bound::From));
+    assert_eq!(parse_bound(" 2026-11-27T12:00:00Z ", Bound::To), Ok(NOW_MS), "times are read as before");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("ingest", &["api", "startup", "query", "live"]),
     ("live", &["api", "startup"]),
     ("notify", &["api", "startup", "query", "live"]),
+    // Pure judgement of origins and hosts: below config, which names its type.
+    ("origin", &["api", "startup", "config", "state", "query", "live"]),
     // The read model knows no HTTP and none of its callers.
     ("query", &["api", "startup", "state", "live", "alerting", "config"]),
     ("redis", &["api", "startup", "query"]),

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
-use voicemon_core::body::{parse_body, Framing};
+use voicemon_core::body::{parse_body, Framing, ParsedBody, Rejections};
 use voicemon_core::clock::Clock;
 use voicemon_core::pricing::PriceBook;
 use voicemon_store::{IngestEvent, StoreError};
@@ -183,15 +183,6 @@ async fn consume(
     outcome
 }
 
-/// Why a message's events were refused: its index and error, as the HTTP answer has them.
-#[derive(serde::Serialize)]
-struct Refused {
-    index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
-    error: String,
-}
-
 impl Ingest {
     async fn handle(&self, message: jetstream::Message) {
         let content_type = message
@@ -200,52 +191,43 @@ impl Ingest {
             .and_then(|headers| headers.get("Content-Type"))
             .map(|value| value.as_str().to_owned());
         // One event or NDJSON unless the publisher says it sends a JSON array.
-        let framing = match content_type.as_deref() {
-            Some(value) => Framing::from_content_type(Some(value)),
-            None => Framing::Ndjson,
-        };
+        let framing = Framing::from_content_type(content_type.as_deref()).unwrap_or(Framing::Ndjson);
         let parsed = match parse_body(&message.payload, framing, self.clock.now_ms()) {
             Ok(parsed) => parsed,
             Err(err) => {
-                let refused = vec![Refused { index: 0, field: None, error: err.to_string() }];
-                return self.dead_letter(&message, &refused, AckKind::Term).await;
+                let rejections = Rejections::whole_body(&err);
+                return self.dead_letter(&message, &rejections, AckKind::Term).await;
             }
         };
-        let mut events = Vec::with_capacity(parsed.len());
-        let mut refused = Vec::new();
-        for (index, outcome) in parsed.into_iter().enumerate() {
-            match outcome {
-                Ok(event) => {
-                    let costing = self.prices.cost(&event);
-                    events.push(IngestEvent { event, costing });
-                }
-                Err(err) => refused.push(Refused { index, field: err.field, error: err.message }),
-            }
-        }
-        self.telemetry.events("rejected", refused.len());
+        let ParsedBody { events, rejections } = parsed;
+        let events: Vec<IngestEvent> = events
+            .into_iter()
+            .map(|event| IngestEvent { costing: self.prices.cost(&event), event })
+            .collect();
+        self.telemetry.events("rejected", rejections.total);
         if events.is_empty() {
-            return self.dead_letter(&message, &refused, AckKind::Term).await;
+            return self.dead_letter(&message, &rejections, AckKind::Term).await;
         }
         match self.writer.submit(events).await {
             Ok(outcome) => {
                 let duplicates = outcome.duplicates();
                 self.telemetry.events("accepted", outcome.stored.len() - duplicates);
                 self.telemetry.events("duplicate", duplicates);
-                if refused.is_empty() {
+                if rejections.total == 0 {
                     self.acknowledge(&message, AckKind::Ack, "stored").await;
                 } else {
-                    self.dead_letter(&message, &refused, AckKind::Ack).await;
+                    self.dead_letter(&message, &rejections, AckKind::Ack).await;
                 }
             }
             Err(err) => self.retry_later(&message, &err).await,
         }
     }
 
-    /// Publishes `message` to the dead-letter subject with `refused` as its reasons, then
-    /// acknowledges it with `ack`; if the dead letter cannot be sent, it is retried later.
-    async fn dead_letter(&self, message: &jetstream::Message, refused: &[Refused], ack: AckKind) {
+    /// Publishes `message` to the dead-letter subject with its `rejections` as reasons,
+    /// then acknowledges it with `ack`; if the dead letter cannot be sent, it comes again.
+    async fn dead_letter(&self, message: &jetstream::Message, rejections: &Rejections, ack: AckKind) {
         let mut headers = async_nats::HeaderMap::new();
-        let first = refused.first().map_or_else(
+        let first = rejections.listed.first().map_or_else(
             || "no event in the message".to_owned(),
             |r| match &r.field {
                 Some(field) => format!("{field}: {}", r.error),
@@ -253,9 +235,9 @@ impl Ingest {
             },
         );
         headers.insert("Voicemon-Reason", single_line(&first));
-        let kept = &refused[..refused.len().min(MAX_REASONS)];
+        let kept = &rejections.listed[..rejections.listed.len().min(MAX_REASONS)];
         headers.insert("Voicemon-Rejected", serde_json::to_string(kept).unwrap_or_default());
-        headers.insert("Voicemon-Rejected-Count", refused.len().to_string());
+        headers.insert("Voicemon-Rejected-Count", rejections.total.to_string());
         headers.insert("Voicemon-Subject", message.subject.as_str());
         if let Ok(info) = message.info() {
             headers.insert("Voicemon-Stream-Sequence", info.stream_sequence.to_string());
@@ -267,7 +249,7 @@ impl Ingest {
         };
         match sent.await {
             Ok(()) => {
-                tracing::warn!(subject = %message.subject, reason = %first, rejected = refused.len(),
+                tracing::warn!(subject = %message.subject, reason = %first, rejected = rejections.total,
                     "event bus: message dead-lettered");
                 self.acknowledge(message, ack, "dead_lettered").await;
             }

@@ -14,6 +14,8 @@
 //! - [`live`]: the live view: feeds of snapshots and alert pushes per scope, one WebSocket
 //!   connection's life, and the embedded page.
 //! - [`auth`]: API keys, roles, tenant scope.
+//! - [`origin`]: which web origins may call, and which `Host` names a server without keys
+//!   answers to.
 //! - [`config`]: one configuration tree: `voicemon.toml`, environment and flags merged,
 //!   validated into the [`config::ServeConfig`] the application is built from.
 //! - [`health`]: per-minute samples of the health report.
@@ -34,6 +36,7 @@ pub mod health;
 pub mod ingest;
 pub mod live;
 pub mod notify;
+pub mod origin;
 pub mod query;
 pub mod redis;
 pub mod reprice;

@@ -5,6 +5,7 @@
 //! Nothing acknowledged is lost and nothing buffered is dropped.
 
 use crate::alerting::Engine;
+use crate::api::connection::JsonErrors;
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
 use crate::bus;
@@ -156,6 +157,7 @@ impl Application {
             clock,
             telemetry,
             max_body_bytes: config.max_body_bytes,
+            allowed_origins: Arc::new(config.allowed_origins.clone()),
             prices,
             redis,
             health_rules: config.health.rules,
@@ -189,7 +191,7 @@ impl Application {
         let store = Arc::clone(&state.store);
         let app = router(state);
         let stop = shutdown.clone();
-        let served = axum::serve(listener, app)
+        let served = axum::serve(JsonErrors(listener), app)
             .with_graceful_shutdown(async move {
                 signal.await;
                 tracing::info!("shutting down: finishing in-flight requests, then flushing");

@@ -4,6 +4,7 @@ use crate::alerting::AlertingConfig;
 use crate::auth::KeyRing;
 use crate::ingest::writer::BatchWriter;
 use crate::live::LiveHub;
+use crate::origin::AllowedOrigins;
 use crate::redis::RedisMonitor;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub telemetry: Telemetry,
     pub max_body_bytes: usize,
+    /// Web origins whose pages may call besides voicemon's own (`[server] allowed_origins`).
+    pub allowed_origins: Arc<AllowedOrigins>,
     /// The price book usage events are costed with at ingest.
     pub prices: Arc<PriceBook>,
     pub redis: RedisMonitor,

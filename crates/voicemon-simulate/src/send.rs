@@ -21,8 +21,19 @@ pub(super) struct IngestAnswer {
     pub(super) accepted: u64,
     #[serde(default)]
     pub(super) duplicates: u64,
+    /// The first refused events (voicemon lists 100 at most).
     #[serde(default)]
     pub(super) rejected: Vec<RejectedEvent>,
+    /// Every refused event, listed or not.
+    #[serde(default)]
+    pub(super) rejected_count: Option<u64>,
+}
+
+impl IngestAnswer {
+    /// How many events voicemon refused: its count, or the list of an older voicemon.
+    pub(super) fn rejected_count(&self) -> u64 {
+        self.rejected_count.unwrap_or(self.rejected.len() as u64)
+    }
 }
 
 #[derive(Debug, Deserialize)]

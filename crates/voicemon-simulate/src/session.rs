@@ -133,7 +133,7 @@ impl<F: FnMut(&Progress) + Send> Session<F> {
         }
         self.progress.accepted += answer.accepted;
         self.progress.duplicates += answer.duplicates;
-        self.progress.rejected += answer.rejected.len() as u64;
+        self.progress.rejected += answer.rejected_count();
         if self.first_rejection.is_none() {
             if let Some(first) = first {
                 tracing::warn!(rejection = %first, "simulate: voicemon rejected generated events");

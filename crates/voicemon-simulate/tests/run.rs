@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use voicemon_core::clock::{Clock, SystemClock};
 use voicemon_core::validate::parse_event;
 use voicemon_simulate::{run, SimulateError, SimulateOptions};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header as header_is, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 // ------------------------------------------------------------------ the stand-in voicemon
@@ -27,10 +27,14 @@ impl Respond for IngestLikeVoicemon {
             .iter()
             .enumerate()
             .filter_map(|(index, line)| parse_event(line, now_ms).err().map(|err| (index, err)))
-            .map(|(index, err)| json!({ "index": index, "field": err.field, "error": err.message }))
+            .map(|(index, err)| {
+                json!({ "index": index, "field": err.field, "reason": err.reason, "error": err.message })
+            })
             .collect();
         let accepted = lines.len() - rejected.len();
-        let answer = json!({ "accepted": accepted, "duplicates": 0, "rejected": rejected });
+        let answer = json!({
+            "accepted": accepted, "duplicates": 0, "rejected_count": rejected.len(), "rejected": rejected,
+        });
         ResponseTemplate::new(202).set_body_json(answer)
     }
 }
@@ -72,8 +76,10 @@ impl StandIn {
                 .mount(&server)
                 .await;
         }
+        // voicemon reads only JSON and NDJSON bodies: a batch of another type is not taken.
         Mock::given(method("POST"))
             .and(path("/v1/events"))
+            .and(header_is("content-type", "application/x-ndjson"))
             .respond_with(IngestLikeVoicemon)
             .with_priority(2)
             .mount(&server)

@@ -88,6 +88,10 @@ pub trait CostStore: Debug + Send + Sync + 'static {
         call: &CallRef,
     ) -> Result<Option<CallCost>, StoreError>;
 
+    /// The tenants that hold a call with this id (or trace id), in name order, at most
+    /// `limit`: whether an unscoped `call_cost` would have to pick one of several.
+    async fn call_tenants(&self, call: &CallRef, limit: usize) -> Result<Vec<String>, StoreError>;
+
     /// Cost totals of the calls whose first event falls in `range`.
     async fn call_costs(
         &self,

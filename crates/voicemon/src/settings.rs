@@ -34,6 +34,11 @@ pub struct SettingsArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = crate::secret)]
     #[serde(rename = "postgres.database_url", serialize_with = "exposed")]
     database_url: Option<SecretString>,
+    /// A web origin (https://grafana.example.com) whose pages may call voicemon besides its
+    /// own page; repeat the flag, or separate origins with commas in the variable.
+    #[arg(long = "allowed-origin", env = "VOICEMON_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(rename = "server.allowed_origins")]
+    allowed_origins: Option<Vec<String>>,
     /// Largest ingest body in bytes [default: 10485760].
     #[arg(long)]
     #[serde(rename = "server.max_body_bytes")]

@@ -200,7 +200,7 @@ fn config_check_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
     {
         command.env_remove(name);
     }
-    for name in ["REDIS_URL", "SLACK_WEBHOOK_URL"] {
+    for name in ["REDIS_URL", "SLACK_WEBHOOK_URL", "VOICEMON_ALLOWED_ORIGINS"] {
         command.env_remove(name);
     }
     let output = command.envs(env.iter().copied()).output().expect("voicemon runs");
@@ -258,6 +258,29 @@ fn config_check_takes_each_setting_from_the_file_under_the_environment_under_a_f
             assert!(!text.contains(password), "{password} printed:\n{text}");
         }
     }
+}
+
+#[test]
+fn allowed_origins_come_comma_separated_from_the_environment_or_from_repeated_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("voicemon.toml"), "").unwrap();
+    let environment = [("VOICEMON_ALLOWED_ORIGINS", "https://a.example,https://b.example:8443")];
+    let from_environment = config_check_in(dir.path(), &environment, &[]);
+    let line = effective_line(&from_environment, "allowed_origins");
+    assert!(
+        line.contains(r#"["https://a.example", "https://b.example:8443"]"#)
+            && line.ends_with("# VOICEMON_ALLOWED_ORIGINS"),
+        "{from_environment}"
+    );
+    let flags = ["--allowed-origin", "https://c.example", "--allowed-origin", "http://d.example"];
+    let from_flags = config_check_in(dir.path(), &environment, &flags);
+    let line = effective_line(&from_flags, "allowed_origins");
+    assert!(
+        line.contains(r#"["https://c.example", "http://d.example"]"#) && line.ends_with("# --allowed-origin"),
+        "{from_flags}"
+    );
+    let none = config_check_in(dir.path(), &[], &[]);
+    assert!(effective_line(&none, "allowed_origins").starts_with("allowed_origins = []"), "{none}");
 }
 
 #[test]

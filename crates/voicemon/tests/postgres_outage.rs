@@ -89,7 +89,8 @@ async fn send_batch(client: &reqwest::Client, server: &Server, batch: usize) -> 
             format!("{event}\n")
         })
         .collect();
-    match client.post(server.url("/v1/events")).body(body).send().await {
+    let request = client.post(server.url("/v1/events")).header("content-type", "application/x-ndjson");
+    match request.body(body).send().await {
         Ok(response) => (response.status().as_u16(), response.headers().contains_key("retry-after")),
         Err(err) => panic!("voicemon must answer during an outage, not drop the request: {err}"),
     }

@@ -8,30 +8,33 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use serde::Serialize;
-use voicemon_core::body::{parse_body, Framing};
+use std::collections::BTreeMap;
+use voicemon_core::body::{parse_body, Framing, Rejection, ACCEPTED_CONTENT_TYPES};
+use voicemon_core::validate::Reason;
 use voicemon_store::IngestEvent;
 
-/// One refused event: its index in the body, the field at fault, and why.
-#[derive(Debug, Serialize)]
-pub struct Rejection {
-    pub index: usize,
-    pub field: Option<String>,
-    pub error: String,
-}
-
-/// The answer to an ingest request.
+/// The answer to an ingest request. Its size is bounded whatever the body holds: the
+/// first refusals are listed in full, the rest only counted.
 #[derive(Debug, Serialize)]
 pub struct IngestReport {
     /// Events stored by this request.
     pub accepted: usize,
     /// Events whose id this tenant had already sent; stored once, not again.
     pub duplicates: usize,
+    /// The first refused events (`voicemon_core::body::LISTED_REJECTIONS` at most), in
+    /// body order.
     pub rejected: Vec<Rejection>,
+    /// Every refused event, listed or not.
+    pub rejected_count: usize,
+    /// Every refused event by reason; the counts add up to `rejected_count`.
+    pub rejected_by_reason: BTreeMap<Reason, usize>,
 }
 
 /// `POST /v1/events`: 202 when anything was stored or was a duplicate, 422 when every
-/// event was refused (the report says why), 503 with `Retry-After` when storage is down.
+/// event was refused (the report says why), 415 for a body that is neither JSON nor
+/// NDJSON, 503 with `Retry-After` when storage is down.
 pub async fn post_events(
     State(state): State<AppState>,
     principal: Principal,
@@ -39,36 +42,68 @@ pub async fn post_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     principal.check_may_write()?;
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let framing = Framing::from_content_type(content_type);
+    let framing = framing(&headers)?;
+    let bytes = read_body(body, &headers, state.max_body_bytes).await?;
     let parsed = parse_body(&bytes, framing, state.clock.now_ms())
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    drop(bytes);
 
-    let mut events = Vec::with_capacity(parsed.len());
-    let mut rejected = Vec::new();
-    for (index, outcome) in parsed.into_iter().enumerate() {
-        match outcome {
-            Ok(event) => {
-                principal.check_write(&event.envelope.tenant_id)?;
-                let costing = state.prices.cost(&event);
-                events.push(IngestEvent { event, costing });
-            }
-            Err(err) => rejected.push(Rejection { index, field: err.field, error: err.message }),
-        }
+    let mut events = Vec::with_capacity(parsed.events.len());
+    for event in parsed.events {
+        principal.check_write(&event.envelope.tenant_id)?;
+        let costing = state.prices.cost(&event);
+        events.push(IngestEvent { event, costing });
     }
     let submitted = events.len();
     let outcome = state.writer.submit(events).await?;
     let duplicates = outcome.duplicates();
-    let report = IngestReport { accepted: outcome.stored.len() - duplicates, duplicates, rejected };
+    let rejections = parsed.rejections;
+    let report = IngestReport {
+        accepted: outcome.stored.len() - duplicates,
+        duplicates,
+        rejected: rejections.listed,
+        rejected_count: rejections.total,
+        rejected_by_reason: rejections.by_reason,
+    };
     state.telemetry.events("accepted", report.accepted);
     state.telemetry.events("duplicate", report.duplicates);
-    state.telemetry.events("rejected", report.rejected.len());
-    if !report.rejected.is_empty() {
-        tracing::debug!(rejected = report.rejected.len(), first = %report.rejected[0].error, "events rejected");
+    state.telemetry.events("rejected", report.rejected_count);
+    if let Some(first) = report.rejected.first() {
+        tracing::debug!(rejected = report.rejected_count, first = %first.error, "events rejected");
     }
     let status = if submitted == 0 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::ACCEPTED };
     Ok((status, Json(report)).into_response())
+}
+
+/// The body, read into one buffer sized by `Content-Length` when given (no copy of
+/// gathered chunks), at most `limit` bytes.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::BadRequest("the body could not be read to its end".into()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The framing the `Content-Type` names; any other type (or none) is a 415, so a body a
+/// web page may send without asking (`text/plain`, a form) is never read.
+fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    Framing::from_content_type(content_type).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "send events as {} (NDJSON: one event per line)",
+            ACCEPTED_CONTENT_TYPES.join(", ")
+        ))
+    })
 }

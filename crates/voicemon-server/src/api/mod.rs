@@ -1,11 +1,15 @@
 //! The HTTP edge: routes, extractors ([`params::Params`], [`crate::auth::Principal`]),
-//! the one [`error::ApiError`] and the request trace. Handlers are thin: parameters in,
+//! the one [`error::ApiError`], the request trace, the open-mode [`browser`] guard and
+//! `X-Content-Type-Options: nosniff` on every answer, and the [`connection`] listener that
+//! gives hyper's own 414 and 431 answers a JSON body. Handlers are thin: parameters in,
 //! a [`crate::query`] (or the batch writer, or the live hub) called, JSON out.
 //!
 //! Nothing but `startup` imports this module.
 
 pub mod alerts;
+pub mod browser;
 pub mod calls;
+pub mod connection;
 pub mod cost;
 pub mod error;
 pub mod health;
@@ -19,11 +23,13 @@ pub mod stream;
 
 use crate::state::AppState;
 use axum::extract::MatchedPath;
-use axum::http::{HeaderName, Request};
+use axum::http::{header, HeaderName, HeaderValue, Request};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
@@ -31,6 +37,8 @@ use tracing::Level;
 /// The header that carries a request's id: the caller's own when it sends one, else a
 /// new UUID; echoed in the answer and named in every log line of the request.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// Every route voicemon serves.
 pub fn router(state: AppState) -> Router {
@@ -57,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(probes::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), browser::guard_open_mode))
         .with_state(state)
+        // Browsers must not guess a type other than the one given (every answer).
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF))
         // The last layer added is the outermost: the id is set before the trace span opens.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)

@@ -61,6 +61,18 @@ fn quoted(text: impl std::fmt::Display) -> String {
     format!("\"{text}\"")
 }
 
+/// A TOML array of strings.
+fn quoted_list(texts: &[String]) -> String {
+    format!("[{}]", texts.iter().map(quoted).collect::<Vec<_>>().join(", "))
+}
+
+fn allowed_origins_text(origins: &[String]) -> String {
+    match origins {
+        [] => "none besides voicemon's own page".into(),
+        origins => origins.join(", "),
+    }
+}
+
 impl Settings {
     /// One line per subsystem: what `serve` will do, in words.
     pub fn summary(&self) -> Vec<String> {
@@ -101,6 +113,7 @@ impl Settings {
                 if postgres.timescaledb { "when available" } else { "off" },
             ),
             format!("max_body_bytes:    {}", serve.max_body_bytes),
+            format!("allowed_origins:   {}", allowed_origins_text(&serve.allowed_origins.texts())),
             format!("batch_max_events:  {}", serve.writer.max_events),
             format!("flush_interval:    {}", humantime::format_duration(serve.writer.max_wait)),
             format!("flush_linger:      {}", humantime::format_duration(serve.writer.linger)),
@@ -191,6 +204,7 @@ impl Settings {
             ),
             ("data_dir", quoted(serve.data_dir.display())),
             ("max_body_bytes", serve.max_body_bytes.to_string()),
+            ("allowed_origins", quoted_list(&serve.allowed_origins.texts())),
         ]
     }
 

@@ -61,6 +61,10 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     /// Largest accepted ingest body in bytes (default 10 MiB).
     pub max_body_bytes: Option<usize>,
+    /// Web origins (`https://grafana.example.com`) whose pages may call voicemon besides
+    /// its own (the page at `/`): the live WebSocket checks `Origin` against them, and a
+    /// server without keys refuses every other cross-origin request (default: none).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// `[ingest]`

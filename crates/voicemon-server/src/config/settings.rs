@@ -10,6 +10,7 @@ use crate::config::ConfigError;
 use crate::ingest::writer::WriterConfig;
 use crate::live::LiveConfig;
 use crate::notify::DeliveryConfig;
+use crate::origin::AllowedOrigins;
 use crate::telemetry::voice::PrometheusLimits;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
@@ -40,6 +41,8 @@ pub struct ServeConfig {
     pub postgres: Option<PostgresConfig>,
     /// Largest accepted ingest body, so one request cannot hold the server's memory.
     pub max_body_bytes: usize,
+    /// Web origins whose pages may call besides voicemon's own.
+    pub allowed_origins: AllowedOrigins,
     /// Group commits of the batch writer.
     pub writer: WriterConfig,
     /// What a SQLite commit survives.
@@ -97,6 +100,7 @@ impl ServeConfig {
             data_dir,
             postgres: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: AllowedOrigins::default(),
             writer: WriterConfig::default(),
             durability: Durability::Full,
             prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
@@ -203,6 +207,9 @@ fn serve_config(
         Some(bytes) => bytes,
         None => DEFAULT_MAX_BODY_BYTES,
     };
+    let origins = server.allowed_origins.iter().flatten().map(String::as_str);
+    config.allowed_origins = AllowedOrigins::parse(origins)
+        .map_err(|err| ConfigError::value("server.allowed_origins", err.to_string()))?;
     config.writer = WriterConfig::try_from(&tree.ingest)?;
     config.durability = tree.ingest.durability()?.unwrap_or(Durability::Full);
     config.prices = tree.price_book(price_origin)?;

@@ -319,3 +319,40 @@ fn a_described_database_url_names_the_server_and_database_without_credentials_or
     assert_eq!(describe_url("postgresql://db/metrics"), "postgresql://db/metrics");
     assert_eq!(describe_url("not a url"), "(unparseable url)");
 }
+
+#[test]
+fn allowed_origins_come_from_the_file_below_a_flag_and_show_in_the_effective_configuration() {
+    let (_dir, path) = file("[server]\nallowed_origins = [\"https://grafana.example.com/\"]\n");
+    let from_file = Settings::try_from(Layers::new().file(&path).expect("read")).expect("valid");
+    assert_eq!(from_file.serve.allowed_origins.texts(), vec!["https://grafana.example.com".to_owned()]);
+    #[derive(Serialize)]
+    struct Flag {
+        #[serde(rename = "server.allowed_origins")]
+        allowed_origins: Vec<String>,
+    }
+    let flag = Flag { allowed_origins: vec!["https://a.example".into(), "http://b.example:8080".into()] };
+    let layers = Layers::new().file(&path).and_then(|l| l.over(&flag, |_| "--allowed-origin".into()));
+    let settings = Settings::try_from(layers.expect("merged")).expect("valid");
+    assert_eq!(
+        settings.serve.allowed_origins.texts(),
+        vec!["https://a.example".to_owned(), "http://b.example:8080".to_owned()]
+    );
+    let text = settings.effective();
+    let line = text.lines().find(|l| l.starts_with("allowed_origins = ")).expect("the key is shown");
+    assert!(
+        line.contains("[\"https://a.example\", \"http://b.example:8080\"]")
+            && line.ends_with("# --allowed-origin"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_allowed_origin_that_is_not_an_origin_is_refused_naming_the_key() {
+    let message = settings("[server]\nallowed_origins = [\"https://a.example/dashboards\"]\n")
+        .expect_err("a path is not part of an origin")
+        .to_string();
+    assert!(
+        message.starts_with("server.allowed_origins: `https://a.example/dashboards` is not an origin"),
+        "{message}"
+    );
+}

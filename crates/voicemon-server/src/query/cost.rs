@@ -195,8 +195,34 @@ pub async fn call(
     tenant_id: Option<&str>,
     call: &CallRef,
 ) -> Result<CallAnswer, QueryError> {
-    let found = store.call_cost(tenant_id, call).await?;
+    let tenant = match tenant_id {
+        Some(tenant) => tenant.to_owned(),
+        None => the_tenant_of(store, call).await?,
+    };
+    let found = store.call_cost(Some(&tenant), call).await?;
     found.map(CallAnswer::from).ok_or_else(|| QueryError::NotFound("no such call".into()))
+}
+
+/// How many tenants an ambiguous call's error names.
+const NAMED_TENANTS: usize = 10;
+
+/// The one tenant holding `call`, for a caller who named none; a call id (or trace id)
+/// in several tenants is [`QueryError::Ambiguous`], naming them, never one picked.
+async fn the_tenant_of(store: &dyn CostStore, call: &CallRef) -> Result<String, QueryError> {
+    let mut tenants = store.call_tenants(call, NAMED_TENANTS + 1).await?;
+    if tenants.len() <= 1 {
+        return tenants.pop().ok_or_else(|| QueryError::NotFound("no such call".into()));
+    }
+    let (name, id) = match call {
+        CallRef::CallId(id) => ("call_id", id),
+        CallRef::TraceId(id) => ("trace_id", id),
+    };
+    let more = if tenants.len() > NAMED_TENANTS { ", …" } else { "" };
+    tenants.truncate(NAMED_TENANTS);
+    Err(QueryError::Ambiguous(format!(
+        "{name} `{id}` is in several tenants ({}{more}); add tenant_id to say which",
+        tenants.join(", ")
+    )))
 }
 
 /// The cost of the calls whose first event falls in the question's range.

@@ -32,6 +32,9 @@ pub enum QueryError {
     /// What was asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// What was asked for names more than one thing; the message says how to pick one.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error(transparent)]
     Store(StoreError),
 }

@@ -780,3 +780,52 @@ async fn a_tenant_s_read_key_never_sees_another_tenant_s_call_or_cost() {
     assert_eq!(month["total"], amount(19_250_000), "{month}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_range_of_bare_dates_runs_from_the_first_day_s_midnight_through_the_whole_last_day() {
+    let app = spawn_app().await;
+    send_november(&app).await;
+    // m1 (11-03) and m2 (11-10); m3 began on the 18th, `oct` on October 31st.
+    let to_the_17th = cost(&app, "tenant_id=acme&from=2026-11-01&to=2026-11-17&group_by=model").await;
+    assert_eq!(to_the_17th["calls"], 2, "{to_the_17th}");
+    assert_eq!(to_the_17th["from"], "2026-11-01T00:00:00.000Z", "{to_the_17th}");
+    assert_eq!(to_the_17th["to"], "2026-11-18T00:00:00.000Z", "{to_the_17th}");
+    let through_the_18th = cost(&app, "tenant_id=acme&from=2026-11-01&to=2026-11-18").await;
+    assert_eq!(through_the_18th["calls"], 3, "the call of the 18th is in: {through_the_18th}");
+    for path in ["/metrics/calls", "/metrics/latency", "/metrics/health", "/alerts/history"] {
+        let (status, body) = app.get_json(&format!("{path}?from=2026-11-01&to=2026-11-15"), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_id_in_two_tenants_asked_without_a_tenant_is_a_409_naming_both() {
+    let app = spawn_app().await;
+    app.ingest_ok(&[
+        started_at("acme", "shared", "2026-11-03T10:00:00Z"),
+        started_at("globex", "shared", "2026-11-04T10:00:00Z"),
+        stt_at("globex", "shared", "g-1", "2026-11-04T10:00:10Z", "nova-3", 60.0),
+    ])
+    .await;
+    let (status, body) = app.get_json("/metrics/cost?call_id=shared", None).await;
+    assert_error(status, &body, 409, "conflict");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("acme, globex") && message.contains("tenant_id"), "{message}");
+    let globex = cost(&app, "call_id=shared&tenant_id=globex").await;
+    assert_eq!(
+        (globex["tenant_id"].as_str(), globex["lines"].as_array().map(Vec::len)),
+        (Some("globex"), Some(1))
+    );
+    let acme = cost(&app, "call_id=shared&tenant_id=acme").await;
+    assert_eq!(acme["tenant_id"], "acme", "{acme}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_id_in_one_tenant_is_found_without_naming_it() {
+    let app = spawn_app().await;
+    app.ingest_ok(&[started_at("globex", "only-here", "2026-11-04T10:00:00Z")]).await;
+    assert_eq!(cost(&app, "call_id=only-here").await["tenant_id"], "globex");
+    app.shutdown().await;
+}

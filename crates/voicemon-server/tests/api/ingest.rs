@@ -85,6 +85,12 @@ fn one_of_each_type() -> Vec<Value> {
     ]
 }
 
+/// The whole answer to a request none of whose events was refused.
+fn clean_report(accepted: u64, duplicates: u64) -> Value {
+    json!({"accepted": accepted, "duplicates": duplicates,
+           "rejected": [], "rejected_count": 0, "rejected_by_reason": {}})
+}
+
 fn good_turn(id: &str) -> Value {
     turn(id, "acme", "call-1", -30_000, 640.0)
 }
@@ -109,7 +115,7 @@ async fn every_one_of_the_nine_event_types_is_accepted() {
     let app = spawn_app().await;
     let (status, report) = app.ingest(&one_of_each_type(), None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(report, json!({"accepted": 9, "duplicates": 0, "rejected": []}));
+    assert_eq!(report, clean_report(9, 0));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     let (_, calls) = app.get_json("/metrics/calls?tenant_id=acme", None).await;
     assert_eq!(calls["started"], 1, "{calls}");
@@ -135,7 +141,7 @@ async fn one_event_object_is_accepted_as_a_json_body() {
     let response = app.post_body(body, Some("application/json"), None).await;
     let (status, report) = status_and_json(response).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(report, json!({"accepted": 1, "duplicates": 0, "rejected": []}));
+    assert_eq!(report, clean_report(1, 0));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     app.shutdown().await;
 }
@@ -338,7 +344,7 @@ async fn a_duplicate_id_within_one_request_is_stored_once() {
     let (status, report) =
         app.ingest(&[good_turn("same"), good_turn("same"), good_turn("other")], None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(report, json!({"accepted": 2, "duplicates": 1, "rejected": []}));
+    assert_eq!(report, clean_report(2, 1));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 2);
     app.shutdown().await;
 }
@@ -347,10 +353,10 @@ async fn a_duplicate_id_within_one_request_is_stored_once() {
 async fn a_duplicate_id_across_requests_is_stored_once() {
     let app = spawn_app().await;
     let (_, first) = app.ingest(&[good_turn("same")], None).await;
-    assert_eq!(first, json!({"accepted": 1, "duplicates": 0, "rejected": []}));
+    assert_eq!(first, clean_report(1, 0));
     let (status, second) = app.ingest(&[good_turn("same")], None).await;
     assert_eq!(status, 202, "a batch of duplicates is not an error: {second}");
-    assert_eq!(second, json!({"accepted": 0, "duplicates": 1, "rejected": []}));
+    assert_eq!(second, clean_report(0, 1));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     app.shutdown().await;
 }
@@ -372,7 +378,7 @@ async fn the_same_id_in_two_tenants_is_not_a_duplicate() {
     let batch = [turn("same", "acme", "c", -30_000, 500.0), turn("same", "globex", "c", -30_000, 500.0)];
     let (status, report) = app.ingest(&batch, None).await;
     assert_eq!(status, 202, "{report}");
-    assert_eq!(report, json!({"accepted": 2, "duplicates": 0, "rejected": []}));
+    assert_eq!(report, clean_report(2, 0));
     assert_eq!(app.latency_count("tenant_id=acme", None).await, 1);
     assert_eq!(app.latency_count("tenant_id=globex", None).await, 1);
     app.shutdown().await;
@@ -384,6 +390,57 @@ async fn a_rejected_event_does_not_claim_its_id() {
     let (_, first) = app.ingest(&[turn("t1", "acme", "c", -30_000, -1.0)], None).await;
     assert_eq!(first["accepted"], 0, "{first}");
     let (_, second) = app.ingest(&[turn("t1", "acme", "c", -30_000, 500.0)], None).await;
-    assert_eq!(second, json!({"accepted": 1, "duplicates": 0, "rejected": []}));
+    assert_eq!(second, clean_report(1, 0));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_of_another_content_type_or_none_is_answered_415_naming_the_accepted_types() {
+    let app = spawn_app().await;
+    let body = good_turn("t1").to_string();
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let response = app.post_body(body.clone(), content_type, None).await;
+        let (status, answer) = status_and_json(response).await;
+        assert_error(status, &answer, 415, "unsupported_media_type");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("application/json") && message.contains("application/x-ndjson"),
+            "{message}"
+        );
+    }
+    assert_eq!(app.latency_count("tenant_id=acme", None).await, 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_of_many_bad_events_lists_the_first_hundred_and_counts_every_one_by_reason() {
+    let app = spawn_app().await;
+    let mut body = "1\n".repeat(150);
+    body.push_str(&format!("{}\n", good_turn("g1")));
+    body.push_str(&"{}\n".repeat(50));
+    let response = app.post_body(body, Some("application/x-ndjson"), None).await;
+    let (status, report) = status_and_json(response).await;
+    assert_eq!(status, 202, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+    let listed = report["rejected"].as_array().expect("a rejected list");
+    assert_eq!(listed.len(), 100, "{report}");
+    assert_eq!(listed[99]["index"], 99);
+    assert_eq!(listed[0]["reason"], "not_an_object");
+    assert_eq!(report["rejected_count"], 200, "{report}");
+    assert_eq!(report["rejected_by_reason"], json!({"not_an_object": 150, "missing": 50}), "{report}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_field_name_of_a_megabyte_is_echoed_cut() {
+    let app = spawn_app().await;
+    let mut event = good_turn("t1");
+    event["k".repeat(1 << 20)] = json!(1);
+    let (status, report) = app.ingest(&[event], None).await;
+    assert_eq!(status, 422, "a refused event");
+    let field = report["rejected"][0]["field"].as_str().expect("the field is named");
+    assert_eq!(field, format!("{}…", "k".repeat(64)));
+    assert_eq!(report["rejected"][0]["reason"], "unknown_field");
+    assert!(report.to_string().len() < 2_000, "the answer is small: {} bytes", report.to_string().len());
     app.shutdown().await;
 }

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use voicemon_core::access::Role;
+use voicemon_server::origin::AllowedOrigins;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -613,4 +614,35 @@ async fn the_page_and_its_assets_are_served_from_the_binary() {
     assert!(licence.contains("MIT License"));
     let (status, _) = app.get_json("/assets/nope.js", None).await;
     assert_eq!(status, 404);
+}
+
+/// Opens `/metrics/stream` as a page at `origin` would; the HTTP status of a refusal.
+async fn upgrade_status_from(app: &TestApp, origin: &str) -> u16 {
+    let mut request = stream_url(app).into_client_request().expect("a request");
+    request.headers_mut().insert("origin", origin.parse().expect("a header value"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("an answer to the upgrade, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_open_the_stream_with_or_without_keys() {
+    let open = spawn_app_with(|_| {}).await;
+    assert_eq!(upgrade_status_from(&open, "https://evil.example").await, 403);
+    assert_eq!(upgrade_status_from(&open, "null").await, 403);
+    let (keyed, _, _, _) = app_with_keys().await;
+    assert_eq!(upgrade_status_from(&keyed, "https://evil.example").await, 403);
+}
+
+#[tokio::test]
+async fn the_page_of_voicemons_own_origin_and_allowed_origins_open_the_stream() {
+    let app = spawn_app_with(|config| {
+        config.allowed_origins = AllowedOrigins::parse(["https://grafana.example.com"]).expect("an origin");
+    })
+    .await;
+    assert_eq!(upgrade_status_from(&app, &app.address).await, 101, "the page at / is the same origin");
+    assert_eq!(upgrade_status_from(&app, "https://grafana.example.com").await, 101);
+    assert_eq!(upgrade_status_from(&app, "https://grafana.example.com.evil.example").await, 403);
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod browser;
 mod calls;
 mod cost;
 mod cost_properties;

@@ -86,6 +86,17 @@ pub async fn call_cost(
     Ok(Some(cost))
 }
 
+pub async fn call_tenants(client: &Client, call: CallRef, limit: usize) -> Result<Vec<String>, Error> {
+    let (column, value) = match &call {
+        CallRef::CallId(id) => ("call_id", id),
+        CallRef::TraceId(id) => ("trace_id", id),
+    };
+    let sql = format!("SELECT DISTINCT tenant_id FROM calls WHERE {column} = $1 ORDER BY tenant_id LIMIT $2");
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client.query(&sql, &[value, &limit]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 pub async fn call_costs(
     client: &Client,
     tenant: Option<String>,

@@ -340,6 +340,11 @@ impl CostStore for PostgresStore {
         self.read(move |client| Box::pin(cost::call_cost(client, tenant, call))).await
     }
 
+    async fn call_tenants(&self, call: &CallRef, limit: usize) -> Result<Vec<String>, StoreError> {
+        let call = call.clone();
+        self.read(move |client| Box::pin(cost::call_tenants(client, call, limit))).await
+    }
+
     async fn call_costs(
         &self,
         tenant_id: Option<&str>,

@@ -79,6 +79,19 @@ pub fn call_cost(
     Ok(Some(call))
 }
 
+pub fn call_tenants(conn: &Connection, call: &CallRef, limit: usize) -> rusqlite::Result<Vec<String>> {
+    let (column, value) = match call {
+        CallRef::CallId(id) => ("call_id", id),
+        CallRef::TraceId(id) => ("trace_id", id),
+    };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT DISTINCT tenant_id FROM calls WHERE {column} = ?1 ORDER BY tenant_id LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let tenants = statement.query_map(params![value, limit], |row| row.get(0))?.collect();
+    tenants
+}
+
 pub fn call_costs(
     conn: &Connection,
     tenant_id: Option<&str>,

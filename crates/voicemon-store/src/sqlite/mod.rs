@@ -357,6 +357,11 @@ impl CostStore for SqliteStore {
         self.read_fresh(move |conn| cost::call_cost(conn, tenant_id.as_deref(), &call)).await
     }
 
+    async fn call_tenants(&self, call: &CallRef, limit: usize) -> Result<Vec<String>, StoreError> {
+        let call = call.clone();
+        self.read(move |conn| cost::call_tenants(conn, &call, limit)).await
+    }
+
     async fn call_costs(
         &self,
         tenant_id: Option<&str>,

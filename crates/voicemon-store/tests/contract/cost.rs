@@ -207,6 +207,23 @@ async fn itemised_calls(store: Arc<dyn Store>) -> Transcript {
         Some(("g2".into(), 0)),
     );
     t.check("an unknown trace id", call(None, CallRef::TraceId("tr-9".into())).await, None);
+
+    let tenants = |call: CallRef, limit: usize| {
+        let store = Arc::clone(&store);
+        async move { store.call_tenants(&call, limit).await.expect("call tenants read") }
+    };
+    t.check(
+        "the tenants holding a call id, in name order",
+        tenants(CallRef::CallId("c1".into()), 10).await,
+        vec!["acme".to_owned(), "globex".to_owned()],
+    );
+    t.check("at most the limit", tenants(CallRef::CallId("c1".into()), 1).await, vec!["acme".to_owned()]);
+    t.check(
+        "the tenants holding a trace id",
+        tenants(CallRef::TraceId("tr-2".into()), 10).await,
+        vec!["acme".to_owned(), "globex".to_owned()],
+    );
+    t.check("no tenant holds an unknown call", tenants(CallRef::CallId("c9".into()), 10).await, vec![]);
     t
 }
 

@@ -79,6 +79,11 @@ impl Server {
         Server { child, base: format!("http://{addr}"), log }
     }
 
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it has logged so far (stderr), one line each.
     pub fn log(&self) -> String {
         self.log.lock().expect("the log").join("\n")
