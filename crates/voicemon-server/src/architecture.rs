@@ -9,6 +9,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("alerting", &["api", "startup"]),
     ("auth", &["api", "startup"]),
     ("config", &["api", "startup"]),
+    // The accept loop serves whatever router it is given and knows nothing above it.
+    ("connections", &["api", "startup", "state", "query", "live", "config"]),
     ("health", &["api", "startup", "live", "alerting"]),
     ("ingest", &["api", "startup", "query", "live"]),
     ("live", &["api", "startup"]),

@@ -101,6 +101,12 @@ impl Settings {
                 if postgres.timescaledb { "when available" } else { "off" },
             ),
             format!("max_body_bytes:    {}", serve.max_body_bytes),
+            format!(
+                "connections:       at most {}, request heads within {}, idle ones closed after {}",
+                serve.connections.max_connections,
+                humantime::format_duration(serve.connections.header_read_timeout),
+                humantime::format_duration(serve.connections.idle_timeout),
+            ),
             format!("batch_max_events:  {}", serve.writer.max_events),
             format!("flush_interval:    {}", humantime::format_duration(serve.writer.max_wait)),
             format!("flush_linger:      {}", humantime::format_duration(serve.writer.linger)),
@@ -183,6 +189,15 @@ impl Settings {
             ),
             ("data_dir", quoted(serve.data_dir.display())),
             ("max_body_bytes", serve.max_body_bytes.to_string()),
+            ("header_read_timeout", quoted(duration_text(serve.connections.header_read_timeout))),
+            ("idle_timeout", quoted(duration_text(serve.connections.idle_timeout))),
+            (
+                "max_connections",
+                format!(
+                    "{} (lowered at start if the open-file limit needs it)",
+                    serve.connections.max_connections
+                ),
+            ),
         ]
     }
 

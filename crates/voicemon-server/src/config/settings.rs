@@ -6,6 +6,7 @@
 use crate::alerting::AlertingConfig;
 use crate::config::layers::{Layers, Origins, DEFAULT_CONFIG};
 use crate::config::ConfigError;
+use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
 use crate::live::LiveConfig;
 use crate::notify::DeliveryConfig;
@@ -39,6 +40,9 @@ pub struct ServeConfig {
     pub postgres: Option<PostgresConfig>,
     /// Largest accepted ingest body, so one request cannot hold the server's memory.
     pub max_body_bytes: usize,
+    /// Header-read and idle timeouts and the connection cap, so idle sockets cannot hold
+    /// the server's file descriptors.
+    pub connections: ConnectionLimits,
     /// Group commits of the batch writer.
     pub writer: WriterConfig,
     /// What a SQLite commit survives.
@@ -94,6 +98,7 @@ impl ServeConfig {
             data_dir,
             postgres: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            connections: ConnectionLimits::default(),
             writer: WriterConfig::default(),
             durability: Durability::Full,
             prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
@@ -199,6 +204,7 @@ fn serve_config(
         Some(bytes) => bytes,
         None => DEFAULT_MAX_BODY_BYTES,
     };
+    config.connections = ConnectionLimits::try_from(server)?;
     config.writer = WriterConfig::try_from(&tree.ingest)?;
     config.durability = tree.ingest.durability()?.unwrap_or(Durability::Full);
     config.prices = tree.price_book(price_origin)?;
