@@ -226,10 +226,10 @@ pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
         // tokio-postgres keeps the cause (connection refused, a certificate error) apart.
         None => format!("postgresql: {}", voicemon_tls::error_chain(&err)),
     };
-    let Some(code) = err.code().filter(|_| !err.is_closed()) else {
-        // No SQLSTATE: the connection itself failed.
+    if connection_failed(&err) {
         return StoreError::Fault { fault: Fault::Unreachable, detail: text };
-    };
+    }
+    let Some(code) = err.code() else { return StoreError::Unavailable(text) };
     let fault = match code {
         code if code.code().starts_with("08") => Fault::Unreachable,
         code if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
@@ -243,6 +243,17 @@ pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
         _ => return StoreError::Internal(text),
     };
     StoreError::Fault { fault, detail: text }
+}
+
+/// Whether the connection itself failed (closed, refused, broken, timed out), as opposed
+/// to a statement on a working connection.
+fn connection_failed(err: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    const CONNECTION_KINDS: [&str; 4] =
+        ["error connecting", "error communicating", "error performing TLS", "timeout waiting"];
+    err.is_closed()
+        || err.source().is_some_and(|source| source.is::<std::io::Error>())
+        || (err.code().is_none() && CONNECTION_KINDS.iter().any(|kind| err.to_string().starts_with(kind)))
 }
 
 fn pool_error(err: PoolError) -> StoreError {
