@@ -11,6 +11,8 @@ const RULES: &[(&str, &[&str])] = &[
     // The event bus is another way in, beside the HTTP edge: validation and the writer only.
     ("bus", &["api", "startup", "query", "live", "alerting", "notify"]),
     ("config", &["api", "startup"]),
+    // The accept loop serves whatever router it is given and knows nothing above it.
+    ("connections", &["api", "startup", "state", "query", "live", "config"]),
     ("health", &["api", "startup", "live", "alerting"]),
     ("ingest", &["api", "startup", "query", "live"]),
     ("live", &["api", "startup"]),

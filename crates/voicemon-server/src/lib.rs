@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`startup`]: builds the application from its configuration; ordered shutdown.
+//! - [`connections`]: the accept loop under the router: connection cap, header-read and
+//!   idle timeouts, the open-file limit.
 //! - [`api`]: the HTTP edge: every route, the extractors, the one [`api::error::ApiError`],
 //!   the request trace (method, route, status, latency, `x-request-id`).
 //! - [`query`]: the read model every answer comes from (REST, live view, alert engine).
@@ -32,6 +34,7 @@ mod architecture;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod connections;
 pub mod health;
 pub mod ingest;
 pub mod live;

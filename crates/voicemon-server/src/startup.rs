@@ -5,11 +5,12 @@
 //! Nothing acknowledged is lost and nothing buffered is dropped.
 
 use crate::alerting::Engine;
-use crate::api::connection::JsonErrors;
+use crate::api::connection::Connection;
 use crate::api::router;
 use crate::auth::{KeyRing, RELOAD_EVERY};
 use crate::bus;
 use crate::config::describe_url;
+use crate::connections::{self, ConnectionLimits};
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::BatchWriter;
 use crate::live::snapshot::Sources;
@@ -57,10 +58,12 @@ pub struct Application {
     roles_task: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     storage: String,
+    connections: ConnectionLimits,
 }
 
 impl Application {
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Application, StartError> {
+        let connections = connection_limits(config.connections);
         let (store, storage) =
             open_store(&config.data_dir, config.durability, config.postgres.as_ref()).await?;
         let has_keys = !store.active_key_hashes().await?.is_empty();
@@ -166,7 +169,7 @@ impl Application {
         };
         spawn_maintenance(state.store.clone(), Arc::clone(&state.clock), roles, shutdown.subscribe());
         spawn_derived_flusher(state.store.clone(), config.writer.derived_flush, shutdown.subscribe());
-        Ok(Application { listener, state, writer_task, roles_task, shutdown, storage })
+        Ok(Application { listener, state, writer_task, roles_task, shutdown, storage, connections })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -185,19 +188,18 @@ impl Application {
 
     /// Serves until `signal` completes, then shuts down in order.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Application { listener, state, writer_task, roles_task, shutdown, .. } = self;
+        let Application { listener, state, writer_task, roles_task, shutdown, connections, .. } = self;
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
         let live = state.live.clone();
         let store = Arc::clone(&state.store);
         let app = router(state);
         let stop = shutdown.clone();
-        let served = axum::serve(JsonErrors(listener), app)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down: finishing in-flight requests, then flushing");
-                let _ = stop.send(true);
-            })
-            .await;
+        let served = connections::serve(listener, Connection::new, app, connections, async move {
+            signal.await;
+            tracing::info!("shutting down: finishing in-flight requests, then flushing");
+            let _ = stop.send(true);
+        })
+        .await;
         let _ = shutdown.send(true);
         // Live connections were told to close (1001) with the shutdown signal; a client
         // that does not finish the close handshake is not waited for long.
@@ -304,6 +306,34 @@ fn spawn_maintenance(
             }
         }
     });
+}
+
+/// The configured connection limits, with the cap lowered to fit the open-file limit
+/// (raised to the hard limit first).
+fn connection_limits(configured: ConnectionLimits) -> ConnectionLimits {
+    let files = match connections::raise_open_file_limit() {
+        Ok(files) => files.now,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read or raise the open-file limit; the connection cap is as configured");
+            return configured;
+        }
+    };
+    let cap = connections::fitting_cap(configured.max_connections, files);
+    if cap < configured.max_connections {
+        tracing::warn!(
+            configured = configured.max_connections,
+            cap,
+            "server.max_connections lowered from {} to {cap} to fit the open-file limit of {files}",
+            configured.max_connections
+        );
+    }
+    tracing::info!(
+        max_connections = cap,
+        header_read_timeout = %humantime::format_duration(configured.header_read_timeout),
+        idle_timeout = %humantime::format_duration(configured.idle_timeout),
+        "accepting at most {cap} HTTP connections at once"
+    );
+    ConnectionLimits { max_connections: cap, ..configured }
 }
 
 fn choose_bind(requested: Option<IpAddr>, has_keys: bool) -> IpAddr {

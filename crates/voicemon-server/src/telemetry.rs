@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 use voice::{PrometheusLimits, VoiceCollector, VoiceMetrics, VoiceRecord};
-use voicemon_store::PoolStats;
+use voicemon_store::{PoolStats, WRITE_ERROR_CAUSES};
 
 /// Flush duration buckets: 0.5 ms doubling 16 times.
 const FLUSH_SECONDS_BUCKETS: u16 = 16;
@@ -34,7 +34,7 @@ pub const EVALUATION_OUTCOMES: [&str; 2] = ["ok", "error"];
 pub const DISPATCH_OUTCOMES: [&str; 3] = ["idle", "sending", "error"];
 
 /// Series of the self-metrics, whatever the events: ingest outcomes (3), events held by
-/// the batch writer, flush outcomes (2), the two flush histograms, pool connections by
+/// the batch writer, flush outcomes (2), failed group commits by cause, the two flush histograms, pool connections by
 /// state (2), pool waiters, build info, evaluation outcomes, dispatch round outcomes, and
 /// the live view's.
 pub const SELF_SERIES: usize = 3
@@ -49,6 +49,7 @@ pub const SELF_SERIES: usize = 3
     + DISPATCH_OUTCOMES.len()
     + ROLES
     + crate::bus::MESSAGE_OUTCOMES.len()
+    + WRITE_ERROR_CAUSES.len()
     + crate::live::metrics::LIVE_SERIES;
 
 /// Single-run roles an instance may hold (`voicemon_instance_role`; see [`crate::roles`]).
@@ -66,6 +67,11 @@ struct RoleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolStateLabel {
     state: &'static str,
 }
@@ -79,6 +85,8 @@ pub struct Telemetry {
     /// sees that submissions reached it while it lingers for a fuller group.
     writer_events: Gauge,
     flushes: Family<OutcomeLabel, Counter>,
+    /// Failed group commits by cause (a full disk, a read-only or unreachable database…).
+    write_errors: Family<CauseLabel, Counter>,
     flush_seconds: Histogram,
     flush_events: Histogram,
     pool_connections: Family<PoolStateLabel, Gauge>,
@@ -127,6 +135,13 @@ impl Telemetry {
         );
         let flushes = Family::<OutcomeLabel, Counter>::default();
         registry.register("voicemon_store_flushes", "Group commits by outcome: ok, error", flushes.clone());
+        let write_errors = Family::<CauseLabel, Counter>::default();
+        registry.register(
+            "voicemon_store_write_errors",
+            "Failed group commits by cause: disk_full, read_only, unreachable, io (someone must fix it), \
+             unavailable (passing), internal",
+            write_errors.clone(),
+        );
         let flush_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, FLUSH_SECONDS_BUCKETS));
         registry.register(
             "voicemon_store_flush_duration_seconds",
@@ -188,6 +203,9 @@ impl Telemetry {
         for outcome in ["ok", "error"] {
             let _ = flushes.get_or_create(&OutcomeLabel { outcome });
         }
+        for cause in WRITE_ERROR_CAUSES {
+            let _ = write_errors.get_or_create(&CauseLabel { cause });
+        }
         for outcome in EVALUATION_OUTCOMES {
             let _ = evaluations.get_or_create(&OutcomeLabel { outcome });
         }
@@ -206,6 +224,7 @@ impl Telemetry {
             events,
             writer_events,
             flushes,
+            write_errors,
             flush_seconds,
             flush_events,
             pool_connections,
@@ -262,6 +281,11 @@ impl Telemetry {
         self.flushes.get_or_create(&OutcomeLabel { outcome }).inc();
         self.flush_seconds.observe(took.as_secs_f64());
         self.flush_events.observe(events as f64);
+    }
+
+    /// A group commit failed for `cause` (one of [`WRITE_ERROR_CAUSES`]).
+    pub fn write_error(&self, cause: &'static str) {
+        self.write_errors.get_or_create(&CauseLabel { cause }).inc();
     }
 
     /// Records the voice metrics of a durable group commit: `records[i]` counts only

@@ -50,11 +50,17 @@ use voicemon_core::event::{BreakerState, CallStatus, Event, PipelineComponent};
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::pricing::Costing;
 
-/// Errors a caller branches on: `Unavailable` is worth retrying (HTTP 503), the rest is not.
+/// Errors a caller branches on: `Unavailable` and `Fault` are worth retrying (HTTP 503),
+/// the rest is not.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// A passing condition (a busy database, a rolled-back transaction, a full queue).
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot write until someone fixes `fault` (frees disk space, makes the
+    /// file writable, brings the database back); `detail` is what the backend said.
+    #[error("storage is unavailable: {fault}: {detail}")]
+    Fault { fault: Fault, detail: String },
     #[error("storage error: {0}")]
     Internal(String),
     #[error("{0}")]
@@ -65,6 +71,71 @@ pub enum StoreError {
     /// A write fenced by a lease was refused: the lease has passed to another instance.
     #[error("{0}")]
     LeaseLost(String),
+}
+
+/// Why a store cannot take writes, as `/metrics/health` names it and
+/// `voicemon_store_write_errors_total{cause}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The disk (or the database's quota) is full.
+    DiskFull,
+    /// The database file or server only takes reads.
+    ReadOnly,
+    /// The database cannot be reached or opened.
+    Unreachable,
+    /// The disk failed to read or write.
+    Io,
+}
+
+impl Fault {
+    /// The name of the cause, as a metric label and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::DiskFull => "disk_full",
+            Fault::ReadOnly => "read_only",
+            Fault::Unreachable => "unreachable",
+            Fault::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fault::DiskFull => "the disk is full",
+            Fault::ReadOnly => "the database is read-only",
+            Fault::Unreachable => "the database is unreachable",
+            Fault::Io => "the disk failed to read or write",
+        })
+    }
+}
+
+/// Every `cause` label of `voicemon_store_write_errors_total`: the faults, then
+/// `unavailable` (a passing condition) and `internal` (a bug or a bad request to the store).
+pub const WRITE_ERROR_CAUSES: [&str; 6] =
+    ["disk_full", "read_only", "unreachable", "io", "unavailable", "internal"];
+
+impl StoreError {
+    /// A fault that needs someone, if this is one.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StoreError::Fault { fault, .. } => Some(*fault),
+            _ => None,
+        }
+    }
+
+    /// The `cause` label of a failed write (one of [`WRITE_ERROR_CAUSES`]).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            StoreError::Fault { fault, .. } => fault.as_str(),
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Internal(_)
+            | StoreError::NotFound(_)
+            | StoreError::Config(_)
+            | StoreError::LeaseLost(_) => "internal",
+        }
+    }
 }
 
 /// An event on its way into the store, with its cost under the price book in force.

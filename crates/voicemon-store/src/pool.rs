@@ -1,7 +1,7 @@
 //! The store's connections as `/metrics/health` shows them, and the last storage error
 //! both backends remember for it.
 
-use crate::StoreError;
+use crate::{Fault, StoreError};
 use serde::Serialize;
 use std::sync::Mutex;
 use voicemon_core::clock::{Clock, SystemClock};
@@ -19,6 +19,10 @@ pub struct PoolStats {
     /// The last storage error and when (unix ms), if any.
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
+    /// Why writes fail now (a full disk, a read-only file, an unreachable database): the
+    /// fault of the last failed operation, until a write succeeds (or, for an unreachable
+    /// database, any operation does).
+    pub fault: Option<Fault>,
 }
 
 /// The last error a store operation returned, with when it happened: a store that
@@ -26,21 +30,48 @@ pub struct PoolStats {
 #[derive(Debug, Default)]
 pub(crate) struct LastError {
     last: Mutex<Option<(i64, String)>>,
+    fault: Mutex<Option<Fault>>,
 }
 
 impl LastError {
-    /// Passes `result` through, remembering its error if it is one.
+    /// Passes the result of a read (or of anything that does not prove writes work)
+    /// through, remembering its error if it is one; a success proves the database is
+    /// reachable.
     pub(crate) fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match &result {
+        self.remember(&result, |fault| fault == Fault::Unreachable);
+        result
+    }
+
+    /// [`LastError::record`] for a write: a success proves no fault is left.
+    pub(crate) fn record_write<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.remember(&result, |_| true);
+        result
+    }
+
+    fn remember<T>(&self, result: &Result<T, StoreError>, cleared_by_success: impl Fn(Fault) -> bool) {
+        let Ok(mut fault) = self.fault.lock() else { return };
+        match result {
             // A lease that passed to another instance is not the storage failing.
-            Err(StoreError::LeaseLost(_)) | Ok(_) => {}
+            Err(StoreError::LeaseLost(_)) => {}
             Err(err) => {
                 if let Ok(mut last) = self.last.lock() {
                     *last = Some((SystemClock.now_ms(), err.to_string()));
                 }
+                if let Some(now) = err.fault() {
+                    *fault = Some(now);
+                }
+            }
+            Ok(_) => {
+                if fault.is_some_and(cleared_by_success) {
+                    *fault = None;
+                }
             }
         }
-        result
+    }
+
+    /// Why writes fail now, if a fault is known.
+    pub(crate) fn fault(&self) -> Option<Fault> {
+        self.fault.lock().ok().and_then(|fault| *fault)
     }
 
     /// The error remembered last and when (unix ms), as [`PoolStats`] shows them.

@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 use settings::{Given, SettingsArgs};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -125,7 +126,42 @@ struct SimulateArgs {
     seed: Option<u64>,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", failure_text(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its whole cause chain, as anyhow prints it (`Error: …`, then `Caused by:`
+/// and one numbered line per cause), except that every line has text: a cause whose
+/// message is empty is shown by its debug form, and one that only repeats the line above
+/// it is left out.
+fn failure_text(err: &anyhow::Error) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let mut text = cause.to_string();
+        if text.trim().is_empty() {
+            text = format!("{cause:?}");
+        }
+        if !lines.last().is_some_and(|above| above.ends_with(&text)) {
+            lines.push(text);
+        }
+    }
+    let mut printed = format!("Error: {}", lines.first().map_or("", String::as_str));
+    if lines.len() > 1 {
+        printed.push_str("\n\nCaused by:");
+        for (index, text) in lines.iter().skip(1).enumerate() {
+            printed.push_str(&format!("\n    {index}: {text}"));
+        }
+    }
+    printed
+}
+
+fn run() -> Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut Cli::command()).exit());
     // Kept to name the flag or environment variable behind each configuration value.

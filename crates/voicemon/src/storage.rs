@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use voicemon_server::config::{describe_url, Layers, Settings};
 use voicemon_server::startup::open_store;
-use voicemon_store::sqlite::Durability;
 use voicemon_store::Store;
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -49,7 +48,7 @@ pub async fn open(settings: &Settings) -> Result<(Arc<dyn Store>, String)> {
         Some(postgres) => describe_url(postgres.url.expose_secret()),
         None => serve.data_dir.display().to_string(),
     };
-    open_store(&serve.data_dir, Durability::Full, serve.postgres.as_ref())
+    open_store(&serve.data_dir, serve.durability, serve.postgres.as_ref())
         .await
         .with_context(|| format!("cannot open the store ({where_})"))
 }

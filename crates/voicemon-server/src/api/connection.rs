@@ -31,6 +31,13 @@ impl axum::serve::Listener for JsonErrors {
     }
 }
 
+impl<T> Connection<T> {
+    /// `inner` with the correction.
+    pub fn new(inner: T) -> Connection<T> {
+        Connection { inner, pending: Vec::new() }
+    }
+}
+
 /// One connection: reads pass through; a write that is hyper's own bodiless 414 or 431
 /// is replaced by the same head with a JSON body, written before anything else.
 #[derive(Debug)]

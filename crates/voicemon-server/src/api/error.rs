@@ -85,6 +85,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%message, "storage unavailable");
                 ApiError::Unavailable("storage is unavailable; retry later".into())
             }
+            StoreError::Fault { fault, detail } => {
+                tracing::warn!(cause = fault.as_str(), %detail, "storage unavailable: {fault}");
+                ApiError::Unavailable(format!("storage is unavailable: {fault}; retry later"))
+            }
             StoreError::NotFound(message) => ApiError::NotFound(message),
             // No request writes under a lease; should one ever, the caller may retry.
             StoreError::LeaseLost(message) => {

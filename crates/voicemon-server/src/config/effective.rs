@@ -114,6 +114,12 @@ impl Settings {
             ),
             format!("max_body_bytes:    {}", serve.max_body_bytes),
             format!("allowed_origins:   {}", allowed_origins_text(&serve.allowed_origins.texts())),
+            format!(
+                "connections:       at most {}, request heads within {}, idle ones closed after {}",
+                serve.connections.max_connections,
+                humantime::format_duration(serve.connections.header_read_timeout),
+                humantime::format_duration(serve.connections.idle_timeout),
+            ),
             format!("batch_max_events:  {}", serve.writer.max_events),
             format!("flush_interval:    {}", humantime::format_duration(serve.writer.max_wait)),
             format!("flush_linger:      {}", humantime::format_duration(serve.writer.linger)),
@@ -205,6 +211,15 @@ impl Settings {
             ("data_dir", quoted(serve.data_dir.display())),
             ("max_body_bytes", serve.max_body_bytes.to_string()),
             ("allowed_origins", quoted_list(&serve.allowed_origins.texts())),
+            ("header_read_timeout", quoted(duration_text(serve.connections.header_read_timeout))),
+            ("idle_timeout", quoted(duration_text(serve.connections.idle_timeout))),
+            (
+                "max_connections",
+                format!(
+                    "{} (lowered at start if the open-file limit needs it)",
+                    serve.connections.max_connections
+                ),
+            ),
         ]
     }
 

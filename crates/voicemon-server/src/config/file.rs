@@ -65,6 +65,19 @@ pub struct ServerSection {
     /// its own (the page at `/`): the live WebSocket checks `Origin` against them, and a
     /// server without keys refuses every other cross-origin request (default: none).
     pub allowed_origins: Option<Vec<String>>,
+    /// A request head (request line and headers) must be complete within this long of the
+    /// server starting to wait for it, on a new connection or after the previous answer;
+    /// a slower client is disconnected (default "30s").
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in flight (silent since it opened, or kept alive
+    /// between requests) is closed after this long (default "15s"; at most
+    /// header_read_timeout, which bounds the wait for a request head anyway).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// HTTP connections open at once, at most; more wait until one closes (default 10000,
+    /// lowered at start to leave a quarter of the open-file limit, at most 256 files, free).
+    pub max_connections: Option<usize>,
 }
 
 /// `[ingest]`

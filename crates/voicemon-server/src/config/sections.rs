@@ -5,10 +5,11 @@ use crate::alerting::AlertingConfig;
 use crate::bus::BusConfig;
 use crate::config::file::{
     AlertingSection, CompressAfter, HealthSection, IngestSection, NatsSection, PostgresSection,
-    PrometheusSection,
+    PrometheusSection, ServerSection,
 };
 use crate::config::settings::{HealthConfig, PostgresSettings};
 use crate::config::ConfigError;
+use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::redis::RedisTarget;
@@ -18,6 +19,35 @@ use std::time::Duration;
 use voicemon_core::alerting::rules::rules_with;
 use voicemon_core::alerting::silence::{InhibitRule, Matcher};
 use voicemon_store::sqlite::Durability;
+
+impl TryFrom<&ServerSection> for ConnectionLimits {
+    type Error = ConfigError;
+
+    fn try_from(section: &ServerSection) -> Result<ConnectionLimits, ConfigError> {
+        let defaults = ConnectionLimits::default();
+        let limits = ConnectionLimits {
+            header_read_timeout: section.header_read_timeout.unwrap_or(defaults.header_read_timeout),
+            idle_timeout: section.idle_timeout.unwrap_or(defaults.idle_timeout),
+            max_connections: section.max_connections.unwrap_or(defaults.max_connections),
+        };
+        if limits.header_read_timeout.is_zero() {
+            return Err(ConfigError::value("server.header_read_timeout", "must be above 0"));
+        }
+        if limits.idle_timeout.is_zero() {
+            return Err(ConfigError::value("server.idle_timeout", "must be above 0"));
+        }
+        if limits.idle_timeout > limits.header_read_timeout {
+            return Err(ConfigError::value(
+                "server.idle_timeout",
+                "must not be longer than header_read_timeout, which bounds the wait for a request anyway",
+            ));
+        }
+        if limits.max_connections == 0 {
+            return Err(ConfigError::value("server.max_connections", "must be above 0"));
+        }
+        Ok(limits)
+    }
+}
 
 impl TryFrom<&IngestSection> for WriterConfig {
     type Error = ConfigError;

@@ -7,6 +7,7 @@ use crate::alerting::AlertingConfig;
 use crate::bus::BusConfig;
 use crate::config::layers::{Layers, Origins, DEFAULT_CONFIG};
 use crate::config::ConfigError;
+use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
 use crate::live::LiveConfig;
 use crate::notify::DeliveryConfig;
@@ -43,6 +44,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Web origins whose pages may call besides voicemon's own.
     pub allowed_origins: AllowedOrigins,
+    /// Header-read and idle timeouts and the connection cap, so idle sockets cannot hold
+    /// the server's file descriptors.
+    pub connections: ConnectionLimits,
     /// Group commits of the batch writer.
     pub writer: WriterConfig,
     /// What a SQLite commit survives.
@@ -101,6 +105,7 @@ impl ServeConfig {
             postgres: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: AllowedOrigins::default(),
+            connections: ConnectionLimits::default(),
             writer: WriterConfig::default(),
             durability: Durability::Full,
             prices: PriceBook::with_overrides(&[], "").expect("the shipped price book is valid (tested)"),
@@ -210,6 +215,7 @@ fn serve_config(
     let origins = server.allowed_origins.iter().flatten().map(String::as_str);
     config.allowed_origins = AllowedOrigins::parse(origins)
         .map_err(|err| ConfigError::value("server.allowed_origins", err.to_string()))?;
+    config.connections = ConnectionLimits::try_from(server)?;
     config.writer = WriterConfig::try_from(&tree.ingest)?;
     config.durability = tree.ingest.durability()?.unwrap_or(Durability::Full);
     config.prices = tree.price_book(price_origin)?;

@@ -356,3 +356,42 @@ fn an_allowed_origin_that_is_not_an_origin_is_refused_naming_the_key() {
         "{message}"
     );
 }
+
+#[test]
+fn the_connection_limits_come_from_the_server_section_and_config_check_shows_them() {
+    let (_dir, path) =
+        file("[server]\nheader_read_timeout = \"5s\"\nidle_timeout = \"2s\"\nmax_connections = 500\n");
+    let settings = Settings::try_from(Layers::new().file(&path).expect("read")).expect("valid");
+    let limits = settings.serve.connections;
+    let text = settings.effective();
+
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(limits.idle_timeout, Duration::from_secs(2));
+    assert_eq!(limits.max_connections, 500);
+    let origin = format!("# {}", path.display());
+    for (key, value) in
+        [("header_read_timeout", "\"5s\""), ("idle_timeout", "\"2s\""), ("max_connections", "500")]
+    {
+        let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).expect(key);
+        assert!(line.contains(value) && line.ends_with(&origin), "{line}");
+    }
+}
+
+#[test]
+fn the_connection_limits_have_defaults_and_refuse_values_that_cannot_work() {
+    let defaults = settings("").expect("valid").serve.connections;
+    assert_eq!(
+        (defaults.header_read_timeout, defaults.idle_timeout, defaults.max_connections),
+        (Duration::from_secs(30), Duration::from_secs(15), 10_000)
+    );
+    let refused = |text: &str| settings(text).expect_err("refused").to_string();
+    assert_eq!(
+        refused("[server]\nidle_timeout = \"1m\"\n"),
+        "server.idle_timeout: must not be longer than header_read_timeout, which bounds the wait for a request anyway"
+    );
+    assert_eq!(
+        refused("[server]\nheader_read_timeout = \"0s\"\n"),
+        "server.header_read_timeout: must be above 0"
+    );
+    assert_eq!(refused("[server]\nmax_connections = 0\n"), "server.max_connections: must be above 0");
+}

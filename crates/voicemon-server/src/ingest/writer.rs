@@ -200,6 +200,7 @@ async fn commit(store: &Arc<dyn IngestStore>, telemetry: &Telemetry, group: Vec<
             }
         }
         Err(err) => {
+            telemetry.write_error(err.cause());
             tracing::warn!(error = %err, events = total, "group commit failed; nothing of it is stored");
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));

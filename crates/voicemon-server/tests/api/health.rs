@@ -621,7 +621,7 @@ async fn readiness_fails_while_the_store_file_is_moved_away_and_recovers_when_it
     assert_eq!(body["status"], "critical", "{body}");
     assert!(
         body["reasons"].as_array().expect("reasons").contains(
-            &json!({"severity": "critical", "message": "voicemon's database (sqlite) is not answering"})
+            &json!({"severity": "critical", "message": "voicemon's database (sqlite) is not answering: the database is unreachable"})
         ),
         "{body}"
     );

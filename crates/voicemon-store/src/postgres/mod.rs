@@ -18,19 +18,21 @@ mod schema;
 pub mod tls;
 mod write;
 
-pub use schema::{latest_version, partitions, Partitioning, PARTITIONED};
+pub use schema::{latest_version, partitions, Partitioning, TimescaleDecision, TimescaleReport, PARTITIONED};
 
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
-    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, HealthStore,
-    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow, LeaseStore,
-    NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore,
-    Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
+    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, Fault,
+    HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow,
+    LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState,
+    RepriceStore, Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,7 +105,10 @@ impl PostgresStore {
     pub async fn connect(config: PostgresConfig) -> Result<PostgresStore, StoreError> {
         let pool = build_pool(&config)?;
         let mut client = pool.get().await.map_err(pool_error)?;
-        let partitioning = schema::migrate(&mut client, &config).await.map_err(map_error)?;
+        let migrated = schema::migrate(&mut client, &config).await.map_err(map_error);
+        release(client, &migrated);
+        let partitioning = migrated?;
+        let client = pool.get().await.map_err(pool_error)?;
         if let (Partitioning::Timescale, Some(after)) = (partitioning, config.compress_after) {
             schema::enable_compression(&client, after).await;
         }
@@ -154,6 +159,7 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         let client = self.client().await?;
         let result = work(&client).await.map_err(map_error);
+        release(client, &result);
         self.record(result)
     }
 
@@ -170,7 +176,17 @@ impl PostgresStore {
             Ok(value)
         }
         .await;
-        self.record(result)
+        release(client, &result);
+        self.errors.record_write(result)
+    }
+}
+
+/// Returns a connection to the pool, unless the operation on it failed: then it may be
+/// dead (the server closed it) or in a state nobody knows, so it is closed and the next
+/// caller gets a fresh one.
+fn release<T>(client: Object, result: &Result<T, StoreError>) {
+    if result.is_err() {
+        drop(Object::take(client));
     }
 }
 
@@ -185,8 +201,14 @@ fn build_pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
     if pg.get_application_name().is_none() {
         pg.application_name("voicemon");
     }
-    let manager =
-        Manager::from_config(pg, tls.connector()?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    // Verified: a pooled connection answers a round trip before it is handed out, so one
+    // the server closed while it sat idle (a restart, `pg_terminate_backend`) is replaced
+    // instead of failing the next caller.
+    let manager = Manager::from_config(
+        pg,
+        tls.connector()?,
+        ManagerConfig { recycling_method: RecyclingMethod::Verified },
+    );
     Pool::builder(manager)
         .max_size(config.pool_size.max(2))
         .runtime(Runtime::Tokio1)
@@ -197,34 +219,57 @@ fn build_pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
         .map_err(|err| StoreError::Internal(format!("cannot build the connection pool: {err}")))
 }
 
-/// Connection-level failures, and transactions the server rolled back (deadlock,
-/// serialization), are `Unavailable` (retry later); the rest is `Internal`.
+/// A lost or refused connection (and a server shutting down) is the fault `Unreachable`,
+/// a full disk `DiskFull`, a read-only server (a standby) `ReadOnly`; transactions the
+/// server rolled back (deadlock, serialization) are `Unavailable` (retry later); the rest
+/// is `Internal`.
 pub(crate) fn map_error(err: tokio_postgres::Error) -> StoreError {
-    let unavailable = err.is_closed()
-        || err.code().is_none_or(|code| {
-            code.code().starts_with("08")
-                || code.code().starts_with("40")
-                || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
-                    .contains(code)
-        });
     let text = match err.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => format!("postgresql: {}: {}", db.code().code(), db.message()),
         // tokio-postgres keeps the cause (connection refused, a certificate error) apart.
-        None => voicemon_tls::error_chain(&err),
+        None => format!("postgresql: {}", voicemon_tls::error_chain(&err)),
     };
-    if unavailable {
-        StoreError::Unavailable(format!("postgresql: {text}"))
-    } else {
-        StoreError::Internal(format!("postgresql: {text}"))
+    if connection_failed(&err) {
+        return StoreError::Fault { fault: Fault::Unreachable, detail: text };
     }
+    let Some(code) = err.code() else { return StoreError::Unavailable(text) };
+    let fault = match code {
+        code if code.code().starts_with("08") => Fault::Unreachable,
+        code if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
+            .contains(code) =>
+        {
+            Fault::Unreachable
+        }
+        &SqlState::DISK_FULL => Fault::DiskFull,
+        &SqlState::READ_ONLY_SQL_TRANSACTION => Fault::ReadOnly,
+        code if code.code().starts_with("40") => return StoreError::Unavailable(text),
+        _ => return StoreError::Internal(text),
+    };
+    StoreError::Fault { fault, detail: text }
+}
+
+/// Whether the connection itself failed (closed, refused, broken, timed out), as opposed
+/// to a statement on a working connection.
+fn connection_failed(err: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    const CONNECTION_KINDS: [&str; 4] =
+        ["error connecting", "error communicating", "error performing TLS", "timeout waiting"];
+    err.is_closed()
+        || err.source().is_some_and(|source| source.is::<std::io::Error>())
+        || (err.code().is_none() && CONNECTION_KINDS.iter().any(|kind| err.to_string().starts_with(kind)))
 }
 
 fn pool_error(err: PoolError) -> StoreError {
     match err {
         PoolError::Backend(err) => map_error(err),
-        PoolError::Timeout(kind) => {
-            StoreError::Unavailable(format!("postgresql: timed out waiting for a connection ({kind:?})"))
+        // Every connection is busy: a passing condition.
+        PoolError::Timeout(TimeoutType::Wait) => {
+            StoreError::Unavailable("postgresql: timed out waiting for a free connection".into())
         }
+        PoolError::Timeout(kind) => StoreError::Fault {
+            fault: Fault::Unreachable,
+            detail: format!("postgresql: timed out opening a connection ({kind:?})"),
+        },
         other => StoreError::Unavailable(format!("postgresql: {other}")),
     }
 }
@@ -270,7 +315,7 @@ impl IngestStore for PostgresStore {
                 self.forget_partitions();
                 continue;
             }
-            return self.record(result);
+            return self.errors.record_write(result);
         }
     }
 
@@ -479,6 +524,7 @@ impl HealthStore for PostgresStore {
             waiting: status.waiting as u32,
             last_error,
             last_error_ms,
+            fault: self.errors.fault(),
         }
     }
 }
@@ -487,7 +533,9 @@ impl HealthStore for PostgresStore {
 impl AlertStore for PostgresStore {
     async fn load_alerting(&self, now_ms: i64) -> Result<AlertingState, StoreError> {
         let client = self.client().await?;
-        self.record(alerting::load(&client, now_ms).await)
+        let result = alerting::load(&client, now_ms).await;
+        release(client, &result);
+        self.record(result)
     }
 
     async fn save_alerting(&self, tick: AlertingTick) -> Result<(), StoreError> {
@@ -530,7 +578,9 @@ impl AlertStore for PostgresStore {
 
     async fn create_silence(&self, silence: Silence) -> Result<(), StoreError> {
         let client = self.client().await?;
-        self.record(alerting::create_silence(&client, silence).await)
+        let result = alerting::create_silence(&client, silence).await;
+        release(client, &result);
+        self.record(result)
     }
 
     async fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Silence, StoreError> {
@@ -540,7 +590,9 @@ impl AlertStore for PostgresStore {
 
     async fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
         let client = self.client().await?;
-        self.record(alerting::silences(&client, now_ms).await)
+        let result = alerting::silences(&client, now_ms).await;
+        release(client, &result);
+        self.record(result)
     }
 
     async fn alert_history(
@@ -551,7 +603,9 @@ impl AlertStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let client = self.client().await?;
-        self.record(alerting::history(&client, range, rule, tenant_id, limit).await)
+        let result = alerting::history(&client, range, rule, tenant_id, limit).await;
+        release(client, &result);
+        self.record(result)
     }
 }
 
@@ -586,7 +640,9 @@ impl LeaseStore for PostgresStore {
 impl KeyStore for PostgresStore {
     async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
         let client = self.client().await?;
-        self.record(keys::create(&client, &key).await)
+        let result = keys::create(&client, &key).await;
+        release(client, &result);
+        self.record(result)
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
@@ -595,7 +651,9 @@ impl KeyStore for PostgresStore {
 
     async fn revoke_key(&self, id_or_prefix: &str, now_ms: i64) -> Result<ApiKey, StoreError> {
         let client = self.client().await?;
-        self.record(keys::revoke(&client, id_or_prefix, now_ms).await)
+        let result = keys::revoke(&client, id_or_prefix, now_ms).await;
+        release(client, &result);
+        self.record(result)
     }
 
     async fn active_key_hashes(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {

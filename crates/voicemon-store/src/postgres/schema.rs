@@ -152,20 +152,28 @@ async fn choose_partitioning(
             Partitioning::Native
         });
     }
-    let available = config.timescaledb
-        && client
-            .query_opt("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'", &[])
-            .await?
-            .is_some();
     let mut chosen = Partitioning::Native;
-    if available {
-        match client.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb").await {
-            Ok(()) => chosen = Partitioning::Timescale,
-            Err(err) => tracing::warn!(
-                error = %err,
-                "timescaledb is installed but cannot be enabled (is it in shared_preload_libraries?); \
-                 using native partitioning"
-            ),
+    let report =
+        if config.timescaledb { TimescaleReport::read(client).await? } else { TimescaleReport::default() };
+    match report.decide(config.timescaledb) {
+        TimescaleDecision::Native => {}
+        TimescaleDecision::NotPreloaded => tracing::warn!(
+            shared_preload_libraries = %report.preload,
+            "timescaledb is installed but not in shared_preload_libraries, so it cannot be enabled; \
+             using native partitioning (add it there and restart PostgreSQL before the first migration \
+             to use it)"
+        ),
+        TimescaleDecision::Use => chosen = Partitioning::Timescale,
+        TimescaleDecision::Create => {
+            match client.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb").await {
+                Ok(()) => chosen = Partitioning::Timescale,
+                // A FATAL error closed the connection: nothing more can be done on it.
+                Err(err) if is_fatal(&err) || client.is_closed() => return Err(err),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "timescaledb is installed and preloaded but cannot be enabled; using native partitioning"
+                ),
+            }
         }
     }
     client
@@ -175,6 +183,71 @@ async fn choose_partitioning(
         )
         .await?;
     Ok(chosen)
+}
+
+/// What the server says about TimescaleDB, read before anything is created with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimescaleReport {
+    /// The extension's files are installed (`pg_available_extensions`).
+    pub installed: bool,
+    /// `CREATE EXTENSION` was already run in this database (`pg_extension`).
+    pub created: bool,
+    /// The server's `shared_preload_libraries`, as it reports it.
+    pub preload: String,
+}
+
+/// What to do about TimescaleDB, given a [`TimescaleReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimescaleDecision {
+    /// Not wanted or not installed: native partitions, nothing to say.
+    Native,
+    /// Installed but not preloaded: `CREATE EXTENSION` would fail with FATAL and close
+    /// the connection, so native partitions, with a warning.
+    NotPreloaded,
+    /// Preloaded and created already.
+    Use,
+    /// Preloaded, not created yet.
+    Create,
+}
+
+impl TimescaleReport {
+    /// Asks the server.
+    pub async fn read(client: &Client) -> Result<TimescaleReport, tokio_postgres::Error> {
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+                        EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
+                        current_setting('shared_preload_libraries')",
+                &[],
+            )
+            .await?;
+        Ok(TimescaleReport { installed: row.get(0), created: row.get(1), preload: row.get(2) })
+    }
+
+    /// Whether `shared_preload_libraries` names timescaledb (as `timescaledb`,
+    /// `$libdir/timescaledb` or a versioned `timescaledb-2.x.y`, quoted or not).
+    pub fn preloaded(&self) -> bool {
+        self.preload.split(',').any(|entry| {
+            let entry = entry.trim().trim_matches('"');
+            let library = entry.rsplit('/').next().unwrap_or(entry);
+            library == "timescaledb" || library.starts_with("timescaledb-")
+        })
+    }
+
+    /// What to do when `wanted` (`[postgres] timescaledb`).
+    pub fn decide(&self, wanted: bool) -> TimescaleDecision {
+        match (wanted && self.installed, self.preloaded(), self.created) {
+            (false, _, _) => TimescaleDecision::Native,
+            (true, false, _) => TimescaleDecision::NotPreloaded,
+            (true, true, true) => TimescaleDecision::Use,
+            (true, true, false) => TimescaleDecision::Create,
+        }
+    }
+}
+
+/// A FATAL error: the server closed the connection after sending it.
+fn is_fatal(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error().is_some_and(|db| db.severity() == "FATAL" || db.severity() == "PANIC")
 }
 
 /// `sql` without its `PARTITION BY RANGE (…)` clauses.
@@ -372,6 +445,44 @@ mod tests {
             without_partitioning(sql),
             "CREATE TABLE a (ts timestamptz);\nCREATE TABLE b (x int);\nCREATE TABLE c (start_at timestamptz);"
         );
+    }
+
+    fn report(installed: bool, created: bool, preload: &str) -> TimescaleReport {
+        TimescaleReport { installed, created, preload: preload.into() }
+    }
+
+    #[test]
+    fn timescaledb_installed_but_not_preloaded_is_never_created_and_native_partitioning_is_used() {
+        let cases = [
+            (report(true, false, ""), TimescaleDecision::NotPreloaded),
+            (report(true, false, "pg_stat_statements"), TimescaleDecision::NotPreloaded),
+            (report(true, false, "timescaledb_toolkit"), TimescaleDecision::NotPreloaded),
+            (report(true, true, "auto_explain"), TimescaleDecision::NotPreloaded),
+        ];
+        for (report, decision) in cases {
+            assert_eq!(report.decide(true), decision, "{report:?}");
+        }
+    }
+
+    #[test]
+    fn timescaledb_preloaded_under_any_spelling_is_created_or_used() {
+        let cases = [
+            (report(true, false, "timescaledb"), TimescaleDecision::Create),
+            (report(true, false, "pg_stat_statements, timescaledb"), TimescaleDecision::Create),
+            (report(true, false, "$libdir/timescaledb"), TimescaleDecision::Create),
+            (report(true, false, "\"timescaledb-2.17.2\""), TimescaleDecision::Create),
+            (report(true, true, "timescaledb"), TimescaleDecision::Use),
+        ];
+        for (report, decision) in cases {
+            assert_eq!(report.decide(true), decision, "{report:?}");
+        }
+    }
+
+    #[test]
+    fn timescaledb_not_installed_or_not_wanted_means_native_partitioning_without_a_word() {
+        assert_eq!(report(false, false, "").decide(true), TimescaleDecision::Native);
+        assert_eq!(report(false, false, "timescaledb").decide(true), TimescaleDecision::Native);
+        assert_eq!(report(true, true, "timescaledb").decide(false), TimescaleDecision::Native);
     }
 
     #[test]

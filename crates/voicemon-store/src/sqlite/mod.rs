@@ -17,10 +17,10 @@ mod write;
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
-    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, HealthStore,
-    HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow, LeaseStore,
-    NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, RepriceStore,
-    Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
+    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, Fault,
+    HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow,
+    LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState,
+    RepriceStore, Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -209,7 +209,7 @@ impl SqliteStore {
             work(&mut writer)
         })
         .await;
-        self.pool.errors.record(result)
+        self.pool.errors.record_write(result)
     }
 }
 
@@ -261,22 +261,22 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
-/// I/O-level failures are `Unavailable` (retry later); everything else is `Internal`.
+/// A full disk, a read-only file, a file that cannot be opened and an I/O failure are
+/// faults (retry once someone fixes them); a busy or locked database is `Unavailable`
+/// (retry later); everything else is `Internal`.
 fn map_error(err: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
-    match err.sqlite_error_code() {
-        Some(
-            DatabaseBusy
-            | DatabaseLocked
-            | SystemIoFailure
-            | CannotOpen
-            | DiskFull
-            | ReadOnly
-            | FileLockingProtocolFailed
-            | NotADatabase,
-        ) => StoreError::Unavailable(err.to_string()),
-        _ => StoreError::Internal(err.to_string()),
-    }
+    let fault = match err.sqlite_error_code() {
+        Some(DiskFull) => Fault::DiskFull,
+        Some(ReadOnly) => Fault::ReadOnly,
+        Some(CannotOpen) => Fault::Unreachable,
+        Some(SystemIoFailure) => Fault::Io,
+        Some(DatabaseBusy | DatabaseLocked | FileLockingProtocolFailed | NotADatabase) => {
+            return StoreError::Unavailable(err.to_string())
+        }
+        _ => return StoreError::Internal(err.to_string()),
+    };
+    StoreError::Fault { fault, detail: err.to_string() }
 }
 
 #[async_trait]
@@ -494,6 +494,7 @@ impl HealthStore for SqliteStore {
             waiting: self.pool.writer_waiting.load(Ordering::Relaxed),
             last_error,
             last_error_ms,
+            fault: self.pool.errors.fault(),
         }
     }
 }

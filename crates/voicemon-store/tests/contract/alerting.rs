@@ -283,7 +283,7 @@ fn error_kind<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
         Ok(value) => format!("ok: {value:?}"),
         Err(StoreError::NotFound(_)) => "not found".into(),
         Err(StoreError::Internal(_)) => "internal".into(),
-        Err(StoreError::Unavailable(_)) => "unavailable".into(),
+        Err(StoreError::Unavailable(_) | StoreError::Fault { .. }) => "unavailable".into(),
         Err(StoreError::Config(_)) => "configuration".into(),
         Err(StoreError::LeaseLost(_)) => "lease lost".into(),
     }

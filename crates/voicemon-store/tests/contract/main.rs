@@ -9,8 +9,8 @@
 //! - `backends`: a fresh store of each kind, the PostgreSQL test schema, `on_both_backends`.
 //! - `transcript`: what a script answered, checked and compared across backends.
 //! - `events`: events built from contract-v1 JSON and costed under the shipped price book.
-//! - one module per subject of the `Store` trait; `partitions`, `schema_file` and
-//!   `sql_quantile` are PostgreSQL-only.
+//! - one module per subject of the `Store` trait; `partitions`, `connections`,
+//!   `schema_file` and `sql_quantile` are PostgreSQL-only.
 
 mod backends;
 mod events;
@@ -18,6 +18,7 @@ mod transcript;
 
 mod alerting;
 mod calls;
+mod connections;
 mod cost;
 mod health;
 mod ingest;

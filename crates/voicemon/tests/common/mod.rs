@@ -36,7 +36,26 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let mut command = Command::new(BIN);
+        Server::launch(Command::new(BIN), data_dir, config, extra, env)
+    }
+
+    /// [`Server::start`] in a shell that first sets the open-file limit (soft and hard) to
+    /// `open_files`, as `ulimit -n` does on a machine with that default.
+    pub fn start_with_open_files(open_files: u64, data_dir: &Path, config: Option<&Path>) -> Server {
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")).arg(BIN);
+        Server::launch(shell, data_dir, config, &[], &[])
+    }
+
+    /// Runs `command` (the binary, or a launcher whose arguments end with it) as
+    /// `serve --port 0` on `data_dir`.
+    fn launch(
+        mut command: Command,
+        data_dir: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         command.args(["serve", "--port", "0", "--data-dir"]).arg(data_dir);
         if let Some(config) = config {
             command.arg("--config").arg(config);

@@ -16,7 +16,7 @@ use voicemon_core::health::{
 };
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{format_time, MINUTE_MS};
-use voicemon_store::{PoolStats, ProviderErrorCount, ReceiverState, Store, StoreError, WorkerRow};
+use voicemon_store::{Fault, PoolStats, ProviderErrorCount, ReceiverState, Store, StoreError, WorkerRow};
 
 use crate::redis::{RedisHealth, RedisMonitor};
 
@@ -147,9 +147,7 @@ pub async fn report(
 ) -> HealthReport {
     let mut verdict = Verdict::default();
     let database = database(store).await;
-    if !database.reachable {
-        verdict.add(Overall::Critical, format!("voicemon's database ({}) is not answering", store.backend()));
-    }
+    database_reasons(&database, store.backend(), &mut verdict);
     let facts = Facts::gather(store, tenant_id, now_ms, depth).await;
     let facts_error = facts.as_ref().err().map(|err| {
         tracing::warn!(error = %err, "health: could not read facts");
@@ -221,6 +219,22 @@ impl Facts {
             latency: store.provider_latency(tenant, now_ms - HOUR_MS).await?,
             errors: store.provider_errors(tenant, now_ms - DAY_MS).await?,
         })
+    }
+}
+
+/// A database that does not answer, or that answers but cannot store writes, is critical:
+/// ingest answers 503 until someone fixes the cause, which the reason names.
+fn database_reasons(database: &DatabaseAnswer, backend: &str, verdict: &mut Verdict) {
+    match (database.reachable, database.pool.fault) {
+        (false, Some(fault)) if fault != Fault::Unreachable => verdict
+            .add(Overall::Critical, format!("voicemon's database ({backend}) is not answering: {fault}")),
+        (false, _) => verdict.add(
+            Overall::Critical,
+            format!("voicemon's database ({backend}) is not answering: {}", Fault::Unreachable),
+        ),
+        (true, Some(fault)) => verdict
+            .add(Overall::Critical, format!("voicemon's database ({backend}) cannot store writes: {fault}")),
+        (true, None) => {}
     }
 }
 
