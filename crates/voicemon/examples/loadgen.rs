@@ -103,6 +103,20 @@ struct Args {
     /// Seed design: how the INSERTs carry their values.
     #[arg(long, value_enum, default_value_t = SeedValues::Bound)]
     seed_values: SeedValues,
+    /// Live shape: publish the bodies to NATS JetStream (URL is then a NATS URL) on this
+    /// subject, into --nats-stream (created when missing), instead of posting them.
+    #[arg(long)]
+    nats_subject: Option<String>,
+    /// The JetStream stream of --nats-subject and --nats-drain.
+    #[arg(long, default_value = "VOICEMON_EVENTS")]
+    nats_stream: String,
+    /// Generate nothing: wait until this durable consumer of --nats-stream has acknowledged
+    /// every message, and report EVENTS / the time from its first delivery to the last ack.
+    #[arg(long)]
+    nats_drain: Option<String>,
+    /// With --nats-drain: delete the stream once drained.
+    #[arg(long)]
+    nats_delete: bool,
 }
 
 /// How the seed design's INSERTs carry their values.
@@ -150,7 +164,11 @@ async fn main() {
         }
         ShapeKind::Live => {
             let live = live::Workload::from_args(&args, now_ms);
-            if args.seed_design {
+            if let Some(consumer) = &args.nats_drain {
+                nats::drain(&args, consumer, live.events as u64).await
+            } else if let Some(subject) = &args.nats_subject {
+                nats::publish(&args, &live, subject).await
+            } else if args.seed_design {
                 seed::run(&args, &live).await
             } else {
                 live.run_http(&args).await
@@ -594,14 +612,19 @@ mod live {
             self.now_ms - self.spread.millis() - 60_000
         }
 
+        /// The NDJSON bodies of the run, `batch` events each.
+        pub fn bodies(&self, batch: usize) -> Vec<Body> {
+            eprintln!("generating {}…", self.describe());
+            (0..self.events)
+                .step_by(batch)
+                .map(|from| self.body(from, (from + batch).min(self.events)))
+                .collect()
+        }
+
         pub async fn run_http(&self, args: &Args) -> bool {
             let batch = args.batch.unwrap_or(1_000);
             let connections = args.connections.unwrap_or(8);
-            eprintln!("generating {}…", self.describe());
-            let bodies: Vec<Body> = (0..self.events)
-                .step_by(batch)
-                .map(|from| self.body(from, (from + batch).min(self.events)))
-                .collect();
+            let bodies = self.bodies(batch);
             let bytes: usize = bodies.iter().map(|b| b.text.len()).sum();
             let turns: u64 = bodies.iter().map(|b| b.turns).sum();
             let (tally, took) = send_bodies(&args.url, bodies, connections).await;
@@ -697,6 +720,87 @@ mod live {
                     )
                 }
             };
+        }
+    }
+}
+
+/// The event bus: the live shape's bodies published to NATS JetStream, and the time a
+/// voicemon consumer takes to store them (scripts/nats-bench.sh).
+mod nats {
+    use super::*;
+    use async_nats::jetstream;
+
+    async fn context(url: &str) -> jetstream::Context {
+        let client = async_nats::connect(url).await.unwrap_or_else(|err| panic!("NATS at {url}: {err}"));
+        jetstream::new(client)
+    }
+
+    /// Publishes every body as one message, `connections` publishes awaiting their acks at once.
+    pub async fn publish(args: &Args, workload: &live::Workload, subject: &str) -> bool {
+        let context = context(&args.url).await;
+        let prefix = subject.rsplit_once('.').map_or(subject, |(prefix, _)| prefix);
+        let config = jetstream::stream::Config {
+            name: args.nats_stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        };
+        context.get_or_create_stream(config).await.expect("the stream exists");
+        let bodies = workload.bodies(args.batch.unwrap_or(1_000));
+        let events: u64 = bodies.iter().map(|body| body.events).sum();
+        let in_flight = args.connections.unwrap_or(64);
+        let started = Instant::now();
+        let mut pending = std::collections::VecDeque::new();
+        for body in bodies {
+            let ack = context.publish(subject.to_owned(), body.text.into()).await.expect("published");
+            pending.push_back(ack);
+            if pending.len() >= in_flight {
+                pending.pop_front().expect("one").await.expect("JetStream stored it");
+            }
+        }
+        for ack in pending {
+            ack.await.expect("JetStream stored it");
+        }
+        let took = started.elapsed();
+        println!(
+            "published: {events} events in {:.2} s = {:.0} events/s",
+            took.as_secs_f64(),
+            rate(events, took)
+        );
+        true
+    }
+
+    /// Waits for `consumer` to acknowledge the whole stream; the rate from its first delivery.
+    pub async fn drain(args: &Args, consumer: &str, events: u64) -> bool {
+        let context = context(&args.url).await;
+        let mut stream = context.get_stream(&args.nats_stream).await.expect("the stream exists");
+        let last = stream.info().await.expect("stream info").state.last_sequence;
+        let mut first_delivery: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            if let Ok(mut handle) = stream.get_consumer::<jetstream::consumer::pull::Config>(consumer).await {
+                let info = handle.info().await.expect("consumer info").clone();
+                if info.delivered.stream_sequence > 0 && first_delivery.is_none() {
+                    first_delivery = Some(Instant::now());
+                }
+                if info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0 {
+                    let took = first_delivery.map_or(Duration::ZERO, |at| at.elapsed());
+                    println!(
+                        "drained: {events} events ({last} messages) in {:.2} s = {:.0} events/s",
+                        took.as_secs_f64(),
+                        rate(events, took)
+                    );
+                    println!("rate: {:.0} events/s, 0 turns/s", rate(events, took));
+                    if args.nats_delete {
+                        context.delete_stream(&args.nats_stream).await.expect("the stream is deleted");
+                    }
+                    return true;
+                }
+            }
+            if Instant::now() > deadline {
+                eprintln!("the consumer did not drain the stream within an hour");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -395,3 +395,33 @@ fn the_connection_limits_have_defaults_and_refuse_values_that_cannot_work() {
     );
     assert_eq!(refused("[server]\nmax_connections = 0\n"), "server.max_connections: must be above 0");
 }
+
+#[test]
+fn the_nats_section_configures_the_event_bus_and_config_check_hides_its_credentials() {
+    let text = "[nats]\nurl = \"nats://bus:s3cret@nats.internal:4222\"\nstream = \"EVENTS\"\n\
+                subjects = [\"platform.voice.>\"]\nconsumer = \"vm\"\nmax_in_flight = 64\n";
+    let configured = settings(text).expect("valid");
+    let bus = configured.serve.bus.as_ref().expect("a bus is configured");
+    assert_eq!((bus.stream.as_str(), bus.consumer.as_str(), bus.max_in_flight), ("EVENTS", "vm", 64));
+    assert_eq!(bus.subjects, vec!["platform.voice.>".to_owned()]);
+    assert_eq!(bus.dead_letter_subject, "voicemon.dead", "the default");
+    let effective = configured.effective();
+    assert!(!effective.contains("s3cret"), "{effective}");
+    assert!(effective.contains("url = \"nats://nats.internal:4222\" (credentials redacted)"), "{effective}");
+    assert!(settings("").expect("valid").serve.bus.is_none(), "no URL, no bus");
+}
+
+#[test]
+fn a_nats_section_that_cannot_work_is_refused_naming_the_key() {
+    let refused = |text: &str| settings(text).expect_err("refused").to_string();
+    assert_eq!(
+        refused("[nats]\nurl = \"http://nats:4222\"\n"),
+        "nats.url: must start with nats://, tls://, ws:// or wss://"
+    );
+    assert!(refused("[nats]\nurl = \"nats://n:4222\"\nstream = \"a.b\"\n").starts_with("nats.stream: "));
+    assert!(refused("[nats]\nurl = \"nats://n:4222\"\nsubjects = []\n").starts_with("nats.subjects: "));
+    assert_eq!(
+        refused("[nats]\nurl = \"nats://n:4222\"\nmax_in_flight = 0\n"),
+        "nats.max_in_flight: must be above 0"
+    );
+}
