@@ -56,6 +56,7 @@ impl std::fmt::Display for EventError {
 
 /// The flat wire shape of every event type: the envelope plus the union of all
 /// type-specific fields. Unknown fields are refused (extra labels go in `attributes`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireEvent {

@@ -193,6 +193,7 @@ pub struct CallCostTotal {
 
 /// How to split cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(rename_all = "snake_case"))]
 pub enum CostGroup {
     Provider,
     Component,
@@ -264,6 +265,7 @@ pub struct AlertingState {
 }
 
 /// One entry of `alert_history`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub at_ms: i64,
@@ -271,6 +273,7 @@ pub struct HistoryEntry {
     pub fingerprint: String,
     pub rule: String,
     pub tenant_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub labels: Labels,
     pub value: Option<f64>,
     pub detail: Option<String>,
@@ -326,6 +329,7 @@ pub enum Delivery {
 }
 
 /// A receiver's delivery health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReceiverState {
     pub name: String,

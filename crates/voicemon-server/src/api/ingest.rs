@@ -1,6 +1,6 @@
 //! `POST /v1/events` → validate → batch writer → 202 once durable.
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::auth::Principal;
 use crate::state::AppState;
 use axum::body::Body;
@@ -9,11 +9,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 use voicemon_core::body::{parse_body, Framing};
+use voicemon_core::validate::WireEvent;
 use voicemon_store::IngestEvent;
 
 /// One refused event: its index in the body, the field at fault, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Rejection {
     pub index: usize,
     pub field: Option<String>,
@@ -21,7 +23,7 @@ pub struct Rejection {
 }
 
 /// The answer to an ingest request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestReport {
     /// Events stored by this request.
     pub accepted: usize,
@@ -30,8 +32,39 @@ pub struct IngestReport {
     pub rejected: Vec<Rejection>,
 }
 
+/// The JSON framings of an ingest body (NDJSON, one event a line, is the third).
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum EventsBody {
+    One(WireEvent),
+    Many(Vec<WireEvent>),
+}
+
 /// `POST /v1/events`: 202 when anything was stored or was a duplicate, 422 when every
 /// event was refused (the report says why), 503 with `Retry-After` when storage is down.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "ingest",
+    request_body(
+        description = "Contract-v1 events (docs/events.md): one event object or a JSON array of \
+                       them, or NDJSON (one event a line) with `Content-Type: application/x-ndjson`. \
+                       Each event is validated alone: one bad event never costs the good ones.",
+        content(
+            (EventsBody = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Durable: the accepted events are stored; `rejected` lists the refused ones.", body = IngestReport),
+        (status = 400, description = "The body is not JSON (or empty, or not UTF-8); nothing is stored.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "A read key, or an ingest key sending another tenant's events; nothing is stored.", body = ErrorBody),
+        (status = 413, description = "The body is larger than `max_body_bytes`.", body = ErrorBody),
+        (status = 422, description = "Every event was refused; `rejected` says why.", body = IngestReport),
+        (status = 503, description = "Storage is unavailable; nothing is stored; retry after `Retry-After` seconds.", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
+    )
+)]
 pub async fn post_events(
     State(state): State<AppState>,
     principal: Principal,

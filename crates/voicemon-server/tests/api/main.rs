@@ -11,6 +11,7 @@ mod http;
 mod ingest;
 mod latency;
 mod live;
+mod openapi;
 mod prometheus;
 mod reprice;
 mod shutdown;
