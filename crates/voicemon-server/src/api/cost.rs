@@ -28,7 +28,7 @@ pub struct CostParams {
     call_id: Option<String>,
     /// Itemise the call of this trace, when `call_id` is not given.
     trace_id: Option<String>,
-    /// `YYYY-MM`: that UTC month, instead of `from` / `to`.
+    /// `YYYY-MM`: that UTC month, instead of `from` / `to` (giving both is a 400).
     #[param(value_type = Option<String>, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: Option<MonthParam>,
     #[serde(flatten)]
@@ -76,6 +76,9 @@ pub async fn get_cost(
         return Ok(Json(CostAnswer::Call(call(store, tenant_id.as_deref(), &wanted).await?)));
     }
     let range = match &params.month {
+        Some(_) if params.range.is_given() => {
+            return Err(ApiError::BadRequest("give either `month` or `from` / `to`, not both".into()))
+        }
         Some(month) => month.range,
         None => params.range.resolve(state.clock.now_ms(), DEFAULT_RANGE_MS)?,
     };

@@ -69,8 +69,8 @@ fn time_schema() -> Schema {
     OneOfBuilder::new().item(rfc3339).item(unix_seconds).into()
 }
 
-/// Unix seconds as a query value: digits, and at most three decimals (milliseconds).
-const UNIX_SECONDS_PATTERN: &str = "^[0-9]{1,11}(\\.[0-9]{1,3})?$";
+/// Unix seconds as a query value (`window::parse_time`): digits, and decimals if any.
+const UNIX_SECONDS_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?$";
 
 impl RangeParams {
     /// Whether either end was given.

@@ -190,3 +190,35 @@ async fn a_silence_body_that_is_not_the_documented_object_is_a_json_400_naming_t
     }
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_time_that_is_not_plain_unix_seconds_is_a_400_rather_than_a_float_rust_happens_to_read() {
+    let app = spawn_app().await;
+    let refused = [
+        ("1.2044296466521708e-08", "1.2044296466521708e-08"),
+        ("1e9", "1e9"),
+        ("%2B1795780800", "+1795780800"),
+        (".5", ".5"),
+    ];
+    for (sent, read) in refused {
+        let (status, body) = app.get_json(&format!("/alerts/history?to={sent}"), None).await;
+        assert_error(status, &body, 400, "bad_request");
+        let message = body["error"]["message"].as_str().expect("a message");
+        assert!(message.contains(&format!("`{read}` is neither an RFC 3339 time")), "{message}");
+    }
+    let (status, body) = app.get_json("/alerts/history?to=1795780800.25", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["to"], "2026-11-27T12:00:00.250Z");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn cost_refuses_a_month_together_with_from_or_to_instead_of_ignoring_them() {
+    let app = spawn_app().await;
+    for query in ["month=2026-11&from=garbage", "month=2026-11&to=1795780800"] {
+        let (status, body) = app.get_json(&format!("/metrics/cost?{query}"), None).await;
+        assert_error(status, &body, 400, "bad_request");
+        assert_eq!(body["error"]["message"], "give either `month` or `from` / `to`, not both", "{query}");
+    }
+    app.shutdown().await;
+}
