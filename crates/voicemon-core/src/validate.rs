@@ -62,7 +62,10 @@ impl std::fmt::Display for EventError {
 pub struct WireEvent {
     pub id: Option<String>,
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<EventKind>))]
     pub kind: Option<String>,
+    /// RFC 3339; not before 2020, at most 5 minutes ahead of voicemon's clock.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub timestamp: Option<String>,
     pub tenant_id: Option<String>,
     pub call_id: Option<String>,
@@ -74,8 +77,10 @@ pub struct WireEvent {
     pub channel: Option<String>,
     // call.ended
     pub duration_s: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<CallStatus>))]
     pub status: Option<String>,
     pub ended_reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<EndedBy>))]
     pub ended_by: Option<String>,
     // turn.completed
     pub turn_index: Option<u32>,
@@ -100,11 +105,13 @@ pub struct WireEvent {
     pub voice: Option<String>,
     pub characters: Option<u64>,
     pub ttfb_ms: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<PipelineComponent>))]
     pub component: Option<String>,
     pub ok: Option<bool>,
     pub error: Option<String>,
     // circuit_breaker.changed
     pub breaker: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BreakerState>))]
     pub state: Option<String>,
     // worker.heartbeat
     pub worker_id: Option<String>,

@@ -11,8 +11,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::LazyLock;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// The name of the bearer-key security scheme in the document.
@@ -47,7 +48,7 @@ pub const BEARER: &str = "bearer";
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
-    modifiers(&BearerKeys, &EmptyQueryValues),
+    modifiers(&BearerKeys, &TrimmedQueryValues),
     security(("bearer" = [])),
     tags(
         (name = "ingest", description = "Events from voice workers."),
@@ -79,20 +80,42 @@ const ROLES: &str = "An API key made with `voicemon keys create`, sent as `Autho
     tenant a 403. With no active key the server runs open on loopback only and every call \
     is allowed without a header.";
 
-/// `Params<T>` takes an empty query value as absent (`?agent_id=` is no filter): every
-/// query parameter's schema also admits the empty string.
-struct EmptyQueryValues;
+/// `Params<T>` trims query values and takes an empty one as absent (`?agent_id=` is no
+/// filter): every query parameter's patterns admit white space around the value, and its
+/// schema also admits text that is only white space.
+struct TrimmedQueryValues;
 
-impl Modify for EmptyQueryValues {
+/// Unicode `White_Space`, what `str::trim` removes.
+const WHITE_SPACE: &str =
+    "[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+impl Modify for TrimmedQueryValues {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let operations = openapi.paths.paths.values_mut().flat_map(operations_of);
         let parameters = operations.flat_map(|operation| operation.parameters.iter_mut().flatten());
         for parameter in parameters.filter(|parameter| parameter.parameter_in == ParameterIn::Query) {
-            if let Some(schema) = parameter.schema.take() {
-                let empty = ObjectBuilder::new().schema_type(Type::String).max_length(Some(0));
-                parameter.schema = Some(AnyOfBuilder::new().item(schema).item(empty).into());
+            if let Some(mut schema) = parameter.schema.take() {
+                pad_patterns(&mut schema);
+                let blank =
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!("^{WHITE_SPACE}*$")));
+                parameter.schema = Some(AnyOfBuilder::new().item(schema).item(blank).into());
             }
         }
+    }
+}
+
+/// `^x$` → `^\s*(?:x)\s*$` (with [`WHITE_SPACE`]) in `schema` and the schemas it joins.
+fn pad_patterns(schema: &mut RefOr<Schema>) {
+    match schema {
+        RefOr::T(Schema::Object(object)) => {
+            if let Some(pattern) = object.pattern.take() {
+                let core = pattern.trim_start_matches('^').trim_end_matches('$');
+                object.pattern = Some(format!("^{WHITE_SPACE}*(?:{core}){WHITE_SPACE}*$"));
+            }
+        }
+        RefOr::T(Schema::OneOf(one_of)) => one_of.items.iter_mut().for_each(pad_patterns),
+        RefOr::T(Schema::AnyOf(any_of)) => any_of.items.iter_mut().for_each(pad_patterns),
+        _ => {}
     }
 }
 
