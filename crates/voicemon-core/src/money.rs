@@ -82,7 +82,8 @@ pub fn prorate(quantity: i64, price: Nanos, per: i64) -> Nanos {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Amount(pub Nanos);
 
-/// What an [`Amount`] is serialised as (and, with `openapi`, its schema).
+// What an `Amount` is serialised as (and, with `openapi`, its schema).
+/// An amount of money: exact decimal USD, and the same in integer nano-USD.
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Amount))]
 struct AmountWire {

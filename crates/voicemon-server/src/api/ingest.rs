@@ -36,7 +36,7 @@ pub struct IngestReport {
 #[derive(ToSchema)]
 #[serde(untagged)]
 pub enum EventsBody {
-    One(WireEvent),
+    One(Box<WireEvent>),
     Many(Vec<WireEvent>),
 }
 

@@ -2,6 +2,7 @@
 
 use super::QueryError;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use voicemon_core::alerting::evaluator::{Alert, AlertState};
 use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Silence};
@@ -14,8 +15,9 @@ pub struct AlertAnswer {
     pub fingerprint: String,
     pub rule: String,
     pub state: AlertState,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub labels: Labels,
-    pub annotations: std::collections::BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
     pub value: f64,
     pub active_since: String,
     pub firing_since: Option<String>,

@@ -139,6 +139,28 @@ async fn ingest_documents_its_three_framings_and_the_stream_its_upgrade() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn every_query_parameter_admits_blank_text_because_params_takes_it_as_absent() {
+    let app = spawn_app().await;
+    let document = document(&app).await;
+    let mut checked = 0;
+    for item in document["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("a path item").values() {
+            let parameters = operation["parameters"].as_array().into_iter().flatten();
+            for parameter in parameters.filter(|parameter| parameter["in"] == "query") {
+                let alternatives = parameter["schema"]["anyOf"].as_array().expect("anyOf");
+                let blank = alternatives.last().and_then(|last| last["pattern"].as_str()).unwrap_or_default();
+                assert!(blank.starts_with("^[\\t\\n") && blank.ends_with("]*$"), "{parameter}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "{checked} query parameters");
+    let (status, body) = app.get_json("/metrics/latency?component=%20&step=%09&from=", None).await;
+    assert_eq!(status, 200, "blank values are absent: {body}");
+    app.shutdown().await;
+}
+
 // Found by schemathesis (scripts/schemathesis.sh): answers that broke the document.
 
 #[tokio::test]
