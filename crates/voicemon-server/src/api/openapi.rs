@@ -16,7 +16,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-/// The name of the bearer-key security scheme in the document.
+/// The name of the bearer-key security scheme in the document (`security(...)` attributes
+/// spell it as a literal: they take no constants).
 pub const BEARER: &str = "bearer";
 
 #[derive(OpenApi)]
