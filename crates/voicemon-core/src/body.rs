@@ -70,6 +70,7 @@ pub const LISTED_REJECTIONS: usize = 100;
 
 /// One refused event: its index in the body, the field at fault, the kind and the why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
     pub index: usize,
     pub field: Option<String>,

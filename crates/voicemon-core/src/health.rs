@@ -36,6 +36,7 @@ impl Default for HealthRules {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerStatus {
@@ -115,6 +116,7 @@ pub fn breaker_summary(
     })
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderStatus {
@@ -212,6 +214,7 @@ pub fn down_since(minutes: &[ProviderMinute], now_ms: i64, rules: &HealthRules) 
     since.filter(|_| judged.last().is_some_and(|(last, _)| now_ms - last <= 2 * MINUTE_MS))
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overall {
@@ -226,6 +229,7 @@ pub struct Verdict {
     pub reasons: Vec<Reason>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
     pub severity: Overall,

@@ -4,6 +4,7 @@ use crate::event::{Body, Event};
 use serde::Serialize;
 
 /// A latency the API answers for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
@@ -37,6 +38,7 @@ impl Component {
 
 /// Where an observation came from. `turn.completed` measures each component of one turn;
 /// usage events measure one provider request and carry the provider and model.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {

@@ -82,12 +82,33 @@ pub fn prorate(quantity: i64, price: Nanos, per: i64) -> Nanos {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Amount(pub Nanos);
 
+// What an `Amount` is serialised as (and, with `openapi`, its schema).
+/// An amount of money: exact decimal USD, and the same in integer nano-USD.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Amount))]
+struct AmountWire {
+    /// Exact decimal USD, at least two decimals ("0.0043", "2.50").
+    usd: String,
+    /// The same amount in nano-USD (10⁻⁹ USD).
+    nano_usd: i64,
+}
+
 impl Serialize for Amount {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut out = serializer.serialize_struct("Amount", 2)?;
-        out.serialize_field("usd", &self.0.usd())?;
-        out.serialize_field("nano_usd", &self.0 .0)?;
-        out.end()
+        AmountWire { usd: self.0.usd(), nano_usd: self.0 .0 }.serialize(serializer)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <AmountWire as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Amount {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <AmountWire as utoipa::ToSchema>::name()
     }
 }

@@ -39,6 +39,7 @@ pub const MAX_ECHOED_MESSAGE: usize = 512;
 /// of many refusals) can count by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Reason {
     /// The event is not JSON.
     NotJson,
@@ -114,12 +115,16 @@ impl std::fmt::Display for EventError {
 
 /// The flat wire shape of every event type: the envelope plus the union of all
 /// type-specific fields. Unknown fields are refused (extra labels go in `attributes`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireEvent {
     pub id: Option<String>,
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<EventKind>))]
     pub kind: Option<String>,
+    /// RFC 3339; not before 2020, at most 5 minutes ahead of voicemon's clock.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub timestamp: Option<String>,
     pub tenant_id: Option<String>,
     pub call_id: Option<String>,
@@ -131,8 +136,10 @@ pub struct WireEvent {
     pub channel: Option<String>,
     // call.ended
     pub duration_s: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<CallStatus>))]
     pub status: Option<String>,
     pub ended_reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<EndedBy>))]
     pub ended_by: Option<String>,
     // turn.completed
     pub turn_index: Option<u32>,
@@ -157,11 +164,13 @@ pub struct WireEvent {
     pub voice: Option<String>,
     pub characters: Option<u64>,
     pub ttfb_ms: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<PipelineComponent>))]
     pub component: Option<String>,
     pub ok: Option<bool>,
     pub error: Option<String>,
     // circuit_breaker.changed
     pub breaker: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BreakerState>))]
     pub state: Option<String>,
     // worker.heartbeat
     pub worker_id: Option<String>,

@@ -44,16 +44,26 @@ pub enum WindowError {
     TooManySteps { steps: i64 },
 }
 
-/// Parses a query time: RFC 3339, or unix seconds (integer or fractional).
+/// Parses a query time: RFC 3339, or unix seconds (`1795780800`, `1795780800.25`).
 pub fn parse_time(text: &str) -> Result<i64, WindowError> {
     let text = text.trim();
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_millis());
     }
-    match text.parse::<f64>() {
+    match is_unix_seconds(text).then(|| text.parse::<f64>()) {
         // Up to year 9999: anything later is a typo, and would overflow the minute grid.
-        Ok(seconds) if (0.0..=253_402_300_799.0).contains(&seconds) => Ok((seconds * 1000.0).round() as i64),
+        Some(Ok(seconds)) if seconds <= 253_402_300_799.0 => Ok((seconds * 1000.0).round() as i64),
         _ => Err(WindowError::BadTime(text.to_owned())),
+    }
+}
+
+/// Unix seconds as the API takes them: digits, optionally a point and more digits (not
+/// every float Rust reads: no sign, exponent, `inf` or bare point).
+fn is_unix_seconds(text: &str) -> bool {
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(text),
     }
 }
 

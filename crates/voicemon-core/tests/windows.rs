@@ -45,8 +45,9 @@ fn query_times_are_read_as_rfc3339_or_unix_seconds() {
 
 #[test]
 fn query_times_that_are_neither_rfc3339_nor_unix_seconds_are_refused_quoting_them() {
-    for text in ["", "yesterday", "now-1h", "2026-11-27", "2026-11-27 12:00:00", "-5", "NaN", "inf", "12:00"]
-    {
+    let cases = ["", "yesterday", "now-1h", "2026-11-27", "2026-11-27 12:00:00", "-5", "NaN", "inf", "12:00"];
+    let not_plain_seconds = ["1.2e-08", "1e9", "+5", ".5", "5.", "1_000", "0x10"];
+    for text in cases.into_iter().chain(not_plain_seconds) {
         assert_eq!(parse_time(text), Err(WindowError::BadTime(text.trim().to_owned())), "{text:?}");
     }
 }

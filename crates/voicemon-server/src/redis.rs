@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
+use utoipa::ToSchema;
 use voicemon_core::clock::Clock;
 
 /// How long one poll may take.
@@ -103,7 +104,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// What `/metrics/health` shows of Redis.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct RedisHealth {
     pub configured: bool,
     pub address: Option<String>,

@@ -76,6 +76,7 @@ pub enum StoreError {
 /// Why a store cannot take writes, as `/metrics/health` names it and
 /// `voicemon_store_write_errors_total{cause}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// The disk (or the database's quota) is full.
@@ -267,6 +268,7 @@ pub struct CallCostTotal {
 
 /// How to split cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(rename_all = "snake_case"))]
 pub enum CostGroup {
     Provider,
     Component,
@@ -338,6 +340,7 @@ pub struct AlertingState {
 }
 
 /// One entry of `alert_history`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub at_ms: i64,
@@ -345,6 +348,7 @@ pub struct HistoryEntry {
     pub fingerprint: String,
     pub rule: String,
     pub tenant_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub labels: Labels,
     pub value: Option<f64>,
     pub detail: Option<String>,
@@ -430,6 +434,7 @@ pub enum Delivery {
 }
 
 /// A receiver's delivery health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReceiverState {
     pub name: String,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use voicemon_core::clock::{Clock, SystemClock};
 
 /// The store's own connection pool, as `/metrics/health` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolStats {
     pub backend: &'static str,

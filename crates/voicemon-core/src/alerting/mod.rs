@@ -20,6 +20,7 @@ pub type Labels = BTreeMap<String, String>;
 
 /// What an alert history entry records: a transition of an alert, or a delivery of one
 /// of its messages. Serialised (and stored) as its snake_case name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryKind {

@@ -7,6 +7,7 @@ use super::Labels;
 use serde::{Deserialize, Serialize};
 
 /// `name = value` or `name != value`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Matcher {
     pub name: String,
@@ -50,6 +51,7 @@ impl Matcher {
 }
 
 /// A silence: mutes the alerts all of whose matchers match, from `starts_ms` to `ends_ms`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {
     pub id: String,

@@ -1,7 +1,9 @@
 //! `GET /alerts`, `GET /alerts/history`, and silences: `GET|POST /alerts/silences`,
 //! `DELETE /alerts/silences/{id}`.
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::json::JsonBody;
+use crate::api::openapi::ReadErrors;
 use crate::api::params::{Limit, Params, RangeParams};
 use crate::auth::Principal;
 use crate::query::alerts::{active_alerts, history, AlertsAnswer, HistoryAnswer};
@@ -10,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 use voicemon_core::alerting::silence::{Matcher, Silence};
 use voicemon_core::window::{parse_duration_ms, parse_time};
 
@@ -19,10 +22,24 @@ const DEFAULT_HISTORY_LIMIT: usize = 500;
 /// What `/alerts/silences` asks of a key.
 const SILENCES: &str = "silences";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsParams {
+    /// Only this tenant's alerts; a key confined to a tenant reads its own.
     tenant_id: Option<String>,
 }
+
+/// `GET /alerts`.
+#[utoipa::path(
+    get,
+    path = "/alerts",
+    tag = "alerts",
+    params(AlertsParams),
+    responses(
+        (status = 200, description = "The firing and pending alerts the key may see, and the silences (for keys that see every tenant).", body = AlertsAnswer),
+        ReadErrors,
+    )
+)]
 
 pub async fn get_alerts(
     State(state): State<AppState>,
@@ -36,15 +53,32 @@ pub async fn get_alerts(
     Ok(Json(answer))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
+    /// Only this tenant's entries; a key confined to a tenant reads its own.
     tenant_id: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     range: RangeParams,
+    /// Only this rule's entries.
     rule: Option<String>,
     /// 1 to 1000; 500 by default.
+    #[param(value_type = Option<u16>, minimum = 1, maximum = 1000)]
     limit: Option<Limit<MAX_HISTORY>>,
 }
+
+/// `GET /alerts/history`.
+#[utoipa::path(
+    get,
+    path = "/alerts/history",
+    tag = "alerts",
+    params(HistoryParams, RangeParams),
+    responses(
+        (status = 200, description = "Alert transitions and deliveries in the range (the last day by default), newest first.", body = HistoryAnswer),
+        ReadErrors,
+    )
+)]
 
 pub async fn get_history(
     State(state): State<AppState>,
@@ -59,10 +93,11 @@ pub async fn get_history(
 }
 
 /// `POST /alerts/silences` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSilence {
     /// `name=value` or `name!=value`, all of which must match.
+    #[schema(min_items = 1)]
     pub matchers: Vec<String>,
     /// RFC 3339; default now.
     pub starts_at: Option<String>,
@@ -70,14 +105,37 @@ pub struct NewSilence {
     pub ends_at: Option<String>,
     /// e.g. "2h".
     pub duration: Option<String>,
+    /// Why; not blank (a character that is not white space as Rust's `char::is_whitespace`).
+    #[schema(
+        pattern = "[^\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub comment: String,
+    /// Who; not blank (as `comment`).
+    #[schema(
+        pattern = "[^\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub author: String,
 }
 
+/// `POST /alerts/silences`.
+#[utoipa::path(
+    post,
+    path = "/alerts/silences",
+    tag = "alerts",
+    request_body = NewSilence,
+    responses(
+        (status = 201, description = "The silence, created.", body = Silence),
+        (status = 400, description = "The body is not a valid silence; the message says why.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "Silences need an admin key without a tenant.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `application/json`.", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable; retry later.", body = ErrorBody),
+    )
+)]
 pub async fn post_silence(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<NewSilence>,
+    JsonBody(body): JsonBody<NewSilence>,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
     principal.check_admin(SILENCES)?;
     let now_ms = state.clock.now_ms();
@@ -116,6 +174,18 @@ pub async fn post_silence(
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
+/// `GET /alerts/silences`.
+#[utoipa::path(
+    get,
+    path = "/alerts/silences",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "The silences that have not ended.", body = Vec<Silence>),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "Silences need an admin key without a tenant.", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable; retry later.", body = ErrorBody),
+    )
+)]
 pub async fn get_silences(
     State(state): State<AppState>,
     principal: Principal,
@@ -124,6 +194,20 @@ pub async fn get_silences(
     Ok(Json(state.store.silences(state.clock.now_ms()).await?))
 }
 
+/// `DELETE /alerts/silences/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/alerts/silences/{id}",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The silence's id.")),
+    responses(
+        (status = 200, description = "The silence, ended now.", body = Silence),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "Silences need an admin key without a tenant.", body = ErrorBody),
+        (status = 404, description = "No such silence.", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable; retry later.", body = ErrorBody),
+    )
+)]
 pub async fn delete_silence(
     State(state): State<AppState>,
     principal: Principal,

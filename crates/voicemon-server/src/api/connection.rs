@@ -112,7 +112,7 @@ fn with_json_body(written: &[u8]) -> Option<Vec<u8>> {
     if !headers.iter().any(empty) {
         return None;
     }
-    let body = error.body().to_string();
+    let body = serde_json::to_string(&error.body()).unwrap_or_default();
     let mut answer = format!("{status_line}\r\n");
     for line in headers.iter().filter(|line| !empty(line)) {
         answer.push_str(line);

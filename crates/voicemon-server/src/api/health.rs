@@ -2,6 +2,7 @@
 //! `?from&to` adds the stored per-minute samples of that range.
 
 use crate::api::error::ApiError;
+use crate::api::openapi::ReadErrors;
 use crate::api::params::{Params, RangeParams};
 use crate::auth::Principal;
 use crate::query::health::sample::{history, HistoryPoint};
@@ -10,10 +11,11 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 const DEFAULT_HISTORY_MS: i64 = 60 * 60 * 1000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HealthAnswer {
     #[serde(flatten)]
     pub now: HealthReport,
@@ -21,13 +23,28 @@ pub struct HealthAnswer {
     pub history: Option<Vec<HistoryPoint>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HealthParams {
+    /// Only this tenant; a key confined to a tenant reads its own.
     tenant_id: Option<String>,
     /// Either of `from` / `to` adds the stored samples of that range.
     #[serde(flatten)]
+    #[param(ignore)]
     range: RangeParams,
 }
+
+/// `GET /metrics/health`.
+#[utoipa::path(
+    get,
+    path = "/metrics/health",
+    tag = "metrics",
+    params(HealthParams, RangeParams),
+    responses(
+        (status = 200, description = "What is sick now and why; with `from` or `to`, also the stored per-minute samples of that range.", body = HealthAnswer),
+        ReadErrors,
+    )
+)]
 
 pub async fn get_health(
     State(state): State<AppState>,

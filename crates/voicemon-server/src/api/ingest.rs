@@ -1,6 +1,6 @@
 //! `POST /v1/events` → validate → batch writer → 202 once durable.
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::auth::Principal;
 use crate::state::AppState;
 use axum::body::Body;
@@ -11,13 +11,14 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use voicemon_core::body::{parse_body, Framing, Rejection, ACCEPTED_CONTENT_TYPES};
-use voicemon_core::validate::Reason;
+use voicemon_core::validate::{Reason, WireEvent};
 use voicemon_store::IngestEvent;
 
 /// The answer to an ingest request. Its size is bounded whatever the body holds: the
 /// first refusals are listed in full, the rest only counted.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestReport {
     /// Events stored by this request.
     pub accepted: usize,
@@ -32,9 +33,41 @@ pub struct IngestReport {
     pub rejected_by_reason: BTreeMap<Reason, usize>,
 }
 
+/// The JSON framings of an ingest body (NDJSON, one event a line, is the third).
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum EventsBody {
+    One(Box<WireEvent>),
+    Many(Vec<WireEvent>),
+}
+
 /// `POST /v1/events`: 202 when anything was stored or was a duplicate, 422 when every
 /// event was refused (the report says why), 415 for a body that is neither JSON nor
 /// NDJSON, 503 with `Retry-After` when storage is down.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "ingest",
+    request_body(
+        description = "Contract-v1 events (docs/events.md): one event object or a JSON array of \
+                       them, or NDJSON (one event a line) with `Content-Type: application/x-ndjson`. \
+                       Each event is validated alone: one bad event never costs the good ones.",
+        content(
+            (EventsBody = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Durable: the accepted events are stored; `rejected` lists the refused ones.", body = IngestReport),
+        (status = 400, description = "The body is not JSON (or empty, or not UTF-8); nothing is stored.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "A read key, or an ingest key sending another tenant's events; nothing is stored.", body = ErrorBody),
+        (status = 413, description = "The body is larger than `max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "A content type other than JSON or NDJSON, or none.", body = ErrorBody),
+        (status = 422, description = "Every event was refused; `rejected` says why.", body = IngestReport),
+        (status = 503, description = "Storage is unavailable; nothing is stored; retry after `Retry-After` seconds.", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
+    )
+)]
 pub async fn post_events(
     State(state): State<AppState>,
     principal: Principal,

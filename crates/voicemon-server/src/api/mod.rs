@@ -14,7 +14,9 @@ pub mod cost;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod json;
 pub mod latency;
+pub mod openapi;
 pub mod page;
 pub mod params;
 pub mod principal;
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(probes::prometheus))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), browser::guard_open_mode))

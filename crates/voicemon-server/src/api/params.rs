@@ -10,6 +10,8 @@ use axum::http::request::Parts;
 use chrono::{Datelike, NaiveDate};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
+use utoipa::IntoParams;
 use voicemon_core::latency::Component;
 use voicemon_core::window::{parse_duration_ms, TimeRange};
 use voicemon_store::CostGroup;
@@ -46,11 +48,29 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
 }
 
 /// `from` / `to`: RFC 3339 or unix seconds.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeParams {
+    /// The start of the range: RFC 3339 (`2026-11-27T10:00:00Z`) or unix seconds; by
+    /// default a span before `to` that depends on the route.
+    #[param(schema_with = time_schema)]
     pub from: Option<String>,
+    /// The end of the range (exclusive), as `from`; now by default.
+    #[param(schema_with = time_schema)]
     pub to: Option<String>,
 }
+
+/// A query time: RFC 3339, or unix seconds (up to the end of year 9999).
+fn time_schema() -> Schema {
+    let rfc3339 = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    let unix_seconds = ObjectBuilder::new().schema_type(Type::String).pattern(Some(UNIX_SECONDS_PATTERN));
+    OneOfBuilder::new().item(rfc3339).item(unix_seconds).into()
+}
+
+/// Unix seconds as a query value (`window::parse_time`): digits, and decimals if any.
+const UNIX_SECONDS_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?$";
 
 impl RangeParams {
     /// Whether either end was given.

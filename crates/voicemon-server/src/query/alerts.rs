@@ -2,19 +2,22 @@
 
 use super::QueryError;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use voicemon_core::alerting::evaluator::{Alert, AlertState};
 use voicemon_core::alerting::silence::{is_inhibited, InhibitRule, Silence};
 use voicemon_core::alerting::Labels;
 use voicemon_core::window::{format_time, TimeRange};
 use voicemon_store::{AlertStore, HistoryEntry};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AlertAnswer {
     pub fingerprint: String,
     pub rule: String,
     pub state: AlertState,
+    #[schema(value_type = BTreeMap<String, String>)]
     pub labels: Labels,
-    pub annotations: std::collections::BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
     pub value: f64,
     pub active_since: String,
     pub firing_since: Option<String>,
@@ -22,7 +25,7 @@ pub struct AlertAnswer {
     pub inhibited: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AlertsAnswer {
     pub firing: Vec<AlertAnswer>,
     pub pending: Vec<AlertAnswer>,
@@ -71,14 +74,14 @@ pub async fn active_alerts(
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryAnswer {
     pub from: String,
     pub to: String,
     pub entries: Vec<HistoryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryView {
     pub at: String,
     #[serde(flatten)]

@@ -3,17 +3,18 @@
 use super::QueryError;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use voicemon_core::event::CallStatus;
 use voicemon_core::window::{format_time, TimeRange};
 use voicemon_store::{CallStore, EndedCall};
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct ReasonCount {
     pub reason: String,
     pub count: u64,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct DurationPercentiles {
     /// Exact: the value at rank floor(q × (n − 1)) of the call durations.
     pub estimator: &'static str,
@@ -22,7 +23,7 @@ pub struct DurationPercentiles {
 }
 
 /// Counts over calls that ended in the range.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct CallSummary {
     pub total: u64,
     pub completed: u64,
@@ -36,14 +37,14 @@ pub struct CallSummary {
     pub duration: DurationPercentiles,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct ObjectiveSummary {
     pub objective: String,
     #[serde(flatten)]
     pub summary: CallSummary,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CallsAnswer {
     pub tenant_id: Option<String>,
     pub from: String,

@@ -7,6 +7,7 @@
 
 use super::QueryError;
 use serde::Serialize;
+use utoipa::ToSchema;
 use voicemon_core::money::{Amount, Nanos};
 use voicemon_core::window::{format_time, TimeRange};
 use voicemon_store::{
@@ -14,7 +15,7 @@ use voicemon_store::{
 };
 
 /// One itemised line of a call.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LineAnswer {
     pub time: String,
     pub component: String,
@@ -66,7 +67,7 @@ impl From<&UsageLine> for LineAnswer {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CallAnswer {
     pub tenant_id: String,
     pub call_id: String,
@@ -104,7 +105,7 @@ pub fn per_minute(cost: Nanos, seconds: f64) -> Option<Nanos> {
     (millis > 0).then(|| voicemon_core::money::prorate(cost.0, Nanos(60_000), millis))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PerCall {
     pub mean: Option<Amount>,
     /// Exact: the call at rank floor(q × (n − 1)).
@@ -112,7 +113,7 @@ pub struct PerCall {
     pub p95: Option<Amount>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GroupAnswer {
     pub key: String,
     pub cost: Amount,
@@ -120,7 +121,7 @@ pub struct GroupAnswer {
     pub unpriced_lines: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CostSummary {
     pub tenant_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

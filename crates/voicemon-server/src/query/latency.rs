@@ -2,12 +2,13 @@
 
 use super::QueryError;
 use serde::Serialize;
+use utoipa::ToSchema;
 use voicemon_core::latency::{Component, Source};
 use voicemon_core::sketch::{LatencySketch, ESTIMATOR, RELATIVE_ACCURACY};
 use voicemon_core::window::{format_time, TimeRange, HOUR_MS};
 use voicemon_store::{LatencyFilter, LatencyStore, Resolution};
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: Option<f64>,
@@ -22,14 +23,14 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Step {
     pub start: String,
     #[serde(flatten)]
     pub percentiles: Percentiles,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Estimator {
     pub name: &'static str,
     /// Every percentile is within this relative error of the exact value.
@@ -43,7 +44,7 @@ impl Estimator {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LatencyAnswer {
     pub tenant_id: Option<String>,
     pub component: Component,

@@ -12,6 +12,7 @@ mod http;
 mod ingest;
 mod latency;
 mod live;
+mod openapi;
 mod prometheus;
 mod reprice;
 mod shutdown;

@@ -9,6 +9,7 @@ pub mod sample;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use utoipa::ToSchema;
 use voicemon_core::event::BreakerState;
 use voicemon_core::health::{
     breaker_summary, down_since, memory_percent, provider_status, uptime_percent, worker_status,
@@ -23,7 +24,7 @@ use crate::redis::{RedisHealth, RedisMonitor};
 const HOUR_MS: i64 = 60 * MINUTE_MS;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WorkerAnswer {
     pub tenant_id: String,
     pub worker_id: String,
@@ -37,7 +38,7 @@ pub struct WorkerAnswer {
     pub active_calls: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WorkersAnswer {
     pub total: usize,
     pub up: usize,
@@ -49,7 +50,7 @@ pub struct WorkersAnswer {
     pub list: Vec<WorkerAnswer>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BreakerAnswer {
     pub tenant_id: String,
     pub breaker: String,
@@ -61,7 +62,7 @@ pub struct BreakerAnswer {
     pub transitions_24h: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Uptime {
     #[serde(rename = "1h")]
     pub hour: Option<f64>,
@@ -71,20 +72,20 @@ pub struct Uptime {
     pub week: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorKind {
     pub error: String,
     pub count: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderLatency {
     pub count: u64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderAnswer {
     pub provider: String,
     pub status: ProviderStatus,
@@ -98,7 +99,7 @@ pub struct ProviderAnswer {
     pub latency_1h: ProviderLatency,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DatabaseAnswer {
     pub reachable: bool,
     pub round_trip_ms: Option<f64>,
@@ -107,7 +108,7 @@ pub struct DatabaseAnswer {
 }
 
 /// The whole answer of `GET /metrics/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HealthReport {
     pub status: Overall,
     pub reasons: Vec<voicemon_core::health::Reason>,

@@ -7,6 +7,7 @@
 use super::HealthReport;
 use crate::query::QueryError;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use voicemon_core::window::{format_time, TimeRange};
 use voicemon_store::HealthStore;
 
@@ -14,7 +15,7 @@ use voicemon_store::HealthStore;
 pub const PLATFORM: &str = "";
 
 /// One stored minute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Sample {
     /// Platform-wide; absent in answers to tenant-scoped keys.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,7 +32,7 @@ pub struct Sample {
     pub redis_hit_rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerTotals {
     pub up: usize,
     pub stale: usize,
@@ -39,7 +40,7 @@ pub struct WorkerTotals {
     pub active_calls: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProviderSample {
     pub provider: String,
     pub status: voicemon_core::health::ProviderStatus,
@@ -108,7 +109,7 @@ impl Sample {
 }
 
 /// One minute of the health history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPoint {
     pub minute: String,
     #[serde(flatten)]
