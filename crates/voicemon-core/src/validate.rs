@@ -39,7 +39,7 @@ pub const MAX_ECHOED_MESSAGE: usize = 512;
 /// of many refusals) can count by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RejectionReason))]
 pub enum Reason {
     /// The event is not JSON.
     NotJson,

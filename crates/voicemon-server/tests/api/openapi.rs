@@ -123,7 +123,7 @@ async fn ingest_documents_its_three_framings_and_the_stream_its_upgrade() {
     let body = &document["components"]["schemas"][json_framings.trim_start_matches("#/components/schemas/")];
     assert_eq!(body["oneOf"].as_array().map(Vec::len), Some(2), "one event or an array: {body}");
     assert!(content.get("application/x-ndjson").is_some(), "NDJSON: {content}");
-    for status in ["202", "400", "401", "403", "413", "422", "503"] {
+    for status in ["202", "400", "401", "403", "413", "415", "422", "503"] {
         assert!(ingest["responses"].get(status).is_some(), "ingest answers {status}");
     }
     let stream = &document["paths"]["/metrics/stream"]["get"]["responses"];
@@ -242,5 +242,18 @@ async fn cost_refuses_a_month_together_with_from_or_to_instead_of_ignoring_them(
         assert_error(status, &body, 400, "bad_request");
         assert_eq!(body["error"]["message"], "give either `month` or `from` / `to`, not both", "{query}");
     }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn types_that_share_a_rust_name_keep_schemas_of_their_own() {
+    // The kind of a refused event and a health reason are both `Reason` in Rust; utoipa
+    // keys schemas by name, so one silently replaced the other until one was renamed.
+    let app = spawn_app().await;
+    let document = document(&app).await;
+    let schemas = &document["components"]["schemas"];
+    let kinds = schemas["RejectionReason"]["enum"].as_array().expect("the rejection kinds are an enum");
+    assert!(kinds.iter().any(|kind| kind == "unknown_field"), "{kinds:?}");
+    assert_eq!(schemas["Reason"]["type"], "object", "a health reason: {}", schemas["Reason"]);
     app.shutdown().await;
 }
