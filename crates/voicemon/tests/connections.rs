@@ -53,7 +53,7 @@ async fn a_socket_that_sends_half_a_request_head_is_closed_by_the_server_after_t
     let dir = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(&dir.path().join("data"), Some(&short_timeouts(dir.path())), &[]);
     let mut socket = TcpStream::connect(address(&server)).await.expect("connected");
-    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: voicemon\r\nX-Slow: ").await.expect("half a head sent");
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.expect("half a head sent");
 
     let received = read_until_closed(&mut socket).await;
 
@@ -66,7 +66,7 @@ async fn a_kept_alive_socket_is_answered_then_closed_by_the_server_once_idle() {
     let server = Server::start(&dir.path().join("data"), Some(&short_timeouts(dir.path())), &[]);
     let mut socket = TcpStream::connect(address(&server)).await.expect("connected");
     // HTTP/1.1 keeps the connection alive unless someone closes it.
-    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: voicemon\r\n\r\n").await.expect("request sent");
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("request sent");
 
     let received = String::from_utf8_lossy(&read_until_closed(&mut socket).await).into_owned();
 
