@@ -75,7 +75,7 @@ TOML
     servers+=($!)
     port=$((port + 1))
   done
-  "$LOADGEN" --shape live --nats-drain voicemon_bench --nats-stream "$name" --nats-delete "$NATS" "$EVENTS" \
+  "$LOADGEN" --shape live --nats-drain voicemon_bench --nats-stream "$name" "$NATS" "$EVENTS" \
     | tee "$WORK/drain-$instances.out"
   rates[$instances]=$(awk '/^rate:/ {print $2}' "$WORK/drain-$instances.out")
   for i in $(seq 1 "$instances"); do
@@ -84,6 +84,8 @@ TOML
     fi
   done
   stop_servers
+  # Drained already: this returns at once, and deletes the stream.
+  "$LOADGEN" --shape live --nats-drain voicemon_bench --nats-stream "$name" --nats-delete "$NATS" "$EVENTS" >/dev/null
 done
 echo
 echo "== through JetStream into PostgreSQL, $EVENTS events, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"

@@ -53,7 +53,10 @@ async fn a_socket_that_sends_half_a_request_head_is_closed_by_the_server_after_t
     let dir = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(&dir.path().join("data"), Some(&short_timeouts(dir.path())), &[]);
     let mut socket = TcpStream::connect(address(&server)).await.expect("connected");
-    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.expect("half a head sent");
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("half a head sent");
 
     let received = read_until_closed(&mut socket).await;
 

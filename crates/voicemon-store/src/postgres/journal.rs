@@ -127,7 +127,8 @@ impl PostgresStore {
         let shared = Arc::new(taken);
         let batch = Arc::clone(&shared);
         let result = self
-            .transaction(move |tx| {
+            .transaction_retrying(move |tx| {
+                let batch = Arc::clone(&batch);
                 Box::pin(async move {
                     let still_there = write::claim_journal(tx, &batch.seqs).await.map_err(map_error)?;
                     if still_there == batch.seqs.len() {

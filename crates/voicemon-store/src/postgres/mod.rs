@@ -181,6 +181,39 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// [`PostgresStore::transaction`] for the writes that run beside one another (group
+    /// commits, derived-data flushes, on one instance or several): a transaction that
+    /// PostgreSQL rolled back for a deadlock or a serialisation failure (SQLSTATE class 40)
+    /// is run again, up to [`CONFLICT_ATTEMPTS`] times in all, after a short pause. It
+    /// changed nothing, so running it again is safe.
+    async fn transaction_retrying<T>(
+        &self,
+        work: impl for<'t> Fn(&'t deadpool_postgres::Transaction<'t>) -> BoxFuture<'t, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.transaction(&work).await {
+                Err(err) if attempt < CONFLICT_ATTEMPTS && rolled_back_for_conflict(&err) => {
+                    tracing::debug!(attempt, error = %err, "transaction rolled back by a conflict; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// Attempts of a write that PostgreSQL rolls back for a conflict with another.
+const CONFLICT_ATTEMPTS: u32 = 4;
+
+/// Whether PostgreSQL rolled the transaction back for a conflict (class 40: deadlock,
+/// serialisation failure), as [`map_error`] words it.
+fn rolled_back_for_conflict(err: &StoreError) -> bool {
+    matches!(err, StoreError::Unavailable(text) if text.starts_with("postgresql: 40"))
+}
+
 /// Returns a connection to the pool, unless the operation on it failed: then it may be
 /// dead (the server closed it) or in a state nobody knows, so it is closed and the next
 /// caller gets a fresh one.

@@ -34,8 +34,12 @@ impl PostgresStore {
         let notes = Arc::clone(&self.cost_notes);
         let known_calls = Arc::clone(&self.known_calls);
         let owner = self.derived.owner.clone();
-        let (outcome, learned, new_calls, journalled) =
-            self.transaction(move |tx| Box::pin(write_batch(tx, notes, known_calls, owner, events))).await?;
+        let (outcome, learned, new_calls, journalled) = self
+            .transaction_retrying(move |tx| {
+                let (notes, known_calls) = (Arc::clone(&notes), Arc::clone(&known_calls));
+                Box::pin(write_batch(tx, notes, known_calls, owner.clone(), Arc::clone(&events)))
+            })
+            .await?;
         self.learn_notes(learned);
         if let Ok(mut known) = self.known_calls.lock() {
             if known.len() + new_calls.len() > MAX_KNOWN_CALLS {
