@@ -5,7 +5,9 @@ use crate::backends::{on_both_backends, postgres_url, TestSchema};
 use crate::events::at;
 use crate::transcript::Transcript;
 use std::sync::Arc;
-use voicemon_store::{AlertStore, AlertingTick, Delivery, LeaseClaim, LeaseRow, Store, StoreError};
+use voicemon_store::{
+    AlertStore, AlertingTick, CostStore, Delivery, IngestStore, LeaseClaim, LeaseRow, Store, StoreError,
+};
 
 const TTL_MS: i64 = 15_000;
 
@@ -152,4 +154,48 @@ async fn two_postgresql_instances_claiming_at_once_never_take_the_same_message()
         a.len(),
         b.len()
     );
+}
+
+/// Usage lines of `calls` calls, `per_call` each, in an order of their own for `seed`.
+fn usage_batch(seed: u64, round: u64, calls: u64) -> Vec<voicemon_store::IngestEvent> {
+    (0..calls)
+        .map(|n| {
+            let call = (n * 7 + seed * 3 + round) % calls;
+            crate::events::event(
+                "llm.usage",
+                &format!("u-{seed}-{round}-{n}"),
+                "acme",
+                at(10, (round % 50) as i64),
+                serde_json::json!({"call_id": format!("c{call}"), "provider": "openai", "model": "gpt-4o",
+                                   "input_tokens": 100, "output_tokens": 10, "ttft_ms": 300.0}),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgresql_instances_writing_and_flushing_the_same_calls_at_once_count_every_line_once() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::create(&url).await;
+    let (first, second) = (Arc::new(schema.connect().await), Arc::new(schema.connect().await));
+    // Each instance commits batches touching the same calls in another order, and flushes
+    // its derived data (call totals) beside the other's commits.
+    let instance = |store: Arc<voicemon_store::postgres::PostgresStore>, seed: u64| async move {
+        for round in 0..30 {
+            store.write_batch(usage_batch(seed, round, 40)).await.expect("a group commit is stored");
+            if round % 3 == seed % 3 {
+                store.flush_derived().await.expect("derived data is flushed");
+            }
+        }
+        store.flush_derived().await.expect("derived data is flushed");
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(instance(Arc::clone(&first), 1)),
+        tokio::spawn(instance(Arc::clone(&second), 2))
+    );
+    a.expect("the first instance ran");
+    b.expect("the second instance ran");
+    let totals = first.call_costs(Some("acme"), crate::events::range(at(10, 0), at(11, 0))).await.unwrap();
+    let lines: u64 = totals.iter().map(|call| call.usage_lines).sum();
+    assert_eq!(lines, 2 * 30 * 40, "every usage line counted once in its call's totals");
 }
