@@ -11,6 +11,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("config", &["api", "startup"]),
     ("health", &["api", "startup", "live", "alerting"]),
     ("ingest", &["api", "startup", "query", "live"]),
+    // The buckets know callers and counts, not HTTP, requests or what is behind them.
+    ("limits", &["api", "startup", "state", "config", "query", "ingest", "live", "alerting", "notify"]),
     ("live", &["api", "startup"]),
     ("notify", &["api", "startup", "query", "live"]),
     // The read model knows no HTTP and none of its callers.

@@ -13,6 +13,7 @@
 //! - [`live`]: the live view: feeds of snapshots and alert pushes per scope, one WebSocket
 //!   connection's life, and the embedded page.
 //! - [`auth`]: API keys, roles, tenant scope.
+//! - [`limits`]: per-caller rate limits (token buckets) of ingest and queries.
 //! - [`config`]: one configuration tree: `voicemon.toml`, environment and flags merged,
 //!   validated into the [`config::ServeConfig`] the application is built from.
 //! - [`health`]: per-minute samples of the health report.
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod health;
 pub mod ingest;
+pub mod limits;
 pub mod live;
 pub mod notify;
 pub mod query;

@@ -9,7 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -304,6 +306,15 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
         request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
     }
     stream.get_mut().write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    read_reply(stream).await
+}
+
+/// The largest bulk reply read: `INFO` sections are a few KiB, and a length is what the
+/// other end claims, not what it sends.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// Reads one simple-string, error or bulk-string reply.
+pub async fn read_reply<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<String, String> {
     let mut header = String::new();
     stream.read_line(&mut header).await.map_err(|e| e.to_string())?;
     let header = header.trim_end();

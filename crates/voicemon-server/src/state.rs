@@ -3,6 +3,7 @@
 use crate::alerting::AlertingConfig;
 use crate::auth::KeyRing;
 use crate::ingest::writer::BatchWriter;
+use crate::limits::RateLimits;
 use crate::live::LiveHub;
 use crate::redis::RedisMonitor;
 use crate::telemetry::Telemetry;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub alerting: Arc<AlertingConfig>,
     /// Live feeds of `/metrics/stream`; also carries alert changes from the engine.
     pub live: LiveHub,
+    /// Per-caller token buckets of ingest and queries.
+    pub limits: RateLimits,
 }

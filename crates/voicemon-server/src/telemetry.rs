@@ -35,8 +35,8 @@ pub const DISPATCH_OUTCOMES: [&str; 3] = ["idle", "sending", "error"];
 
 /// Series of the self-metrics, whatever the events: ingest outcomes (3), events held by
 /// the batch writer, flush outcomes (2), the two flush histograms, pool connections by
-/// state (2), pool waiters, build info, evaluation outcomes, dispatch round outcomes, and
-/// the live view's.
+/// state (2), pool waiters, build info, evaluation outcomes, dispatch round outcomes,
+/// requests refused by a rate limit by kind, and the live view's.
 pub const SELF_SERIES: usize = 3
     + 1
     + 2
@@ -47,11 +47,21 @@ pub const SELF_SERIES: usize = 3
     + 1
     + EVALUATION_OUTCOMES.len()
     + DISPATCH_OUTCOMES.len()
+    + RATE_LIMITED_KINDS.len()
     + crate::live::metrics::LIVE_SERIES;
+
+/// What a rate limit counts (the `kind` label of `voicemon_api_rate_limited`): ingest
+/// events, query requests.
+pub const RATE_LIMITED_KINDS: [&str; 2] = ["ingest", "query"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +88,8 @@ pub struct Telemetry {
     /// Outbox reads of the notification dispatcher by outcome; an `idle` round after a
     /// point in time means nothing was left due to send then.
     dispatch_rounds: Family<OutcomeLabel, Counter>,
+    /// Requests answered 429 by a rate limit, by kind (ingest, query).
+    rate_limited: Family<KindLabel, Counter>,
     voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
@@ -149,6 +161,12 @@ impl Telemetry {
             "Reads of the notification outbox by outcome: idle (nothing due), sending, error",
             dispatch_rounds.clone(),
         );
+        let rate_limited = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "voicemon_api_rate_limited",
+            "Requests answered 429 because their caller's bucket was empty, by kind: ingest, query",
+            rate_limited.clone(),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
@@ -165,6 +183,9 @@ impl Telemetry {
         for outcome in DISPATCH_OUTCOMES {
             let _ = dispatch_rounds.get_or_create(&OutcomeLabel { outcome });
         }
+        for kind in RATE_LIMITED_KINDS {
+            let _ = rate_limited.get_or_create(&KindLabel { kind });
+        }
         Telemetry {
             registry: Arc::new(registry),
             events,
@@ -176,6 +197,7 @@ impl Telemetry {
             pool_waiting,
             evaluations,
             dispatch_rounds,
+            rate_limited,
             voice,
             live,
         }
@@ -205,6 +227,11 @@ impl Telemetry {
     /// [`DISPATCH_OUTCOMES`]).
     pub fn dispatch_round(&self, outcome: &'static str) {
         self.dispatch_rounds.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// A request of `kind` (one of [`RATE_LIMITED_KINDS`]) was refused by a rate limit.
+    pub fn rate_limited(&self, kind: &'static str) {
+        self.rate_limited.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn flush(&self, ok: bool, events: usize, took: Duration) {

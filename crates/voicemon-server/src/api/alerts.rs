@@ -74,43 +74,49 @@ pub struct NewSilence {
     pub author: String,
 }
 
+impl NewSilence {
+    /// The silence this body asks for at `now_ms`, or why it cannot be one.
+    pub fn resolve(&self, now_ms: i64) -> Result<Silence, ApiError> {
+        let matchers = self
+            .matchers
+            .iter()
+            .map(|text| Matcher::parse(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::BadRequest)?;
+        if matchers.is_empty() {
+            return Err(ApiError::BadRequest("a silence needs at least one matcher".into()));
+        }
+        let starts_ms = self.starts_at.as_deref().map(parse_time).transpose()?.unwrap_or(now_ms);
+        let ends_ms = match (&self.ends_at, &self.duration) {
+            (Some(end), None) => parse_time(end)?,
+            (None, Some(duration)) => starts_ms + parse_duration_ms(duration)?,
+            _ => return Err(ApiError::BadRequest("give either ends_at or duration".into())),
+        };
+        if ends_ms <= starts_ms.max(now_ms) {
+            return Err(ApiError::BadRequest("a silence must end in the future and after it starts".into()));
+        }
+        if self.comment.trim().is_empty() || self.author.trim().is_empty() {
+            return Err(ApiError::BadRequest("a silence needs a comment and an author".into()));
+        }
+        Ok(Silence {
+            id: format!("s{now_ms:x}{:04x}", rand::random::<u16>()),
+            matchers,
+            starts_ms,
+            ends_ms,
+            comment: self.comment.trim().to_owned(),
+            author: self.author.trim().to_owned(),
+            created_ms: now_ms,
+        })
+    }
+}
+
 pub async fn post_silence(
     State(state): State<AppState>,
     principal: Principal,
     Json(body): Json<NewSilence>,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
     principal.check_admin(SILENCES)?;
-    let now_ms = state.clock.now_ms();
-    let matchers = body
-        .matchers
-        .iter()
-        .map(|text| Matcher::parse(text))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::BadRequest)?;
-    if matchers.is_empty() {
-        return Err(ApiError::BadRequest("a silence needs at least one matcher".into()));
-    }
-    let starts_ms = body.starts_at.as_deref().map(parse_time).transpose()?.unwrap_or(now_ms);
-    let ends_ms = match (&body.ends_at, &body.duration) {
-        (Some(end), None) => parse_time(end)?,
-        (None, Some(duration)) => starts_ms + parse_duration_ms(duration)?,
-        _ => return Err(ApiError::BadRequest("give either ends_at or duration".into())),
-    };
-    if ends_ms <= starts_ms.max(now_ms) {
-        return Err(ApiError::BadRequest("a silence must end in the future and after it starts".into()));
-    }
-    if body.comment.trim().is_empty() || body.author.trim().is_empty() {
-        return Err(ApiError::BadRequest("a silence needs a comment and an author".into()));
-    }
-    let silence = Silence {
-        id: format!("s{now_ms:x}{:04x}", rand::random::<u16>()),
-        matchers,
-        starts_ms,
-        ends_ms,
-        comment: body.comment.trim().to_owned(),
-        author: body.author.trim().to_owned(),
-        created_ms: now_ms,
-    };
+    let silence = body.resolve(state.clock.now_ms())?;
     state.store.create_silence(silence.clone()).await?;
     tracing::info!(id = %silence.id, author = %silence.author, "silence created");
     Ok((StatusCode::CREATED, Json(silence)))

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP API and its one status table.
 
 use crate::auth::AuthError;
+use crate::limits::LimitError;
 use crate::query::QueryError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +25,12 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("the body is larger than {limit} bytes; split it into smaller batches")]
     PayloadTooLarge { limit: usize },
+    /// More events in one body than the caller's burst: no retry of it can pass.
+    #[error("{0}")]
+    TooManyEvents(String),
+    /// The caller's bucket is empty for now; `Retry-After` says when to come back.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_seconds: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error; the details are in voicemon's log")]
@@ -38,7 +45,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -52,7 +60,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyEvents(_) => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
         }
@@ -87,6 +96,17 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<LimitError> for ApiError {
+    fn from(err: LimitError) -> Self {
+        match err.retry_after_seconds() {
+            Some(retry_after_seconds) => {
+                ApiError::RateLimited { message: err.to_string(), retry_after_seconds }
+            }
+            None => ApiError::TooManyEvents(err.to_string()),
+        }
+    }
+}
+
 impl From<QueryError> for ApiError {
     fn from(err: QueryError) -> Self {
         match err {
@@ -106,10 +126,15 @@ impl From<voicemon_core::window::WindowError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECONDS),
+            ApiError::RateLimited { retry_after_seconds, .. } => Some(*retry_after_seconds),
+            _ => None,
+        };
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -1,7 +1,9 @@
 //! `POST /v1/events` → validate → batch writer → 202 once durable.
 
 use crate::api::error::ApiError;
+use crate::api::limits::caller;
 use crate::auth::Principal;
+use crate::limits::Kind;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -31,7 +33,9 @@ pub struct IngestReport {
 }
 
 /// `POST /v1/events`: 202 when anything was stored or was a duplicate, 422 when every
-/// event was refused (the report says why), 503 with `Retry-After` when storage is down.
+/// event was refused (the report says why), 503 with `Retry-After` when storage is down;
+/// 429 with `Retry-After` when the caller's events are over its rate limit, 413 when one
+/// body holds more events than its burst.
 pub async fn post_events(
     State(state): State<AppState>,
     principal: Principal,
@@ -39,6 +43,9 @@ pub async fn post_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     principal.check_may_write()?;
+    // One event up front: a caller with an empty bucket is refused before its body is read.
+    let caller = caller(&principal);
+    state.limits.admit(Kind::Ingest, caller, 1)?;
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| ApiError::PayloadTooLarge { limit: state.max_body_bytes })?;
@@ -46,6 +53,9 @@ pub async fn post_events(
     let framing = Framing::from_content_type(content_type);
     let parsed = parse_body(&bytes, framing, state.clock.now_ms())
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    // The rest of the body's events, valid or not: each cost its parsing and validation.
+    let events_in_body = u32::try_from(parsed.len()).unwrap_or(u32::MAX);
+    state.limits.admit_rest_of_body(caller, events_in_body)?;
 
     let mut events = Vec::with_capacity(parsed.len());
     let mut rejected = Vec::new();

@@ -7,6 +7,7 @@ use crate::alerting::AlertingConfig;
 use crate::config::layers::{Layers, Origins, DEFAULT_CONFIG};
 use crate::config::ConfigError;
 use crate::ingest::writer::WriterConfig;
+use crate::limits::LimitsConfig;
 use crate::live::LiveConfig;
 use crate::notify::DeliveryConfig;
 use crate::telemetry::voice::PrometheusLimits;
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     pub prometheus: PrometheusLimits,
     /// Bounds of the live WebSocket feeds (not configurable from outside).
     pub live: LiveConfig,
+    /// Per-caller rate limits of ingest (events) and queries (requests).
+    pub limits: LimitsConfig,
 }
 
 /// Health settings.
@@ -102,6 +105,7 @@ impl ServeConfig {
             delivery: DeliveryConfig::default(),
             prometheus: PrometheusLimits::default(),
             live: LiveConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -210,6 +214,7 @@ fn serve_config(
         None => None,
     };
     config.prometheus = PrometheusLimits::try_from(&tree.prometheus)?;
+    config.limits = LimitsConfig::try_from(&tree.limits)?;
     Ok((config, postgres))
 }
 

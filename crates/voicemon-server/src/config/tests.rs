@@ -230,9 +230,16 @@ fn the_effective_configuration_shows_every_section_with_origins_and_no_secret() 
             .find(|l| l.starts_with(&format!("{key} = ")))
             .unwrap_or_else(|| panic!("{key} in {text}"))
     };
-    for section in
-        ["[server]", "[ingest]", "[postgres]", "[health]", "[alerting]", "[prometheus]", "[pricing]"]
-    {
+    for section in [
+        "[server]",
+        "[ingest]",
+        "[postgres]",
+        "[health]",
+        "[alerting]",
+        "[prometheus]",
+        "[limits]",
+        "[pricing]",
+    ] {
         assert!(text.contains(section), "{section} in {text}");
     }
     assert!(line("port").contains("4000") && line("port").ends_with(&format!("# {}", path.display())));
@@ -311,4 +318,32 @@ fn a_described_database_url_names_the_server_and_database_without_credentials_or
     );
     assert_eq!(describe_url("postgresql://db/metrics"), "postgresql://db/metrics");
     assert_eq!(describe_url("not a url"), "(unparseable url)");
+}
+
+#[test]
+fn the_limits_section_sets_each_rate_and_burst_and_leaves_the_rest_at_their_defaults() {
+    let limits =
+        settings("[limits]\ningest_events_per_second = 500\nquery_burst = 7\n").expect("valid").serve.limits;
+    assert_eq!(limits.ingest_events_per_second.get(), 500);
+    assert_eq!(limits.query_burst.get(), 7);
+    let defaults = crate::limits::LimitsConfig::default();
+    assert_eq!(limits.ingest_burst, defaults.ingest_burst);
+    assert_eq!(limits.query_requests_per_second, defaults.query_requests_per_second);
+}
+
+#[test]
+fn the_limits_section_refuses_a_zero_and_a_rate_above_a_million_naming_the_key() {
+    for (text, key) in [
+        ("ingest_events_per_second = 0", "limits.ingest_events_per_second"),
+        ("ingest_burst = 0", "limits.ingest_burst"),
+        ("query_requests_per_second = 1000001", "limits.query_requests_per_second"),
+        ("query_burst = 0", "limits.query_burst"),
+    ] {
+        match settings(&format!("[limits]\n{text}\n")) {
+            Err(ConfigError::Value { key: found, .. }) => assert_eq!(found, key, "{text}"),
+            other => panic!("{text} was not refused: {other:?}"),
+        }
+    }
+    let message = settings("[limits]\nquery_burst = -1\n").expect_err("refused").to_string();
+    assert!(message.contains("limits.query_burst"), "{message}");
 }

@@ -10,6 +10,7 @@ mod health;
 mod http;
 mod ingest;
 mod latency;
+mod limits;
 mod live;
 mod prometheus;
 mod reprice;
