@@ -317,6 +317,12 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_has_its_series_in_metrics() {
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(kinds, crate::telemetry::RATE_LIMITED_KINDS);
+    }
+
+    #[test]
     fn retry_after_is_whole_seconds_and_never_zero() {
         assert_eq!(retry_after_seconds(Duration::ZERO), 1);
         assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
