@@ -56,7 +56,15 @@ case "$KEY" in
 esac
 
 echo "== voicemon serve on 127.0.0.1:$PORT (log: $WORK/voicemon.log)"
-"$VOICEMON" serve --data-dir "$WORK/data" --bind 127.0.0.1 --port "$PORT" --log-format json >"$WORK/voicemon.log" 2>&1 &
+# schemathesis sends far more requests a second than a dashboard: raise the per-key rate
+# limits, or most of its requests would be 429s (tests/api/limits.rs covers the limits).
+cat >"$WORK/voicemon.toml" <<'TOML'
+[limits]
+query_requests_per_second = 1000000
+query_burst = 1000000
+TOML
+"$VOICEMON" serve --config "$WORK/voicemon.toml" --data-dir "$WORK/data" --bind 127.0.0.1 --port "$PORT" \
+  --log-format json >"$WORK/voicemon.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break

@@ -81,9 +81,9 @@ impl LatencySketch {
         if times == 0 {
             return;
         }
-        self.count += times;
+        self.count = self.count.saturating_add(times);
         if value_ms.is_nan() || value_ms < MIN_INDEXABLE_MS || value_ms.is_infinite() {
-            self.zero_count += times;
+            self.zero_count = self.zero_count.saturating_add(times);
             return;
         }
         let index = bucket_index(value_ms);
@@ -92,7 +92,7 @@ impl LatencySketch {
 
     fn add_to_bucket(&mut self, index: i32, times: u64) {
         let position = self.bucket_slot(index);
-        self.counts[position] += times;
+        self.counts[position] = self.counts[position].saturating_add(times);
     }
 
     /// The position of bucket `index` in `counts`, growing `counts` to hold it.
@@ -117,20 +117,21 @@ impl LatencySketch {
         let mut sketch = LatencySketch { zero_count, count: zero_count, ..LatencySketch::default() };
         for (index, times) in buckets {
             if times > 0 {
-                sketch.count += times;
+                sketch.count = sketch.count.saturating_add(times);
                 sketch.add_to_bucket(index, times);
             }
         }
         sketch
     }
 
-    /// Adds every value of `other` to `self`.
+    /// Adds every value of `other` to `self`. Counts saturate at `u64::MAX` rather than
+    /// overflow: no real traffic gets there, but a stored sketch read back can say anything.
     pub fn merge(&mut self, other: &LatencySketch) {
-        self.zero_count += other.zero_count;
-        self.count += other.zero_count;
+        self.zero_count = self.zero_count.saturating_add(other.zero_count);
+        self.count = self.count.saturating_add(other.zero_count);
         for (position, &times) in other.counts.iter().enumerate() {
             if times > 0 {
-                self.count += times;
+                self.count = self.count.saturating_add(times);
                 self.add_to_bucket(other.offset + position as i32, times);
             }
         }

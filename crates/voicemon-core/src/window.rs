@@ -8,6 +8,9 @@ pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// The most steps one query may ask for (as Prometheus' 11 000-point limit).
 pub const MAX_STEPS: i64 = 11_000;
+/// The longest step: ten years, far past any retention, and small enough that step
+/// arithmetic over any range of years 0000-9999 stays within `i64`.
+pub const MAX_STEP_MS: i64 = 3650 * DAY_MS;
 
 /// The start of the minute holding `timestamp_ms`.
 pub fn minute_of(timestamp_ms: i64) -> i64 {
@@ -38,7 +41,7 @@ pub enum WindowError {
     BadDuration(String),
     #[error("`from` must be before `to`")]
     Empty,
-    #[error("step must be a whole number of minutes, at least 1m")]
+    #[error("step must be a whole number of minutes, from 1m to 3650d")]
     BadStep,
     #[error("{steps} steps is more than {MAX_STEPS}; ask for a larger step or a shorter range")]
     TooManySteps { steps: i64 },
@@ -136,11 +139,13 @@ impl TimeRange {
 
     /// Step starts over the range, aligned to multiples of `step_ms` since the epoch.
     pub fn steps(&self, step_ms: i64) -> Result<Vec<i64>, WindowError> {
-        if step_ms < MINUTE_MS || step_ms % MINUTE_MS != 0 {
+        if !(MINUTE_MS..=MAX_STEP_MS).contains(&step_ms) || step_ms % MINUTE_MS != 0 {
             return Err(WindowError::BadStep);
         }
         let first = self.from_ms.div_euclid(step_ms) * step_ms;
-        let steps = (self.to_ms - first + step_ms - 1) / step_ms;
+        // `to_ms > first`, so this is the ceiling of the span over the step, without the
+        // `+ step_ms - 1` that could overflow.
+        let steps = (self.to_ms - first - 1) / step_ms + 1;
         if steps > MAX_STEPS {
             return Err(WindowError::TooManySteps { steps });
         }

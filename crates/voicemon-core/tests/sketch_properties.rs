@@ -491,3 +491,16 @@ fn decoding_an_index_delta_that_overflows_is_refused_without_panicking() {
     let outcome = decode_catching_panics(&encoding(0, &[(20_000, 1), (i64::MAX, 1)]));
     assert!(matches!(outcome, Ok(Err(DecodeError::Corrupt(_)))), "expected Err(Corrupt), got {outcome:?}");
 }
+
+/// Fuzzing (`fuzz/fuzz_targets/latency_sketch.rs`) found this stored sketch, whose count is
+/// near `u64::MAX`: merged with itself, the counts overflowed (a panic with overflow
+/// checks, a wrapped count without). They saturate now.
+#[test]
+fn merging_sketches_whose_counts_near_u64_max_saturates_instead_of_overflowing() {
+    let crash = [0x01, 0xba, 0xba, 0xba, 0xff, 0xff, 0xe5, 0xe5, 0xff, 0xb5, 0x01, 0x00];
+    let sketch = LatencySketch::decode(&crash).expect("a sketch whose counts are near u64::MAX");
+    let mut merged = sketch.clone();
+    merged.merge(&sketch);
+    assert_eq!(merged.count(), u64::MAX);
+    assert!(merged.quantile(0.5).is_some());
+}

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use voicemon_core::window::{
     default_step_ms, format_time, minute_of, parse_bound, parse_duration_ms, parse_time, Bound, TimeRange,
-    WindowError, MAX_STEPS, MINUTE_MS,
+    WindowError, MAX_STEPS, MAX_STEP_MS, MINUTE_MS,
 };
 
 /// 2026-11-27T12:00:00Z.
@@ -372,4 +372,16 @@ proptest! {
         prop_assert!(step >= MINUTE_MS && step % MINUTE_MS == 0);
         prop_assert!(the_range.steps(step).is_ok());
     }
+}
+
+/// Read while writing the fuzz target `query_params`: a step of nearly `i64::MAX` ms
+/// (`step=153722867280912m`, a whole number of minutes) overflowed the step count (a
+/// panic with overflow checks, a wrapped count without). Steps are at most 3650 days now.
+#[test]
+fn a_step_longer_than_ten_years_is_refused_instead_of_overflowing() {
+    let step_ms = parse_duration_ms("153722867280912m").expect("a duration that fits i64");
+    let whole_range = TimeRange::resolve(Some("0000-01-01T00:00:00Z"), Some("9999-12-31T00:00:00Z"), 0, 0)
+        .expect("a range over every year");
+    assert_eq!(whole_range.steps(step_ms), Err(WindowError::BadStep));
+    assert_eq!(whole_range.steps(MAX_STEP_MS).map(|steps| steps.len()), Ok(1_002));
 }

@@ -15,6 +15,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("connections", &["api", "startup", "state", "query", "live", "config"]),
     ("health", &["api", "startup", "live", "alerting"]),
     ("ingest", &["api", "startup", "query", "live"]),
+    // The buckets know callers and counts, not HTTP, requests or what is behind them.
+    ("limits", &["api", "startup", "state", "config", "query", "ingest", "live", "alerting", "notify"]),
     ("live", &["api", "startup"]),
     ("notify", &["api", "startup", "query", "live"]),
     // Pure judgement of origins and hosts: below config, which names its type.

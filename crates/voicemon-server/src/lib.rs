@@ -18,6 +18,7 @@
 //! - [`auth`]: API keys, roles, tenant scope.
 //! - [`origin`]: which web origins may call, and which `Host` names a server without keys
 //!   answers to.
+//! - [`limits`]: per-caller rate limits (token buckets) of ingest and queries.
 //! - [`config`]: one configuration tree: `voicemon.toml`, environment and flags merged,
 //!   validated into the [`config::ServeConfig`] the application is built from.
 //! - [`health`]: per-minute samples of the health report.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod connections;
 pub mod health;
 pub mod ingest;
+pub mod limits;
 pub mod live;
 pub mod notify;
 pub mod origin;

@@ -9,7 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -305,6 +307,15 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
         request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
     }
     stream.get_mut().write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    read_reply(stream).await
+}
+
+/// The largest bulk reply read: `INFO` sections are a few KiB, and a length is what the
+/// other end claims, not what it sends.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// Reads one simple-string, error or bulk-string reply.
+pub async fn read_reply<R: AsyncBufRead + Unpin>(stream: &mut R) -> Result<String, String> {
     let mut header = String::new();
     stream.read_line(&mut header).await.map_err(|e| e.to_string())?;
     let header = header.trim_end();
@@ -313,11 +324,40 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
         Some(b'-') => Err(format!("redis answered: {}", &header[1..])),
         Some(b'$') => {
             let length: usize = header[1..].parse().map_err(|_| format!("bad reply header `{header}`"))?;
+            if length > MAX_REPLY_BYTES {
+                return Err(format!(
+                    "a reply of {length} bytes is more than {MAX_REPLY_BYTES}; is this Redis?"
+                ));
+            }
             let mut body = vec![0u8; length + 2];
             stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
             body.truncate(length);
             String::from_utf8(body).map_err(|_| "reply is not UTF-8".into())
         }
         _ => Err(format!("unexpected reply `{header}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing (`fuzz/fuzz_targets/redis_reply.rs`) found that a bulk reply claiming
+    /// 777 777 777 777 777 bytes made voicemon allocate them before reading one (and a
+    /// length of `usize::MAX` overflowed `length + 2`). Whatever answers at `REDIS_URL`
+    /// may say anything: a reply over a mebibyte is refused unread.
+    #[tokio::test]
+    async fn a_bulk_reply_claiming_more_than_a_mebibyte_is_refused_before_anything_is_allocated() {
+        for header in ["$777777777777777\r\n", "$18446744073709551615\r\n"] {
+            let mut reader = BufReader::new(header.as_bytes());
+            let refused = read_reply(&mut reader).await.expect_err("refused");
+            assert!(refused.contains("is more than"), "{refused}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bulk_reply_is_read_whole_and_its_crlf_dropped() {
+        let mut reader = BufReader::new(&b"$5\r\nhello\r\n"[..]);
+        assert_eq!(read_reply(&mut reader).await, Ok("hello".to_owned()));
     }
 }

@@ -13,6 +13,7 @@ use crate::config::describe_url;
 use crate::connections::{self, ConnectionLimits};
 use crate::health::sampler::{self, SamplerConfig};
 use crate::ingest::writer::BatchWriter;
+use crate::limits::RateLimits;
 use crate::live::snapshot::Sources;
 use crate::live::LiveHub;
 use crate::notify;
@@ -153,6 +154,7 @@ impl Application {
         };
         let live =
             LiveHub::new(sources, config.live, telemetry.live.clone(), alert_events, shutdown.subscribe());
+        let limits = RateLimits::new(config.limits, Arc::clone(&clock), telemetry.clone());
         let state = AppState {
             store,
             writer,
@@ -166,6 +168,7 @@ impl Application {
             health_rules: config.health.rules,
             alerting,
             live,
+            limits,
         };
         spawn_maintenance(state.store.clone(), Arc::clone(&state.clock), roles, shutdown.subscribe());
         spawn_derived_flusher(state.store.clone(), config.writer.derived_flush, shutdown.subscribe());

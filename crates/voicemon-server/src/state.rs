@@ -3,6 +3,7 @@
 use crate::alerting::AlertingConfig;
 use crate::auth::KeyRing;
 use crate::ingest::writer::BatchWriter;
+use crate::limits::RateLimits;
 use crate::live::LiveHub;
 use crate::origin::AllowedOrigins;
 use crate::redis::RedisMonitor;
@@ -30,4 +31,6 @@ pub struct AppState {
     pub alerting: Arc<AlertingConfig>,
     /// Live feeds of `/metrics/stream`; also carries alert changes from the engine.
     pub live: LiveHub,
+    /// Per-caller token buckets of ingest and queries.
+    pub limits: RateLimits,
 }

@@ -35,8 +35,8 @@ pub const DISPATCH_OUTCOMES: [&str; 3] = ["idle", "sending", "error"];
 
 /// Series of the self-metrics, whatever the events: ingest outcomes (3), events held by
 /// the batch writer, flush outcomes (2), failed group commits by cause, the two flush histograms, pool connections by
-/// state (2), pool waiters, build info, evaluation outcomes, dispatch round outcomes, and
-/// the live view's.
+/// state (2), pool waiters, build info, evaluation outcomes, dispatch round outcomes,
+/// roles, event bus outcomes, requests refused by a rate limit by kind, and the live view's.
 pub const SELF_SERIES: usize = 3
     + 1
     + 2
@@ -50,10 +50,15 @@ pub const SELF_SERIES: usize = 3
     + ROLES
     + crate::bus::MESSAGE_OUTCOMES.len()
     + WRITE_ERROR_CAUSES.len()
+    + RATE_LIMITED_KINDS.len()
     + crate::live::metrics::LIVE_SERIES;
 
 /// Single-run roles an instance may hold (`voicemon_instance_role`; see [`crate::roles`]).
 pub const ROLES: usize = crate::roles::Role::ALL.len();
+
+/// What a rate limit counts (the `kind` label of `voicemon_api_rate_limited`): ingest
+/// events, query requests.
+pub const RATE_LIMITED_KINDS: [&str; 2] = ["ingest", "query"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -69,6 +74,11 @@ struct RoleLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabel {
     cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +111,8 @@ pub struct Telemetry {
     roles: Family<RoleLabel, Gauge>,
     /// Messages of the NATS event bus by outcome.
     bus_messages: Family<OutcomeLabel, Counter>,
+    /// Requests answered 429 by a rate limit, by kind (ingest, query).
+    rate_limited: Family<KindLabel, Counter>,
     voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
@@ -193,6 +205,12 @@ impl Telemetry {
              retried (refused for now: the store is unavailable)",
             bus_messages.clone(),
         );
+        let rate_limited = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "voicemon_api_rate_limited",
+            "Requests answered 429 because their caller's bucket was empty, by kind: ingest, query",
+            rate_limited.clone(),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
@@ -219,6 +237,9 @@ impl Telemetry {
             let instance = crate::roles::instance_name().to_owned();
             let _ = roles.get_or_create(&RoleLabel { role: role.as_str(), instance });
         }
+        for kind in RATE_LIMITED_KINDS {
+            let _ = rate_limited.get_or_create(&KindLabel { kind });
+        }
         Telemetry {
             registry: Arc::new(registry),
             events,
@@ -233,6 +254,7 @@ impl Telemetry {
             dispatch_rounds,
             roles,
             bus_messages,
+            rate_limited,
             voice,
             live,
         }
@@ -274,6 +296,11 @@ impl Telemetry {
     pub fn role_held(&self, role: &'static str, instance: &str, held: bool) {
         let label = RoleLabel { role, instance: instance.to_owned() };
         self.roles.get_or_create(&label).set(i64::from(held));
+    }
+
+    /// A request of `kind` (one of [`RATE_LIMITED_KINDS`]) was refused by a rate limit.
+    pub fn rate_limited(&self, kind: &'static str) {
+        self.rate_limited.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn flush(&self, ok: bool, events: usize, took: Duration) {

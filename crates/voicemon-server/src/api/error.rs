@@ -1,6 +1,7 @@
 //! The one error type of the HTTP API and its one status table.
 
 use crate::auth::AuthError;
+use crate::limits::LimitError;
 use crate::query::QueryError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("the body is larger than {limit} bytes; split it into smaller batches")]
     PayloadTooLarge { limit: usize },
+    /// More events in one body than the caller's burst: no retry of it can pass.
+    #[error("{0}")]
+    TooManyEvents(String),
+    /// The caller's bucket is empty for now; `Retry-After` says when to come back.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_seconds: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("the url is too long; send fewer or shorter query parameters")]
@@ -48,10 +55,11 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,10 +74,11 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
-            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyEvents(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::UriTooLong => ErrorCode::UriTooLong,
             ApiError::HeadersTooLarge => ErrorCode::HeadersTooLarge,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal => ErrorCode::Internal,
         }
@@ -111,6 +120,8 @@ pub enum ErrorCode {
     UriTooLong,
     /// 415
     UnsupportedMediaType,
+    /// 429, with `Retry-After`
+    RateLimited,
     /// 431
     HeadersTooLarge,
     /// 503, with `Retry-After`
@@ -156,6 +167,17 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<LimitError> for ApiError {
+    fn from(err: LimitError) -> Self {
+        match err.retry_after_seconds() {
+            Some(retry_after_seconds) => {
+                ApiError::RateLimited { message: err.to_string(), retry_after_seconds }
+            }
+            None => ApiError::TooManyEvents(err.to_string()),
+        }
+    }
+}
+
 impl From<QueryError> for ApiError {
     fn from(err: QueryError) -> Self {
         match err {
@@ -183,9 +205,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECONDS),
+            ApiError::RateLimited { retry_after_seconds, .. } => Some(*retry_after_seconds),
+            _ => None,
+        };
         let mut response = (status, Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

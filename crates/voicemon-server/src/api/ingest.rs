@@ -1,7 +1,9 @@
 //! `POST /v1/events` → validate → batch writer → 202 once durable.
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::limits::caller;
 use crate::auth::Principal;
+use crate::limits::Kind;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -43,7 +45,8 @@ pub enum EventsBody {
 
 /// `POST /v1/events`: 202 when anything was stored or was a duplicate, 422 when every
 /// event was refused (the report says why), 415 for a body that is neither JSON nor
-/// NDJSON, 503 with `Retry-After` when storage is down.
+/// NDJSON, 503 with `Retry-After` when storage is down; 429 with `Retry-After` when the
+/// caller's events are over its rate limit, 413 when one body holds more events than its burst.
 #[utoipa::path(
     post,
     path = "/v1/events",
@@ -62,9 +65,10 @@ pub enum EventsBody {
         (status = 400, description = "The body is not JSON (or empty, or not UTF-8); nothing is stored.", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
         (status = 403, description = "A read key, or an ingest key sending another tenant's events; nothing is stored.", body = ErrorBody),
-        (status = 413, description = "The body is larger than `max_body_bytes`.", body = ErrorBody),
+        (status = 413, description = "The body is larger than `max_body_bytes`, or holds more events than the caller's burst.", body = ErrorBody),
         (status = 415, description = "A content type other than JSON or NDJSON, or none.", body = ErrorBody),
         (status = 422, description = "Every event was refused; `rejected` says why.", body = IngestReport),
+        (status = 429, description = "The caller's events are over its rate limit; nothing is stored; retry after `Retry-After` seconds.", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
         (status = 503, description = "Storage is unavailable; nothing is stored; retry after `Retry-After` seconds.", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
     )
 )]
@@ -76,10 +80,16 @@ pub async fn post_events(
 ) -> Result<Response, ApiError> {
     principal.check_may_write()?;
     let framing = framing(&headers)?;
+    // One event up front: a caller with an empty bucket is refused before its body is read.
+    let caller = caller(&principal);
+    state.limits.admit(Kind::Ingest, caller, 1)?;
     let bytes = read_body(body, &headers, state.max_body_bytes).await?;
     let parsed = parse_body(&bytes, framing, state.clock.now_ms())
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
     drop(bytes);
+    // The rest of the body's events, valid or not: each cost its parsing and validation.
+    let in_body = parsed.events.len() + parsed.rejections.total;
+    state.limits.admit_rest_of_body(caller, u32::try_from(in_body).unwrap_or(u32::MAX))?;
 
     let mut events = Vec::with_capacity(parsed.events.len());
     for event in parsed.events {

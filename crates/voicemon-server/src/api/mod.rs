@@ -16,6 +16,7 @@ pub mod health;
 pub mod ingest;
 pub mod json;
 pub mod latency;
+pub mod limits;
 pub mod openapi;
 pub mod page;
 pub mod params;
@@ -51,14 +52,7 @@ pub fn router(state: AppState) -> Router {
         .on_failure(DefaultOnFailure::new().level(Level::WARN).latency_unit(LatencyUnit::Micros));
     Router::new()
         .route("/v1/events", post(ingest::post_events))
-        .route("/metrics/latency", get(latency::get_latency))
-        .route("/metrics/calls", get(calls::get_calls))
-        .route("/metrics/cost", get(cost::get_cost))
-        .route("/metrics/health", get(health::get_health))
-        .route("/alerts", get(alerts::get_alerts))
-        .route("/alerts/history", get(alerts::get_history))
-        .route("/alerts/silences", get(alerts::get_silences).post(alerts::post_silence))
-        .route("/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
+        .merge(query_routes(state.clone()))
         .route("/metrics/stream", get(stream::stream))
         .route("/", get(page::index))
         .route("/assets/{*path}", get(page::asset))
@@ -76,6 +70,22 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The routes that draw from the caller's query bucket: every authenticated read, and
+/// silences. Probes, `/metrics`, the page and the live stream (bounded by its own
+/// connection cap) do not.
+fn query_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics/latency", get(latency::get_latency))
+        .route("/metrics/calls", get(calls::get_calls))
+        .route("/metrics/cost", get(cost::get_cost))
+        .route("/metrics/health", get(health::get_health))
+        .route("/alerts", get(alerts::get_alerts))
+        .route("/alerts/history", get(alerts::get_history))
+        .route("/alerts/silences", get(alerts::get_silences).post(alerts::post_silence))
+        .route("/alerts/silences/{id}", axum::routing::delete(alerts::delete_silence))
+        .route_layer(axum::middleware::from_fn_with_state(state, limits::limit_queries))
 }
 
 /// The span of one request: method, route (the pattern, so ids in paths stay out of

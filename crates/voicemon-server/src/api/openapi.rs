@@ -49,7 +49,7 @@ pub const BEARER: &str = "bearer";
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
-    modifiers(&BearerKeys, &TrimmedQueryValues),
+    modifiers(&BearerKeys, &TrimmedQueryValues, &QueryRateLimit),
     security(("bearer" = [])),
     tags(
         (name = "ingest", description = "Events from voice workers."),
@@ -133,6 +133,44 @@ fn operations_of(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     ]
     .into_iter()
     .flatten()
+}
+
+/// The paths of `query_routes` (`api/mod.rs`): each draws from its caller's query bucket.
+const QUERY_LIMITED: [&str; 8] = [
+    "/metrics/latency",
+    "/metrics/calls",
+    "/metrics/cost",
+    "/metrics/health",
+    "/alerts",
+    "/alerts/history",
+    "/alerts/silences",
+    "/alerts/silences/{id}",
+];
+
+/// Every operation of [`QUERY_LIMITED`] answers 429 with `Retry-After` when its caller's
+/// query bucket is empty (ingest documents its own 429, counted in events).
+struct QueryRateLimit;
+
+impl Modify for QueryRateLimit {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let limited =
+            openapi.paths.paths.iter_mut().filter(|(path, _)| QUERY_LIMITED.contains(&path.as_str()));
+        for (_, item) in limited {
+            for operation in operations_of(item) {
+                let responses = RateLimited::responses();
+                operation.responses.responses.extend(responses);
+            }
+        }
+    }
+}
+
+/// The answer of a caller over its query rate limit (only its derived responses are used).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum RateLimited {
+    /// The caller's query bucket is empty; retry after `Retry-After` seconds.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "seconds to wait")))]
+    TooManyRequests(ErrorBody),
 }
 
 /// The errors of every route that takes a key and query parameters.

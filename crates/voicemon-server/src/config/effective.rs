@@ -152,6 +152,13 @@ impl Settings {
                 serve.prometheus.worst_case_series(),
             ),
             format!(
+                "limits:            per key: ingest {} events/s (burst {}), queries {}/s (burst {}); 429 over them",
+                serve.limits.ingest_events_per_second,
+                serve.limits.ingest_burst,
+                serve.limits.query_requests_per_second,
+                serve.limits.query_burst,
+            ),
+            format!(
                 "price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",
                 serve.prices.entries().len(),
                 shipped_price_count(),
@@ -196,6 +203,7 @@ impl Settings {
             ("alerting", self.alerting_values()),
             ("prometheus", self.prometheus_values()),
             ("nats", self.nats_values()),
+            ("limits", self.limits_values()),
             ("pricing", self.pricing_values()),
         ]
     }
@@ -326,6 +334,16 @@ impl Settings {
             ("consumer", quoted(&bus.consumer)),
             ("dead_letter_subject", quoted(&bus.dead_letter_subject)),
             ("max_in_flight", bus.max_in_flight.to_string()),
+        ]
+    }
+
+    fn limits_values(&self) -> Vec<(&'static str, String)> {
+        let limits = &self.serve.limits;
+        vec![
+            ("ingest_events_per_second", limits.ingest_events_per_second.to_string()),
+            ("ingest_burst", limits.ingest_burst.to_string()),
+            ("query_requests_per_second", limits.query_requests_per_second.to_string()),
+            ("query_burst", limits.query_burst.to_string()),
         ]
     }
 

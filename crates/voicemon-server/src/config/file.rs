@@ -40,6 +40,9 @@ pub struct FileConfig {
     /// `[nats]`: events consumed from a NATS JetStream stream.
     #[serde(default)]
     pub nats: NatsSection,
+    /// `[limits]`: per-caller rate limits of ingest and queries.
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 /// Keys the file may not hold, because their values carry credentials (a database
@@ -270,6 +273,21 @@ pub struct NatsSection {
     pub dead_letter_subject: Option<String>,
     /// Messages one instance stores at once (default 1024).
     pub max_in_flight: Option<usize>,
+}
+
+/// `[limits]`: a token bucket per API key (one shared bucket on an open server), for
+/// ingest in events and for queries in requests; over it, 429 with `Retry-After`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Events a second one caller may send, sustained (default 25000, at most 1000000).
+    pub ingest_events_per_second: Option<u32>,
+    /// Events one caller may send at once; also the most one body may hold (default 125000).
+    pub ingest_burst: Option<u32>,
+    /// Query requests a second one caller may make, sustained (default 20, at most 1000000).
+    pub query_requests_per_second: Option<u32>,
+    /// Query requests one caller may make at once (default 100).
+    pub query_burst: Option<u32>,
 }
 
 impl FileConfig {

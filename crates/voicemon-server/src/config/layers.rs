@@ -72,11 +72,17 @@ impl Layers {
 
     /// The file at `path` over the layers so far. It is checked alone first, so that a
     /// mistake in it is reported with its key and line.
-    pub fn file(mut self, path: &Path) -> Result<Layers, ConfigError> {
+    pub fn file(self, path: &Path) -> Result<Layers, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        self.file_text(&text, path)
+    }
+
+    /// The text of a file read from `path` over the layers so far, as [`Layers::file`]
+    /// takes it (the fuzz target `config_file` gives it text without a file).
+    pub fn file_text(mut self, text: &str, path: &Path) -> Result<Layers, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
-        let table = check_file(&text).map_err(invalid)?;
+        let table = check_file(text).map_err(invalid)?;
         let origin = Origin::File(path.to_owned());
         self.merge(table, |_| origin.clone());
         self.file = Some(path.to_owned());

@@ -16,8 +16,8 @@ pub mod settings;
 
 pub use effective::describe_url;
 pub use file::{
-    AlertingSection, CompressAfter, FileConfig, HealthSection, IngestSection, InhibitText, PostgresSection,
-    PricingSection, PrometheusSection, ReceiverText, ServerSection,
+    AlertingSection, CompressAfter, FileConfig, HealthSection, IngestSection, InhibitText, LimitsSection,
+    PostgresSection, PricingSection, PrometheusSection, ReceiverText, ServerSection,
 };
 pub use layers::{Layers, Origin, Origins, DEFAULT_CONFIG};
 pub use sections::parse_durability;

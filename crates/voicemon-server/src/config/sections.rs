@@ -4,17 +4,19 @@
 use crate::alerting::AlertingConfig;
 use crate::bus::BusConfig;
 use crate::config::file::{
-    AlertingSection, CompressAfter, HealthSection, IngestSection, NatsSection, PostgresSection,
-    PrometheusSection, ServerSection,
+    AlertingSection, CompressAfter, HealthSection, IngestSection, LimitsSection, NatsSection,
+    PostgresSection, PrometheusSection, ServerSection,
 };
 use crate::config::settings::{HealthConfig, PostgresSettings};
 use crate::config::ConfigError;
 use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
+use crate::limits::{LimitsConfig, MAX_PER_SECOND};
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::redis::RedisTarget;
 use crate::telemetry::voice::{PrometheusLimits, MAX_LABEL_CAP};
 use secrecy::ExposeSecret;
+use std::num::NonZeroU32;
 use std::time::Duration;
 use voicemon_core::alerting::rules::rules_with;
 use voicemon_core::alerting::silence::{InhibitRule, Matcher};
@@ -359,5 +361,46 @@ impl NatsSection {
             None => {}
         }
         Ok(Some(config))
+    }
+}
+
+impl TryFrom<&LimitsSection> for LimitsConfig {
+    type Error = ConfigError;
+
+    fn try_from(section: &LimitsSection) -> Result<LimitsConfig, ConfigError> {
+        let defaults = LimitsConfig::default();
+        Ok(LimitsConfig {
+            ingest_events_per_second: rate(
+                "limits.ingest_events_per_second",
+                section.ingest_events_per_second,
+                defaults.ingest_events_per_second,
+            )?,
+            ingest_burst: burst("limits.ingest_burst", section.ingest_burst, defaults.ingest_burst)?,
+            query_requests_per_second: rate(
+                "limits.query_requests_per_second",
+                section.query_requests_per_second,
+                defaults.query_requests_per_second,
+            )?,
+            query_burst: burst("limits.query_burst", section.query_burst, defaults.query_burst)?,
+        })
+    }
+}
+
+/// A rate from 1 to [`MAX_PER_SECOND`], or `default` when absent.
+fn rate(key: &'static str, value: Option<u32>, default: NonZeroU32) -> Result<NonZeroU32, ConfigError> {
+    match value {
+        Some(v) if v > MAX_PER_SECOND => {
+            Err(ConfigError::value(key, format!("{v} is above {MAX_PER_SECOND} a second")))
+        }
+        Some(v) => NonZeroU32::new(v).ok_or_else(|| ConfigError::value(key, "must be above 0")),
+        None => Ok(default),
+    }
+}
+
+/// A burst of at least 1, or `default` when absent.
+fn burst(key: &'static str, value: Option<u32>, default: NonZeroU32) -> Result<NonZeroU32, ConfigError> {
+    match value {
+        Some(v) => NonZeroU32::new(v).ok_or_else(|| ConfigError::value(key, "must be above 0")),
+        None => Ok(default),
     }
 }

@@ -9,6 +9,7 @@ use crate::config::layers::{Layers, Origins, DEFAULT_CONFIG};
 use crate::config::ConfigError;
 use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
+use crate::limits::LimitsConfig;
 use crate::live::LiveConfig;
 use crate::notify::DeliveryConfig;
 use crate::origin::AllowedOrigins;
@@ -65,6 +66,8 @@ pub struct ServeConfig {
     pub live: LiveConfig,
     /// Events consumed from NATS JetStream; `None`: HTTP only.
     pub bus: Option<BusConfig>,
+    /// Per-caller rate limits of ingest (events) and queries (requests).
+    pub limits: LimitsConfig,
 }
 
 /// Health settings.
@@ -115,6 +118,7 @@ impl ServeConfig {
             prometheus: PrometheusLimits::default(),
             live: LiveConfig::default(),
             bus: None,
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -228,6 +232,7 @@ fn serve_config(
     };
     config.prometheus = PrometheusLimits::try_from(&tree.prometheus)?;
     config.bus = tree.nats.bus_config()?;
+    config.limits = LimitsConfig::try_from(&tree.limits)?;
     Ok((config, postgres))
 }
 

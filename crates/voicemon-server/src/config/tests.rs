@@ -238,6 +238,7 @@ fn the_effective_configuration_shows_every_section_with_origins_and_no_secret() 
         "[alerting]",
         "[prometheus]",
         "[nats]",
+        "[limits]",
         "[pricing]",
     ] {
         assert!(text.contains(section), "{section} in {text}");
@@ -424,4 +425,32 @@ fn a_nats_section_that_cannot_work_is_refused_naming_the_key() {
         refused("[nats]\nurl = \"nats://n:4222\"\nmax_in_flight = 0\n"),
         "nats.max_in_flight: must be above 0"
     );
+}
+
+#[test]
+fn the_limits_section_sets_each_rate_and_burst_and_leaves_the_rest_at_their_defaults() {
+    let limits =
+        settings("[limits]\ningest_events_per_second = 500\nquery_burst = 7\n").expect("valid").serve.limits;
+    assert_eq!(limits.ingest_events_per_second.get(), 500);
+    assert_eq!(limits.query_burst.get(), 7);
+    let defaults = crate::limits::LimitsConfig::default();
+    assert_eq!(limits.ingest_burst, defaults.ingest_burst);
+    assert_eq!(limits.query_requests_per_second, defaults.query_requests_per_second);
+}
+
+#[test]
+fn the_limits_section_refuses_a_zero_and_a_rate_above_a_million_naming_the_key() {
+    for (text, key) in [
+        ("ingest_events_per_second = 0", "limits.ingest_events_per_second"),
+        ("ingest_burst = 0", "limits.ingest_burst"),
+        ("query_requests_per_second = 1000001", "limits.query_requests_per_second"),
+        ("query_burst = 0", "limits.query_burst"),
+    ] {
+        match settings(&format!("[limits]\n{text}\n")) {
+            Err(ConfigError::Value { key: found, .. }) => assert_eq!(found, key, "{text}"),
+            other => panic!("{text} was not refused: {other:?}"),
+        }
+    }
+    let message = settings("[limits]\nquery_burst = -1\n").expect_err("refused").to_string();
+    assert!(message.contains("limits.query_burst"), "{message}");
 }

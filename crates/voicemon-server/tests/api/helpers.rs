@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use voicemon_core::access::{hash_key, Role};
 use voicemon_core::clock::ManualClock;
+use voicemon_server::limits::LimitsConfig;
 use voicemon_server::startup::{Application, ServeConfig};
 use voicemon_store::sqlite::{Durability, SqliteStore};
 use voicemon_store::{KeyStore, NewApiKey};
@@ -43,6 +44,7 @@ pub async fn spawn_app_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut 
     let mut config = ServeConfig::new(data_dir.path().to_owned());
     config.port = 0;
     config.bind = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    config.limits = limits_no_test_reaches();
     adjust(&mut config);
     let clock = ManualClock::at(NOW_MS);
     let app = Application::build(config, Arc::new(clock.clone())).await.expect("the app builds");
@@ -57,6 +59,18 @@ pub async fn spawn_app_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut 
     }));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
     TestApp { address, client, clock, data_dir, stop: Some(stop), server: Some(server) }
+}
+
+/// The test clock stands still, so a bucket never refills: apps of tests that are not
+/// about rate limits get buckets no test empties (`limits.rs` sets its own).
+pub fn limits_no_test_reaches() -> LimitsConfig {
+    let most = |n: u32| std::num::NonZeroU32::new(n).expect("above 0");
+    LimitsConfig {
+        ingest_events_per_second: most(1_000_000),
+        ingest_burst: most(u32::MAX),
+        query_requests_per_second: most(1_000_000),
+        query_burst: most(u32::MAX),
+    }
 }
 
 impl TestApp {

@@ -11,6 +11,7 @@ mod health;
 mod http;
 mod ingest;
 mod latency;
+mod limits;
 mod live;
 mod openapi;
 mod prometheus;

@@ -257,3 +257,27 @@ async fn types_that_share_a_rust_name_keep_schemas_of_their_own() {
     assert_eq!(schemas["Reason"]["type"], "object", "a health reason: {}", schemas["Reason"]);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_rate_limited_route_documents_its_429() {
+    let app = spawn_app().await;
+    let document = document(&app).await;
+    let router =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/mod.rs")).expect("mod.rs");
+    let query_routes = router.split("fn query_routes").nth(1).expect("the query routes");
+    let query_routes = query_routes.split("\n}").next().unwrap_or_default();
+    let paths: Vec<&str> =
+        query_routes.split(".route(\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    assert!(paths.len() >= 8, "{paths:?}");
+    for path in paths.into_iter().chain(["/v1/events"]) {
+        let item = document["paths"][path].as_object().unwrap_or_else(|| panic!("{path} is documented"));
+        for (method, operation) in item {
+            let answer = &operation["responses"]["429"];
+            assert!(
+                answer["headers"].get("Retry-After").is_some(),
+                "{method} {path} documents its 429: {answer}"
+            );
+        }
+    }
+    app.shutdown().await;
+}

@@ -1,0 +1,333 @@
+//! Request limits: one token bucket per caller and kind (GCRA, from `governor`), on ingest
+//! counted in events and on queries counted in requests, timed by the application's
+//! [`Clock`] so that tests move time by hand.
+//!
+//! A caller is an API key (its id), or, on an open server (no keys, loopback only), the
+//! one bucket [`Caller::Open`] that every local client shares: without keys there is no
+//! identity to tell callers apart, and every peer is the same machine anyway.
+//!
+//! Memory: one entry per caller that has sent something, so at most the number of keys
+//! (plus the open bucket); unknown keys are refused (401) before they reach a bucket.
+
+use crate::telemetry::Telemetry;
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use voicemon_core::clock::Clock;
+
+/// Default events per second of one ingest caller: about a third of what one SQLite
+/// instance commits on two cores (BENCHMARKS.md), some 10 000 concurrent calls of events.
+pub const DEFAULT_INGEST_EVENTS_PER_SECOND: u32 = 25_000;
+/// Default ingest burst: five seconds at the default rate, more than a 10 MiB body holds
+/// of real events.
+pub const DEFAULT_INGEST_BURST: u32 = 125_000;
+/// Default queries per second of one caller: dashboards and scripts poll a few a second.
+pub const DEFAULT_QUERY_REQUESTS_PER_SECOND: u32 = 20;
+/// Default query burst: a page load or a script's start asks many things at once.
+pub const DEFAULT_QUERY_BURST: u32 = 100;
+/// The highest rate a bucket takes: one cell a microsecond keeps GCRA's arithmetic exact.
+pub const MAX_PER_SECOND: u32 = 1_000_000;
+
+/// What a bucket counts (the `kind` label of `voicemon_api_rate_limited_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `POST /v1/events`, in events.
+    Ingest,
+    /// Every other authenticated route (latency, calls, cost, health, alerts, silences),
+    /// in requests.
+    Query,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Ingest, Kind::Query];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ingest => "ingest",
+            Kind::Query => "query",
+        }
+    }
+}
+
+/// Whose bucket a request draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// An API key, by id.
+    Key(i64),
+    /// Every client of an open server.
+    Open,
+}
+
+/// The rates and bursts, as `[limits]` gives them (validated in `config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub ingest_events_per_second: NonZeroU32,
+    pub ingest_burst: NonZeroU32,
+    pub query_requests_per_second: NonZeroU32,
+    pub query_burst: NonZeroU32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let nonzero = |n: u32| NonZeroU32::new(n).expect("the default limits are above 0");
+        LimitsConfig {
+            ingest_events_per_second: nonzero(DEFAULT_INGEST_EVENTS_PER_SECOND),
+            ingest_burst: nonzero(DEFAULT_INGEST_BURST),
+            query_requests_per_second: nonzero(DEFAULT_QUERY_REQUESTS_PER_SECOND),
+            query_burst: nonzero(DEFAULT_QUERY_BURST),
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn quota(rate: NonZeroU32, burst: NonZeroU32) -> Quota {
+        Quota::per_second(rate).allow_burst(burst)
+    }
+
+    fn burst(&self, kind: Kind) -> NonZeroU32 {
+        match kind {
+            Kind::Ingest => self.ingest_burst,
+            Kind::Query => self.query_burst,
+        }
+    }
+}
+
+/// Why a request is refused by its bucket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// The bucket is empty for now: 429 with `Retry-After`.
+    #[error("{what} from this caller are over its limit of {rate} a second; retry after {} s", retry_after_seconds(*.retry_after))]
+    Limited { what: &'static str, rate: u32, retry_after: Duration },
+    /// More events in one body than the bucket ever holds: no retry can pass (413).
+    #[error("this body holds {events} events, more than the {burst} this caller may send at once; split it")]
+    OverBurst { events: u32, burst: u32 },
+}
+
+impl LimitError {
+    /// Whole seconds to wait before a retry can pass, for `Retry-After`; `None` when none can.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            LimitError::Limited { retry_after, .. } => Some(retry_after_seconds(*retry_after)),
+            LimitError::OverBurst { .. } => None,
+        }
+    }
+}
+
+/// At least one second (`Retry-After` takes whole seconds, and 0 invites a busy loop).
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    whole.max(1)
+}
+
+type Bucket = RateLimiter<Caller, DashMapStateStore<Caller>, ForwardClock, NoOpMiddleware<Nanos>>;
+
+/// The buckets of every caller, per kind; cheap to clone.
+#[derive(Clone)]
+pub struct RateLimits {
+    config: LimitsConfig,
+    ingest: Arc<Bucket>,
+    query: Arc<Bucket>,
+    clock: ForwardClock,
+    telemetry: Telemetry,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    pub fn new(config: LimitsConfig, clock: Arc<dyn Clock>, telemetry: Telemetry) -> RateLimits {
+        let clock = ForwardClock::new(clock);
+        let bucket = |rate, burst| {
+            Arc::new(RateLimiter::dashmap_with_clock(LimitsConfig::quota(rate, burst), clock.clone()))
+        };
+        RateLimits {
+            ingest: bucket(config.ingest_events_per_second, config.ingest_burst),
+            query: bucket(config.query_requests_per_second, config.query_burst),
+            config,
+            clock,
+            telemetry,
+        }
+    }
+
+    /// Takes `cells` (events or requests) from `caller`'s bucket of `kind`, or says why not.
+    /// A refusal takes nothing and is counted in `/metrics`.
+    pub fn admit(&self, kind: Kind, caller: Caller, cells: u32) -> Result<(), LimitError> {
+        let Some(cells) = NonZeroU32::new(cells) else { return Ok(()) };
+        let burst = self.config.burst(kind).get();
+        if cells.get() > burst {
+            return Err(LimitError::OverBurst { events: cells.get(), burst });
+        }
+        let bucket = match kind {
+            Kind::Ingest => &self.ingest,
+            Kind::Query => &self.query,
+        };
+        match bucket.check_key_n(&caller, cells) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                self.telemetry.rate_limited(kind.as_str());
+                let retry_after = not_until.wait_time_from(self.clock.now());
+                Err(LimitError::Limited { what: what(kind), rate: self.rate(kind), retry_after })
+            }
+            Err(_) => Err(LimitError::OverBurst { events: cells.get(), burst }),
+        }
+    }
+
+    /// The rest of an ingest body of `events`, whose first event was taken up front
+    /// (before the body was read, so that an empty bucket refuses it unread).
+    pub fn admit_rest_of_body(&self, caller: Caller, events: u32) -> Result<(), LimitError> {
+        let burst = self.config.ingest_burst.get();
+        if events > burst {
+            return Err(LimitError::OverBurst { events, burst });
+        }
+        self.admit(Kind::Ingest, caller, events.saturating_sub(1))
+    }
+
+    fn rate(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::Ingest => self.config.ingest_events_per_second.get(),
+            Kind::Query => self.config.query_requests_per_second.get(),
+        }
+    }
+}
+
+fn what(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ingest => "events",
+        Kind::Query => "queries",
+    }
+}
+
+/// The application's clock as the buckets read it: time since the limiter started that
+/// only moves forward. A wall clock stepped back adds nothing (instead of refusing every
+/// caller until it catches up), and stepped forward fills the buckets (at most to their
+/// burst), which is harmless.
+#[derive(Debug, Clone)]
+struct ForwardClock {
+    clock: Arc<dyn Clock>,
+    /// (last reading of `clock` in ms, forward time accumulated in ms).
+    state: Arc<Mutex<(i64, u64)>>,
+}
+
+impl ForwardClock {
+    fn new(clock: Arc<dyn Clock>) -> ForwardClock {
+        let start = clock.now_ms();
+        ForwardClock { clock, state: Arc::new(Mutex::new((start, 0))) }
+    }
+}
+
+impl GovernorClock for ForwardClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        let now_ms = self.clock.now_ms();
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last_ms, elapsed_ms) = &mut *state;
+        *elapsed_ms += u64::try_from(now_ms.saturating_sub(*last_ms)).unwrap_or(0);
+        *last_ms = now_ms;
+        Nanos::from(Duration::from_millis(*elapsed_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voicemon_core::clock::ManualClock;
+
+    fn limits(rate: u32, burst: u32) -> (RateLimits, ManualClock) {
+        let clock = ManualClock::at(1_000_000);
+        let nonzero = |n| NonZeroU32::new(n).expect("above 0");
+        let config = LimitsConfig {
+            ingest_events_per_second: nonzero(rate),
+            ingest_burst: nonzero(burst),
+            query_requests_per_second: nonzero(rate),
+            query_burst: nonzero(burst),
+        };
+        (RateLimits::new(config, Arc::new(clock.clone()), Telemetry::default()), clock)
+    }
+
+    #[test]
+    fn a_caller_gets_its_burst_then_waits_for_the_rate() {
+        let (limits, clock) = limits(2, 4);
+        for _ in 0..4 {
+            limits.admit(Kind::Query, Caller::Key(1), 1).expect("within the burst");
+        }
+        let refused = limits.admit(Kind::Query, Caller::Key(1), 1).expect_err("the burst is spent");
+        assert_eq!(refused.retry_after_seconds(), Some(1), "{refused}");
+        clock.advance(500);
+        limits.admit(Kind::Query, Caller::Key(1), 1).expect("half a second brings one request back");
+        assert!(limits.admit(Kind::Query, Caller::Key(1), 1).is_err());
+    }
+
+    #[test]
+    fn callers_and_kinds_have_buckets_of_their_own() {
+        let (limits, _) = limits(1, 3);
+        limits.admit(Kind::Ingest, Caller::Key(1), 3).expect("the whole burst");
+        assert!(limits.admit(Kind::Ingest, Caller::Key(1), 1).is_err());
+        limits.admit(Kind::Ingest, Caller::Key(2), 3).expect("another key has its own bucket");
+        limits.admit(Kind::Ingest, Caller::Open, 3).expect("so does the open server's");
+        limits.admit(Kind::Query, Caller::Key(1), 3).expect("queries are counted apart from ingest");
+    }
+
+    #[test]
+    fn more_events_than_the_burst_are_refused_for_good_and_take_nothing() {
+        let (limits, _) = limits(10, 100);
+        let refused = limits.admit(Kind::Ingest, Caller::Key(1), 101).expect_err("over the burst");
+        assert_eq!(refused, LimitError::OverBurst { events: 101, burst: 100 });
+        assert_eq!(refused.retry_after_seconds(), None);
+        limits.admit(Kind::Ingest, Caller::Key(1), 100).expect("the bucket is still full");
+    }
+
+    #[test]
+    fn a_body_is_charged_its_events_beyond_the_one_taken_up_front() {
+        let (limits, _) = limits(1, 10);
+        limits.admit(Kind::Ingest, Caller::Key(1), 1).expect("the first event, before the body is read");
+        limits.admit_rest_of_body(Caller::Key(1), 10).expect("nine more fill the burst");
+        assert!(limits.admit(Kind::Ingest, Caller::Key(1), 1).is_err(), "the bucket is empty");
+        let refused = limits.admit_rest_of_body(Caller::Key(2), 11).expect_err("over the burst");
+        assert_eq!(refused, LimitError::OverBurst { events: 11, burst: 10 });
+    }
+
+    #[test]
+    fn a_refused_request_takes_nothing_from_the_bucket() {
+        let (limits, clock) = limits(1, 2);
+        limits.admit(Kind::Ingest, Caller::Key(1), 2).expect("the burst");
+        for _ in 0..10 {
+            assert!(limits.admit(Kind::Ingest, Caller::Key(1), 1).is_err());
+        }
+        clock.advance(1_000);
+        limits.admit(Kind::Ingest, Caller::Key(1), 1).expect("one second brings one event back");
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_neither_refills_nor_locks_the_buckets() {
+        let (limits, clock) = limits(1, 1);
+        limits.admit(Kind::Query, Caller::Key(1), 1).expect("the burst");
+        clock.advance(-3_600_000);
+        assert!(limits.admit(Kind::Query, Caller::Key(1), 1).is_err(), "no refill from a step back");
+        clock.advance(1_000);
+        limits.admit(Kind::Query, Caller::Key(1), 1).expect("a second later, as if nothing happened");
+    }
+
+    #[test]
+    fn every_kind_has_its_series_in_metrics() {
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(kinds, crate::telemetry::RATE_LIMITED_KINDS);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_and_never_zero() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1_000)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1_001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(7)), 7);
+    }
+}
