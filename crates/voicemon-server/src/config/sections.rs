@@ -310,6 +310,14 @@ fn label_cap(key: &'static str, value: Option<usize>, default: usize) -> Result<
     }
 }
 
+/// A JetStream stream or consumer name: not empty, no `.`, wildcard or space.
+fn nats_name(key: &'static str, what: &str, name: &str) -> Result<String, ConfigError> {
+    if name.is_empty() || name.contains(['.', ' ', '*', '>']) {
+        return Err(ConfigError::value(key, format!("`{name}` is not a {what} name (no . * > or spaces)")));
+    }
+    Ok(name.to_owned())
+}
+
 impl NatsSection {
     /// The event bus this section configures, or `None` without a URL.
     pub fn bus_config(&self) -> Result<Option<BusConfig>, ConfigError> {
@@ -320,13 +328,7 @@ impl NatsSection {
         }
         let mut config = BusConfig::new(url.clone());
         if let Some(stream) = &self.stream {
-            if stream.is_empty() || stream.contains(['.', ' ', '*', '>']) {
-                return Err(ConfigError::value(
-                    "nats.stream",
-                    format!("`{stream}` is not a stream name (no . * > or spaces)"),
-                ));
-            }
-            config.stream = stream.clone();
+            config.stream = nats_name("nats.stream", "stream", stream)?;
         }
         if let Some(subjects) = &self.subjects {
             if subjects.is_empty() || subjects.iter().any(|s| s.is_empty() || s.contains(' ')) {
@@ -338,13 +340,7 @@ impl NatsSection {
             config.subjects = subjects.clone();
         }
         if let Some(consumer) = &self.consumer {
-            if consumer.is_empty() || consumer.contains(['.', ' ', '*', '>']) {
-                return Err(ConfigError::value(
-                    "nats.consumer",
-                    format!("`{consumer}` is not a consumer name (no . * > or spaces)"),
-                ));
-            }
-            config.consumer = consumer.clone();
+            config.consumer = nats_name("nats.consumer", "consumer", consumer)?;
         }
         if let Some(subject) = &self.dead_letter_subject {
             if subject.is_empty() || subject.contains([' ', '*', '>']) {
