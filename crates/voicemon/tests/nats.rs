@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{now_ms, time_from_now, Server};
+use common::proxy::{split_address, Proxy};
+use common::{now_ms, postgres_url, time_from_now, with_search_path, Server, TestSchema};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -59,7 +60,14 @@ impl Bus {
     }
 
     fn start(&self) -> Server {
-        Server::start_with_env(&self.data(), Some(&self.config), &[], &[("NATS_URL", &self.url)])
+        self.start_with(&[])
+    }
+
+    /// [`Bus::start`] with more environment (a `DATABASE_URL`).
+    fn start_with(&self, env: &[(&str, &str)]) -> Server {
+        let mut all = vec![("NATS_URL", self.url.as_str())];
+        all.extend_from_slice(env);
+        Server::start_with_env(&self.data(), Some(&self.config), &[], &all)
     }
 
     fn data(&self) -> PathBuf {
@@ -250,5 +258,36 @@ async fn a_consumer_killed_and_restarted_mid_stream_stores_every_event_exactly_o
     // acknowledged, each event is still counted once.
     bus.all_acknowledged().await;
     assert_eq!(stored_turns(&server, "t-restart").await, published, "each event once");
+    bus.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_arrive_while_the_store_is_unreachable_are_refused_for_now_and_stored_once_it_is_back()
+{
+    let Some(bus) = Bus::new("outage").await else { return };
+    let Some(admin_url) = postgres_url("the NATS store-outage test") else { return };
+    let schema = TestSchema::create(&admin_url);
+    let (target, url_via) = split_address(&admin_url);
+    let proxy = Proxy::start(target).await;
+    let database_url = with_search_path(&url_via(proxy.addr), &schema.name);
+    let server = bus.start_with(&[("DATABASE_URL", &database_url)]);
+    bus.stream_created().await;
+    let mut published = publish_turns(&bus, "t-outage", 5, 20).await;
+    wait_for_turns(&server, "t-outage", published).await;
+
+    // PostgreSQL goes away: the messages that come now cannot be stored.
+    proxy.cut();
+    published += publish_turns(&bus, "t-outage", 10, 20).await;
+    let client = reqwest::Client::new();
+    let retried = "voicemon_bus_messages_total{outcome=\"retried\"}";
+    common::wait_for_metric(&client, &server, retried, 1.0).await;
+    proxy.restore();
+
+    // Back: JetStream delivers them again after their back-off, and each is stored once.
+    wait_for_turns(&server, "t-outage", published).await;
+    bus.all_acknowledged().await;
+    assert_eq!(stored_turns(&server, "t-outage").await, published, "each event once");
+    let dead = common::metric(&client, &server, "voicemon_bus_messages_total{outcome=\"dead_lettered\"}");
+    assert_eq!(dead.await, 0.0, "an unavailable store dead-letters nothing");
     bus.delete().await;
 }
