@@ -1,35 +1,16 @@
-//! The listener voicemon serves on: TCP, with one correction to what hyper writes.
+//! Each accepted connection, with one correction to what hyper writes.
 //!
 //! hyper answers a request it cannot read (a URI over 64 KiB: 414; a head over its
 //! buffer or with too many headers: 431) itself, before any handler runs, with an empty
-//! body. [`JsonErrors`] gives those answers the API's JSON error body
+//! body. [`Connection`] (which `startup` wraps around every accepted socket for the accept
+//! loop in `connections`) gives those answers the API's JSON error body
 //! (`{"error":{"code","message"}}`) by rewriting exactly that head on its way out.
 
 use crate::api::error::ApiError;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A TCP listener whose connections carry [`Connection`]'s correction.
-#[derive(Debug)]
-pub struct JsonErrors(pub TcpListener);
-
-impl axum::serve::Listener for JsonErrors {
-    type Io = Connection<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (Connection { inner: stream, pending: Vec::new() }, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
 
 impl<T> Connection<T> {
     /// `inner` with the correction.
