@@ -177,7 +177,8 @@ impl PostgresStore {
         }
         .await;
         release(client, &result);
-        self.errors.record_write(result)
+        // Only a group commit's success proves that writes work again (`write_batch`).
+        self.record(result)
     }
 }
 

@@ -199,17 +199,28 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut write::Writer) -> Result<T, StoreError> + Send + 'static,
     {
+        // Only a group commit's success proves that writes work again (a full disk still
+        // takes a lease renewed in place): see `write_batch`.
+        let result = self.on_writer(work).await;
+        self.pool.errors.record(result)
+    }
+
+    /// Runs `work` on the writer connection on a blocking thread, recording nothing.
+    async fn on_writer<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut write::Writer) -> Result<T, StoreError> + Send + 'static,
+    {
         let writer = Arc::clone(&self.writer);
         let pool = Arc::clone(&self.pool);
-        let result = blocking(move || {
+        blocking(move || {
             let waiting = InUse::new(&pool.writer_waiting);
             let mut writer = writer.lock().map_err(poisoned)?;
             drop(waiting);
             let _in_use = InUse::new(&pool.writer_in_use);
             work(&mut writer)
         })
-        .await;
-        self.pool.errors.record_write(result)
+        .await
     }
 }
 
@@ -283,12 +294,15 @@ fn map_error(err: rusqlite::Error) -> StoreError {
 impl IngestStore for SqliteStore {
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError> {
         let pending = Arc::clone(&self.pending);
-        self.write(move |writer| {
-            let outcome = writer.write_batch(&events);
-            pending.store(writer.has_pending(), Ordering::SeqCst);
-            outcome
-        })
-        .await
+        let result = self
+            .on_writer(move |writer| {
+                let outcome = writer.write_batch(&events);
+                pending.store(writer.has_pending(), Ordering::SeqCst);
+                outcome
+            })
+            .await;
+        // A group commit that worked clears a fault (a disk full no longer).
+        self.pool.errors.record_write(result)
     }
 
     async fn flush_derived(&self) -> Result<usize, StoreError> {
