@@ -55,24 +55,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The database URL with its search path set to schema $1.
-in_schema() {
-  local sep='?'
-  [[ $DB == *\?* ]] && sep='&'
-  echo "$DB${sep}options=-csearch_path%3D$1"
-}
-
-free_port() {
-  local port=${VOICEMON_BENCH_PORT:-3461}
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  echo "$port"
-}
+# in_schema, free_port
+source scripts/bench-lib.sh
 
 # Starts voicemon (extra environment as arguments) on a free port; sets $server and $url.
 start_voicemon() {
   local name=$1 port
   shift
-  port=$(free_port)
+  port=$(free_port "${VOICEMON_BENCH_PORT:-3461}")
   mkdir -p "$WORK/$name"
   # The load comes from one open-mode caller: rate limits out of its way (README, "Rate
   # limits"); read as ./voicemon.toml unless VOICEMON_CONFIG names another file.

@@ -36,16 +36,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-in_schema() {
-  local sep='?'
-  [[ $DB == *\?* ]] && sep='&'
-  echo "$DB${sep}options=-csearch_path%3D$1"
-}
-free_port() {
-  local port=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  echo "$port"
-}
+# in_schema, free_port
+source scripts/bench-lib.sh
 
 declare -A rates
 echo "nats-bench: $EVENTS events, $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -92,16 +92,21 @@ impl EventError {
     }
 }
 
+/// The longest start of `text` of at most `max` bytes that ends at a character boundary:
+/// how caller-given text is bounded wherever voicemon echoes it.
+pub fn prefix(text: &str, max: usize) -> &str {
+    let cut = (0..=text.len().min(max)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    &text[..cut]
+}
+
 /// `text` cut to at most `max` bytes (at a character boundary) and marked with `…`.
 fn bounded(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
     if text.len() <= max {
         return text;
     }
-    let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-    let mut text = text.into_owned();
-    text.truncate(cut);
-    text.push('…');
-    Cow::Owned(text)
+    let mut cut = prefix(&text, max).to_owned();
+    cut.push('…');
+    Cow::Owned(cut)
 }
 
 impl std::fmt::Display for EventError {

@@ -210,9 +210,7 @@ impl Ingest {
         }
         match self.writer.submit(events).await {
             Ok(outcome) => {
-                let duplicates = outcome.duplicates();
-                self.telemetry.events("accepted", outcome.stored.len() - duplicates);
-                self.telemetry.events("duplicate", duplicates);
+                self.telemetry.ingested(&outcome, 0);
                 if rejections.total == 0 {
                     self.acknowledge(&message, AckKind::Ack, "stored").await;
                 } else {
@@ -281,6 +279,5 @@ impl Ingest {
 
 /// `text` on one line, short enough for a header.
 fn single_line(text: &str) -> String {
-    let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(500).collect();
-    line
+    voicemon_core::validate::prefix(text, 500).chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }

@@ -264,6 +264,15 @@ impl Telemetry {
         self.events.get_or_create(&OutcomeLabel { outcome }).inc_by(count as u64);
     }
 
+    /// Counts what one ingest (an HTTP request, a bus message) came to: the events its
+    /// group commit stored or found duplicate, and `rejected` refused before it.
+    pub fn ingested(&self, outcome: &voicemon_store::WriteOutcome, rejected: usize) {
+        let duplicates = outcome.duplicates();
+        self.events("accepted", outcome.stored.len() - duplicates);
+        self.events("duplicate", duplicates);
+        self.events("rejected", rejected);
+    }
+
     /// The batch writer took `count` more events into the group it gathers.
     pub fn writer_took(&self, count: usize) {
         self.writer_events.inc_by(count as i64);

@@ -67,6 +67,5 @@ pub fn host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
 
 /// A caller's text cut for an error message.
 fn bounded(text: &str) -> &str {
-    let cut = (0..=text.len().min(128)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-    &text[..cut]
+    voicemon_core::validate::prefix(text, 128)
 }

@@ -108,9 +108,7 @@ pub async fn post_events(
         rejected_count: rejections.total,
         rejected_by_reason: rejections.by_reason,
     };
-    state.telemetry.events("accepted", report.accepted);
-    state.telemetry.events("duplicate", report.duplicates);
-    state.telemetry.events("rejected", report.rejected_count);
+    state.telemetry.ingested(&outcome, report.rejected_count);
     if let Some(first) = report.rejected.first() {
         tracing::debug!(rejected = report.rejected_count, first = %first.error, "events rejected");
     }
