@@ -296,6 +296,9 @@ impl IngestStore for SqliteStore {
         let pending = Arc::clone(&self.pending);
         let result = self
             .on_writer(move |writer| {
+                // Marked before the commit: a reader that sees this batch's raw facts must
+                // also flush its derived data (waiting for this writer) before reading it.
+                pending.store(true, Ordering::SeqCst);
                 let outcome = writer.write_batch(&events);
                 pending.store(writer.has_pending(), Ordering::SeqCst);
                 outcome
