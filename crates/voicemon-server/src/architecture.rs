@@ -21,6 +21,9 @@ const RULES: &[(&str, &[&str])] = &[
     ("notify", &["api", "startup", "query", "live"]),
     // Pure judgement of origins and hosts: below config, which names its type.
     ("origin", &["api", "startup", "config", "state", "query", "live"]),
+    // Traces become events like the bus's: no HTTP (the api decodes nothing for it but the
+    // body), no reads, none of the subsystems downstream of the store.
+    ("otlp", &["api", "startup", "state", "config", "query", "live", "alerting", "notify"]),
     // The read model knows no HTTP and none of its callers.
     ("query", &["api", "startup", "state", "live", "alerting", "config"]),
     ("redis", &["api", "startup", "query"]),

@@ -9,6 +9,8 @@
 //! - [`query`]: the read model every answer comes from (REST, live view, alert engine).
 //! - [`ingest`]: the group-commit [`ingest::writer`] behind `POST /v1/events`.
 //! - [`bus`]: events from NATS JetStream (a durable pull consumer, acked after the commit).
+//! - [`otlp`]: OpenTelemetry traces (Pipecat, LiveKit Agents) assembled into turns, usage
+//!   and calls, then stored like events.
 //! - [`alerting`]: the alert engine (rules → alerts → notices → outbox).
 //! - [`notify`]: receivers (Slack, webhook, Alertmanager) and delivery of the outbox.
 //! - [`outbound`]: the HTTP client of every outbound request (rustls, the system trust
@@ -42,6 +44,7 @@ pub mod limits;
 pub mod live;
 pub mod notify;
 pub mod origin;
+pub mod otlp;
 pub mod query;
 pub mod redis;
 pub mod reprice;

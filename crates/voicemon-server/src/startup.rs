@@ -17,6 +17,7 @@ use crate::limits::RateLimits;
 use crate::live::snapshot::Sources;
 use crate::live::LiveHub;
 use crate::notify;
+use crate::otlp::OtlpIngest;
 use crate::redis::{RedisMonitor, RedisTarget};
 use crate::roles::{Role, Roles};
 use crate::state::AppState;
@@ -155,6 +156,14 @@ impl Application {
         let live =
             LiveHub::new(sources, config.live, telemetry.live.clone(), alert_events, shutdown.subscribe());
         let limits = RateLimits::new(config.limits, Arc::clone(&clock), telemetry.clone());
+        let otlp = OtlpIngest::new(
+            config.otlp,
+            writer.clone(),
+            Arc::clone(&prices),
+            Arc::clone(&clock),
+            telemetry.clone(),
+        );
+        otlp.spawn(shutdown.subscribe());
         let state = AppState {
             store,
             writer,
@@ -169,6 +178,7 @@ impl Application {
             alerting,
             live,
             limits,
+            otlp,
         };
         spawn_maintenance(state.store.clone(), Arc::clone(&state.clock), roles, shutdown.subscribe());
         spawn_derived_flusher(state.store.clone(), config.writer.derived_flush, shutdown.subscribe());
@@ -195,6 +205,7 @@ impl Application {
         let reload = tokio::spawn(reload_keys(state.keys.clone(), shutdown.subscribe()));
         let live = state.live.clone();
         let store = Arc::clone(&state.store);
+        let otlp = state.otlp.clone();
         let app = router(state);
         let stop = shutdown.clone();
         let served = connections::serve(listener, Connection::new, app, connections, async move {
@@ -210,6 +221,9 @@ impl Application {
         if open > 0 {
             tracing::warn!(open, "live connections still open at shutdown; leaving them");
         }
+        // No request adds spans any more: what waits for its turn is stored as it is.
+        otlp.drain().await;
+        drop(otlp);
         // The router (and with it the last BatchWriter) is gone: the writer drains and ends.
         if let Err(err) = writer_task.await {
             tracing::error!(error = %err, "batch writer ended abnormally");

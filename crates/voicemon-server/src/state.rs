@@ -6,6 +6,7 @@ use crate::ingest::writer::BatchWriter;
 use crate::limits::RateLimits;
 use crate::live::LiveHub;
 use crate::origin::AllowedOrigins;
+use crate::otlp::OtlpIngest;
 use crate::redis::RedisMonitor;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
@@ -33,4 +34,6 @@ pub struct AppState {
     pub live: LiveHub,
     /// Per-caller token buckets of ingest and queries.
     pub limits: RateLimits,
+    /// OTLP traces → events (`POST /v1/traces`).
+    pub otlp: OtlpIngest,
 }

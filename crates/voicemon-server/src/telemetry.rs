@@ -51,6 +51,8 @@ pub const SELF_SERIES: usize = 3
     + crate::bus::MESSAGE_OUTCOMES.len()
     + WRITE_ERROR_CAUSES.len()
     + RATE_LIMITED_KINDS.len()
+    + crate::otlp::SPAN_OUTCOMES.len()
+    + 1
     + crate::live::metrics::LIVE_SERIES;
 
 /// Single-run roles an instance may hold (`voicemon_instance_role`; see [`crate::roles`]).
@@ -113,6 +115,10 @@ pub struct Telemetry {
     bus_messages: Family<OutcomeLabel, Counter>,
     /// Requests answered 429 by a rate limit, by kind (ingest, query).
     rate_limited: Family<KindLabel, Counter>,
+    /// OTLP spans by outcome.
+    otlp_spans: Family<OutcomeLabel, Counter>,
+    /// OTLP spans held for their turn now.
+    otlp_held: Gauge,
     voice: Arc<VoiceMetrics>,
     /// The live view's WebSocket metrics (`voicemon_live_*`).
     pub live: crate::live::LiveMetrics,
@@ -211,6 +217,19 @@ impl Telemetry {
             "Requests answered 429 because their caller's bucket was empty, by kind: ingest, query",
             rate_limited.clone(),
         );
+        let otlp_spans = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "voicemon_otlp_spans",
+            "OTLP spans by outcome: assembled (into a turn, or the call), alone (usage without its turn: \
+             late, expired or evicted), ignored (not read), repeated (held or emitted already), rejected",
+            otlp_spans.clone(),
+        );
+        let otlp_held = Gauge::default();
+        registry.register(
+            "voicemon_otlp_held_spans",
+            "OTLP spans held while their turn is assembled",
+            otlp_held.clone(),
+        );
         let live = crate::live::LiveMetrics::register(&mut registry);
         let voice = Arc::new(VoiceMetrics::new(limits));
         registry.register_collector(Box::new(VoiceCollector(Arc::clone(&voice))));
@@ -240,6 +259,9 @@ impl Telemetry {
         for kind in RATE_LIMITED_KINDS {
             let _ = rate_limited.get_or_create(&KindLabel { kind });
         }
+        for outcome in crate::otlp::SPAN_OUTCOMES {
+            let _ = otlp_spans.get_or_create(&OutcomeLabel { outcome });
+        }
         Telemetry {
             registry: Arc::new(registry),
             events,
@@ -255,6 +277,8 @@ impl Telemetry {
             roles,
             bus_messages,
             rate_limited,
+            otlp_spans,
+            otlp_held,
             voice,
             live,
         }
@@ -299,6 +323,18 @@ impl Telemetry {
     /// [`crate::bus::MESSAGE_OUTCOMES`]).
     pub fn bus_message(&self, outcome: &'static str) {
         self.bus_messages.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// `count` OTLP spans had `outcome` (one of [`crate::otlp::SPAN_OUTCOMES`]).
+    pub fn otlp_spans(&self, outcome: &'static str, count: u64) {
+        if count > 0 {
+            self.otlp_spans.get_or_create(&OutcomeLabel { outcome }).inc_by(count);
+        }
+    }
+
+    /// OTLP spans held for their turn now.
+    pub fn otlp_held(&self, held: usize) {
+        self.otlp_held.set(held as i64);
     }
 
     /// Whether this instance (`instance`) holds single-run role `role` now.

@@ -64,7 +64,7 @@ async fn create(
         bail!("unknown role `{role}`; expected ingest, read or admin");
     };
     if tenant.is_none() && role != Role::Admin {
-        bail!("an {} key needs --tenant; only admin keys may span every tenant", role.as_str());
+        bail!("a {} key needs --tenant; only admin keys may span every tenant", role.as_str());
     }
     let secret = new_secret();
     let prefix = secret[..KEY_PREFIX.len() + 8].to_owned();

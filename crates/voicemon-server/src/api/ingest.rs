@@ -118,7 +118,7 @@ pub async fn post_events(
 
 /// The body, read into one buffer sized by `Content-Length` when given (no copy of
 /// gathered chunks), at most `limit` bytes.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {

@@ -18,6 +18,7 @@ pub mod json;
 pub mod latency;
 pub mod limits;
 pub mod openapi;
+pub mod otlp;
 pub mod page;
 pub mod params;
 pub mod principal;
@@ -52,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .on_failure(DefaultOnFailure::new().level(Level::WARN).latency_unit(LatencyUnit::Micros));
     Router::new()
         .route("/v1/events", post(ingest::post_events))
+        .route("/v1/traces", post(otlp::post_traces))
+        .route("/v1/metrics", post(otlp::post_metrics))
         .merge(query_routes(state.clone()))
         .route("/metrics/stream", get(stream::stream))
         .route("/", get(page::index))

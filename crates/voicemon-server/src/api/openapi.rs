@@ -6,7 +6,7 @@
 //! paths; `scripts/schemathesis.sh` (run by `.ci/run`) fuzzes the real binary against it.
 
 use crate::api::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::api::{alerts, calls, cost, health, ingest, latency, page, probes, stream};
+use crate::api::{alerts, calls, cost, health, ingest, latency, otlp, page, probes, stream};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::LazyLock;
@@ -31,6 +31,8 @@ pub const BEARER: &str = "bearer";
     ),
     paths(
         ingest::post_events,
+        otlp::post_traces,
+        otlp::post_metrics,
         latency::get_latency,
         calls::get_calls,
         cost::get_cost,

@@ -204,6 +204,7 @@ impl Settings {
             ("prometheus", self.prometheus_values()),
             ("nats", self.nats_values()),
             ("limits", self.limits_values()),
+            ("otlp", self.otlp_values()),
             ("pricing", self.pricing_values()),
         ]
     }
@@ -344,6 +345,15 @@ impl Settings {
             ("ingest_burst", limits.ingest_burst.to_string()),
             ("query_requests_per_second", limits.query_requests_per_second.to_string()),
             ("query_burst", limits.query_burst.to_string()),
+        ]
+    }
+
+    fn otlp_values(&self) -> Vec<(&'static str, String)> {
+        let otlp = &self.serve.otlp;
+        vec![
+            ("span_wait", quoted(duration_text(otlp.span_wait))),
+            ("turn_wait", quoted(duration_text(otlp.turn_wait))),
+            ("max_held_spans", otlp.max_held_spans.to_string()),
         ]
     }
 

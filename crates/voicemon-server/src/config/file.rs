@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// `[limits]`: per-caller rate limits of ingest and queries.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// `[otlp]`: how OpenTelemetry spans wait for their turn.
+    #[serde(default)]
+    pub otlp: OtlpSection,
 }
 
 /// Keys the file may not hold, because their values carry credentials (a database
@@ -288,6 +291,23 @@ pub struct LimitsSection {
     pub query_requests_per_second: Option<u32>,
     /// Query requests one caller may make at once (default 100).
     pub query_burst: Option<u32>,
+}
+
+/// `[otlp]`: spans of `POST /v1/traces` held while their turn is assembled (docs/otlp.md).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSection {
+    /// How long an STT, LLM or TTS span waits for its turn before it counts as usage
+    /// alone (default "60s").
+    #[serde(default, with = "humantime_serde")]
+    pub span_wait: Option<Duration>,
+    /// How long a turn that arrives before its STT, LLM and TTS spans waits for them
+    /// (default "5s").
+    #[serde(default, with = "humantime_serde")]
+    pub turn_wait: Option<Duration>,
+    /// Spans held at most over every tenant; beyond it the oldest go out early
+    /// (default 100000).
+    pub max_held_spans: Option<usize>,
 }
 
 impl FileConfig {

@@ -4,7 +4,7 @@
 use crate::alerting::AlertingConfig;
 use crate::bus::BusConfig;
 use crate::config::file::{
-    AlertingSection, CompressAfter, HealthSection, IngestSection, LimitsSection, NatsSection,
+    AlertingSection, CompressAfter, HealthSection, IngestSection, LimitsSection, NatsSection, OtlpSection,
     PostgresSection, PrometheusSection, ServerSection,
 };
 use crate::config::settings::{HealthConfig, PostgresSettings};
@@ -13,6 +13,7 @@ use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
 use crate::limits::{LimitsConfig, MAX_PER_SECOND};
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
+use crate::otlp::assemble::AssemblyConfig;
 use crate::redis::RedisTarget;
 use crate::telemetry::voice::{PrometheusLimits, MAX_LABEL_CAP};
 use secrecy::ExposeSecret;
@@ -357,6 +358,36 @@ impl NatsSection {
             None => {}
         }
         Ok(Some(config))
+    }
+}
+
+impl TryFrom<&OtlpSection> for AssemblyConfig {
+    type Error = ConfigError;
+
+    fn try_from(section: &OtlpSection) -> Result<AssemblyConfig, ConfigError> {
+        let mut config = AssemblyConfig::default();
+        let hour = Duration::from_secs(3600);
+        if let Some(wait) = section.span_wait {
+            if wait.is_zero() || wait > hour {
+                return Err(ConfigError::value("otlp.span_wait", "must be above 0 and at most 1h"));
+            }
+            config.span_wait = wait;
+        }
+        if let Some(wait) = section.turn_wait {
+            if wait > hour {
+                return Err(ConfigError::value("otlp.turn_wait", "must be at most 1h"));
+            }
+            config.turn_wait = wait;
+        }
+        match section.max_held_spans {
+            Some(0) => return Err(ConfigError::value("otlp.max_held_spans", "must be above 0")),
+            Some(max) if max > 10_000_000 => {
+                return Err(ConfigError::value("otlp.max_held_spans", "must be at most 10000000"))
+            }
+            Some(max) => config.max_held_spans = max,
+            None => {}
+        }
+        Ok(config)
     }
 }
 

@@ -13,6 +13,7 @@ use crate::limits::LimitsConfig;
 use crate::live::LiveConfig;
 use crate::notify::DeliveryConfig;
 use crate::origin::AllowedOrigins;
+use crate::otlp::assemble::AssemblyConfig;
 use crate::telemetry::voice::PrometheusLimits;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
@@ -68,6 +69,8 @@ pub struct ServeConfig {
     pub bus: Option<BusConfig>,
     /// Per-caller rate limits of ingest (events) and queries (requests).
     pub limits: LimitsConfig,
+    /// How OTLP spans wait for their turn, and how many may.
+    pub otlp: AssemblyConfig,
 }
 
 /// Health settings.
@@ -118,6 +121,7 @@ impl ServeConfig {
             prometheus: PrometheusLimits::default(),
             live: LiveConfig::default(),
             bus: None,
+            otlp: AssemblyConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -233,6 +237,7 @@ fn serve_config(
     config.prometheus = PrometheusLimits::try_from(&tree.prometheus)?;
     config.bus = tree.nats.bus_config()?;
     config.limits = LimitsConfig::try_from(&tree.limits)?;
+    config.otlp = AssemblyConfig::try_from(&tree.otlp)?;
     Ok((config, postgres))
 }
 

@@ -239,6 +239,7 @@ fn the_effective_configuration_shows_every_section_with_origins_and_no_secret() 
         "[prometheus]",
         "[nats]",
         "[limits]",
+        "[otlp]",
         "[pricing]",
     ] {
         assert!(text.contains(section), "{section} in {text}");
@@ -453,4 +454,28 @@ fn the_limits_section_refuses_a_zero_and_a_rate_above_a_million_naming_the_key()
     }
     let message = settings("[limits]\nquery_burst = -1\n").expect_err("refused").to_string();
     assert!(message.contains("limits.query_burst"), "{message}");
+}
+
+#[test]
+fn the_otlp_section_sets_how_spans_wait_and_refuses_what_cannot_work() {
+    let otlp = settings("[otlp]\nspan_wait = \"2m\"\nturn_wait = \"0s\"\nmax_held_spans = 500\n")
+        .expect("valid")
+        .serve
+        .otlp;
+    assert_eq!(
+        (otlp.span_wait, otlp.turn_wait, otlp.max_held_spans),
+        (Duration::from_secs(120), Duration::ZERO, 500)
+    );
+    assert_eq!(settings("").expect("valid").serve.otlp, crate::otlp::assemble::AssemblyConfig::default());
+    for (text, key) in [
+        ("span_wait = \"0s\"", "otlp.span_wait"),
+        ("span_wait = \"2h\"", "otlp.span_wait"),
+        ("turn_wait = \"2h\"", "otlp.turn_wait"),
+        ("max_held_spans = 0", "otlp.max_held_spans"),
+    ] {
+        match settings(&format!("[otlp]\n{text}\n")) {
+            Err(ConfigError::Value { key: found, .. }) => assert_eq!(found, key, "{text}"),
+            other => panic!("{text} was not refused: {other:?}"),
+        }
+    }
 }
