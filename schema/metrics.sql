@@ -3,7 +3,7 @@
 -- voicemon creates and upgrades this schema itself: at start it applies the migrations in
 -- crates/voicemon-store/src/postgres/migrations/ under an advisory lock, so several
 -- instances may start together. This file is the same schema in one piece, as it stands
--- after every migration (now: version 1), for DBAs to review, to create by hand, or to
+-- after every migration (now: version 4), for DBAs to review, to create by hand, or to
 -- query from Grafana. A test (crates/voicemon-store/tests/contract/schema_file.rs) checks
 -- that it creates exactly what the migrations create. Run it in an empty schema:
 --
@@ -11,7 +11,7 @@
 --   PGOPTIONS=-csearch_path=voicemon psql "$URL" -v ON_ERROR_STOP=1 -f schema/metrics.sql
 --   DATABASE_URL="$URL?options=-csearch_path%3Dvoicemon" voicemon serve
 --
--- It ends by recording version 1 in voicemon_migrations, so voicemon then applies only the
+-- It ends by recording versions 1 to 4 in voicemon_migrations, so voicemon then applies only the
 -- migrations that come after it.
 --
 -- TABLES
@@ -336,6 +336,8 @@ CREATE TABLE provider_requests (
     call       bigint
 ) PARTITION BY RANGE (ts);
 CREATE INDEX provider_requests_by_time ON provider_requests (ts);
+-- The call explorer reads a call's provider requests.
+CREATE INDEX provider_requests_by_call ON provider_requests (call) WHERE call IS NOT NULL;
 
 -- Few rows (one per change): not partitioned, so a breaker's state is never forgotten.
 CREATE TABLE breaker_changes (
@@ -520,8 +522,9 @@ CREATE TABLE leases (
     expires_ms bigint NOT NULL
 );
 
--- This schema is migrations 1 to 3, with native partitioning.
+-- This schema is migrations 1 to 4, with native partitioning.
 INSERT INTO voicemon_migrations (version, description) VALUES (1, 'initial schema');
 INSERT INTO voicemon_migrations (version, description) VALUES (2, 'derived data journal');
 INSERT INTO voicemon_migrations (version, description) VALUES (3, 'leases and outbox claims');
+INSERT INTO voicemon_migrations (version, description) VALUES (4, 'call explorer');
 INSERT INTO voicemon_settings (name, value) VALUES ('partitioning', 'native');

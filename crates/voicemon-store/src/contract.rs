@@ -7,10 +7,10 @@
 //! dispatcher delivers alerts, the key ring reads keys.
 
 use crate::{
-    AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CostGroup,
-    CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry, IngestEvent, LatencyFilter, LeaseRow,
-    NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState, Resolution,
-    StoreError, UsageLine, WorkerRow, WriteOutcome,
+    AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CallRequest,
+    CallTurns, CallWindow, CostGroup, CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry,
+    IngestEvent, LatencyFilter, LeaseRow, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount,
+    ProviderMinuteRow, ReceiverState, Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -76,6 +76,16 @@ pub trait CallStore: Debug + Send + Sync + 'static {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError>;
+
+    /// The calls of `window`, oldest first, each with its turns; at most `window.limit`.
+    async fn window_calls(&self, window: CallWindow) -> Result<Vec<CallTurns>, StoreError>;
+
+    /// One call of `tenant_id` with its turns, and its provider requests in time order.
+    async fn call_record(
+        &self,
+        tenant_id: &str,
+        call_id: &str,
+    ) -> Result<Option<(CallTurns, Vec<CallRequest>)>, StoreError>;
 }
 
 /// Cost reads: itemised calls, per-call totals, breakdowns.

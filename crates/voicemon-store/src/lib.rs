@@ -207,6 +207,66 @@ pub struct EndedCall {
     pub objective: Option<String>,
 }
 
+/// The calls of one tenant the call explorer lists: those whose first event falls in
+/// `range`, of an agent, with an objective, that used a provider (each filter optional).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallWindow {
+    pub tenant_id: String,
+    pub range: voicemon_core::window::TimeRange,
+    pub agent_id: Option<String>,
+    pub objective: Option<String>,
+    /// Calls with a usage line of this provider.
+    pub provider: Option<String>,
+    /// Calls read at most.
+    pub limit: usize,
+}
+
+/// A call as the call explorer shows it: its own facts and every turn, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallTurns {
+    pub call_id: String,
+    pub agent_id: Option<String>,
+    pub objective: Option<String>,
+    pub trace_id: Option<String>,
+    /// Its earliest event (where cost is attributed).
+    pub first_ms: i64,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub duration_s: Option<f64>,
+    /// `None` while the call has not ended.
+    pub status: Option<CallStatus>,
+    pub ended_reason: Option<String>,
+    /// Its priced usage, nano-USD, and how many of its lines have no price.
+    pub cost_nano: i64,
+    pub unpriced_lines: u32,
+    pub turns: Vec<TurnRow>,
+}
+
+/// One stored `turn.completed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnRow {
+    pub ts_ms: i64,
+    pub turn_index: u32,
+    pub e2e_ms: f64,
+    pub stt_ms: Option<f64>,
+    pub eou_ms: Option<f64>,
+    pub llm_ttft_ms: Option<f64>,
+    pub tts_ttfb_ms: Option<f64>,
+    pub interrupted: Option<bool>,
+    pub tool_calls: Option<u32>,
+}
+
+/// One stored `provider.request` of a call, as the call explorer reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRequest {
+    pub ts_ms: i64,
+    pub provider: String,
+    pub component: PipelineComponent,
+    pub ok: bool,
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
 /// Which call to itemise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallRef {

@@ -252,11 +252,156 @@ async fn the_live_page_shows_live_numbers_a_chart_and_a_raised_alert_without_con
         .await;
     browser.screenshot(&artefacts().join("live-page.png")).await;
 
+    // From the alert to its tenant's calls since a little before it.
+    browser
+        .eval(
+            "const item = [...document.querySelectorAll('#alerts li')].find(li => li.textContent.includes('w-browser-test')); \
+             item.querySelector('a.alert-calls').click(); return null",
+        )
+        .await;
+    let opened = "return [document.getElementById('explorer-card').hidden, location.search, \
+                  document.getElementById('explorer-status').textContent]";
+    let opened = browser
+        .wait_for("the alert's calls", opened, |v| {
+            v[0] == false && v[2].as_str().is_some_and(|t| t.contains("window"))
+        })
+        .await;
+    assert!(opened[1].as_str().unwrap_or_default().contains("tenant=browser-test"), "{opened}");
+    browser.eval("document.getElementById('explorer-close').click(); return null").await;
+
     // Readable on a phone: nothing wider than the screen.
     browser.resize(390, 844).await;
     let overflow = "return document.documentElement.scrollWidth - window.innerWidth";
     browser.wait_for("a layout that fits a phone", overflow, |excess| excess.as_i64() <= Some(0)).await;
     browser.screenshot(&artefacts().join("live-page-phone.png")).await;
+
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+}
+
+/// One call of `acme` that began `minutes_ago`, with a turn per `(e2e, llm_ttft)`.
+fn explorer_call(call: &str, minutes_ago: i64, turns: &[(f64, f64)]) -> Vec<Value> {
+    let start = -minutes_ago * 60_000;
+    let mut events =
+        vec![json!({"id": format!("{call}-s"), "type": "call.started", "timestamp": time_from_now(start),
+        "tenant_id": "acme", "call_id": call, "agent_id": "support-bot"})];
+    for (index, (e2e, llm)) in turns.iter().enumerate() {
+        events.push(json!({"id": format!("{call}-t{index}"), "type": "turn.completed",
+            "timestamp": time_from_now(start + 4_000 * (index as i64 + 1)), "tenant_id": "acme", "call_id": call,
+            "agent_id": "support-bot", "turn_index": index, "e2e_ms": e2e, "stt_ms": 180.0, "eou_ms": 240.0,
+            "llm_ttft_ms": llm, "tts_ttfb_ms": 160.0, "interrupted": index == 2}));
+    }
+    events.push(
+        json!({"id": format!("{call}-u"), "type": "llm.usage", "timestamp": time_from_now(start + 2_000),
+        "tenant_id": "acme", "call_id": call, "provider": "openai", "model": "gpt-4o-mini",
+        "input_tokens": 2_400, "output_tokens": 180}),
+    );
+    events.push(
+        json!({"id": format!("{call}-e"), "type": "call.ended", "timestamp": time_from_now(start + 50_000),
+        "tenant_id": "acme", "call_id": call, "status": "completed", "duration_s": 50.0}),
+    );
+    events
+}
+
+#[tokio::test]
+async fn a_dragged_range_of_the_chart_lists_its_slowest_calls_and_a_call_draws_its_turns() {
+    let Ok(chromedriver) = std::env::var("VOICEMON_TEST_CHROMEDRIVER") else {
+        println!("skipped: set VOICEMON_TEST_CHROMEDRIVER=/usr/bin/chromedriver to run the browser test; .ci/run does");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(&dir.path().join("data"), None, &[]);
+    let mut events = explorer_call("calm", 25, &[(620.0, 280.0), (700.0, 300.0)]);
+    events.extend(explorer_call(
+        "slow-llm",
+        20,
+        &[(690.0, 300.0), (2450.0, 1900.0), (1300.0, 850.0), (760.0, 320.0)],
+    ));
+    events.extend(explorer_call("steady", 15, &[(810.0, 400.0)]));
+    events.push(json!({"id": "slow-llm-r", "type": "provider.request", "timestamp": time_from_now(-20 * 60_000 + 8_000),
+        "tenant_id": "acme", "call_id": "slow-llm", "provider": "openai", "component": "llm", "ok": false,
+        "latency_ms": 1900.0, "error": "rate_limited"}));
+    events.push(json!({"id": "slow-llm-b", "type": "circuit_breaker.changed", "timestamp": time_from_now(-20 * 60_000 + 9_000),
+        "tenant_id": "acme", "breaker": "openai-llm", "state": "open"}));
+    let client = reqwest::Client::new();
+    let response = client.post(server.url("/v1/events")).json(&events).send().await.expect("ingest answers");
+    assert_eq!(response.status().as_u16(), 202, "{}", response.text().await.unwrap_or_default());
+
+    let driver = Driver::start(&chromedriver).await;
+    let browser = Browser::open(&driver, &dir.path().join("profile")).await;
+    browser.go(&server.url("/?tenant=acme")).await;
+    let chart = "return Number(document.getElementById('latency-chart').dataset.points)";
+    browser.wait_for("points on the latency chart", chart, |points| points.as_f64() >= Some(3.0)).await;
+
+    // Drag across the whole chart, as a person selects a range with the mouse.
+    let rect = browser
+        .eval(
+            "const o = document.querySelector('#latency-chart .u-over'); o.scrollIntoView({block: 'center'}); \
+             const r = o.getBoundingClientRect(); return [r.left, r.top, r.width, r.height];",
+        )
+        .await;
+    let number = |i: usize| rect[i].as_f64().expect("a number");
+    let (left, top, width, height) = (number(0), number(1), number(2), number(3));
+    let y = (top + height / 2.0).round() as i64;
+    let pointer = |x: f64, kind: &str| json!({"type": kind, "duration": 100, "x": x.round() as i64, "y": y, "origin": "viewport"});
+    browser
+        .call(
+            reqwest::Method::POST,
+            "/actions",
+            json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+                pointer(left + 2.0, "pointerMove"),
+                {"type": "pointerDown", "button": 0},
+                pointer(left + width * 0.5, "pointerMove"),
+                pointer(left + width - 2.0, "pointerMove"),
+                {"type": "pointerUp", "button": 0},
+            ]}]}),
+        )
+        .await;
+    let rows = "const c = document.getElementById('explorer-card'); \
+                return c.hidden ? -1 : Number(c.dataset.rows || 0)";
+    browser.wait_for("the slowest calls of the dragged range", rows, |n| n.as_i64() == Some(3)).await;
+    let order = browser
+        .eval("return [...document.querySelectorAll('#explorer-calls tbody tr')].map(r => r.dataset.call)")
+        .await;
+    assert_eq!(order, json!(["slow-llm", "steady", "calm"]), "worst turn first");
+    let url = browser.eval("return location.search").await;
+    let url = url.as_str().unwrap_or_default().to_owned();
+    assert!(url.contains("tenant=acme") && url.contains("from=") && url.contains("to="), "{url}");
+    let worst = browser.eval("return document.querySelector('#explorer-calls tbody tr').textContent").await;
+    assert!(worst.as_str().unwrap_or_default().contains("llm_ttft"), "{worst}");
+    browser.screenshot(&artefacts().join("call-explorer.png")).await;
+
+    // Open the slow call: a bar per turn, each against the SLO line.
+    browser
+        .eval("document.querySelector('#explorer-calls a[data-call=\"slow-llm\"]').click(); return null")
+        .await;
+    let turns = "return Number(document.getElementById('call-turns').dataset.turns)";
+    browser.wait_for("the call's turns", turns, |n| n.as_u64() == Some(4)).await;
+    let drawn = browser
+        .eval(
+            "return [document.querySelectorAll('#call-turns .slo-line').length, \
+                     document.querySelectorAll('#call-turns .turn-row[data-slow=true]').length, \
+                     document.querySelectorAll('#call-turns .turn-track .seg-llm').length]",
+        )
+        .await;
+    assert_eq!(drawn, json!([4, 2, 4]), "SLO lines, turns over 800 ms, LLM segments");
+    let context = browser
+        .eval("return [document.getElementById('call-errors').textContent, document.getElementById('call-context').textContent, \
+               document.getElementById('call-lines').tBodies[0].rows.length]")
+        .await;
+    assert!(context[0].as_str().unwrap_or_default().contains("rate_limited"), "{context}");
+    assert!(context[1].as_str().unwrap_or_default().contains("openai-llm"), "{context}");
+    assert_eq!(context[2], 1, "one cost line");
+    browser.screenshot(&artefacts().join("call-view.png")).await;
+
+    // The link is shareable: the same URL in a fresh load shows the same call.
+    let link = browser.eval("return location.href").await;
+    let link = link.as_str().expect("the URL").to_owned();
+    assert!(link.contains("call=slow-llm"), "{link}");
+    browser.go("about:blank").await;
+    browser.go(&link).await;
+    browser.wait_for("the shared call", turns, |n| n.as_u64() == Some(4)).await;
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");

@@ -12,6 +12,7 @@ pub mod calls;
 pub mod connection;
 pub mod cost;
 pub mod error;
+pub mod explorer;
 pub mod health;
 pub mod ingest;
 pub mod json;
@@ -82,6 +83,8 @@ fn query_routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/metrics/latency", get(latency::get_latency))
         .route("/metrics/calls", get(calls::get_calls))
+        .route("/calls", get(explorer::get_calls))
+        .route("/calls/{call_id}", get(explorer::get_call))
         .route("/metrics/cost", get(cost::get_cost))
         .route("/metrics/health", get(health::get_health))
         .route("/alerts", get(alerts::get_alerts))

@@ -6,7 +6,7 @@
 //! paths; `scripts/schemathesis.sh` (run by `.ci/run`) fuzzes the real binary against it.
 
 use crate::api::error::{ErrorBody, ErrorCode, ErrorDetail};
-use crate::api::{alerts, calls, cost, health, ingest, latency, otlp, page, probes, stream};
+use crate::api::{alerts, calls, cost, explorer, health, ingest, latency, otlp, page, probes, stream};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::LazyLock;
@@ -35,6 +35,8 @@ pub const BEARER: &str = "bearer";
         otlp::post_metrics,
         latency::get_latency,
         calls::get_calls,
+        explorer::get_calls,
+        explorer::get_call,
         cost::get_cost,
         health::get_health,
         alerts::get_alerts,
@@ -138,9 +140,11 @@ fn operations_of(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// The paths of `query_routes` (`api/mod.rs`): each draws from its caller's query bucket.
-const QUERY_LIMITED: [&str; 8] = [
+const QUERY_LIMITED: [&str; 10] = [
     "/metrics/latency",
     "/metrics/calls",
+    "/calls",
+    "/calls/{call_id}",
     "/metrics/cost",
     "/metrics/health",
     "/alerts",

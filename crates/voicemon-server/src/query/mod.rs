@@ -5,6 +5,7 @@
 //! - [`latency`]: sketch merges into steps and percentiles.
 //! - [`calls`]: call counts, success rate, failure reasons, durations.
 //! - [`cost`]: cost summaries, itemised calls, and the cost signals alert rules read.
+//! - [`explorer`]: the call explorer: a window's slow calls, and one call whole.
 //! - [`health`]: the health report (workers, breakers, providers, database, Redis).
 //! - [`alerts`]: the alerts and history a caller may see.
 //!
@@ -17,6 +18,7 @@
 pub mod alerts;
 pub mod calls;
 pub mod cost;
+pub mod explorer;
 pub mod health;
 pub mod latency;
 

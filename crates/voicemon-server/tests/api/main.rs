@@ -7,6 +7,7 @@ mod browser;
 mod calls;
 mod cost;
 mod cost_properties;
+mod explorer;
 mod health;
 mod http;
 mod ingest;

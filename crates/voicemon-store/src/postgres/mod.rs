@@ -23,10 +23,11 @@ pub use schema::{latest_version, partitions, Partitioning, TimescaleDecision, Ti
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
-    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, Fault,
-    HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow,
-    LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState,
-    RepriceStore, Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
+    CallRef, CallRequest, CallStore, CallTurns, CallWindow, CostGroup, CostGroupRow, CostStore, CostUpdate,
+    Delivery, EndedCall, Fault, HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter,
+    LatencyStore, LeaseRow, LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount,
+    ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError, UsageLine, WorkerRow,
+    WriteOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -403,6 +404,21 @@ impl CallStore for PostgresStore {
         self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(read::started_calls(client, tenant, range))).await
+    }
+
+    async fn window_calls(&self, window: CallWindow) -> Result<Vec<CallTurns>, StoreError> {
+        self.fresh().await?;
+        self.read(move |client| Box::pin(read::window_calls(client, window.clone()))).await
+    }
+
+    async fn call_record(
+        &self,
+        tenant_id: &str,
+        call_id: &str,
+    ) -> Result<Option<(CallTurns, Vec<CallRequest>)>, StoreError> {
+        self.fresh().await?;
+        let (tenant_id, call_id) = (tenant_id.to_owned(), call_id.to_owned());
+        self.read(move |client| Box::pin(read::call_record(client, tenant_id.clone(), call_id.clone()))).await
     }
 }
 

@@ -3,7 +3,7 @@
 use super::{at, ms, scoped, sketch_of};
 use crate::column::Stored;
 use crate::rollup::read_plan;
-use crate::{EndedCall, LatencyFilter, Resolution};
+use crate::{CallRequest, CallTurns, CallWindow, EndedCall, LatencyFilter, Resolution, TurnRow};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
 use std::collections::BTreeMap;
@@ -140,4 +140,131 @@ pub async fn latency_by_tenant(
         merged.entry((row.get(0), row.get(1))).or_default().merge(&sketch_at(&row, 2));
     }
     Ok(merged.into_iter().map(|((tenant, provider), sketch)| (tenant, provider, sketch)).collect())
+}
+
+/// The call columns of the call explorer, then (for a window) the turn columns.
+const CALL_COLUMNS: &str = "c.id, c.call_id, c.agent_id, c.objective, c.trace_id, c.first_at, c.started_at, \
+     c.ended_at, c.duration_s, c.status, c.ended_reason, c.cost_nano, c.unpriced_lines";
+const TURN_COLUMNS: &str =
+    "t.ts, t.turn_index, t.e2e_ms, t.stt_ms, t.eou_ms, t.llm_ttft_ms, t.tts_ttfb_ms, t.interrupted, t.tool_calls";
+
+fn call_turns(row: &Row) -> Result<(i64, CallTurns), Error> {
+    let status: Option<Stored<_>> = row.try_get(9)?;
+    let time = |index: usize| row.get::<_, Option<DateTime<Utc>>>(index).map(ms);
+    Ok((
+        row.get(0),
+        CallTurns {
+            call_id: row.get(1),
+            agent_id: row.get(2),
+            objective: row.get(3),
+            trace_id: row.get(4),
+            first_ms: time(5).unwrap_or_default(),
+            started_ms: time(6),
+            ended_ms: time(7),
+            duration_s: row.get(8),
+            status: status.map(|s| s.0),
+            ended_reason: row.get(10),
+            cost_nano: row.get(11),
+            unpriced_lines: row.get::<_, i32>(12) as u32,
+            turns: Vec::new(),
+        },
+    ))
+}
+
+/// A turn from its columns starting at `at`, if the row has one (a call without turns
+/// joins to nulls).
+fn turn_row(row: &Row, at: usize) -> Option<TurnRow> {
+    let ts: Option<DateTime<Utc>> = row.get(at);
+    let latency = |index: usize| row.get::<_, Option<f32>>(at + index).map(f64::from);
+    Some(TurnRow {
+        ts_ms: ms(ts?),
+        turn_index: row.get::<_, i32>(at + 1) as u32,
+        e2e_ms: latency(2).unwrap_or_default(),
+        stt_ms: latency(3),
+        eou_ms: latency(4),
+        llm_ttft_ms: latency(5),
+        tts_ttfb_ms: latency(6),
+        interrupted: row.get(at + 7),
+        tool_calls: row.get::<_, Option<i32>>(at + 8).map(|n| n as u32),
+    })
+}
+
+/// A call's events are at most this long after its first (a call lasts at most a day):
+/// the bound lets PostgreSQL skip the partitions of other days.
+const CALL_SPAN: &str = "interval '1 day 1 hour'";
+
+/// The calls of `window` (by `calls_by_first`), each joined to its turns (`turns_by_call`).
+pub async fn window_calls(client: &ClientWrapper, window: CallWindow) -> Result<Vec<CallTurns>, Error> {
+    let sql = format!(
+        "SELECT {CALL_COLUMNS}, {TURN_COLUMNS}
+         FROM (SELECT * FROM calls WHERE tenant_id = $1 AND first_at >= $2 AND first_at < $3
+                 AND ($4::text IS NULL OR agent_id = $4) AND ($5::text IS NULL OR objective = $5)
+                 AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM usage u WHERE u.call = calls.id AND u.provider = $6
+                                                  AND u.ts >= $2 AND u.ts < $3 + {CALL_SPAN}))
+               ORDER BY first_at, id LIMIT $7) c
+         LEFT JOIN turns t ON t.call = c.id AND t.ts >= $2 AND t.ts < $3 + {CALL_SPAN}
+         ORDER BY c.first_at, c.id, t.turn_index, t.ts"
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let (from, to) = (at(window.range.from_ms), at(window.range.to_ms));
+    let limit = window.limit as i64;
+    let rows = client
+        .query(
+            &statement,
+            &[&window.tenant_id, &from, &to, &window.agent_id, &window.objective, &window.provider, &limit],
+        )
+        .await?;
+    let mut calls: Vec<(i64, CallTurns)> = Vec::new();
+    for row in &rows {
+        let id: i64 = row.get(0);
+        if calls.last().is_none_or(|(last, _)| *last != id) {
+            calls.push(call_turns(row)?);
+        }
+        if let (Some(turn), Some((_, call))) = (turn_row(row, 13), calls.last_mut()) {
+            call.turns.push(turn);
+        }
+    }
+    Ok(calls.into_iter().map(|(_, call)| call).collect())
+}
+
+/// One call with its turns and provider requests.
+pub async fn call_record(
+    client: &ClientWrapper,
+    tenant_id: String,
+    call_id: String,
+) -> Result<Option<(CallTurns, Vec<CallRequest>)>, Error> {
+    let sql = format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.tenant_id = $1 AND c.call_id = $2");
+    let Some(row) = client.query_opt(&client.prepare_cached(&sql).await?, &[&tenant_id, &call_id]).await?
+    else {
+        return Ok(None);
+    };
+    let (id, mut call) = call_turns(&row)?;
+    let since = at(call.first_ms);
+    let sql = format!(
+        "SELECT {TURN_COLUMNS} FROM turns t WHERE t.call = $1 AND t.ts >= $2 AND t.ts < $2 + {CALL_SPAN}
+         ORDER BY t.turn_index, t.ts"
+    );
+    for row in client.query(&client.prepare_cached(&sql).await?, &[&id, &since]).await? {
+        call.turns.extend(turn_row(&row, 0));
+    }
+    let sql = format!(
+        "SELECT ts, provider, component, ok, latency_ms, error FROM provider_requests
+         WHERE call = $1 AND ts >= $2 AND ts < $2 + {CALL_SPAN} ORDER BY ts"
+    );
+    let requests = client
+        .query(&client.prepare_cached(&sql).await?, &[&id, &since])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(CallRequest {
+                ts_ms: ms(row.get(0)),
+                provider: row.get(1),
+                component: row.try_get::<_, Stored<_>>(2)?.0,
+                ok: row.get(3),
+                latency_ms: row.get::<_, Option<f32>>(4).map(f64::from),
+                error: row.get(5),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Some((call, requests)))
 }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("initial schema", include_str!("migrations/0001_initial.sql")),
     ("derived data journal", include_str!("migrations/0002_derived_journal.sql")),
     ("leases and outbox claims", include_str!("migrations/0003_leases.sql")),
+    ("call explorer", include_str!("migrations/0004_call_explorer.sql")),
 ];
 
 /// The TimescaleDB-only part: hypertables instead of native partitions. `{chunk}` is the

@@ -17,10 +17,11 @@ mod write;
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
-    CallRef, CallStore, CostGroup, CostGroupRow, CostStore, CostUpdate, Delivery, EndedCall, Fault,
-    HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter, LatencyStore, LeaseRow,
-    LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount, ProviderMinuteRow, ReceiverState,
-    RepriceStore, Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
+    CallRef, CallRequest, CallStore, CallTurns, CallWindow, CostGroup, CostGroupRow, CostStore, CostUpdate,
+    Delivery, EndedCall, Fault, HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter,
+    LatencyStore, LeaseRow, LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount,
+    ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError, UsageLine, WorkerRow,
+    WriteOutcome,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -359,6 +360,19 @@ impl CallStore for SqliteStore {
     ) -> Result<(u64, u64), StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
         self.read_fresh(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
+    }
+
+    async fn window_calls(&self, window: CallWindow) -> Result<Vec<CallTurns>, StoreError> {
+        self.read_fresh(move |conn| read::window_calls(conn, &window)).await
+    }
+
+    async fn call_record(
+        &self,
+        tenant_id: &str,
+        call_id: &str,
+    ) -> Result<Option<(CallTurns, Vec<CallRequest>)>, StoreError> {
+        let (tenant_id, call_id) = (tenant_id.to_owned(), call_id.to_owned());
+        self.read_fresh(move |conn| read::call_record(conn, &tenant_id, &call_id)).await
     }
 }
 

@@ -2,8 +2,8 @@
 
 use crate::column::Stored;
 use crate::rollup::read_plan;
-use crate::{EndedCall, LatencyFilter, Resolution};
-use rusqlite::{params, Connection};
+use crate::{CallRequest, CallTurns, CallWindow, EndedCall, LatencyFilter, Resolution, TurnRow};
+use rusqlite::{params, Connection, OptionalExtension};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
@@ -114,4 +114,123 @@ pub fn latency_by_tenant(
         merged.entry((row.get(0)?, row.get(1)?)).or_default().merge(&sketch);
     }
     Ok(merged.into_iter().map(|((tenant, provider), sketch)| (tenant, provider, sketch)).collect())
+}
+
+/// The call columns of the call explorer, then (for a window) the turn columns.
+const CALL_COLUMNS: &str = "c.id, c.call_id, c.agent_id, c.objective, c.trace_id, c.first_ms, c.started_ms, \
+     c.ended_ms, c.duration_s, c.status, c.ended_reason, c.cost_nano, c.unpriced_lines";
+const TURN_COLUMNS: &str =
+    "t.ts_ms, t.turn_index, t.e2e, t.stt, t.eou, t.llm_ttft, t.tts_ttfb, t.interrupted, t.tool_calls";
+
+fn call_turns(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, CallTurns)> {
+    let status: Option<Stored<_>> = row.get(9)?;
+    Ok((
+        row.get(0)?,
+        CallTurns {
+            call_id: row.get(1)?,
+            agent_id: row.get(2)?,
+            objective: row.get(3)?,
+            trace_id: row.get(4)?,
+            first_ms: row.get::<_, Option<i64>>(5)?.unwrap_or_default(),
+            started_ms: row.get(6)?,
+            ended_ms: row.get(7)?,
+            duration_s: row.get(8)?,
+            status: status.map(|s| s.0),
+            ended_reason: row.get(10)?,
+            cost_nano: row.get(11)?,
+            unpriced_lines: row.get::<_, i64>(12)? as u32,
+            turns: Vec::new(),
+        },
+    ))
+}
+
+/// A turn from its columns starting at `at` (latencies are stored in tenths of a ms).
+fn turn_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<TurnRow>> {
+    let Some(ts_ms) = row.get::<_, Option<i64>>(at)? else { return Ok(None) };
+    let ms = |index: usize| -> rusqlite::Result<Option<f64>> {
+        Ok(row.get::<_, Option<i64>>(at + index)?.map(|tenths| tenths as f64 / 10.0))
+    };
+    Ok(Some(TurnRow {
+        ts_ms,
+        turn_index: row.get::<_, i64>(at + 1)? as u32,
+        e2e_ms: ms(2)?.unwrap_or_default(),
+        stt_ms: ms(3)?,
+        eou_ms: ms(4)?,
+        llm_ttft_ms: ms(5)?,
+        tts_ttfb_ms: ms(6)?,
+        interrupted: row.get(at + 7)?,
+        tool_calls: row.get::<_, Option<i64>>(at + 8)?.map(|n| n as u32),
+    }))
+}
+
+/// The calls of `window` (by `calls_by_first`), each joined to its turns (`turns_by_call`).
+pub fn window_calls(conn: &Connection, window: &CallWindow) -> rusqlite::Result<Vec<CallTurns>> {
+    let sql = format!(
+        "SELECT {CALL_COLUMNS}, {TURN_COLUMNS}
+         FROM (SELECT * FROM calls WHERE tenant_id = ?1 AND first_ms >= ?2 AND first_ms < ?3
+                 AND (?4 IS NULL OR agent_id = ?4) AND (?5 IS NULL OR objective = ?5)
+                 AND (?6 IS NULL OR EXISTS (SELECT 1 FROM usage u WHERE u.call = calls.id AND u.provider = ?6))
+               ORDER BY first_ms, id LIMIT ?7) c
+         LEFT JOIN turns t ON t.call = c.id
+         ORDER BY c.first_ms, c.id, t.turn_index, t.ts_ms"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params![
+        window.tenant_id,
+        window.range.from_ms,
+        window.range.to_ms,
+        window.agent_id,
+        window.objective,
+        window.provider,
+        window.limit as i64,
+    ])?;
+    let mut calls: Vec<(i64, CallTurns)> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if calls.last().is_none_or(|(last, _)| *last != id) {
+            calls.push(call_turns(row)?);
+        }
+        if let (Some(turn), Some((_, call))) = (turn_row(row, 13)?, calls.last_mut()) {
+            call.turns.push(turn);
+        }
+    }
+    Ok(calls.into_iter().map(|(_, call)| call).collect())
+}
+
+/// One call with its turns and provider requests.
+pub fn call_record(
+    conn: &Connection,
+    tenant_id: &str,
+    call_id: &str,
+) -> rusqlite::Result<Option<(CallTurns, Vec<CallRequest>)>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {CALL_COLUMNS} FROM calls c WHERE c.tenant_id = ?1 AND c.call_id = ?2"
+    ))?;
+    let Some((id, mut call)) = statement.query_row(params![tenant_id, call_id], call_turns).optional()?
+    else {
+        return Ok(None);
+    };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {TURN_COLUMNS} FROM turns t WHERE t.call = ?1 ORDER BY t.turn_index, t.ts_ms"
+    ))?;
+    let mut rows = statement.query(params![id])?;
+    while let Some(row) = rows.next()? {
+        call.turns.extend(turn_row(row, 0)?);
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT ts_ms, provider, component, ok, latency, error FROM provider_requests WHERE call = ?1 ORDER BY ts_ms",
+    )?;
+    let requests = statement
+        .query_map(params![id], |row| {
+            Ok(CallRequest {
+                ts_ms: row.get(0)?,
+                provider: row.get(1)?,
+                component: row.get::<_, Stored<_>>(2)?.0,
+                ok: row.get(3)?,
+                latency_ms: row.get::<_, Option<i64>>(4)?.map(|tenths| tenths as f64 / 10.0),
+                error: row.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some((call, requests)))
 }

@@ -284,6 +284,10 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE outbox ADD COLUMN claimed_until_ms INTEGER;
     "#,
+    // 5: the call explorer (GET /calls/{call_id}) reads a call's provider requests.
+    r#"
+    CREATE INDEX provider_requests_by_call ON provider_requests (call) WHERE call IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build expects.

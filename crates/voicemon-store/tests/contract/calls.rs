@@ -7,7 +7,7 @@ use crate::transcript::Transcript;
 use serde_json::json;
 use std::sync::Arc;
 use voicemon_core::event::CallStatus;
-use voicemon_store::{CallRef, EndedCall, Store};
+use voicemon_store::{CallRef, CallTurns, CallWindow, EndedCall, Store};
 
 #[tokio::test]
 async fn a_call_is_one_row_whichever_of_start_and_end_comes_first() {
@@ -96,4 +96,139 @@ async fn start_and_end_in_any_order(store: Arc<dyn Store>) -> Transcript {
 fn by_end(mut calls: Vec<EndedCall>) -> Vec<EndedCall> {
     calls.sort_by(|a, b| (a.ended_ms, &a.status).cmp(&(b.ended_ms, &b.status)));
     calls
+}
+
+#[tokio::test]
+async fn the_call_explorer_reads_a_window_of_calls_with_their_turns_and_one_call_whole() {
+    on_both_backends(call_explorer).await;
+}
+
+async fn call_explorer(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let turn = |id: &str, call: &str, at_ms: i64, index: u32, e2e: f64, llm: f64| {
+        event(
+            "turn.completed",
+            id,
+            "acme",
+            at_ms,
+            json!({"call_id": call, "agent_id": "support-bot", "turn_index": index, "e2e_ms": e2e,
+                   "stt_ms": 210.5, "llm_ttft_ms": llm, "tts_ttfb_ms": 150.0, "interrupted": index == 1,
+                   "tool_calls": 1}),
+        )
+    };
+    let batch = vec![
+        event(
+            "call.started",
+            "s1",
+            "acme",
+            at(10, 0),
+            json!({"call_id": "slow", "agent_id": "support-bot", "objective": "booking"}),
+        ),
+        // Out of order: turn 1 before turn 0.
+        turn("t1", "slow", at(10, 2), 1, 2400.0, 1900.0),
+        turn("t0", "slow", at(10, 1), 0, 700.0, 300.0),
+        event(
+            "llm.usage",
+            "u1",
+            "acme",
+            at(10, 2),
+            json!({"call_id": "slow", "provider": "openai", "model": "gpt-4o-mini",
+              "input_tokens": 1000, "output_tokens": 100}),
+        ),
+        event(
+            "provider.request",
+            "r1",
+            "acme",
+            at(10, 2),
+            json!({"call_id": "slow", "provider": "openai", "component": "llm",
+              "ok": false, "latency_ms": 1900.0, "error": "timeout"}),
+        ),
+        call_ended("e1", "acme", "slow", at(10, 4), "failed", 240.0),
+        // A call without turns, one of another agent, one outside the window, another tenant's.
+        event(
+            "call.started",
+            "s2",
+            "acme",
+            at(10, 10),
+            json!({"call_id": "quiet", "agent_id": "support-bot"}),
+        ),
+        event("call.started", "s3", "acme", at(10, 20), json!({"call_id": "sales", "agent_id": "sales-bot"})),
+        event(
+            "call.started",
+            "s4",
+            "acme",
+            at(11, 30),
+            json!({"call_id": "later", "agent_id": "support-bot"}),
+        ),
+        event("call.started", "s5", "globex", at(10, 5), json!({"call_id": "theirs"})),
+    ];
+    store.write_batch(batch).await.expect("stored");
+
+    let window = |agent: Option<&str>, provider: Option<&str>, limit: usize| CallWindow {
+        tenant_id: "acme".into(),
+        range: range(at(10, 0), at(11, 0)),
+        agent_id: agent.map(Into::into),
+        objective: None,
+        provider: provider.map(Into::into),
+        limit,
+    };
+    let ids =
+        |calls: &[CallTurns]| calls.iter().map(|c| c.call_id.clone()).collect::<Vec<String>>().join(",");
+    let all = store.window_calls(window(None, None, 100)).await.unwrap();
+    t.check("acme's calls of the hour, oldest first", ids(&all), "slow,quiet,sales".to_owned());
+    let slow = &all[0];
+    t.check(
+        "a call's facts",
+        (slow.agent_id.as_deref(), slow.objective.as_deref(), slow.status, slow.duration_s, slow.first_ms),
+        (Some("support-bot"), Some("booking"), Some(CallStatus::Failed), Some(240.0), at(10, 0)),
+    );
+    t.check("its cost, after the flush", (slow.cost_nano > 0, slow.unpriced_lines), (true, 0));
+    let turns: Vec<_> = slow
+        .turns
+        .iter()
+        .map(|turn| (turn.turn_index, turn.e2e_ms, turn.llm_ttft_ms, turn.interrupted))
+        .collect();
+    t.check(
+        "its turns in order, with their components",
+        turns,
+        vec![(0, 700.0, Some(300.0), Some(false)), (1, 2400.0, Some(1900.0), Some(true))],
+    );
+    t.check(
+        "a turn's other components",
+        (slow.turns[0].stt_ms, slow.turns[0].eou_ms, slow.turns[0].tts_ttfb_ms, slow.turns[0].tool_calls),
+        (Some(210.5), None, Some(150.0), Some(1)),
+    );
+    t.check("a call without turns has none", all[1].turns.len(), 0);
+    t.check(
+        "one agent's",
+        ids(&store.window_calls(window(Some("sales-bot"), None, 100)).await.unwrap()),
+        "sales".to_owned(),
+    );
+    t.check(
+        "the calls that used a provider",
+        ids(&store.window_calls(window(None, Some("openai"), 100)).await.unwrap()),
+        "slow".to_owned(),
+    );
+    t.check(
+        "at most `limit`",
+        ids(&store.window_calls(window(None, None, 2)).await.unwrap()),
+        "slow,quiet".to_owned(),
+    );
+
+    let (call, requests) = store.call_record("acme", "slow").await.unwrap().expect("the call");
+    t.check("one call whole: its turns", call.turns.len(), 2);
+    t.check(
+        "and its provider requests",
+        requests
+            .iter()
+            .map(|r| (r.provider.clone(), r.ok, r.latency_ms, r.error.clone()))
+            .collect::<Vec<_>>(),
+        vec![("openai".to_owned(), false, Some(1900.0), Some("timeout".to_owned()))],
+    );
+    t.check(
+        "another tenant's call is not found",
+        store.call_record("acme", "theirs").await.unwrap().is_none(),
+        true,
+    );
+    t
 }

@@ -233,21 +233,22 @@ async fn migrations_run_once_and_a_database_from_a_newer_voicemon_is_refused() {
         vec![
             (1, "initial schema".to_owned()),
             (2, "derived data journal".to_owned()),
-            (3, "leases and outbox claims".to_owned())
+            (3, "leases and outbox claims".to_owned()),
+            (4, "call explorer".to_owned())
         ]
     );
-    assert_eq!(latest_version(), 3);
+    assert_eq!(latest_version(), 4);
 
     client
         .execute(
             "INSERT INTO voicemon_migrations (version, description) VALUES ($1, 'from the future')",
-            &[&4i32],
+            &[&5i32],
         )
         .await
         .unwrap();
     match PostgresStore::connect(schema.config()).await {
         Err(StoreError::Internal(message)) => assert!(
-            message.contains("schema version 4, newer than this voicemon (3); upgrade voicemon"),
+            message.contains("schema version 5, newer than this voicemon (4); upgrade voicemon"),
             "{message}"
         ),
         other => panic!("a newer schema must be refused with a clear error, got {other:?}"),

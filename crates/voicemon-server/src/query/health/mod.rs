@@ -213,9 +213,14 @@ impl Facts {
             Depth::Full => 7 * DAY_MS,
             Depth::Recent => HOUR_MS,
         };
+        // Raw facts (breaker changes) before derived data (workers, provider minutes): a
+        // commit landing between two reads is then in both or in the derived ones only
+        // (each derived read flushes what was committed before it), never in the raw
+        // facts alone, so a report never shows a batch's breakers without its workers.
+        let breakers = store.breaker_changes(tenant, now_ms - DAY_MS).await?;
         Ok(Facts {
             workers: store.workers(tenant).await?,
-            breakers: store.breaker_changes(tenant, now_ms - DAY_MS).await?,
+            breakers,
             minutes: store.provider_minutes(tenant, now_ms - lookback).await?,
             latency: store.provider_latency(tenant, now_ms - HOUR_MS).await?,
             errors: store.provider_errors(tenant, now_ms - DAY_MS).await?,
