@@ -44,3 +44,37 @@ def metric_exporter(endpoint, headers, use_gzip):
         compression=Compression.Gzip if use_gzip else Compression.NoCompression,
         timeout=10,
     )
+
+
+def add_summary_argument(parser):
+    parser.add_argument("--summary", default=None,
+                        help="write what the framework measured (from its own spans) to this JSON file")
+
+
+class Recorder:
+    """Keeps every span the framework ends, beside the OTLP exporter, so the driver can say
+    what the framework itself measured (the test compares voicemon's answers with it)."""
+
+    def __init__(self, tracer_provider):
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.memory = InMemorySpanExporter()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(self.memory))
+
+    def spans(self):
+        return list(self.memory.get_finished_spans())
+
+
+def failed(span):
+    from opentelemetry.trace import StatusCode
+
+    return span.status.status_code == StatusCode.ERROR
+
+
+def write_summary(path, summary):
+    import json
+
+    if path:
+        with open(path, "w") as out:
+            json.dump(summary, out, indent=1, sort_keys=True)

@@ -18,13 +18,16 @@ END_OF_SPEECH on a script instead of listening to the audio. turn_detection="stt
 """
 
 import asyncio
+import json
 import logging
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import base_parser, metric_exporter, parse_headers, span_exporter  # noqa: E402
+from _common import (  # noqa: E402
+    Recorder, add_summary_argument, base_parser, failed, metric_exporter, parse_headers, span_exporter, write_summary,
+)
 from _fake_openai import LLM_MODEL, USER_LINES, FakeOpenAI  # noqa: E402
 
 import openai as openai_sdk  # noqa: E402
@@ -172,6 +175,7 @@ async def run(args):
     resource = Resource.create({"service.name": args.service_name})
     tp = TracerProvider(resource=resource)
     tp.add_span_processor(BatchSpanProcessor(span_exporter(args.endpoint, headers, args.gzip)))
+    recorder = Recorder(tp)
     # A real job stamps {"room_id": <room sid>, "job_id": <job id>} on every span (and
     # gen_ai.conversation.id = room sid); there is no job here, so the driver stamps the same keys.
     set_tracer_provider(tp, metadata={"room_id": args.room, "job_id": args.job_id})
@@ -211,8 +215,33 @@ async def run(args):
     tp.shutdown()
     mp.force_flush()
     mp.shutdown()
+    write_summary(args.summary, summarize(recorder.spans()))
     print(f"livekit_call: {args.turns} turns, {fake.llm_calls} LLM calls, {time.time() - t0:.1f}s",
           file=sys.stderr)
+
+
+def summarize(spans):
+    """What LiveKit measured, read from its own spans: each agent turn's end-to-end
+    latency, LLM tokens, TTS characters, and the failed request attempts."""
+    def attr(span, key, default=0):
+        return span.attributes.get(key, default)
+
+    def tts_characters(span):
+        metrics = json.loads(span.attributes.get("lk.tts_metrics", "{}"))
+        return metrics.get("characters_count", 0)
+
+    turns = sorted((s for s in spans if s.name == "agent_turn"), key=lambda s: s.start_time)
+    llm = [s for s in spans if s.name == "llm_request"]
+    tts = [s for s in spans if s.name == "tts_request"]
+    attempts = [s for s in spans if s.name in ("llm_request_run", "tts_request_run")]
+    return {
+        "turns": [{"number": n + 1, "e2e_ms": attr(t, "lk.e2e_latency") * 1000}
+                  for n, t in enumerate(turns) if "lk.e2e_latency" in t.attributes],
+        "llm": {"requests": len(llm), "input_tokens": sum(attr(s, "gen_ai.usage.input_tokens") for s in llm),
+                "output_tokens": sum(attr(s, "gen_ai.usage.output_tokens") for s in llm)},
+        "tts": {"requests": len(tts), "characters": sum(tts_characters(s) for s in tts)},
+        "attempts": {"requests": len(attempts), "errors": sum(1 for s in attempts if failed(s))},
+    }
 
 
 def main():
@@ -220,6 +249,7 @@ def main():
     p.add_argument("--room", default="RM_demo1", help="stamped as room_id span metadata (a real job uses the room sid)")
     p.add_argument("--job-id", default="AJ_driver1")
     p.add_argument("--service-name", default="voicemon-livekit-driver")
+    add_summary_argument(p)
     args = p.parse_args()
     asyncio.run(run(args))
 

@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import base_parser, parse_headers, span_exporter  # noqa: E402
+from _common import Recorder, add_summary_argument, base_parser, failed, parse_headers, span_exporter, write_summary  # noqa: E402
 
 os.environ.setdefault("LOGURU_LEVEL", "WARNING")
 
@@ -116,6 +116,7 @@ async def run(args):
                        exporter=span_exporter(args.endpoint, headers, args.gzip))
     if not ok:
         raise SystemExit("pipecat setup_tracing failed")
+    recorder = Recorder(trace.get_tracer_provider())
 
     fake = FakeOpenAI(error_turn=args.error_turn)
     stt = OpenAISTTService(api_key="sk-offline", http_client=fake.client(),
@@ -185,8 +186,28 @@ async def run(args):
     provider = trace.get_tracer_provider()
     provider.force_flush()
     provider.shutdown()
+    write_summary(args.summary, summarize(recorder.spans()))
     print(f"pipecat_call: {args.turns} turns, {fake.llm_calls} LLM calls, {fake.stt_calls} STT calls, "
           f"{time.time() - t0:.1f}s", file=sys.stderr)
+
+
+def summarize(spans):
+    """What Pipecat measured, read from its own spans: each turn's user → bot latency, and
+    the usage and failures of its STT, LLM and TTS requests."""
+    def attr(span, key, default=0):
+        return span.attributes.get(key, default)
+
+    turns = sorted((s for s in spans if s.name == "turn"), key=lambda s: attr(s, "turn.number"))
+    of = lambda kind: [s for s in spans if s.name == kind or s.name.startswith(kind + "_")]
+    return {
+        "turns": [{"number": attr(t, "turn.number"), "e2e_ms": attr(t, "turn.user_bot_latency_seconds") * 1000}
+                  for t in turns if "turn.user_bot_latency_seconds" in t.attributes],
+        "llm": {"requests": len(of("llm")), "errors": sum(1 for s in of("llm") if failed(s)),
+                "input_tokens": sum(attr(s, "gen_ai.usage.input_tokens") for s in of("llm")),
+                "output_tokens": sum(attr(s, "gen_ai.usage.output_tokens") for s in of("llm"))},
+        "stt": {"requests": len(of("stt")), "audio_seconds": sum(attr(s, "metrics.audio_seconds") for s in of("stt"))},
+        "tts": {"requests": len(of("tts")), "characters": sum(attr(s, "metrics.character_count") for s in of("tts"))},
+    }
 
 
 def main():
@@ -195,6 +216,7 @@ def main():
     p.add_argument("--error-turn", type=int, default=None, help="1-based LLM call that returns HTTP 500")
     p.add_argument("--service-name", default="voicemon-pipecat-driver")
     p.add_argument("--extra-attrs", action="store_true", help="set additional_span_attributes")
+    add_summary_argument(p)
     args = p.parse_args()
     asyncio.run(run(args))
 

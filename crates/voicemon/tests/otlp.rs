@@ -1,9 +1,11 @@
 //! OTLP/HTTP into the real binary (`POST /v1/traces`, `POST /v1/metrics`).
 //!
 //! The framework test runs the real Python frameworks (Pipecat, LiveKit Agents: drivers in
-//! `scripts/otlp/`) against voicemon, exporting with their own OTLP exporters; it needs
-//! the virtualenv `.ci/run` makes, named by `VOICEMON_TEST_FRAMEWORKS_PYTHON`. The
-//! protocol tests build OTLP bodies themselves and always run.
+//! `scripts/otlp/`) against voicemon, exporting with their own OTLP exporters, and checks
+//! voicemon's answers against what each framework measured; it needs the virtualenv
+//! `.ci/run` makes, named by `VOICEMON_TEST_FRAMEWORKS_PYTHON`. The fixture test replays
+//! exports those drivers' exporters sent (captured in `tests/fixtures/otlp/`) and always
+//! runs, as do the protocol tests, which build OTLP bodies themselves.
 
 mod common;
 
@@ -46,20 +48,108 @@ fn lines<'a>(cost: &'a Json, component: &str) -> Vec<&'a Json> {
     cost["lines"].as_array().unwrap().iter().filter(|line| line["component"] == component).collect()
 }
 
-/// One series of `GET /metrics`, read with an admin key.
-async fn metric(client: &reqwest::Client, server: &Server, admin: &str, series: &str) -> f64 {
-    let response =
-        client.get(server.url("/metrics")).bearer_auth(admin).send().await.expect("voicemon answers");
-    assert!(response.status().is_success(), "GET /metrics: {}", response.status());
-    let text = response.text().await.expect("the exposition");
-    text.lines()
-        .filter_map(|line| line.strip_prefix(series))
-        .find_map(|rest| rest.strip_prefix(' ').and_then(|value| value.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 fn latency_count(answer: &Json) -> u64 {
     answer["overall"]["count"].as_u64().unwrap_or(0)
+}
+
+/// What a framework measured (its driver's `--summary`, or a fixture's `measured.json`)
+/// against what voicemon answers for the call: every turn's end-to-end latency, tokens,
+/// characters, STT audio, and the provider requests and their failures.
+async fn answers_equal_what_was_measured(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    call_id: &str,
+    measured: &Json,
+) {
+    let call = get(client, server, key, &format!("/calls/{call_id}")).await;
+    let turns: Vec<f64> =
+        call["turns"].as_array().unwrap().iter().map(|t| t["e2e_ms"].as_f64().unwrap()).collect();
+    let expected: Vec<f64> =
+        measured["turns"].as_array().unwrap().iter().map(|t| t["e2e_ms"].as_f64().unwrap()).collect();
+    assert_eq!(turns.len(), expected.len(), "turns of {call_id}: {call}");
+    for (stored, measured) in turns.iter().zip(&expected) {
+        // SQLite keeps latencies in tenths of a millisecond.
+        assert!(
+            (stored - measured).abs() <= 0.05,
+            "{call_id}: a turn of {measured} ms is stored as {stored} ms"
+        );
+    }
+    let lines = call["cost"]["lines"].as_array().unwrap();
+    let sum = |component: &str, quantity: &str| -> f64 {
+        lines
+            .iter()
+            .filter(|line| line["component"] == component)
+            .filter_map(|line| line["quantity"][quantity].as_f64())
+            .sum()
+    };
+    assert_eq!(sum("llm", "input_tokens"), measured["llm"]["input_tokens"].as_f64().unwrap(), "{call}");
+    assert_eq!(sum("llm", "output_tokens"), measured["llm"]["output_tokens"].as_f64().unwrap(), "{call}");
+    assert_eq!(sum("tts", "characters"), measured["tts"]["characters"].as_f64().unwrap(), "{call}");
+    if let Some(audio) = measured["stt"]["audio_seconds"].as_f64() {
+        assert!((sum("stt", "audio_seconds") - audio).abs() < 1e-9, "{call}");
+    }
+    let requests = call["requests"].as_array().unwrap();
+    let failed = requests.iter().filter(|r| r["ok"] == false).count() as u64;
+    match measured.get("attempts") {
+        // LiveKit: a provider request per attempt.
+        Some(attempts) => {
+            assert_eq!(requests.len() as u64, attempts["requests"].as_u64().unwrap(), "{call}");
+            assert_eq!(failed, attempts["errors"].as_u64().unwrap(), "{call}");
+        }
+        // Pipecat: one per STT, LLM and TTS span.
+        None => {
+            let all =
+                ["stt", "llm", "tts"].iter().map(|c| measured[c]["requests"].as_u64().unwrap()).sum::<u64>();
+            assert_eq!(requests.len() as u64, all, "{call}");
+            assert_eq!(failed, measured["llm"]["errors"].as_u64().unwrap(), "{call}");
+        }
+    }
+}
+
+// ------------------------------------------------------------------ captured exports
+
+/// The fixtures: what the drivers' real exporters sent (`NN-traces.pb.gz`,
+/// `NN-metrics.pb.gz`: protobuf, gzip, as captured by `scripts/otlp/capture.py`) and what
+/// the framework measured (`measured.json`).
+fn fixtures(framework: &str) -> (Vec<(String, Vec<u8>)>, Json) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp").join(framework);
+    let mut bodies: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".pb.gz"))
+        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()))
+        .collect();
+    bodies.sort();
+    let measured = serde_json::from_slice(&std::fs::read(dir.join("measured.json")).unwrap()).unwrap();
+    (bodies, measured)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn captured_pipecat_and_livekit_exports_give_what_the_frameworks_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ingest = key(&data, &["--role", "ingest", "--tenant", "acme", "--name", "agents"]);
+    let read = key(&data, &["--role", "read", "--tenant", "acme", "--name", "dashboards"]);
+    let server = Server::start(&data, None, &[]);
+    let client = reqwest::Client::new();
+    for (framework, call_id) in [("pipecat", "conv-fixture"), ("livekit", "RM_fixture")] {
+        let (bodies, measured) = fixtures(framework);
+        for (name, body) in bodies {
+            let path = if name.contains("metrics") { "/v1/metrics" } else { "/v1/traces" };
+            let response = client
+                .post(server.url(path))
+                .bearer_auth(&ingest)
+                .header("content-type", "application/x-protobuf")
+                .header("content-encoding", "gzip")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{framework} {name}");
+        }
+        answers_equal_what_was_measured(&client, &server, &read, call_id, &measured).await;
+    }
 }
 
 // ------------------------------------------------------------------ the real frameworks
@@ -111,17 +201,41 @@ async fn pipecat_and_livekit_traces_become_calls_turns_usage_and_provider_errors
 
     // Both frameworks at once, each exporting with its own OTLP exporter; Pipecat with
     // gzip and an LLM failure in its second turn.
+    let pipecat_measured = dir.path().join("pipecat.json");
+    let livekit_measured = dir.path().join("livekit.json");
     let pipecat = driver(
         &python,
         "pipecat_call.py",
         &server,
         &ingest,
-        &["--conversation-id", "conv-pipecat", "--turns", "3", "--gzip", "--error-turn", "2"],
+        &[
+            "--conversation-id",
+            "conv-pipecat",
+            "--turns",
+            "3",
+            "--gzip",
+            "--error-turn",
+            "2",
+            "--summary",
+            pipecat_measured.to_str().unwrap(),
+        ],
     );
-    let livekit =
-        driver(&python, "livekit_call.py", &server, &ingest, &["--room", "RM_livekit", "--turns", "2"]);
+    let livekit = driver(
+        &python,
+        "livekit_call.py",
+        &server,
+        &ingest,
+        &["--room", "RM_livekit", "--turns", "2", "--summary", livekit_measured.to_str().unwrap()],
+    );
     finish(pipecat, "pipecat_call.py");
     finish(livekit, "livekit_call.py");
+    // Every turn's latency, the tokens, characters, audio and errors, as each framework
+    // measured them.
+    let measured = |path: &Path| serde_json::from_slice::<Json>(&std::fs::read(path).unwrap()).unwrap();
+    answers_equal_what_was_measured(&client, &server, &read, "conv-pipecat", &measured(&pipecat_measured))
+        .await;
+    answers_equal_what_was_measured(&client, &server, &read, "RM_livekit", &measured(&livekit_measured))
+        .await;
 
     // The call spans end last: both calls ended.
     let calls = get(&client, &server, &read, "/metrics/calls").await;
@@ -187,10 +301,19 @@ async fn pipecat_and_livekit_traces_become_calls_turns_usage_and_provider_errors
     assert!(errors.contains("InternalServerError"), "{health}");
 
     assert_eq!(
-        metric(&client, &server, &admin, "voicemon_otlp_spans_total{outcome=\"rejected\"}").await,
+        common::metric_with_key(
+            &client,
+            &server,
+            Some(&admin),
+            "voicemon_otlp_spans_total{outcome=\"rejected\"}"
+        )
+        .await,
         0.0
     );
-    assert_eq!(metric(&client, &server, &admin, "voicemon_otlp_held_spans").await, 0.0);
+    assert_eq!(
+        common::metric_with_key(&client, &server, Some(&admin), "voicemon_otlp_held_spans").await,
+        0.0
+    );
 }
 
 // ------------------------------------------------------------------ the protocol
@@ -392,7 +515,10 @@ async fn spans_waiting_for_their_turn_are_stored_at_shutdown() {
     let mut spans = pipecat_turn(TRACE, "conv-1");
     spans.truncate(1);
     export(&client, &server, &ingest, &request(vec![], spans)).await;
-    assert_eq!(metric(&client, &server, &admin, "voicemon_otlp_held_spans").await, 1.0);
+    assert_eq!(
+        common::metric_with_key(&client, &server, Some(&admin), "voicemon_otlp_held_spans").await,
+        1.0
+    );
     let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert!(status.success(), "{status}");
 

@@ -16,7 +16,7 @@
 //! it arriving later is emitted by the same rules, and its event ids make a repeat
 //! harmless.
 
-use crate::otlp::map::{call_id_of, classify, Envelope, Framework, Role, UserSpeech};
+use crate::otlp::map::{call_id_of, classify_span, Envelope, Framework, Role, Service, UserSpeech};
 use crate::otlp::span::Span;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -170,7 +170,7 @@ impl Assembler {
         now_ms: i64,
         out: &mut Assembled,
     ) {
-        let Some((framework, role)) = classify(&span.name) else {
+        let Some((framework, role)) = classify_span(&span) else {
             out.ignored += 1;
             return;
         };
@@ -187,6 +187,20 @@ impl Assembler {
         if trace.done.contains(&span.span_id) || trace.held.contains_key(&span.span_id) {
             out.repeated += 1;
             return;
+        }
+        if framework == Framework::Generic && trace.framework != Framework::Generic {
+            // Pipecat's or LiveKit's own spans count this trace's usage.
+            out.ignored += 1;
+            return;
+        }
+        if framework != Framework::Generic && trace.framework == Framework::Generic {
+            // A framework's trace after all: the GenAI spans held so far repeat its own.
+            trace.framework = framework;
+            let before = trace.held.len();
+            trace.held.retain(|_, held| held.role != Role::Generic);
+            let dropped = before - trace.held.len();
+            self.held -= dropped;
+            out.ignored += dropped as u64;
         }
         let held = Held { role, span, arrived_ms: now_ms };
         match role {
@@ -224,13 +238,15 @@ impl Assembler {
                     self.held -= emit_turn(&key, trace, &turn_id, out);
                 }
             }
-            Role::Service(_) | Role::Node(_) => match anchor(trace, &held.span) {
-                Anchor::Done => emit_alone(&key, trace, held, out),
-                Anchor::Turn(_) | Anchor::Unknown => {
-                    trace.held.insert(held.span.span_id.clone(), held);
-                    self.held += 1;
+            Role::Service(_) | Role::Node(_) | Role::Attempt(_) | Role::Generic => {
+                match anchor(trace, &held.span) {
+                    Anchor::Done => emit_alone(&key, trace, held, out),
+                    Anchor::Turn(_) | Anchor::Unknown => {
+                        trace.held.insert(held.span.span_id.clone(), held);
+                        self.held += 1;
+                    }
                 }
-            },
+            }
         }
         if self.held > self.config.max_held_spans {
             self.evict_oldest(out);
@@ -249,7 +265,9 @@ impl Assembler {
                     Role::Turn => turn_wait,
                     // A call span held again after a failed write: due at once.
                     Role::Call => 0,
-                    Role::Service(_) | Role::Node(_) | Role::UserTurn => span_wait,
+                    Role::Service(_) | Role::Node(_) | Role::Attempt(_) | Role::Generic | Role::UserTurn => {
+                        span_wait
+                    }
                 };
                 held.arrived_ms + wait <= now_ms
             };
@@ -388,6 +406,22 @@ fn emit_alone(key: &TraceKey, trace: &mut Trace, held: Held, out: &mut Assembled
             out.alone += 1;
             let started = start(key, trace, out);
             out.events.extend(envelope(key, trace).service(trace.framework, service, &held.span));
+            started
+        }
+        Role::Generic if trace.framework == Framework::Generic => {
+            out.alone += 1;
+            let started = start(key, trace, out);
+            out.events.extend(envelope(key, trace).service(Framework::Generic, Service::Llm, &held.span));
+            started
+        }
+        Role::Generic => {
+            out.ignored += 1;
+            false
+        }
+        Role::Attempt(service) => {
+            out.alone += 1;
+            let started = start(key, trace, out);
+            out.events.push(envelope(key, trace).attempt(service, &held.span));
             started
         }
         Role::Node(_) | Role::Turn | Role::UserTurn => {
@@ -749,6 +783,12 @@ mod tests {
             &mut out,
             span("4a", Some("a1"), "llm_node", 2, &[("lk.response.ttft", Value::Double(0.4))]),
         );
+        // The request was retried: a failed attempt, then one that answered.
+        let openai = [("gen_ai.provider.name", Value::Str("openai".into()))];
+        let mut failed = span("c1", Some("b1"), "llm_request_run", 2, &openai);
+        failed.error = Some("APIStatusError: 429".into());
+        add(&mut assembler, &mut out, failed);
+        add(&mut assembler, &mut out, span("c2", Some("b1"), "llm_request_run", 3, &openai));
         add(
             &mut assembler,
             &mut out,
@@ -790,10 +830,20 @@ mod tests {
                 "call.started",
                 "turn.completed",
                 "llm.usage",
-                "provider.request",
                 "tts.usage",
+                "provider.request",
                 "provider.request"
             ]
+        );
+        let requests: Vec<_> =
+            out.events[4..].iter().map(|e| (e.ok, e.error.clone(), e.component.clone())).collect();
+        assert_eq!(
+            requests,
+            [
+                (Some(false), Some("APIStatusError: 429".into()), Some("llm".into())),
+                (Some(true), None, Some("llm".into()))
+            ],
+            "each attempt is a provider request; the usage spans are not"
         );
         let turn = &out.events[1];
         assert_eq!(turn.call_id.as_deref(), Some("RM_1"));
@@ -802,8 +852,48 @@ mod tests {
             (turn.llm_ttft_ms, turn.tts_ttfb_ms, turn.turn_index),
             (Some(400.0), Some(300.0), Some(1))
         );
-        let tts = &out.events[4];
+        let tts = &out.events[3];
         assert_eq!((tts.characters, tts.audio_seconds, tts.ttfb_ms), (Some(42), Some(2.5), Some(310.0)));
         assert_eq!(assembler.held(), 0);
+    }
+
+    #[test]
+    fn genai_spans_of_other_stacks_count_as_llm_usage_unless_a_framework_counts_them() {
+        let mut assembler = assembler();
+        let mut out = Assembled::default();
+        let usage = [
+            ("gen_ai.system", Value::Str("openai".into())),
+            ("gen_ai.request.model", Value::Str("gpt-4o-mini".into())),
+            ("gen_ai.usage.input_tokens", Value::Int(900)),
+            ("gen_ai.usage.output_tokens", Value::Int(40)),
+            ("gen_ai.conversation.id", Value::Str("chat-7".into())),
+        ];
+        assembler.add("t1", None, span("91", None, "chat gpt-4o-mini", 0, &usage), 0, &mut out);
+        assembler.expire(60_000, &mut out);
+        assert_eq!(kinds(&out), ["call.started", "llm.usage", "provider.request"]);
+        assert_eq!(
+            (out.events[1].call_id.as_deref(), out.events[1].input_tokens),
+            (Some("chat-7"), Some(900))
+        );
+
+        // Inside a Pipecat trace, an instrumented client's span repeats Pipecat's own.
+        let mut other = Assembler::new(AssemblyConfig::default());
+        let mut out = Assembled::default();
+        let (turn, children) = pipecat_turn(1);
+        let mut client = span("92", Some("21"), "chat gpt-4o-mini", 0, &usage);
+        client.trace_id = turn.trace_id.clone();
+        other.add("t1", None, client, 0, &mut out);
+        for child in children {
+            other.add("t1", None, child, 0, &mut out);
+        }
+        other.add("t1", None, turn, 0, &mut out);
+        other.expire(120_000, &mut out);
+        assert_eq!(
+            out.events.iter().filter(|e| e.kind.as_deref() == Some("llm.usage")).count(),
+            1,
+            "{:?}",
+            kinds(&out)
+        );
+        assert_eq!((other.held(), out.ignored), (0, 1));
     }
 }

@@ -15,6 +15,8 @@ use voicemon_core::validate::WireEvent;
 pub enum Framework {
     Pipecat,
     LiveKit,
+    /// Spans of any other stack that follow the OpenTelemetry GenAI conventions.
+    Generic,
 }
 
 /// What a span is to voicemon.
@@ -32,6 +34,13 @@ pub enum Role {
     /// LiveKit's `user_turn`: the user's speech, a sibling of the `agent_turn` that
     /// answers it; it carries the transcription delay.
     UserTurn,
+    /// One attempt of a service request (LiveKit `llm_request_run`, `tts_request_run`:
+    /// a retried request has several), where LiveKit records a provider's errors.
+    Attempt(Service),
+    /// A span of another stack carrying GenAI token usage (`gen_ai.usage.*`): an LLM
+    /// request, counted only in a trace with no Pipecat or LiveKit span (whose own spans
+    /// would say the same).
+    Generic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +74,9 @@ pub fn classify(name: &str) -> Option<(Framework, Role)> {
         "llm_request" => livekit(Role::Service(Service::Llm)),
         "tts_request" => livekit(Role::Service(Service::Tts)),
         "stt_request" => livekit(Role::Service(Service::Stt)),
+        "llm_request_run" => livekit(Role::Attempt(Service::Llm)),
+        "tts_request_run" => livekit(Role::Attempt(Service::Tts)),
+        "stt_request_run" => livekit(Role::Attempt(Service::Stt)),
         "llm_node" => livekit(Role::Node(Service::Llm)),
         "tts_node" => livekit(Role::Node(Service::Tts)),
         // Pipecat names its service spans `stt`, `llm`, `tts` (older releases appended the
@@ -80,6 +92,17 @@ pub fn classify(name: &str) -> Option<(Framework, Role)> {
                 .then_some((Framework::Pipecat, Role::Service(service)))
         }
     }
+}
+
+/// [`classify`] by name, else a span of any stack that carries GenAI token usage
+/// (`gen_ai.usage.input_tokens` / `output_tokens`, the OpenTelemetry GenAI conventions).
+pub fn classify_span(span: &Span) -> Option<(Framework, Role)> {
+    classify(&span.name).or_else(|| {
+        let attributes = &span.attributes;
+        let usage = attributes.count("gen_ai.usage.input_tokens").is_some()
+            || attributes.count("gen_ai.usage.output_tokens").is_some();
+        usage.then_some((Framework::Generic, Role::Generic))
+    })
 }
 
 /// The call id a span names, if it names one: Pipecat's `conversation.id`; LiveKit's
@@ -221,6 +244,8 @@ impl Envelope<'_> {
                     first(Role::Service(Service::Tts)).and_then(|s| metric_ms(s, "lk.tts_metrics", "ttfb"))
                 });
             }
+            // No turn spans in the GenAI conventions: a turn is always Pipecat's or LiveKit's.
+            Framework::Generic => {}
         }
         let mut events = Vec::new();
         if event.e2e_ms.is_some() {
@@ -228,20 +253,36 @@ impl Envelope<'_> {
             events.push(event);
         }
         for (role, span) in under {
-            if let Role::Service(service) = role {
-                events.extend(self.service(framework, *service, span));
+            match role {
+                Role::Service(service) => events.extend(self.service(framework, *service, span)),
+                Role::Attempt(service) => events.push(self.attempt(*service, span)),
+                _ => {}
             }
         }
         events
     }
 
-    /// A service span's usage line (when it carries its usage) and its `provider.request`.
+    /// A LiveKit request attempt's `provider.request`: failed when its status is ERROR,
+    /// its duration as latency.
+    pub fn attempt(&self, service: Service, span: &Span) -> WireEvent {
+        let mut request = self.event("provider.request", self.id(span, "request"), span.end_ms());
+        request.provider = Some(provider_of(Framework::LiveKit, span));
+        request.component = Some(service.component().to_owned());
+        request.ok = Some(span.error.is_none());
+        request.latency_ms = Some(span.duration_ms());
+        request.error = span.error.clone();
+        request
+    }
+
+    /// A service span's usage line (when it carries its usage) and, for Pipecat, its
+    /// `provider.request` (LiveKit's come from its attempts, [`Envelope::attempt`]).
     pub fn service(&self, framework: Framework, service: Service, span: &Span) -> Vec<WireEvent> {
         let attributes = &span.attributes;
         let provider = provider_of(framework, span);
         let model = model_of(span);
         let latency_ms = match framework {
             Framework::Pipecat => attributes.seconds_as_ms("metrics.ttfb"),
+            Framework::Generic => attributes.seconds_as_ms("gen_ai.response.time_to_first_chunk"),
             Framework::LiveKit => match service {
                 Service::Llm => metric_ms(span, "lk.llm_metrics", "ttft"),
                 Service::Tts => metric_ms(span, "lk.tts_metrics", "ttfb"),
@@ -297,6 +338,9 @@ impl Envelope<'_> {
                 }
             }
         }
+        if framework == Framework::LiveKit {
+            return events;
+        }
         let mut request = self.event("provider.request", self.id(span, "request"), at_ms);
         request.provider = Some(provider);
         request.component = Some(service.component().to_owned());
@@ -348,6 +392,7 @@ fn provider_of(framework: Framework, span: &Span) -> String {
         None => match framework {
             Framework::Pipecat => "pipecat".into(),
             Framework::LiveKit => "livekit".into(),
+            Framework::Generic => "unknown".into(),
         },
     }
 }
@@ -407,6 +452,7 @@ pub fn rfc3339(at_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::span::{Attributes, Value};
 
     #[test]
     fn span_names_say_framework_and_role() {
@@ -419,7 +465,21 @@ mod tests {
         assert_eq!(classify("sttx"), None);
         assert_eq!(classify("llm_node"), Some((Framework::LiveKit, Role::Node(Service::Llm))));
         assert_eq!(classify("agent_turn"), Some((Framework::LiveKit, Role::Turn)));
+        assert_eq!(classify("llm_request_run"), Some((Framework::LiveKit, Role::Attempt(Service::Llm))));
         assert_eq!(classify("POST /v1/chat/completions"), None);
+        let generic = |attributes| Span {
+            trace_id: "0".repeat(32),
+            span_id: "1".repeat(16),
+            parent_id: None,
+            name: "chat gpt-4o".into(),
+            start_ns: 0,
+            end_ns: 0,
+            error: None,
+            attributes,
+        };
+        let usage = Attributes::from_pairs(vec![("gen_ai.usage.input_tokens", Value::Int(10))]);
+        assert_eq!(classify_span(&generic(usage)), Some((Framework::Generic, Role::Generic)));
+        assert_eq!(classify_span(&generic(Attributes::default())), None, "no usage, nothing to count");
     }
 
     #[test]

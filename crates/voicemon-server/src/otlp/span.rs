@@ -34,6 +34,7 @@ pub const KEPT: &[&str] = &[
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.response.time_to_first_chunk",
     "service.name",
     "voice_id",
     "model",

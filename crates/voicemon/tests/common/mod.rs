@@ -158,7 +158,21 @@ pub async fn post_ndjson(
 /// (`voicemon_ingest_writer_events`, `voicemon_alerting_evaluations_total{outcome="ok"}`);
 /// 0 when absent.
 pub async fn metric(client: &reqwest::Client, server: &Server, series: &str) -> f64 {
-    let response = client.get(server.url("/metrics")).send().await.expect("voicemon answers");
+    metric_with_key(client, server, None, series).await
+}
+
+/// [`metric`] with a key (a server with keys answers `/metrics` to an admin key).
+pub async fn metric_with_key(
+    client: &reqwest::Client,
+    server: &Server,
+    key: Option<&str>,
+    series: &str,
+) -> f64 {
+    let mut request = client.get(server.url("/metrics"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("voicemon answers");
     assert!(response.status().is_success(), "GET /metrics: {}", response.status());
     let text = response.text().await.expect("the exposition");
     text.lines()
