@@ -36,13 +36,6 @@ done
 WORK=$(mktemp -d /tmp/explorer-bench.XXXXXX)
 server=
 
-stop_server() {
-  if [[ -n $server ]]; then
-    kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    server=
-  fi
-}
 cleanup() {
   stop_server
   psql "$DB" -q -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
@@ -51,29 +44,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# in_schema, free_port
+# in_schema, free_port, start_voicemon, stop_server
 source scripts/bench-lib.sh
-
-start_voicemon() {
-  local name=$1 port
-  shift
-  port=$(free_port "${VOICEMON_BENCH_PORT:-3471}")
-  mkdir -p "$WORK/$name"
-  printf '[limits]\ningest_events_per_second = 1000000\ningest_burst = 10000000\nquery_requests_per_second = 1000\nquery_burst = 1000\n' \
-    >"$WORK/$name/voicemon.toml"
-  (cd "$WORK/$name" && exec env "$@" RUST_LOG=warn "$VOICEMON" serve --port "$port" \
-    --data-dir "$WORK/$name/data" >"$WORK/$name/server.log" 2>&1) &
-  server=$!
-  url=http://127.0.0.1:$port
-  for _ in $(seq 1 300); do
-    curl -sf "$url/readyz" >/dev/null && return 0
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "voicemon ($name) did not become ready:" >&2
-  tail -20 "$WORK/$name/server.log" >&2
-  exit 1
-}
 
 # Median and slowest of $RUNS timings of GET $1, in ms; the answer of the last run in $WORK/answer.json.
 timed() {
@@ -91,7 +63,7 @@ bench() {
   shift
   echo
   echo "== $name"
-  start_voicemon "$name" "$@"
+  start_voicemon "$name" 3471 "$@"
   echo "-- base: $BASE_EVENTS events over 30 days (10 tenants)"
   "$LOADGEN" "$url" "$BASE_EVENTS" 5000 4 30 10 | grep -E '^rate|^ingest|events/s' | tail -2
   echo "-- the last hour, live-shaped: $HOUR_EVENTS events (50 tenants, 100 000 calls)"

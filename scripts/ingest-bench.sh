@@ -40,13 +40,6 @@ drop_schemas() {
   psql "$DB" -q -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SEED_SCHEMA CASCADE" \
     -c "DROP SCHEMA IF EXISTS $VM_SCHEMA CASCADE"
 }
-stop_server() {
-  if [[ -n $server ]]; then
-    kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    server=
-  fi
-}
 cleanup() {
   stop_server
   drop_schemas >/dev/null 2>&1 || true
@@ -55,31 +48,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# in_schema, free_port
+# in_schema, free_port, start_voicemon, stop_server
 source scripts/bench-lib.sh
-
-# Starts voicemon (extra environment as arguments) on a free port; sets $server and $url.
-start_voicemon() {
-  local name=$1 port
-  shift
-  port=$(free_port "${VOICEMON_BENCH_PORT:-3461}")
-  mkdir -p "$WORK/$name"
-  # The load comes from one open-mode caller: rate limits out of its way (README, "Rate
-  # limits"); read as ./voicemon.toml unless VOICEMON_CONFIG names another file.
-  printf '[limits]\ningest_events_per_second = 1000000\ningest_burst = 10000000\n' >"$WORK/$name/voicemon.toml"
-  (cd "$WORK/$name" && exec env "$@" RUST_LOG=warn "$VOICEMON" serve --port "$port" \
-    --data-dir "$WORK/$name/data" >"$WORK/$name/server.log" 2>&1) &
-  server=$!
-  url=http://127.0.0.1:$port
-  for _ in $(seq 1 300); do
-    curl -sf "$url/readyz" >/dev/null && return 0
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "voicemon ($name) did not become ready on port $port:" >&2
-  tail -20 "$WORK/$name/server.log" >&2
-  exit 1
-}
 
 # Runs loadgen with the arguments given, shows its output, keeps it in $WORK/$name.out.
 run_loadgen() {
@@ -101,7 +71,7 @@ mib() { awk -v key="$1:" '$1 == key {printf "%d", $2 / 1024}' "/proc/$server/sta
 bench_voicemon() {
   local name=$1
   shift
-  start_voicemon "$name" "$@"
+  start_voicemon "$name" 3461 "$@"
   local cpu_before
   cpu_before=$(cpu_seconds)
   run_loadgen "$name" "$url"

@@ -27,7 +27,39 @@ pub struct DerivedState {
     /// The connection holding the advisory lock on `owner`; also used to try the locks of
     /// other owners.
     lock: tokio::sync::Mutex<Option<ClientWrapper>>,
+    /// Group commits under way: from before their transaction to after their derived
+    /// data is absorbed. Between the two, their raw facts are visible and their derived
+    /// data is not pending yet; a read waits for them ([`DerivedState::settle`]).
+    commits: Mutex<Commits>,
+    committed: tokio::sync::Notify,
 }
+
+#[derive(Debug, Default)]
+struct Commits {
+    next: u64,
+    in_flight: std::collections::BTreeSet<u64>,
+}
+
+/// A group commit under way; dropping it (after the absorb, or on failure) ends it.
+#[derive(Debug)]
+pub struct CommitTicket<'a> {
+    state: &'a DerivedState,
+    seq: u64,
+}
+
+impl Drop for CommitTicket<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut commits) = self.state.commits.lock() {
+            commits.in_flight.remove(&self.seq);
+        }
+        self.state.committed.notify_waiters();
+    }
+}
+
+/// How long a read waits for the group commits under way when it began, at most: a
+/// commit stuck on a lock or an outage must not hold every read (they then read what is
+/// merged, as before the wait existed).
+const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -47,7 +79,47 @@ impl DerivedState {
             dirty: AtomicBool::new(false),
             flushing: tokio::sync::Mutex::new(()),
             lock: tokio::sync::Mutex::new(None),
+            commits: Mutex::default(),
+            committed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Marks a group commit under way until the ticket is dropped.
+    pub fn begin_commit(&self) -> CommitTicket<'_> {
+        let seq = match self.commits.lock() {
+            Ok(mut commits) => {
+                let seq = commits.next;
+                commits.next += 1;
+                commits.in_flight.insert(seq);
+                seq
+            }
+            Err(_) => u64::MAX,
+        };
+        CommitTicket { state: self, seq }
+    }
+
+    /// Waits until every group commit under way when it is called has absorbed its
+    /// derived data (or failed), so that a read after it never sees a batch's raw facts
+    /// without its derived data pending; at most [`SETTLE_AT_MOST`].
+    pub async fn settle(&self) {
+        let upto = match self.commits.lock() {
+            Ok(commits) if !commits.in_flight.is_empty() => commits.next,
+            _ => return,
+        };
+        let wait = async {
+            loop {
+                let notified = self.committed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let done =
+                    self.commits.lock().map(|c| c.in_flight.range(..upto).next().is_none()).unwrap_or(true);
+                if done {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE_AT_MOST, wait).await;
     }
 
     /// Adds a committed batch's derived data, journalled as row `seq`.
@@ -236,5 +308,41 @@ impl PostgresStore {
         })
         .await?;
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::DerivedState;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_waits_for_the_commits_under_way_when_it_began_and_no_others() {
+        let state = std::sync::Arc::new(DerivedState::new());
+        // Nothing under way: no wait.
+        tokio::time::timeout(Duration::from_millis(1), state.settle()).await.expect("no wait");
+
+        let first = state.begin_commit();
+        let settled = {
+            let state = std::sync::Arc::clone(&state);
+            tokio::spawn(async move { state.settle().await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!settled.is_finished(), "the read waits for the commit under way");
+        // A commit that begins after the read does not hold it.
+        let later = state.begin_commit();
+        drop(first);
+        tokio::time::timeout(Duration::from_millis(100), settled)
+            .await
+            .expect("settled")
+            .expect("the task ends");
+        drop(later);
+
+        // A commit that never ends holds a read only so long.
+        let stuck = state.begin_commit();
+        let started = tokio::time::Instant::now();
+        state.settle().await;
+        assert_eq!(started.elapsed(), super::SETTLE_AT_MOST);
+        drop(stuck);
     }
 }

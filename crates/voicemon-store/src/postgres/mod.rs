@@ -135,10 +135,13 @@ impl PostgresStore {
     }
 
     /// Flushes this instance's pending derived data before a read of derived tables, so
-    /// the answer counts every event it acknowledged. A flush already under way has taken
-    /// the pending data out of memory without having merged it yet: the read waits for it
-    /// (the flush lock) rather than trusting the pending flag.
+    /// the answer counts every event it acknowledged. A group commit under way may have
+    /// made its raw facts visible without its derived data being pending yet: the read
+    /// waits for it first. A flush already under way has taken the pending data out of
+    /// memory without having merged it yet: the read waits for it (the flush lock) rather
+    /// than trusting the pending flag.
     async fn fresh(&self) -> Result<(), StoreError> {
+        self.derived.settle().await;
         if self.derived.has_pending() || self.derived.is_flushing() {
             self.flush_pending().await?;
         }

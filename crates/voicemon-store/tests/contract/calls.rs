@@ -232,3 +232,67 @@ async fn call_explorer(store: Arc<dyn Store>) -> Transcript {
     );
     t
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_during_group_commits_never_sees_raw_facts_without_their_derived_data() {
+    on_both_backends(reads_during_commits).await;
+}
+
+/// Two writers commit calls (a turn and a priced LLM line in one batch each) while a
+/// reader lists them again and again: a call whose turn is visible (raw) must already
+/// have its cost (derived, flushed before derived reads).
+async fn reads_during_commits(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    const CALLS: usize = 200;
+    let writer = |offset: usize| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for n in (offset..CALLS).step_by(2) {
+                let call = format!("c{n}");
+                let batch = vec![
+                    event(
+                        "turn.completed",
+                        &format!("t{n}"),
+                        "acme",
+                        at(10, 0) + n as i64,
+                        json!({"call_id": call, "turn_index": 0, "e2e_ms": 900.0}),
+                    ),
+                    event(
+                        "llm.usage",
+                        &format!("u{n}"),
+                        "acme",
+                        at(10, 0) + n as i64,
+                        json!({"call_id": call, "provider": "openai", "model": "gpt-4o-mini",
+                               "input_tokens": 1000, "output_tokens": 100}),
+                    ),
+                ];
+                store.write_batch(batch).await.expect("stored");
+            }
+        })
+    };
+    let writers = [writer(0), writer(1)];
+    let window = CallWindow {
+        tenant_id: "acme".into(),
+        range: range(at(10, 0), at(11, 0)),
+        agent_id: None,
+        objective: None,
+        provider: None,
+        limit: 1000,
+    };
+    let mut reads = 0;
+    let mut torn = Vec::new();
+    while writers.iter().any(|w| !w.is_finished()) || reads == 0 {
+        let calls = store.window_calls(window.clone()).await.expect("read");
+        torn.extend(
+            calls.iter().filter(|c| !c.turns.is_empty() && c.cost_nano == 0).map(|c| c.call_id.clone()),
+        );
+        reads += 1;
+    }
+    for writer in writers {
+        writer.await.expect("the writer ends");
+    }
+    t.check("calls seen with their turn but not yet their cost", torn, Vec::<String>::new());
+    let calls = store.window_calls(window).await.expect("read");
+    t.check("every call stored, each with its cost", calls.iter().filter(|c| c.cost_nano > 0).count(), CALLS);
+    t
+}
