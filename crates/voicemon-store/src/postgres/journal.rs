@@ -198,6 +198,7 @@ impl PostgresStore {
         }
         let shared = Arc::new(taken);
         let batch = Arc::clone(&shared);
+        let started = std::time::Instant::now();
         let result = self
             .transaction_retrying(move |tx| {
                 let batch = Arc::clone(&batch);
@@ -212,6 +213,12 @@ impl PostgresStore {
                 })
             })
             .await;
+        tracing::debug!(
+            rows = written,
+            commits = shared.seqs.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "flushed derived data"
+        );
         match result {
             Ok(()) => Ok(written),
             Err(StoreError::Unavailable(message)) if message == FOLDED_ELSEWHERE => {
