@@ -879,9 +879,14 @@ async fn an_untrusted_slack_certificate_sends_nothing_and_says_why_in_the_log_an
     setup.send(&slow_turns("t-untrusted")).await;
 
     let rule = "turn_latency_p95_high";
+    // Both receivers are untrusted and retry; wait for Slack's own entry, which may come
+    // after Alertmanager's.
     let history = setup
-        .wait_for_answer("a retry entry in the history", &format!("/alerts/history?rule={rule}"), |h| {
-            h["entries"].as_array().into_iter().flatten().any(|e| e["kind"] == "notification_retrying")
+        .wait_for_answer("Slack's retry entry in the history", &format!("/alerts/history?rule={rule}"), |h| {
+            h["entries"].as_array().into_iter().flatten().any(|e| {
+                e["kind"] == "notification_retrying"
+                    && e["detail"].as_str().is_some_and(|d| d.starts_with("to slack: "))
+            })
         })
         .await;
     let details: Vec<&str> = history["entries"]
