@@ -242,6 +242,35 @@ pub struct CallTurns {
     pub turns: Vec<TurnRow>,
 }
 
+/// Calls with their turns, gathered from rows of a call joined to its turns (ordered by
+/// call, one row per turn, a call without turns once with none), as both backends read
+/// a window of calls.
+#[derive(Debug, Default)]
+pub(crate) struct CallsGathered(Vec<(i64, CallTurns)>);
+
+impl CallsGathered {
+    /// One row: the call with row id `id` (read by `call` only when it is a new one) and
+    /// its turn, if the row has one.
+    pub(crate) fn row<E>(
+        &mut self,
+        id: i64,
+        call: impl FnOnce() -> Result<CallTurns, E>,
+        turn: Option<TurnRow>,
+    ) -> Result<(), E> {
+        if self.0.last().is_none_or(|(last, _)| *last != id) {
+            self.0.push((id, call()?));
+        }
+        if let (Some(turn), Some((_, call))) = (turn, self.0.last_mut()) {
+            call.turns.push(turn);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_calls(self) -> Vec<CallTurns> {
+        self.0.into_iter().map(|(_, call)| call).collect()
+    }
+}
+
 /// One stored `turn.completed`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnRow {

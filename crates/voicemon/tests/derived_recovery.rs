@@ -35,6 +35,25 @@ async fn post_all(client: &reqwest::Client, server: &Server, events: &[Value]) {
 }
 
 /// The answers compared between the clean and the recovered run.
+/// Waits until `server` has evaluated its alert rules once and stored its first health
+/// sample, both at start: each reads derived data, which flushes it, so a test that needs
+/// the derived data left in the journal posts only after them.
+async fn wait_for_the_first_readers(client: &reqwest::Client, server: &Server) {
+    common::wait_for_metric(client, server, "voicemon_alerting_evaluations_total{outcome=\"ok\"}", 1.0).await;
+    let from = format_time(now_ms() - 2 * MINUTE_MS);
+    let url = server.url(&format!("/metrics/health?from={from}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let report: Value =
+            client.get(&url).send().await.expect("voicemon answers").json().await.expect("JSON");
+        if report["history"].as_array().is_some_and(|samples| !samples.is_empty()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no health sample after 30 s: {report}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn answers(
     client: &reqwest::Client,
     server: &Server,
@@ -70,7 +89,8 @@ async fn answers(
 /// derived data on its own while events are
 /// posted: a read would flush first (answers are always fresh), and this test needs the
 /// kill to find the derived data still only in the journal. The alert engine's first
-/// evaluation, at start, sees no events yet.
+/// evaluation and the health sampler's first sample, both at start, are waited for before
+/// posting ([`wait_for_the_first_readers`]).
 fn quiet_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("quiet.toml");
     std::fs::write(&path, "[alerting]\nevaluation_interval = \"1h\"\n")
@@ -118,6 +138,7 @@ async fn sqlite_derived_data_lost_to_sigkill_is_rebuilt_and_every_answer_equals_
 
     let data = dir.path().join("crash");
     let crashing = Server::start(&data, Some(&quiet), &["--derived-flush-interval", "1h"]);
+    wait_for_the_first_readers(&client, &crashing).await;
     post_all(&client, &crashing, &events).await;
     crashing.kill();
     let (journal, rollups) = sqlite_counts(&data);
@@ -168,6 +189,7 @@ async fn postgresql_derived_data_of_a_killed_instance_is_folded_and_every_answer
         &["--derived-flush-interval", "1h"],
         &[("DATABASE_URL", &url)],
     );
+    wait_for_the_first_readers(&client, &crashing).await;
     post_all(&client, &crashing, &events).await;
     crashing.kill();
     let count = |table: &str| schema.query(&format!("SELECT count(*) FROM {table}"))[0].get::<_, i64>(0);

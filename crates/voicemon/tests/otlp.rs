@@ -35,6 +35,28 @@ fn key(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// voicemon on a fresh data directory (`dir`/data) with an ingest and a read key of
+/// tenant `acme` and an admin key of every tenant.
+struct Acme {
+    dir: tempfile::TempDir,
+    server: Server,
+    ingest: String,
+    read: String,
+    admin: String,
+}
+
+impl Acme {
+    fn start() -> Acme {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let ingest = key(&data, &["--role", "ingest", "--tenant", "acme", "--name", "agents"]);
+        let read = key(&data, &["--role", "read", "--tenant", "acme", "--name", "dashboards"]);
+        let admin = key(&data, &["--role", "admin", "--name", "ops"]);
+        let server = Server::start(&data, None, &[]);
+        Acme { dir, server, ingest, read, admin }
+    }
+}
+
 async fn get(client: &reqwest::Client, server: &Server, key: &str, path: &str) -> Json {
     let response = client.get(server.url(path)).bearer_auth(key).send().await.expect("voicemon answers");
     let status = response.status();
@@ -127,11 +149,7 @@ fn fixtures(framework: &str) -> (Vec<(String, Vec<u8>)>, Json) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn captured_pipecat_and_livekit_exports_give_what_the_frameworks_measured() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let ingest = key(&data, &["--role", "ingest", "--tenant", "acme", "--name", "agents"]);
-    let read = key(&data, &["--role", "read", "--tenant", "acme", "--name", "dashboards"]);
-    let server = Server::start(&data, None, &[]);
+    let Acme { server, ingest, read, .. } = Acme::start();
     let client = reqwest::Client::new();
     for (framework, call_id) in [("pipecat", "conv-fixture"), ("livekit", "RM_fixture")] {
         let (bodies, measured) = fixtures(framework);
@@ -191,12 +209,7 @@ fn finish(child: std::process::Child, what: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn pipecat_and_livekit_traces_become_calls_turns_usage_and_provider_errors() {
     let Some(python) = frameworks_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let ingest = key(&data, &["--role", "ingest", "--tenant", "acme", "--name", "agents"]);
-    let read = key(&data, &["--role", "read", "--tenant", "acme", "--name", "dashboards"]);
-    let admin = key(&data, &["--role", "admin", "--name", "ops"]);
-    let server = Server::start(&data, None, &[]);
+    let Acme { dir, server, ingest, read, admin } = Acme::start();
     let client = reqwest::Client::new();
 
     // Both frameworks at once, each exporting with its own OTLP exporter; Pipecat with
@@ -426,12 +439,7 @@ async fn export(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exports_are_idempotent_tenant_bound_and_answered_as_otlp_asks() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let ingest = key(&data, &["--role", "ingest", "--tenant", "acme", "--name", "agents"]);
-    let admin = key(&data, &["--role", "admin", "--name", "ops"]);
-    let read = key(&data, &["--role", "read", "--tenant", "acme", "--name", "dashboards"]);
-    let server = Server::start(&data, None, &[]);
+    let Acme { server, ingest, read, admin, .. } = Acme::start();
     let client = reqwest::Client::new();
 
     // Protobuf, gzip: the turn and its LLM request; then the exporter's retry.
@@ -503,12 +511,8 @@ async fn exports_are_idempotent_tenant_bound_and_answered_as_otlp_asks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_waiting_for_their_turn_are_stored_at_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
+    let Acme { dir, server, ingest, read, admin } = Acme::start();
     let data = dir.path().join("data");
-    let ingest = key(&data, &["--role", "ingest", "--tenant", "acme", "--name", "agents"]);
-    let read = key(&data, &["--role", "read", "--tenant", "acme", "--name", "dashboards"]);
-    let admin = key(&data, &["--role", "admin", "--name", "ops"]);
-    let server = Server::start(&data, None, &[]);
     let client = reqwest::Client::new();
 
     // The LLM request has arrived; its turn has not.

@@ -128,8 +128,8 @@ pub async fn post_traces(State(state): State<AppState>, headers: HeaderMap, body
             })
             .await?;
         let outcome = state.otlp.export(principal.tenant(), request).await?;
-        let partial_success = (outcome.rejected_spans > 0).then_some(ExportTracePartialSuccess {
-            rejected_spans: outcome.rejected_spans,
+        let partial_success = (outcome.rejected > 0).then_some(ExportTracePartialSuccess {
+            rejected_spans: outcome.rejected,
             error_message: outcome.message,
         });
         Ok(encoded(
@@ -182,8 +182,8 @@ pub async fn post_metrics(State(state): State<AppState>, headers: HeaderMap, bod
             })
             .await?;
         let outcome = state.otlp.export_metrics(principal.tenant(), request).await?;
-        let partial_success = (outcome.rejected_spans > 0).then_some(ExportMetricsPartialSuccess {
-            rejected_data_points: outcome.rejected_spans,
+        let partial_success = (outcome.rejected > 0).then_some(ExportMetricsPartialSuccess {
+            rejected_data_points: outcome.rejected,
             error_message: outcome.message,
         });
         Ok(encoded(

@@ -17,8 +17,8 @@
 //! counted either; delta temporality has neither gap).
 
 use crate::otlp::map::{normalise_provider, Envelope};
+use crate::otlp::span::string_attribute;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as PointValue;
@@ -101,8 +101,10 @@ impl Counters {
                             continue;
                         }
                     };
-                    let text =
-                        |key: &str| text(&point.attributes, key).or_else(|| text(resource_attributes, key));
+                    let text = |key: &str| {
+                        string_attribute(&point.attributes, key)
+                            .or_else(|| string_attribute(resource_attributes, key))
+                    };
                     let Some(call_id) = text("room_id").or_else(|| text("gen_ai.conversation.id")) else {
                         refuse(&mut counted, "an STT audio point without room_id names no call");
                         continue;
@@ -224,18 +226,10 @@ fn point_id(series: &str, start_ns: u64, time_ns: u64) -> String {
     format!("otlp:metric:{}", hex::encode(&digest[..16]))
 }
 
-fn text<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attributes.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            ProtoValue::StringValue(s) if !s.trim().is_empty() => Some(s.trim()),
-            _ => None,
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
     use opentelemetry_proto::tonic::common::v1::AnyValue;
     use opentelemetry_proto::tonic::metrics::v1::{
         Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,

@@ -23,7 +23,6 @@ use assemble::{Assembled, Assembler, AssemblyConfig};
 use metrics::Counters;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -50,7 +49,7 @@ const EXPIRY_TICK: Duration = Duration::from_secs(1);
 pub struct ExportOutcome {
     /// Spans (or data points) refused: malformed, of a tenant the caller may not write,
     /// or naming no call.
-    pub rejected_spans: i64,
+    pub rejected: i64,
     /// Why, in a sentence (empty when nothing was refused).
     pub message: String,
 }
@@ -115,7 +114,7 @@ impl OtlpIngest {
             }
             self.telemetry.otlp_held(assembler.held());
         }
-        self.telemetry.otlp_spans("rejected", outcome.rejected_spans as u64);
+        self.telemetry.otlp_spans("rejected", outcome.rejected as u64);
         self.store(assembled).await?;
         Ok(outcome)
     }
@@ -155,7 +154,7 @@ impl OtlpIngest {
             now_ms,
         );
         let outcome =
-            ExportOutcome { rejected_spans: counted.rejected, message: std::mem::take(&mut counted.message) };
+            ExportOutcome { rejected: counted.rejected, message: std::mem::take(&mut counted.message) };
         if let Err(err) = self.submit(std::mem::take(&mut counted.events)).await {
             self.counters.lock().unwrap_or_else(PoisonError::into_inner).undo(counted);
             return Err(err);
@@ -233,7 +232,7 @@ fn refuse(outcome: &mut ExportOutcome, count: i64, why: &str) {
     if count == 0 {
         return;
     }
-    outcome.rejected_spans += count;
+    outcome.rejected += count;
     if outcome.message.is_empty() {
         outcome.message = why.to_owned();
     }
@@ -246,14 +245,7 @@ fn resource_identity(
     attributes: &[KeyValue],
     own_tenant: Option<&str>,
 ) -> Result<(String, Option<String>), String> {
-    let text = |key: &str| {
-        attributes.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
-            match kv.value.as_ref()?.value.as_ref()? {
-                ProtoValue::StringValue(s) if !s.trim().is_empty() => Some(s.trim()),
-                _ => None,
-            }
-        })
-    };
+    let text = |key: &str| span::string_attribute(attributes, key);
     let named = text(TENANT_ATTRIBUTE);
     let tenant = match (own_tenant, named) {
         (Some(own), Some(named)) if own != named => {

@@ -220,20 +220,24 @@ impl Span {
     }
 }
 
+/// The text of attribute `key` among `attributes` (the last if repeated), trimmed; `None`
+/// when absent, empty or not a string.
+pub fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attributes.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            ProtoValue::StringValue(s) if !s.trim().is_empty() => Some(s.trim()),
+            _ => None,
+        }
+    })
+}
+
 /// What an ERROR status says: its message, else the exception event's type and message.
 fn error_text(message: &str, span: &ProtoSpan) -> String {
     if !message.trim().is_empty() {
         return prefix(message.trim(), MAX_VALUE_LEN).to_owned();
     }
     let exception = span.events.iter().find(|event| event.name == "exception").map(|event| {
-        let text = |key: &str| {
-            event.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
-                match kv.value.as_ref()?.value.as_ref()? {
-                    ProtoValue::StringValue(s) => Some(s.as_str()),
-                    _ => None,
-                }
-            })
-        };
+        let text = |key: &str| string_attribute(&event.attributes, key);
         match (text("exception.type"), text("exception.message")) {
             (Some(kind), Some(message)) => format!("{kind}: {message}"),
             (Some(one), None) | (None, Some(one)) => one.to_owned(),

@@ -3,7 +3,9 @@
 use super::{at, ms, scoped, sketch_of};
 use crate::column::Stored;
 use crate::rollup::read_plan;
-use crate::{CallRequest, CallTurns, CallWindow, EndedCall, LatencyFilter, Resolution, TurnRow};
+use crate::{
+    CallRequest, CallTurns, CallWindow, CallsGathered, EndedCall, LatencyFilter, Resolution, TurnRow,
+};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
 use std::collections::BTreeMap;
@@ -219,17 +221,11 @@ pub async fn window_calls(client: &ClientWrapper, window: CallWindow) -> Result<
             &[&window.tenant_id, &from, &to, &window.agent_id, &window.objective, &window.provider, &limit],
         )
         .await?;
-    let mut calls: Vec<(i64, CallTurns)> = Vec::new();
+    let mut calls = CallsGathered::default();
     for row in &rows {
-        let id: i64 = row.get(0);
-        if calls.last().is_none_or(|(last, _)| *last != id) {
-            calls.push(call_turns(row)?);
-        }
-        if let (Some(turn), Some((_, call))) = (turn_row(row, 13), calls.last_mut()) {
-            call.turns.push(turn);
-        }
+        calls.row(row.get(0), || call_turns(row).map(|(_, call)| call), turn_row(row, 13))?;
     }
-    Ok(calls.into_iter().map(|(_, call)| call).collect())
+    Ok(calls.into_calls())
 }
 
 /// One call with its turns and provider requests.

@@ -2,7 +2,9 @@
 
 use crate::column::Stored;
 use crate::rollup::read_plan;
-use crate::{CallRequest, CallTurns, CallWindow, EndedCall, LatencyFilter, Resolution, TurnRow};
+use crate::{
+    CallRequest, CallTurns, CallWindow, CallsGathered, EndedCall, LatencyFilter, Resolution, TurnRow,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
@@ -184,17 +186,11 @@ pub fn window_calls(conn: &Connection, window: &CallWindow) -> rusqlite::Result<
         window.provider,
         window.limit as i64,
     ])?;
-    let mut calls: Vec<(i64, CallTurns)> = Vec::new();
+    let mut calls = CallsGathered::default();
     while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        if calls.last().is_none_or(|(last, _)| *last != id) {
-            calls.push(call_turns(row)?);
-        }
-        if let (Some(turn), Some((_, call))) = (turn_row(row, 13)?, calls.last_mut()) {
-            call.turns.push(turn);
-        }
+        calls.row(row.get(0)?, || call_turns(row).map(|(_, call)| call), turn_row(row, 13)?)?;
     }
-    Ok(calls.into_iter().map(|(_, call)| call).collect())
+    Ok(calls.into_calls())
 }
 
 /// One call with its turns and provider requests.
