@@ -4,8 +4,13 @@
 # a "quiet" read key asks GET /metrics/latency at a steady ~15 requests/s (under its
 # limit) and its latency distribution is measured by wrk, three ways in ONE run:
 #   alone     the quiet key only;
+#   neighbour while a second read key asks the same route at its limit (~20 requests/s,
+#             from one connection): the load any key may add, the floor for a flood;
 #   flood     while a second read key hammers the same route from 32 connections, with
-#             the default limits (the flood is answered 429 once its burst is spent);
+#             the default limits (the flood is answered 429 once its burst is spent, each
+#             429 held until the flood's bucket could admit a request, at most 1 s);
+#   no-hold   the same flood with the same limits but every 429 sent at once
+#             (refusal_hold = "0s"), to show what holding refusals buys;
 #   unlimited the same flood with limits raised out of the way (a second server on the
 #             same data), to show what the limit buys.
 # Then p50/p99 of each and the ratio of p99 to the quiet key's alone.
@@ -57,6 +62,7 @@ start_voicemon() {
 
 # The limits under test are the defaults; the other file moves them out of the way.
 printf '' >"$WORK/default-limits.toml"
+printf '[limits]\nrefusal_hold = "0s"\n' >"$WORK/no-hold.toml"
 printf '[limits]\nquery_requests_per_second = 1000000\nquery_burst = 1000000\ningest_events_per_second = 1000000\ningest_burst = 10000000\n' \
   >"$WORK/no-limits.toml"
 
@@ -77,6 +83,10 @@ EOF
 cat >"$WORK/flood.lua" <<EOF
 wrk.headers["Authorization"] = "Bearer $FLOOD"
 EOF
+cat >"$WORK/neighbour.lua" <<EOF
+wrk.headers["Authorization"] = "Bearer $FLOOD"
+function delay() return 48 end
+EOF
 
 # wrk's latency text ("850.00us", "1.23ms", "2.01s") in milliseconds.
 to_ms() {
@@ -85,11 +95,14 @@ to_ms() {
 }
 percentile() { to_ms "$(awk -v p="$1%" '$1 == p { print $2 }' "$2")"; }
 
-# One measurement of the quiet key, named $1; a flood runs meanwhile when $2 is "flood".
+# One measurement of the quiet key, named $1; the other key runs meanwhile when $2 is
+# "flood" (32 connections, no pause) or "neighbour" (one connection at its limit).
 measure() {
   local name=$1 flood=$2 flood_pid=
-  if [[ $flood == flood ]]; then
-    wrk -t1 -c32 -d"$((SECONDS_EACH + 4))s" -s "$WORK/flood.lua" "http://127.0.0.1:$PORT$ROUTE" \
+  if [[ $flood != none ]]; then
+    local connections=32
+    [[ $flood == neighbour ]] && connections=1
+    wrk -t1 -c"$connections" -d"$((SECONDS_EACH + 4))s" -s "$WORK/$flood.lua" "http://127.0.0.1:$PORT$ROUTE" \
       >"$WORK/$name.flood.txt" 2>&1 &
     flood_pid=$!
     sleep 2
@@ -106,7 +119,7 @@ measure() {
   p50[$name]=$(percentile 50 "$WORK/$name.txt")
   p99[$name]=$(percentile 99 "$WORK/$name.txt")
   requests[$name]=$(awk '/requests in/ { print $1 }' "$WORK/$name.txt")
-  if [[ $flood == flood ]]; then
+  if [[ $flood != none ]]; then
     flood_rps[$name]=$(awk '/Requests\/sec/ { printf "%d", $2 }' "$WORK/$name.flood.txt")
     flood_refused[$name]=$(awk '/Non-2xx/ { print $NF }' "$WORK/$name.flood.txt")
   fi
@@ -116,7 +129,11 @@ measure() {
 declare -A p50 p99 requests flood_rps flood_refused
 start_voicemon "$WORK/default-limits.toml"
 measure alone none
+measure neighbour neighbour
 measure flood flood
+stop_server
+start_voicemon "$WORK/no-hold.toml"
+measure no-hold flood
 stop_server
 start_voicemon "$WORK/no-limits.toml"
 measure unlimited flood
@@ -124,8 +141,8 @@ stop_server
 
 echo
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $(uptime | sed 's/.*load/load/')"
-printf '%-10s %10s %10s %12s %22s %16s\n' run "p50 (ms)" "p99 (ms)" "p99 / alone" "flood (requests/s)" "flood refused"
-for name in alone flood unlimited; do
+printf '%-10s %10s %10s %12s %22s %16s\n' run "p50 (ms)" "p99 (ms)" "p99 / alone" "other key (req/s)" "other key refused"
+for name in alone neighbour flood no-hold unlimited; do
   ratio=$(awk -v a="${p99[$name]}" -v b="${p99[alone]}" 'BEGIN { printf "%.2f", a / b }')
   printf '%-10s %10s %10s %12s %22s %16s\n' "$name" "${p50[$name]}" "${p99[$name]}" "$ratio" \
     "${flood_rps[$name]:--}" "${flood_refused[$name]:--}"

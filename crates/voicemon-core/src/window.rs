@@ -115,6 +115,11 @@ pub fn parse_bound(text: &str, bound: Bound) -> Result<i64, WindowError> {
 }
 
 impl TimeRange {
+    /// Whether `at_ms` is in `[from_ms, to_ms)`.
+    pub fn contains(&self, at_ms: i64) -> bool {
+        self.from_ms <= at_ms && at_ms < self.to_ms
+    }
+
     /// Resolves optional `from`/`to` query text ([`parse_bound`]); the default is the
     /// `default_ms` before `to` (and `to` defaults to now).
     pub fn resolve(

@@ -15,6 +15,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +33,11 @@ pub const DEFAULT_QUERY_REQUESTS_PER_SECOND: u32 = 20;
 pub const DEFAULT_QUERY_BURST: u32 = 100;
 /// The highest rate a bucket takes: one cell a microsecond keeps GCRA's arithmetic exact.
 pub const MAX_PER_SECOND: u32 = 1_000_000;
+/// Default longest hold of a refusal: a client that ignores `Retry-After` and asks again
+/// at once gets at most one answer a second per connection, not thousands.
+pub const DEFAULT_REFUSAL_HOLD: Duration = Duration::from_secs(1);
+/// The longest hold `[limits] refusal_hold` takes: a held refusal keeps its connection.
+pub const MAX_REFUSAL_HOLD: Duration = Duration::from_secs(10);
 
 /// What a bucket counts (the `kind` label of `voicemon_api_rate_limited_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +76,11 @@ pub struct LimitsConfig {
     pub ingest_burst: NonZeroU32,
     pub query_requests_per_second: NonZeroU32,
     pub query_burst: NonZeroU32,
+    /// How long a 429 is held at most before it is sent: the time the caller's bucket
+    /// needs to admit the request, up to this (zero sends it at once). A flood that
+    /// ignores `Retry-After` then costs one refusal per connection per wait, instead of
+    /// as many as the machine can answer, which is what would slow every other caller.
+    pub refusal_hold: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -80,6 +91,7 @@ impl Default for LimitsConfig {
             ingest_burst: nonzero(DEFAULT_INGEST_BURST),
             query_requests_per_second: nonzero(DEFAULT_QUERY_REQUESTS_PER_SECOND),
             query_burst: nonzero(DEFAULT_QUERY_BURST),
+            refusal_hold: DEFAULT_REFUSAL_HOLD,
         }
     }
 }
@@ -132,6 +144,8 @@ pub struct RateLimits {
     config: LimitsConfig,
     ingest: Arc<Bucket>,
     query: Arc<Bucket>,
+    /// Refusals being held, per kind and caller.
+    held: Arc<Mutex<HashMap<(Kind, Caller), u32>>>,
     clock: ForwardClock,
     telemetry: Telemetry,
 }
@@ -151,6 +165,7 @@ impl RateLimits {
         RateLimits {
             ingest: bucket(config.ingest_events_per_second, config.ingest_burst),
             query: bucket(config.query_requests_per_second, config.query_burst),
+            held: Arc::default(),
             config,
             clock,
             telemetry,
@@ -180,20 +195,76 @@ impl RateLimits {
         }
     }
 
+    /// [`admit`](Self::admit), but a refusal for now ([`LimitError::Limited`]) comes back
+    /// only once the caller's bucket could admit the request, counting the caller's
+    /// refusals already held as requests queued before it, or after
+    /// [`LimitsConfig::refusal_hold`] if that is sooner. A caller that honours
+    /// `Retry-After` loses nothing (it would have waited anyway); one that asks again at
+    /// once, from however many connections, is slowed to the pace its bucket refills, and
+    /// its refusals stop costing the machine (and every other caller) more than its
+    /// admitted requests do.
+    pub async fn admit_or_hold(&self, kind: Kind, caller: Caller, cells: u32) -> Result<(), LimitError> {
+        let refused = match self.admit(kind, caller, cells) {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        if let LimitError::Limited { retry_after, .. } = &refused {
+            let held = Held::enter(&self.held, kind, caller);
+            let per_cell = Duration::from_secs(1) / self.rate(kind);
+            let queued = per_cell.saturating_mul(held.ahead.saturating_mul(cells.max(1)));
+            let hold = retry_after.saturating_add(queued).min(self.config.refusal_hold);
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+            }
+        }
+        Err(refused)
+    }
+
     /// The rest of an ingest body of `events`, whose first event was taken up front
-    /// (before the body was read, so that an empty bucket refuses it unread).
-    pub fn admit_rest_of_body(&self, caller: Caller, events: u32) -> Result<(), LimitError> {
+    /// (before the body was read, so that an empty bucket refuses it unread); a refusal is
+    /// held as [`admit_or_hold`](Self::admit_or_hold) holds it.
+    pub async fn admit_rest_of_body(&self, caller: Caller, events: u32) -> Result<(), LimitError> {
         let burst = self.config.ingest_burst.get();
         if events > burst {
             return Err(LimitError::OverBurst { events, burst });
         }
-        self.admit(Kind::Ingest, caller, events.saturating_sub(1))
+        self.admit_or_hold(Kind::Ingest, caller, events.saturating_sub(1)).await
     }
 
     fn rate(&self, kind: Kind) -> u32 {
         match kind {
             Kind::Ingest => self.config.ingest_events_per_second.get(),
             Kind::Query => self.config.query_requests_per_second.get(),
+        }
+    }
+}
+
+/// One refusal being held: counted for its caller until dropped (sent, or its client gone).
+struct Held<'a> {
+    held: &'a Mutex<HashMap<(Kind, Caller), u32>>,
+    key: (Kind, Caller),
+    /// The caller's refusals held before this one.
+    ahead: u32,
+}
+
+impl<'a> Held<'a> {
+    fn enter(held: &'a Mutex<HashMap<(Kind, Caller), u32>>, kind: Kind, caller: Caller) -> Held<'a> {
+        let mut counts = held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry((kind, caller)).or_default();
+        let ahead = *count;
+        *count += 1;
+        Held { held, key: (kind, caller), ahead }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
         }
     }
 }
@@ -242,6 +313,10 @@ mod tests {
     use voicemon_core::clock::ManualClock;
 
     fn limits(rate: u32, burst: u32) -> (RateLimits, ManualClock) {
+        limits_holding(rate, burst, DEFAULT_REFUSAL_HOLD)
+    }
+
+    fn limits_holding(rate: u32, burst: u32, refusal_hold: Duration) -> (RateLimits, ManualClock) {
         let clock = ManualClock::at(1_000_000);
         let nonzero = |n| NonZeroU32::new(n).expect("above 0");
         let config = LimitsConfig {
@@ -249,8 +324,65 @@ mod tests {
             ingest_burst: nonzero(burst),
             query_requests_per_second: nonzero(rate),
             query_burst: nonzero(burst),
+            refusal_hold,
         };
         (RateLimits::new(config, Arc::new(clock.clone()), Telemetry::default()), clock)
+    }
+
+    /// How long `admit_or_hold` took to answer, on tokio's paused clock.
+    async fn answered_after(limits: &RateLimits, cells: u32) -> (Result<(), LimitError>, Duration) {
+        let start = tokio::time::Instant::now();
+        let answer = limits.admit_or_hold(Kind::Ingest, Caller::Key(1), cells).await;
+        (answer, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_held_until_the_bucket_could_admit_the_request_but_no_longer_than_the_hold() {
+        let (limits, _) = limits(4, 4);
+        let (answer, took) = answered_after(&limits, 4).await;
+        assert_eq!((answer, took), (Ok(()), Duration::ZERO), "an admitted request is never held");
+        let (answer, took) = answered_after(&limits, 1).await;
+        assert!(matches!(answer, Err(LimitError::Limited { .. })), "{answer:?}");
+        assert_eq!(took, Duration::from_millis(250), "one event comes back in a quarter second");
+        let (_, took) = answered_after(&limits, 4).await;
+        assert_eq!(took, DEFAULT_REFUSAL_HOLD, "four would take a second: the hold's limit");
+        let (answer, took) = answered_after(&limits, 5).await;
+        assert!(matches!(answer, Err(LimitError::OverBurst { .. })), "{answer:?}");
+        assert_eq!(took, Duration::ZERO, "a body no wait can admit is refused at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_held_at_once_for_one_caller_queue_behind_each_other() {
+        let (limits, _) = limits(10, 1);
+        limits.admit(Kind::Query, Caller::Key(1), 1).expect("the burst");
+        let start = tokio::time::Instant::now();
+        let answered_after = |_| async {
+            let answer = limits.admit_or_hold(Kind::Query, Caller::Key(1), 1).await;
+            assert!(answer.is_err());
+            start.elapsed()
+        };
+        let held = futures_util::future::join_all((0..12).map(answered_after)).await;
+        let ms: Vec<u128> = held.iter().map(Duration::as_millis).collect();
+        // 100 ms a request: the first waits for the bucket, each next one 100 ms more, to the hold's second.
+        assert_eq!(ms, [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1000, 1000]);
+        let other = answered_after_for(&limits, Caller::Key(2)).await;
+        assert_eq!(other, Duration::ZERO, "another caller is not held behind them");
+        assert!(limits.held.lock().expect("held").is_empty(), "every held refusal was counted out");
+    }
+
+    async fn answered_after_for(limits: &RateLimits, caller: Caller) -> Duration {
+        let start = tokio::time::Instant::now();
+        limits.admit_or_hold(Kind::Query, caller, 1).await.expect("admitted");
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_hold_sends_refusals_at_once() {
+        let (limits, _) = limits_holding(1, 1, Duration::ZERO);
+        limits.admit(Kind::Ingest, Caller::Key(1), 1).expect("the burst");
+        let (answer, took) = answered_after(&limits, 1).await;
+        assert!(answer.is_err());
+        assert_eq!(took, Duration::ZERO);
     }
 
     #[test]
@@ -285,13 +417,13 @@ mod tests {
         limits.admit(Kind::Ingest, Caller::Key(1), 100).expect("the bucket is still full");
     }
 
-    #[test]
-    fn a_body_is_charged_its_events_beyond_the_one_taken_up_front() {
+    #[tokio::test]
+    async fn a_body_is_charged_its_events_beyond_the_one_taken_up_front() {
         let (limits, _) = limits(1, 10);
         limits.admit(Kind::Ingest, Caller::Key(1), 1).expect("the first event, before the body is read");
-        limits.admit_rest_of_body(Caller::Key(1), 10).expect("nine more fill the burst");
+        limits.admit_rest_of_body(Caller::Key(1), 10).await.expect("nine more fill the burst");
         assert!(limits.admit(Kind::Ingest, Caller::Key(1), 1).is_err(), "the bucket is empty");
-        let refused = limits.admit_rest_of_body(Caller::Key(2), 11).expect_err("over the burst");
+        let refused = limits.admit_rest_of_body(Caller::Key(2), 11).await.expect_err("over the burst");
         assert_eq!(refused, LimitError::OverBurst { events: 11, burst: 10 });
     }
 

@@ -32,8 +32,9 @@ pub trait IngestStore: Debug + Send + Sync + 'static {
     async fn write_batch(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, StoreError>;
 
     /// Merges the derived data of the commits made so far into the derived tables;
-    /// returns how many derived rows it wrote. Reads of derived data flush first, so
-    /// calling it is only needed to bound memory and keep direct SQL readers (Grafana) fresh.
+    /// returns how many derived rows it wrote. Reads of derived data flush first (latency
+    /// reads merge what is pending instead, [`crate::pending`]), so calling it is only
+    /// needed to bound memory and keep direct SQL readers (Grafana) fresh.
     async fn flush_derived(&self) -> Result<usize, StoreError>;
 }
 

@@ -28,6 +28,7 @@ mod column;
 pub mod contract;
 pub mod delivery;
 pub mod derived;
+pub mod pending;
 pub mod plan;
 pub mod pool;
 pub mod postgres;

@@ -82,14 +82,14 @@ pub async fn post_events(
     let framing = framing(&headers)?;
     // One event up front: a caller with an empty bucket is refused before its body is read.
     let caller = caller(&principal);
-    state.limits.admit(Kind::Ingest, caller, 1)?;
+    state.limits.admit_or_hold(Kind::Ingest, caller, 1).await?;
     let bytes = read_body(body, &headers, state.max_body_bytes).await?;
     let parsed = parse_body(&bytes, framing, state.clock.now_ms())
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
     drop(bytes);
     // The rest of the body's events, valid or not: each cost its parsing and validation.
     let in_body = parsed.events.len() + parsed.rejections.total;
-    state.limits.admit_rest_of_body(caller, u32::try_from(in_body).unwrap_or(u32::MAX))?;
+    state.limits.admit_rest_of_body(caller, u32::try_from(in_body).unwrap_or(u32::MAX)).await?;
 
     let mut events = Vec::with_capacity(parsed.events.len());
     for event in parsed.events {

@@ -27,7 +27,7 @@ pub async fn limit_queries(
     next: Next,
 ) -> Result<Response, ApiError> {
     let principal = state.keys.authenticate(request.headers()).await?;
-    state.limits.admit(Kind::Query, caller(&principal), 1)?;
+    state.limits.admit_or_hold(Kind::Query, caller(&principal), 1).await?;
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

@@ -214,7 +214,7 @@ async fn receive<T: prost::Message + Default + serde::de::DeserializeOwned>(
         ApiError::UnsupportedMediaType("send OTLP as application/x-protobuf or application/json".into())
     })?;
     let caller = caller(&principal);
-    state.limits.admit(Kind::Ingest, caller, 1)?;
+    state.limits.admit_or_hold(Kind::Ingest, caller, 1).await?;
     let compressed = read_body(body, headers, state.max_body_bytes).await?;
     let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let bytes = inflate(compressed, content_encoding, state.max_body_bytes).map_err(|err| match err {
@@ -223,7 +223,7 @@ async fn receive<T: prost::Message + Default + serde::de::DeserializeOwned>(
     })?;
     let request: T = decode(&bytes, encoding).map_err(|err| ApiError::BadRequest(err.to_string()))?;
     drop(bytes);
-    state.limits.admit_rest_of_body(caller, u32::try_from(items(&request)).unwrap_or(u32::MAX))?;
+    state.limits.admit_rest_of_body(caller, u32::try_from(items(&request)).unwrap_or(u32::MAX)).await?;
     Ok((principal, encoding, request))
 }
 

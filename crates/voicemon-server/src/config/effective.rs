@@ -152,11 +152,12 @@ impl Settings {
                 serve.prometheus.worst_case_series(),
             ),
             format!(
-                "limits:            per key: ingest {} events/s (burst {}), queries {}/s (burst {}); 429 over them",
+                "limits:            per key: ingest {} events/s (burst {}), queries {}/s (burst {}); 429 over them, held up to {}",
                 serve.limits.ingest_events_per_second,
                 serve.limits.ingest_burst,
                 serve.limits.query_requests_per_second,
                 serve.limits.query_burst,
+                humantime::format_duration(serve.limits.refusal_hold),
             ),
             format!(
                 "price book:        {} entries ({} shipped defaults, {} from this file); check them against your contracts",
@@ -345,6 +346,7 @@ impl Settings {
             ("ingest_burst", limits.ingest_burst.to_string()),
             ("query_requests_per_second", limits.query_requests_per_second.to_string()),
             ("query_burst", limits.query_burst.to_string()),
+            ("refusal_hold", quoted(duration_text(limits.refusal_hold))),
         ]
     }
 

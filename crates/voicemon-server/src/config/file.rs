@@ -291,6 +291,10 @@ pub struct LimitsSection {
     pub query_requests_per_second: Option<u32>,
     /// Query requests one caller may make at once (default 100).
     pub query_burst: Option<u32>,
+    /// How long a 429 is held at most: until the caller's bucket could admit the request,
+    /// up to this (default "1s"; "0s" answers at once, at most "10s").
+    #[serde(default, with = "humantime_serde")]
+    pub refusal_hold: Option<Duration>,
 }
 
 /// `[otlp]`: spans of `POST /v1/traces` held while their turn is assembled (docs/otlp.md).

@@ -11,7 +11,7 @@ use crate::config::settings::{HealthConfig, PostgresSettings};
 use crate::config::ConfigError;
 use crate::connections::ConnectionLimits;
 use crate::ingest::writer::WriterConfig;
-use crate::limits::{LimitsConfig, MAX_PER_SECOND};
+use crate::limits::{LimitsConfig, MAX_PER_SECOND, MAX_REFUSAL_HOLD};
 use crate::notify::{DeliveryConfig, Receiver, ReceiverKind, SecretUrl};
 use crate::otlp::assemble::AssemblyConfig;
 use crate::redis::RedisTarget;
@@ -409,6 +409,13 @@ impl TryFrom<&LimitsSection> for LimitsConfig {
                 defaults.query_requests_per_second,
             )?,
             query_burst: burst("limits.query_burst", section.query_burst, defaults.query_burst)?,
+            refusal_hold: match section.refusal_hold {
+                Some(hold) if hold > MAX_REFUSAL_HOLD => {
+                    return Err(ConfigError::value("limits.refusal_hold", "must be at most 10s"))
+                }
+                Some(hold) => hold,
+                None => defaults.refusal_hold,
+            },
         })
     }
 }

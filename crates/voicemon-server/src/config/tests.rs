@@ -431,9 +431,13 @@ fn a_nats_section_that_cannot_work_is_refused_naming_the_key() {
 #[test]
 fn the_limits_section_sets_each_rate_and_burst_and_leaves_the_rest_at_their_defaults() {
     let limits =
-        settings("[limits]\ningest_events_per_second = 500\nquery_burst = 7\n").expect("valid").serve.limits;
+        settings("[limits]\ningest_events_per_second = 500\nquery_burst = 7\nrefusal_hold = \"250ms\"\n")
+            .expect("valid")
+            .serve
+            .limits;
     assert_eq!(limits.ingest_events_per_second.get(), 500);
     assert_eq!(limits.query_burst.get(), 7);
+    assert_eq!(limits.refusal_hold, Duration::from_millis(250));
     let defaults = crate::limits::LimitsConfig::default();
     assert_eq!(limits.ingest_burst, defaults.ingest_burst);
     assert_eq!(limits.query_requests_per_second, defaults.query_requests_per_second);
@@ -446,6 +450,7 @@ fn the_limits_section_refuses_a_zero_and_a_rate_above_a_million_naming_the_key()
         ("ingest_burst = 0", "limits.ingest_burst"),
         ("query_requests_per_second = 1000001", "limits.query_requests_per_second"),
         ("query_burst = 0", "limits.query_burst"),
+        ("refusal_hold = \"11s\"", "limits.refusal_hold"),
     ] {
         match settings(&format!("[limits]\n{text}\n")) {
             Err(ConfigError::Value { key: found, .. }) => assert_eq!(found, key, "{text}"),

@@ -70,6 +70,7 @@ pub fn limits_no_test_reaches() -> LimitsConfig {
         ingest_burst: most(u32::MAX),
         query_requests_per_second: most(1_000_000),
         query_burst: most(u32::MAX),
+        refusal_hold: std::time::Duration::ZERO,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::helpers::{
     assert_error, create_key, spawn_app_in, spawn_app_with, status_and_json, turn, TestApp, TestKey,
 };
 use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 use voicemon_core::access::Role;
 use voicemon_server::limits::LimitsConfig;
 
@@ -17,6 +18,9 @@ fn small_limits() -> LimitsConfig {
         ingest_burst: n(5),
         query_requests_per_second: n(1),
         query_burst: n(3),
+        // The test clock stands still, so every wait is a whole second: held refusals
+        // would only slow these tests (one below holds on purpose).
+        refusal_hold: Duration::ZERO,
     }
 }
 
@@ -87,6 +91,43 @@ async fn a_key_over_its_ingest_limit_gets_429_stores_nothing_and_another_key_is_
         "the refused event is not stored"
     );
     assert_eq!(rate_limited_total(&app, "ingest", &admin).await, 1.0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_held_while_another_key_is_served_at_once() {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let flood = create_key(data_dir.path(), Role::Read, Some("acme")).await;
+    let quiet = create_key(data_dir.path(), Role::Read, Some("acme")).await;
+    let hold = Duration::from_secs(2);
+    let app = spawn_app_in(data_dir, |config| {
+        config.limits = LimitsConfig { refusal_hold: hold, ..small_limits() }
+    })
+    .await;
+    for _ in 1..=3 {
+        assert_eq!(app.get(LATENCY, flood.secret()).await.status(), 200);
+    }
+    let started = Instant::now();
+    let (refused, served) = tokio::join!(
+        async {
+            let response = app.get(LATENCY, flood.secret()).await;
+            (response, started.elapsed())
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let status = app.get(LATENCY, quiet.secret()).await.status();
+            (status, started.elapsed())
+        },
+    );
+    let (response, refused_after) = refused;
+    assert_limited(response, "1").await;
+    // The bucket refills one query a second (the test clock stands still, so that is its
+    // wait), under the 2 s hold: the 429 is held that second.
+    let wait = Duration::from_secs(1);
+    assert!(refused_after >= wait, "the 429 came after {refused_after:?}, before the bucket's {wait:?}");
+    let (status, served_after) = served;
+    assert_eq!(status, 200);
+    assert!(served_after < refused_after, "the other key waited for the held refusal ({served_after:?})");
     app.shutdown().await;
 }
 

@@ -10,18 +10,20 @@
 
 use super::{map_error, pool_error, write, PostgresStore};
 use crate::derived::Derived;
+use crate::pending::PendingDerived;
 use crate::StoreError;
 use deadpool_postgres::ClientWrapper;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::Mutex;
 
 /// What this instance has journalled and not flushed yet.
 #[derive(Debug)]
 pub struct DerivedState {
     /// This instance's name in `derived_journal.owner`.
     pub owner: String,
-    pending: Mutex<Pending>,
-    dirty: AtomicBool,
+    /// Derived data committed and not flushed yet; latency reads merge it
+    /// ([`crate::pending`]).
+    pub pending: PendingDerived,
     /// One flush at a time, so a read that flushes waits for one in progress.
     flushing: tokio::sync::Mutex<()>,
     /// The connection holding the advisory lock on `owner`; also used to try the locks of
@@ -61,12 +63,6 @@ impl Drop for CommitTicket<'_> {
 /// merged, as before the wait existed).
 const SETTLE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
-#[derive(Debug, Default)]
-struct Pending {
-    derived: Derived,
-    seqs: Vec<i64>,
-}
-
 impl DerivedState {
     pub fn new() -> DerivedState {
         let nanos = std::time::SystemTime::now()
@@ -75,8 +71,7 @@ impl DerivedState {
             .unwrap_or_default();
         DerivedState {
             owner: format!("{:x}-{:x}", std::process::id(), nanos),
-            pending: Mutex::default(),
-            dirty: AtomicBool::new(false),
+            pending: PendingDerived::default(),
             flushing: tokio::sync::Mutex::new(()),
             lock: tokio::sync::Mutex::new(None),
             commits: Mutex::default(),
@@ -124,41 +119,16 @@ impl DerivedState {
 
     /// Adds a committed batch's derived data, journalled as row `seq`.
     pub fn absorb(&self, seq: i64, derived: Derived) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.derived.absorb(derived);
-            pending.seqs.push(seq);
-            self.dirty.store(true, Ordering::SeqCst);
-        }
+        self.pending.absorb(seq, derived);
     }
 
     pub fn has_pending(&self) -> bool {
-        self.dirty.load(Ordering::SeqCst)
+        self.pending.has_pending()
     }
 
     /// Whether a flush holds data it took from memory and has not merged yet.
     pub fn is_flushing(&self) -> bool {
         self.flushing.try_lock().is_err()
-    }
-
-    fn take(&self) -> Pending {
-        match self.pending.lock() {
-            Ok(mut pending) => {
-                self.dirty.store(false, Ordering::SeqCst);
-                std::mem::take(&mut *pending)
-            }
-            Err(_) => Pending::default(),
-        }
-    }
-
-    /// Puts back what a failed flush took, before what was absorbed since.
-    fn restore(&self, mut earlier: Pending) {
-        if let Ok(mut pending) = self.pending.lock() {
-            let later = std::mem::take(&mut *pending);
-            earlier.derived.absorb(later.derived);
-            earlier.seqs.extend(later.seqs);
-            *pending = earlier;
-            self.dirty.store(true, Ordering::SeqCst);
-        }
     }
 }
 
@@ -185,19 +155,19 @@ impl PostgresStore {
     /// Merges this instance's pending derived data into its tables; returns the rows written.
     pub(super) async fn flush_pending(&self) -> Result<usize, StoreError> {
         let _one_at_a_time = self.derived.flushing.lock().await;
-        let taken = self.derived.take();
+        // Dropped before `flushed` (an error, or this future dropped with its request), the
+        // taken part is pending again; a commit it already made is caught by the journal
+        // claim of the next flush, as rows folded elsewhere.
+        let taken = self.derived.pending.take();
         if taken.seqs.is_empty() {
+            taken.flushed();
             return Ok(0);
         }
         let written = taken.derived.len();
         // A late event's day may have been dropped by retention since its commit.
         let minutes = taken.derived.rollups.keys().map(|(_, minute)| *minute);
-        if let Err(err) = self.ensure_partitions_at(minutes).await {
-            self.derived.restore(taken);
-            return Err(err);
-        }
-        let shared = Arc::new(taken);
-        let batch = Arc::clone(&shared);
+        self.ensure_partitions_at(minutes).await?;
+        let batch = Arc::clone(taken.part());
         let started = std::time::Instant::now();
         let result = self
             .transaction_retrying(move |tx| {
@@ -215,25 +185,23 @@ impl PostgresStore {
             .await;
         tracing::debug!(
             rows = written,
-            commits = shared.seqs.len(),
+            commits = taken.seqs.len(),
             ms = started.elapsed().as_millis() as u64,
             "flushed derived data"
         );
         match result {
-            Ok(()) => Ok(written),
+            Ok(()) => {
+                taken.flushed();
+                Ok(written)
+            }
             Err(StoreError::Unavailable(message)) if message == FOLDED_ELSEWHERE => {
                 tracing::warn!("some derived data of this instance was folded by another; folding the rest");
-                let seqs = shared.seqs.clone();
+                // The rows, not this copy, are what is left to fold; reads stop merging it.
+                let seqs = taken.seqs.clone();
+                taken.flushed();
                 self.fold_rows(seqs).await
             }
-            Err(err) => {
-                let taken = Arc::try_unwrap(shared).unwrap_or_else(|shared| Pending {
-                    derived: shared.derived.clone(),
-                    seqs: shared.seqs.clone(),
-                });
-                self.derived.restore(taken);
-                Err(err)
-            }
+            Err(err) => Err(err),
         }
     }
 

@@ -20,6 +20,7 @@ mod write;
 
 pub use schema::{latest_version, partitions, Partitioning, TimescaleDecision, TimescaleReport, PARTITIONED};
 
+use crate::pending::{overlay_workers, Unflushed};
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
@@ -370,9 +371,18 @@ impl LatencyStore for PostgresStore {
         range: TimeRange,
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
-        self.fresh().await?;
+        // Unflushed data is merged, not flushed first: a read waits for no flush.
+        let unflushed = Unflushed::of_filter(&self.derived.pending, filter, range);
         let filter = filter.clone();
-        self.read(move |client| Box::pin(read::latency_sketches(client, filter, range, resolution))).await
+        self.read(move |client| {
+            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
+                let mut sketches = read::latency_sketches(client, filter, range, resolution).await?;
+                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
+                unflushed.add_periods(&present, range, resolution, &mut sketches);
+                Ok(sketches)
+            }))
+        })
+        .await
     }
 
     async fn latency_by_tenant(
@@ -381,9 +391,15 @@ impl LatencyStore for PostgresStore {
         range: TimeRange,
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        self.fresh().await?;
-        self.read(move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)))
-            .await
+        let unflushed = Unflushed::of_component(&self.derived.pending, component, range, by_provider);
+        self.read(move |client| {
+            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
+                let rows = read::latency_by_tenant(client, component, range, by_provider).await?;
+                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
+                Ok(unflushed.add_by_tenant(&present, by_provider, rows))
+            }))
+        })
+        .await
     }
 }
 
@@ -394,7 +410,7 @@ impl CallStore for PostgresStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<EndedCall>, StoreError> {
-        self.fresh().await?;
+        // The calls' own fields, written by their commit: nothing derived to flush first.
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(read::ended_calls(client, tenant, range))).await
     }
@@ -404,7 +420,7 @@ impl CallStore for PostgresStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError> {
-        self.fresh().await?;
+        // The calls' own fields, written by their commit: nothing derived to flush first.
         let tenant = tenant_id.map(str::to_owned);
         self.read(move |client| Box::pin(read::started_calls(client, tenant, range))).await
     }
@@ -497,9 +513,11 @@ impl RepriceStore for PostgresStore {
 #[async_trait]
 impl HealthStore for PostgresStore {
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
-        self.fresh().await?;
+        // Heartbeats not flushed yet are put over the rows, not flushed first.
+        let pending = self.derived.pending.workers(tenant_id);
         let tenant = tenant_id.map(str::to_owned);
-        self.read(move |client| Box::pin(health::workers(client, tenant))).await
+        let rows = self.read(move |client| Box::pin(health::workers(client, tenant))).await?;
+        Ok(overlay_workers(rows, pending))
     }
 
     async fn breaker_changes(

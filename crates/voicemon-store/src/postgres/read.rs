@@ -21,6 +21,34 @@ pub(super) fn sketch_at(row: &Row, first: usize) -> LatencySketch {
     sketch_of(row.get(first), row.get(first + 1), row.get(first + 2))
 }
 
+/// Runs `work` in one snapshot (a read-only REPEATABLE READ transaction) when `needed`,
+/// so that the rollup rows it reads and the journal rows it looks for agree
+/// ([`crate::pending`]); with nothing unflushed to look for, as it is. On an error the
+/// transaction is left open: the caller discards such a connection.
+pub async fn in_snapshot<T>(
+    client: &Client,
+    needed: bool,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    if !needed {
+        return work.await;
+    }
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let answer = work.await?;
+    client.batch_execute("COMMIT").await?;
+    Ok(answer)
+}
+
+/// Which of the journal rows `seqs` the snapshot holds (their derived data is not in the
+/// tables in it).
+pub async fn journal_rows_present(client: &Client, seqs: &[i64]) -> Result<Vec<i64>, Error> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client.query("SELECT seq FROM derived_journal WHERE seq = ANY($1)", &[&seqs]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 pub async fn latency_sketches(
     client: &ClientWrapper,
     filter: LatencyFilter,

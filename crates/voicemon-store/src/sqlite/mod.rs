@@ -14,6 +14,7 @@ mod read;
 mod schema;
 mod write;
 
+use crate::pending::{overlay_workers, PendingDerived, Unflushed};
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
@@ -62,8 +63,11 @@ pub struct SqliteStore {
     _checkpointer: Arc<checkpoint::Checkpointer>,
     path: PathBuf,
     writer: Arc<Mutex<write::Writer>>,
-    /// Derived data waits in the writer for a flush; reads of derived tables flush first.
+    /// Derived data waits in the writer for a flush; reads of derived tables flush first,
+    /// but latency reads, which merge …
     pending: Arc<AtomicBool>,
+    /// … the derived data committed and not flushed yet ([`crate::pending`]).
+    unflushed: Arc<PendingDerived>,
     /// The lock that makes this process the one that folds journal rows left by an
     /// unclean stop; `None` when another process (a running server) holds it.
     _owner: Option<Arc<std::fs::File>>,
@@ -124,7 +128,8 @@ impl SqliteStore {
         }
         schema::migrate(&mut conn).map_err(map_error)?;
         write::register_functions(&conn).map_err(map_error)?;
-        let mut writer = write::Writer::new(conn);
+        let unflushed = Arc::new(PendingDerived::default());
+        let mut writer = write::Writer::new(conn, Arc::clone(&unflushed));
         let owner = own_derived_data(data_dir)?;
         if owner.is_some() {
             // Only the process holding the lock serves this file: leases left in it are of
@@ -144,6 +149,7 @@ impl SqliteStore {
             path,
             writer: Arc::new(Mutex::new(writer)),
             pending: Arc::default(),
+            unflushed,
             _owner: owner.map(Arc::new),
             readers: Arc::new(Mutex::new(Vec::new())),
             pool: Arc::default(),
@@ -328,8 +334,18 @@ impl LatencyStore for SqliteStore {
         range: TimeRange,
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
+        // Unflushed data is merged, not flushed first: a read waits for no flush.
+        let unflushed = Unflushed::of_filter(&self.unflushed, filter, range);
         let filter = filter.clone();
-        self.read_fresh(move |conn| read::latency_sketches(conn, &filter, range, resolution)).await
+        self.read(move |conn| {
+            read::in_snapshot(conn, !unflushed.is_empty(), || {
+                let mut sketches = read::latency_sketches(conn, &filter, range, resolution)?;
+                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+                unflushed.add_periods(&present, range, resolution, &mut sketches);
+                Ok(sketches)
+            })
+        })
+        .await
     }
 
     async fn latency_by_tenant(
@@ -338,7 +354,15 @@ impl LatencyStore for SqliteStore {
         range: TimeRange,
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        self.read_fresh(move |conn| read::latency_by_tenant(conn, component, range, by_provider)).await
+        let unflushed = Unflushed::of_component(&self.unflushed, component, range, by_provider);
+        self.read(move |conn| {
+            read::in_snapshot(conn, !unflushed.is_empty(), || {
+                let rows = read::latency_by_tenant(conn, component, range, by_provider)?;
+                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+                Ok(unflushed.add_by_tenant(&present, by_provider, rows))
+            })
+        })
+        .await
     }
 }
 
@@ -349,8 +373,9 @@ impl CallStore for SqliteStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<EndedCall>, StoreError> {
+        // The calls' own fields, written by their commit: nothing derived to flush first.
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range)).await
+        self.read(move |conn| read::ended_calls(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn started_calls(
@@ -358,8 +383,9 @@ impl CallStore for SqliteStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<(u64, u64), StoreError> {
+        // The calls' own fields, written by their commit: nothing derived to flush first.
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
+        self.read(move |conn| read::started_calls(conn, tenant_id.as_deref(), range)).await
     }
 
     async fn window_calls(&self, window: CallWindow) -> Result<Vec<CallTurns>, StoreError> {
@@ -442,8 +468,11 @@ impl RepriceStore for SqliteStore {
 #[async_trait]
 impl HealthStore for SqliteStore {
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
+        // Heartbeats not flushed yet are put over the rows, not flushed first.
+        let pending = self.unflushed.workers(tenant_id);
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| health::workers(conn, tenant_id.as_deref())).await
+        let rows = self.read(move |conn| health::workers(conn, tenant_id.as_deref())).await?;
+        Ok(overlay_workers(rows, pending))
     }
 
     async fn breaker_changes(

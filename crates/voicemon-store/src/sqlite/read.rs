@@ -11,6 +11,43 @@ use voicemon_core::window::TimeRange;
 
 use super::health::tenant_scoped;
 
+/// Runs `work` in one read transaction (one snapshot of the WAL) when `needed`, so that
+/// the rollup rows it reads and the journal rows it looks for agree ([`crate::pending`]);
+/// with nothing unflushed to look for, as it is.
+pub fn in_snapshot<T>(
+    conn: &Connection,
+    needed: bool,
+    work: impl FnOnce() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    if !needed {
+        return work();
+    }
+    conn.execute_batch("BEGIN")?;
+    match work() {
+        Ok(answer) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(answer)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+/// Which of the journal rows `seqs` the snapshot holds (their derived data is not in the
+/// tables in it).
+pub fn journal_rows_present(conn: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<i64>> {
+    let mut statement = conn.prepare_cached("SELECT 1 FROM derived_journal WHERE seq = ?1")?;
+    let mut present = Vec::new();
+    for seq in seqs {
+        if statement.exists([seq])? {
+            present.push(*seq);
+        }
+    }
+    Ok(present)
+}
+
 pub fn latency_sketches(
     conn: &Connection,
     filter: &LatencyFilter,

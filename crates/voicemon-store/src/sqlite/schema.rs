@@ -288,6 +288,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX provider_requests_by_call ON provider_requests (call) WHERE call IS NOT NULL;
     "#,
+    // 6: a journal row's seq is never given again (AUTOINCREMENT): a latency read tells by
+    // a seq whether that commit's derived data is flushed (crate::pending), and a plain
+    // rowid comes back once the rows above it are deleted.
+    r#"
+    CREATE TABLE derived_journal_unique (
+        seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+        body BLOB NOT NULL
+    );
+    INSERT INTO derived_journal_unique (seq, body) SELECT seq, body FROM derived_journal;
+    DROP TABLE derived_journal;
+    ALTER TABLE derived_journal_unique RENAME TO derived_journal;
+    "#,
 ];
 
 /// The schema version this build expects.

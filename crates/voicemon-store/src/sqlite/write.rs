@@ -7,11 +7,13 @@ use crate::{IngestEvent, StoreError, WriteOutcome};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
+use std::sync::Arc;
 use voicemon_core::access::event_key;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
 use crate::derived::{CallTotals, Derived, WorkerBeat};
+use crate::pending::PendingDerived;
 use crate::plan::{note_of, Fact};
 use crate::rollup::{hours_of, in_key_order, Period, ProviderDeltas, Rollups};
 
@@ -29,10 +31,9 @@ pub struct Writer {
     call_rows: HashMap<(String, String), i64>,
     /// `cost_notes` ids by (price_ref, detail).
     cost_notes: HashMap<(String, String), i64>,
-    /// Derived data of the commits not flushed yet …
-    pending: Derived,
-    /// … and their journal rows.
-    pending_seqs: Vec<i64>,
+    /// Derived data of the commits not flushed yet, shared with the latency reads that
+    /// merge it ([`crate::pending`]).
+    pending: Arc<PendingDerived>,
 }
 
 /// Latencies in raw fact tables are integer tenths of a millisecond.
@@ -59,19 +60,13 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 impl Writer {
-    pub fn new(conn: Connection) -> Writer {
-        Writer {
-            conn,
-            call_rows: HashMap::new(),
-            cost_notes: HashMap::new(),
-            pending: Derived::default(),
-            pending_seqs: Vec::new(),
-        }
+    pub fn new(conn: Connection, pending: Arc<PendingDerived>) -> Writer {
+        Writer { conn, call_rows: HashMap::new(), cost_notes: HashMap::new(), pending }
     }
 
     /// Whether derived data waits for a flush.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.has_pending()
     }
 
     /// Folds journal rows that were committed but never flushed (voicemon stopped
@@ -88,8 +83,7 @@ impl Writer {
         };
         for (seq, body) in &rows {
             let derived = Derived::decode(body).map_err(|err| StoreError::Internal(err.to_string()))?;
-            self.pending.absorb(derived);
-            self.pending_seqs.push(*seq);
+            self.pending.absorb(*seq, derived);
         }
         self.flush()?;
         Ok(rows.len())
@@ -98,34 +92,31 @@ impl Writer {
     /// Merges the pending derived data into its tables and deletes the journal rows it
     /// covered, in one transaction. On failure it stays pending.
     pub fn flush(&mut self) -> Result<usize, StoreError> {
-        if self.pending.is_empty() {
+        if !self.pending.has_pending() {
             return Ok(0);
         }
-        let pending = std::mem::take(&mut self.pending);
-        let seqs = std::mem::take(&mut self.pending_seqs);
-        let written = pending.len();
+        let taken = self.pending.take();
+        let written = taken.derived.len();
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
-            update_calls(&tx, &pending.calls)?;
-            upsert_workers(&tx, &pending.workers)?;
-            upsert_providers(&tx, &pending.providers)?;
-            upsert_rollups(&tx, &pending.rollups)?;
+            update_calls(&tx, &taken.derived.calls)?;
+            upsert_workers(&tx, &taken.derived.workers)?;
+            upsert_providers(&tx, &taken.derived.providers)?;
+            upsert_rollups(&tx, &taken.derived.rollups)?;
             let mut delete = tx.prepare_cached("DELETE FROM derived_journal WHERE seq = ?1")?;
-            for seq in &seqs {
+            for seq in &taken.seqs {
                 delete.execute([seq])?;
             }
             drop(delete);
             tx.commit()
         })();
         match result {
-            Ok(()) => Ok(written),
-            Err(err) => {
-                let mut earlier = pending;
-                earlier.absorb(std::mem::take(&mut self.pending));
-                self.pending = earlier;
-                self.pending_seqs = seqs;
-                Err(map_error(err))
+            Ok(()) => {
+                taken.flushed();
+                Ok(written)
             }
+            // Dropped unflushed, the taken part is pending again.
+            Err(err) => Err(map_error(err)),
         }
     }
 
@@ -147,10 +138,9 @@ impl Writer {
         }
         let (outcome, derived, seq) = result?;
         if let Some(seq) = seq {
-            self.pending.absorb(derived);
-            self.pending_seqs.push(seq);
+            self.pending.absorb(seq, derived);
         }
-        if self.pending.len() > MAX_PENDING {
+        if self.pending.rows() > MAX_PENDING {
             // The batch is durable whatever happens here: its journal row stays until a flush works.
             if let Err(err) = self.flush() {
                 tracing::warn!(error = %err, "cannot flush derived data; it stays pending");

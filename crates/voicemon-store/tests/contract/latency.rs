@@ -345,3 +345,96 @@ async fn latency_by_tenant(store: Arc<dyn Store>) -> Transcript {
     );
     t
 }
+
+#[tokio::test]
+async fn a_latency_read_counts_unflushed_data_without_waiting_for_a_flush() {
+    on_both_backends(unflushed_reads).await;
+}
+
+/// Turns in hours 9 to 11, read at minute and hour resolution and by tenant before any
+/// flush, then flushed and read again: the same answers, and the reads left the derived
+/// data pending (the flush after them still had rows to write).
+async fn unflushed_reads(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    write_out_of_order(&*store).await;
+    let morning = range(at(9, 30), at(12, 0));
+    let answers = || async {
+        let minutes =
+            store.latency_sketches(&turn_e2e(Some("acme")), morning, Resolution::Minute).await.expect("read");
+        let hours = store.latency_sketches(&turn_e2e(None), morning, Resolution::Hour).await.expect("read");
+        let tenants = store.latency_by_tenant(Component::TurnE2e, morning, false).await.expect("read");
+        let tenants: Vec<_> =
+            tenants.into_iter().map(|(tenant, _, sketch)| (tenant, sketch.encode())).collect();
+        (merged(&minutes).encode(), merged(&hours).encode(), tenants)
+    };
+    let before = answers().await;
+    t.check(
+        "acme's minutes before a flush hold every turn of theirs",
+        before.0.clone(),
+        sketch_of(&values(|tenant, _, at_ms| tenant == "acme" && morning.contains(at_ms))).encode(),
+    );
+    t.check(
+        "every tenant's hours before a flush",
+        before.1.clone(),
+        sketch_of(&values(|_, _, at_ms| morning.contains(at_ms))).encode(),
+    );
+    let flushed = store.flush_derived().await.expect("flushed");
+    t.check("the reads flushed nothing", flushed > 0, true);
+    t.check("the same answers after the flush", answers().await, before);
+    t
+}
+
+#[tokio::test]
+async fn latency_reads_during_commits_and_flushes_count_every_acknowledged_turn_once() {
+    on_both_backends(reads_during_flushes).await;
+}
+
+/// A writer commits one turn a batch and flushes every few batches while a reader reads
+/// the count again and again: each read counts at least the turns acknowledged before it
+/// began and at most those whose commit had begun when it ended (a flush racing a read
+/// must neither hide a commit from it nor show it twice).
+async fn reads_during_flushes(store: Arc<dyn Store>) -> Transcript {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut t = Transcript::of(&*store);
+    const TURNS: usize = 300;
+    let (begun, acknowledged) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let writer = {
+        let (store, begun, acknowledged) =
+            (Arc::clone(&store), Arc::clone(&begun), Arc::clone(&acknowledged));
+        tokio::spawn(async move {
+            for n in 0..TURNS {
+                let at_ms = at(10, (n % 90) as i64);
+                begun.fetch_add(1, Ordering::SeqCst);
+                store
+                    .write_batch(turns("acme", &format!("c{n}"), "a", &[(at_ms, 500.0)]))
+                    .await
+                    .expect("stored");
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+                if n % 7 == 6 {
+                    store.flush_derived().await.expect("flushed");
+                }
+            }
+        })
+    };
+    let whole = range(at(9, 0), at(12, 0));
+    let mut out_of_bounds = Vec::new();
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        let at_least = acknowledged.load(Ordering::SeqCst);
+        let hours =
+            store.latency_sketches(&turn_e2e(Some("acme")), whole, Resolution::Hour).await.expect("read");
+        let tenants = store.latency_by_tenant(Component::TurnE2e, whole, false).await.expect("read");
+        let at_most = begun.load(Ordering::SeqCst);
+        let counts =
+            [merged(&hours).count() as usize, tenants.iter().map(|row| row.2.count() as usize).sum()];
+        out_of_bounds.extend(counts.into_iter().filter(|count| !(at_least..=at_most).contains(count)).map(
+            |count| format!("read {count} turns while {at_least} were acknowledged and {at_most} begun"),
+        ));
+        reads += 1;
+    }
+    writer.await.expect("the writer ends");
+    t.check("reads that counted a turn twice or missed one", out_of_bounds, Vec::<String>::new());
+    let hours = store.latency_sketches(&turn_e2e(Some("acme")), whole, Resolution::Hour).await.expect("read");
+    t.check("every turn counted at the end", merged(&hours).count() as usize, TURNS);
+    t
+}

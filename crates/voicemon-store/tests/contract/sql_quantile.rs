@@ -105,6 +105,9 @@ async fn sql_percentiles_over_merged_rollups_equal_the_rust_sketch_exactly() {
             store.write_batch(batch.to_vec()).await.expect("the turns are stored");
         }
     }
+    // SQL reads the tables: what is pending reaches them with a flush (every second in
+    // the server).
+    store.flush_derived().await.expect("flushed");
     let client = schema.client().await;
     let rust = rust_sketches(&store).await;
     for (tenant, sketch) in &rust {
