@@ -169,12 +169,24 @@ impl Derived {
             + self.workers.len()
     }
 
-    /// A compact binary form for the journal: a string table, then each map.
+    /// A compact binary form for the journal: a string table, then each map. The rollups
+    /// go in the hash map's order: sorting them (by six strings) took a tenth of the
+    /// writer's time on hour-spread traffic, and the reader does not need it. Two equal
+    /// values may therefore encode differently; compare [`Derived::canonical`] instead.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_rollups_in(self.rollups.iter().collect())
+    }
+
+    /// [`Derived::encode`] with the rollups in key order: the same bytes for equal values.
+    pub fn canonical(&self) -> Vec<u8> {
+        self.encode_rollups_in(in_key_order(&self.rollups))
+    }
+
+    fn encode_rollups_in(&self, rollups: Vec<(&(SeriesKey, i64), &LatencySketch)>) -> Vec<u8> {
         let mut out = Encoder::default();
         out.varint(FORMAT);
-        out.varint(self.rollups.len() as u64);
-        for ((key, minute), sketch) in in_key_order(&self.rollups) {
+        out.varint(rollups.len() as u64);
+        for ((key, minute), sketch) in rollups {
             for text in
                 [key.tenant_id.as_str(), key.component.as_str(), key.source.as_str(), key.agent_id.as_str()]
             {
@@ -468,7 +480,7 @@ mod tests {
             }
             batches.absorb(batch);
         }
-        assert_eq!(batches.encode(), all_at_once().encode());
+        assert_eq!(batches.canonical(), all_at_once().canonical());
     }
 
     #[test]
@@ -495,7 +507,11 @@ mod tests {
         let derived = all_at_once();
         let bytes = derived.encode();
         let decoded = Derived::decode(&bytes).expect("it decodes");
-        assert_eq!(decoded.encode(), bytes);
+        assert_eq!(decoded.canonical(), derived.canonical());
+        assert_eq!(
+            Derived::decode(&derived.canonical()).expect("it decodes").canonical(),
+            derived.canonical()
+        );
         assert_eq!(decoded.calls, derived.calls);
         assert_eq!(decoded.workers, derived.workers);
         assert!(Derived::decode(&bytes[..bytes.len() - 1]).is_err(), "a truncated row is refused");
