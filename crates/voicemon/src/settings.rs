@@ -56,7 +56,7 @@ pub struct SettingsArgs {
     #[serde(rename = "ingest.flush_linger", with = "humantime_serde")]
     flush_linger: Option<Duration>,
     /// Merge derived data (latency rollups, provider minutes, call totals) into its tables
-    /// this often; queries merge it first anyway [default: 1s].
+    /// this often; queries merge or flush it first anyway [default: 5s].
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(rename = "ingest.derived_flush_interval", with = "humantime_serde")]
     derived_flush_interval: Option<Duration>,

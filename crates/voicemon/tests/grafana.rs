@@ -539,6 +539,31 @@ async fn wait_for_history(server: &Server, until: DateTime<Utc>) {
     }
 }
 
+/// Waits until every commit made so far has reached the tables Grafana reads: the API
+/// merges what is not flushed yet, SQL readers see it after the next flush
+/// (`ingest.derived_flush_interval`). Done when the journal rows there are now are gone.
+async fn wait_for_a_flush(client: &Client) {
+    let last: Option<i64> = client
+        .query_one("SELECT max(seq) FROM derived_journal", &[])
+        .await
+        .expect("reads the journal")
+        .get(0);
+    let Some(last) = last else { return };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: i64 = client
+            .query_one("SELECT count(*) FROM derived_journal WHERE seq <= $1", &[&last])
+            .await
+            .expect("reads the journal")
+            .get(0);
+        if left == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} journal rows were never flushed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The dashboard's variables as Grafana sends them with "All" tenants selected: query
 /// variables take every value their query answers (a single-value one its first, as
 /// Grafana picks when none is chosen), custom ones their current value. A query may use
@@ -670,6 +695,7 @@ async fn every_panel_query_answers_its_columns_with_rows_from_voicemons_own_data
     );
     wait_for_history(&server, started).await;
     let client = connect(&database_url).await;
+    wait_for_a_flush(&client).await;
 
     let steps = steps(Utc::now());
     let mut problems = Vec::new();

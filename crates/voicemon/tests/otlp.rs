@@ -149,7 +149,8 @@ fn fixtures(framework: &str) -> (Vec<(String, Vec<u8>)>, Json) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn captured_pipecat_and_livekit_exports_give_what_the_frameworks_measured() {
-    let Acme { server, ingest, read, .. } = Acme::start();
+    // `_dir` keeps the data directory for the whole test (`..` would delete it at once).
+    let Acme { dir: _dir, server, ingest, read, .. } = Acme::start();
     let client = reqwest::Client::new();
     for (framework, call_id) in [("pipecat", "conv-fixture"), ("livekit", "RM_fixture")] {
         let (bodies, measured) = fixtures(framework);
@@ -439,7 +440,7 @@ async fn export(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exports_are_idempotent_tenant_bound_and_answered_as_otlp_asks() {
-    let Acme { server, ingest, read, admin, .. } = Acme::start();
+    let Acme { dir: _dir, server, ingest, read, admin } = Acme::start();
     let client = reqwest::Client::new();
 
     // Protobuf, gzip: the turn and its LLM request; then the exporter's retry.

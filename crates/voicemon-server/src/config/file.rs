@@ -99,7 +99,7 @@ pub struct IngestSection {
     #[serde(default, with = "humantime_serde")]
     pub flush_linger: Option<Duration>,
     /// How often derived data (rollups, provider minutes, call totals) is merged into its
-    /// tables (default "1s"); queries merge it first anyway.
+    /// tables (default "5s"); queries merge or flush it first anyway.
     #[serde(default, with = "humantime_serde")]
     pub derived_flush_interval: Option<Duration>,
     /// "full" (default: commits survive power loss) or "normal" (survive a crash).
