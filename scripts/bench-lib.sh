@@ -1,5 +1,16 @@
 # Shell functions the benchmark scripts share; sourced, not run.
 
+# Sets $VOICEMON and $LOADGEN (VOICEMON_BIN, LOADGEN_BIN, default target/release/…) and
+# stops the script when either is not built.
+bench_binaries() {
+  VOICEMON=$(realpath -m "${VOICEMON_BIN:-target/release/voicemon}")
+  LOADGEN=$(realpath -m "${LOADGEN_BIN:-target/release/examples/loadgen}")
+  local bin
+  for bin in "$VOICEMON" "$LOADGEN"; do
+    [[ -x $bin ]] || { echo "$bin is missing: cargo build --release --bin voicemon --example loadgen" >&2; exit 1; }
+  done
+}
+
 # The database URL $DB with its search path set to schema $1.
 in_schema() {
   local sep='?'

@@ -24,15 +24,13 @@ cd "$(dirname "$0")/.."
 
 WHICH=${1:-both}
 DB=${2:-postgres://postgres@127.0.0.1:5432/test}
-VOICEMON=$(realpath -m "${VOICEMON_BIN:-target/release/voicemon}")
-LOADGEN=$(realpath -m "${LOADGEN_BIN:-target/release/examples/loadgen}")
 BASE_EVENTS=${BASE_EVENTS:-4000000}
 HOUR_EVENTS=${HOUR_EVENTS:-600000}
 SCHEMA=vm_explorer_bench_$$
 RUNS=20
-for bin in "$VOICEMON" "$LOADGEN"; do
-  [[ -x $bin ]] || { echo "$bin is missing: cargo build --release --bin voicemon --example loadgen" >&2; exit 1; }
-done
+# in_schema, free_port, start_voicemon, stop_server, bench_binaries
+source scripts/bench-lib.sh
+bench_binaries
 WORK=$(mktemp -d /tmp/explorer-bench.XXXXXX)
 server=
 
@@ -44,8 +42,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# in_schema, free_port, start_voicemon, stop_server
-source scripts/bench-lib.sh
 
 # Median and slowest of $RUNS timings of GET $1, in ms; the answer of the last run in $WORK/answer.json.
 timed() {

@@ -25,14 +25,12 @@ cd "$(dirname "$0")/.."
 EVENTS=${1:-600000}
 SPREAD=${2:-minute}
 DB=${3:-postgres://postgres@127.0.0.1:5432/test}
-VOICEMON=$(realpath -m "${VOICEMON_BIN:-target/release/voicemon}")
-LOADGEN=$(realpath -m "${LOADGEN_BIN:-target/release/examples/loadgen}")
 # Schemas of this run only, so that two runs on one database do not drop each other's.
 SEED_SCHEMA=seed_ingest_bench_$$
 VM_SCHEMA=vm_ingest_bench_$$
-for bin in "$VOICEMON" "$LOADGEN"; do
-  [[ -x $bin ]] || { echo "$bin is missing: cargo build --release --bin voicemon --example loadgen" >&2; exit 1; }
-done
+# in_schema, free_port, start_voicemon, stop_server, bench_binaries
+source scripts/bench-lib.sh
+bench_binaries
 WORK=$(mktemp -d /tmp/ingest-bench.XXXXXX)
 server=
 
@@ -48,8 +46,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# in_schema, free_port, start_voicemon, stop_server
-source scripts/bench-lib.sh
 
 # Runs loadgen with the arguments given, shows its output, keeps it in $WORK/$name.out.
 run_loadgen() {

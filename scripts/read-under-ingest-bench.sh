@@ -18,12 +18,10 @@ cd "$(dirname "$0")/.."
 EVENTS=${1:-600000}
 SPREAD=${2:-minute}
 DB=${3:-postgres://postgres@127.0.0.1:5432/test}
-VOICEMON=$(realpath -m "${VOICEMON_BIN:-target/release/voicemon}")
-LOADGEN=$(realpath -m "${LOADGEN_BIN:-target/release/examples/loadgen}")
 VM_SCHEMA=vm_read_bench_$$
-for bin in "$VOICEMON" "$LOADGEN"; do
-  [[ -x $bin ]] || { echo "$bin is missing: cargo build --release --bin voicemon --example loadgen" >&2; exit 1; }
-done
+# in_schema, free_port, start_voicemon, stop_server, bench_binaries
+source scripts/bench-lib.sh
+bench_binaries
 WORK=$(mktemp -d /tmp/read-bench.XXXXXX)
 server=
 cleanup() {
@@ -34,8 +32,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# in_schema, free_port, start_voicemon, stop_server
-source scripts/bench-lib.sh
 
 # Seconds each query took (curl's time_total), one a line, into $1, every 250 ms while
 # the process $2 runs, or $3 times when $2 is "-".
@@ -69,6 +65,7 @@ bench() {
   start_voicemon "$name" 3481 "$@"
   "$LOADGEN" --shape live --spread "$SPREAD" "$url" "$EVENTS" >"$WORK/$name.loadgen" 2>&1 &
   local loadgen=$!
+  : >"$WORK/$name.during"   # a run too short for a query still gets its (empty) summary
   sleep 1
   ask_latency "$WORK/$name.during" "$loadgen"
   wait "$loadgen" || { echo "loadgen ($name) failed:" >&2; tail -5 "$WORK/$name.loadgen" >&2; exit 1; }

@@ -117,15 +117,6 @@ impl DerivedState {
         let _ = tokio::time::timeout(SETTLE_AT_MOST, wait).await;
     }
 
-    /// Adds a committed batch's derived data, journalled as row `seq`.
-    pub fn absorb(&self, seq: i64, derived: Derived) {
-        self.pending.absorb(seq, derived);
-    }
-
-    pub fn has_pending(&self) -> bool {
-        self.pending.has_pending()
-    }
-
     /// Whether a flush holds data it took from memory and has not merged yet.
     pub fn is_flushing(&self) -> bool {
         self.flushing.try_lock().is_err()

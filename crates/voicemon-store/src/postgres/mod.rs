@@ -143,7 +143,7 @@ impl PostgresStore {
     /// than trusting the pending flag.
     async fn fresh(&self) -> Result<(), StoreError> {
         self.derived.settle().await;
-        if self.derived.has_pending() || self.derived.is_flushing() {
+        if self.derived.pending.has_pending() || self.derived.is_flushing() {
             self.flush_pending().await?;
         }
         Ok(())

@@ -51,7 +51,7 @@ impl PostgresStore {
             known.extend(new_calls);
         }
         if let Some((seq, derived)) = journalled {
-            self.derived.absorb(seq, derived);
+            self.derived.pending.absorb(seq, derived);
         }
         Ok(outcome)
     }
