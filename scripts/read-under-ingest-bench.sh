@@ -11,10 +11,14 @@
 #
 # The database URL defaults to postgres://postgres@127.0.0.1:5432/test; the PostgreSQL run
 # makes the schema vm_read_bench_<pid> and drops it at exit. Environment: VOICEMON_BIN,
-# LOADGEN_BIN (default target/release/…), VOICEMON_BENCH_PORT (first port tried, 3481).
+# LOADGEN_BIN (default target/release/…), VOICEMON_BENCH_PORT (first port tried, 3481),
+# VOICEMON_BENCH_QUERY (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The query asked: one tenant's last-hour latency, or VOICEMON_BENCH_QUERY (a path and
+# query string, such as /metrics/health?tenant_id=t00).
+QUERY=${VOICEMON_BENCH_QUERY:-/metrics/latency?tenant_id=t00&step=1m}
 EVENTS=${1:-600000}
 SPREAD=${2:-minute}
 DB=${3:-postgres://postgres@127.0.0.1:5432/test}
@@ -37,7 +41,7 @@ trap 'exit 130' INT TERM
 # the process $2 runs, or $3 times when $2 is "-".
 ask_latency() {
   local into=$1 while_pid=$2 times=${3:-0} n=0
-  local route="$url/metrics/latency?tenant_id=t00&step=1m"
+  local route="$url$QUERY"
   while true; do
     if [[ $while_pid == - ]]; then
       ((n++ < times)) || break
@@ -77,7 +81,7 @@ bench() {
   stop_server
 }
 
-echo "read-under-ingest-bench: $EVENTS events, spread $SPREAD, $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "read-under-ingest-bench: GET $QUERY, $EVENTS events, spread $SPREAD, $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
 bench sqlite
 psql "$DB" -qc "CREATE SCHEMA $VM_SCHEMA"
 bench postgres DATABASE_URL="$(in_schema $VM_SCHEMA)"

@@ -7,16 +7,17 @@
 //!    facts, the idempotency keys and the journal row are written synchronously.
 //! 2. After the commit the batch's `Derived` joins the store's pending one in memory
 //!    ([`Derived::absorb`]), where many batches fold into few keys.
-//! 3. A flush (every second, before any read of derived data, and at shutdown) merges the
-//!    pending `Derived` into the derived tables with the same mergeable-sketch rules and
-//!    deletes the journal rows it covered, in one transaction.
+//! 3. A flush (every `ingest.derived_flush_interval`, before a read of call totals, and at
+//!    shutdown) merges the pending `Derived` into the derived tables with the same
+//!    mergeable-sketch rules and deletes the journal rows it covered, in one transaction.
+//!    Latency, provider and worker reads merge what is pending instead ([`crate::pending`]).
 //! 4. At start, journal rows that were never flushed (a crash between 1 and 3) are decoded
 //!    and flushed, so derived data equals what a clean run would have.
 //!
 //! The journal holds exact values (not the raw facts' rounded ones), so a recovered
 //! sketch is bit-for-bit the one a clean run builds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use voicemon_core::event::{Body, Event};
 use voicemon_core::latency::{observations, Component, SeriesKey, Source};
 use voicemon_core::pricing::Costing;
@@ -41,6 +42,49 @@ impl CallTotals {
         self.cost_nano += other.cost_nano;
         self.usage_lines += other.usage_lines;
         self.unpriced_lines += other.unpriced_lines;
+    }
+}
+
+/// The first-event time of call rows as the store holds them, or a later one (it only
+/// moves earlier), learnt from flushes that committed: a flush rewrites a call's first
+/// time only where the pending one is earlier ([`KnownFirsts::moving`]). On a live
+/// fleet most events of a call come after its first, so most flushed calls need no
+/// `first_ms` write (each costs a row rewrite and two index updates). A call not
+/// remembered is written: the statement keeps the earlier of the two. Call rows are never
+/// deleted, so what is remembered stays true; past [`MAX_KNOWN_FIRSTS`] calls the memory
+/// starts again.
+#[derive(Debug, Default)]
+pub struct KnownFirsts(std::sync::Mutex<HashMap<i64, i64>>);
+
+/// Calls whose first time [`KnownFirsts`] remembers at most (16 bytes each, plus the map's).
+pub const MAX_KNOWN_FIRSTS: usize = 250_000;
+
+impl KnownFirsts {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
+        // Each holder leaves the map whole (no holder panics mid-change).
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// (call, first time) of the calls in `calls` whose stored first time may be later.
+    pub fn moving(&self, calls: &BTreeMap<i64, CallTotals>) -> Vec<(i64, i64)> {
+        let known = self.known();
+        calls
+            .iter()
+            .filter(|(call, totals)| known.get(call).is_none_or(|&stored| totals.first_ms < stored))
+            .map(|(call, totals)| (*call, totals.first_ms))
+            .collect()
+    }
+
+    /// Remembers first times that a committed flush wrote: the store holds them or earlier
+    /// ones.
+    pub fn learn(&self, written: impl IntoIterator<Item = (i64, i64)>) {
+        let mut known = self.known();
+        if known.len() > MAX_KNOWN_FIRSTS {
+            known.clear();
+        }
+        for (call, first_ms) in written {
+            known.entry(call).and_modify(|stored| *stored = (*stored).min(first_ms)).or_insert(first_ms);
+        }
     }
 }
 
@@ -516,5 +560,22 @@ mod tests {
         assert_eq!(decoded.workers, derived.workers);
         assert!(Derived::decode(&bytes[..bytes.len() - 1]).is_err(), "a truncated row is refused");
         assert!(Derived::decode(&[9, 0]).is_err(), "garbage is refused");
+    }
+
+    #[test]
+    fn a_flush_writes_only_first_times_earlier_than_the_known_ones() {
+        let totals = |first_ms| CallTotals { first_ms, cost_nano: 0, usage_lines: 0, unpriced_lines: 0 };
+        let firsts = KnownFirsts::default();
+        let calls: BTreeMap<i64, CallTotals> = [(1, totals(500)), (2, totals(700))].into();
+        assert_eq!(firsts.moving(&calls), [(1, 500), (2, 700)], "nothing known: every call is written");
+        firsts.learn([(1, 500), (2, 700)]);
+        let calls: BTreeMap<i64, CallTotals> = [(1, totals(600)), (2, totals(650)), (3, totals(900))].into();
+        assert_eq!(firsts.moving(&calls), [(2, 650), (3, 900)], "a later or equal time is not written");
+        firsts.learn([(2, 800)]);
+        assert_eq!(
+            firsts.moving(&[(2, totals(690))].into()),
+            [(2, 690)],
+            "a later time learnt keeps the earlier"
+        );
     }
 }

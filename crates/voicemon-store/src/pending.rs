@@ -1,14 +1,14 @@
 //! Derived data committed and not flushed yet ([`crate::derived`]), shared by the writer
 //! that absorbs and flushes it and by the reads that merge it with the flushed rows
-//! (latency sketches, workers' latest heartbeats), so that such a read neither waits for
-//! a flush nor misses an acknowledged event.
+//! (latency sketches, provider minutes and errors, workers' latest heartbeats), so that
+//! such a read neither waits for a flush nor misses an acknowledged event.
 //!
 //! What is pending is one [`Pending`] (many commits folded together) and, while a flush
-//! writes it, the one it took. A read copies the rollups it wants from both, each with
+//! writes it, the one it took. A read copies the rows it wants from both, each with
 //! the first journal row of its commits, **before** it opens its snapshot of the store.
 //! A flush deletes all of its journal rows in the transaction that merges its data, so in
 //! the read's snapshot a part's first journal row is there exactly when the part's data is
-//! not in the rollup tables yet: the read merges the parts whose row it finds
+//! not in the derived tables yet: the read merges the parts whose row it finds
 //! ([`Unflushed::merged`]) and never counts a commit twice or not at all. Commits absorbed
 //! after the copy are not counted, which is what a read that began before them may answer.
 
@@ -19,8 +19,8 @@ use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{hour_of, TimeRange};
 
 use crate::derived::{Derived, WorkerBeat};
-use crate::rollup::{read_plan, Period};
-use crate::{LatencyFilter, Resolution, WorkerRow};
+use crate::rollup::{read_plan, Period, ProviderDeltas};
+use crate::{LatencyFilter, ProviderErrorCount, ProviderMinuteRow, Resolution, WorkerRow};
 
 /// Derived data of commits, and their journal rows.
 #[derive(Debug, Default)]
@@ -101,27 +101,77 @@ impl PendingDerived {
             .collect()
     }
 
-    /// Copies of the minute latency rollups that `wanted` picks, from what is pending and
-    /// from a flush under way; to be taken before the read's snapshot opens.
-    pub fn latency(&self, wanted: impl Fn(&SeriesKey, i64) -> bool) -> Unflushed {
+    /// Copies what `copy` picks of each part (what is pending, a flush under way), with the
+    /// part's first journal row; to be taken before the read's snapshot opens. A part
+    /// `copy` finds nothing wanted in is left out: flushed or not, it changes nothing.
+    fn unflushed<R>(&self, copy: impl Fn(&Derived) -> Option<R>) -> Unflushed<R> {
         let state = self.state();
         let parts = std::iter::once(&state.pending)
             .chain(state.in_flight.as_deref())
             .filter_map(|part| {
-                let first_seq = *part.seqs.first()?;
-                let rollups: Vec<_> = part
-                    .derived
-                    .rollups
-                    .iter()
-                    .filter(|((key, minute), _)| wanted(key, *minute))
-                    .map(|((key, minute), sketch)| (key.clone(), *minute, sketch.clone()))
-                    .collect();
-                // A part with nothing the read wants changes nothing, flushed or not.
-                (!rollups.is_empty()).then_some(UnflushedPart { first_seq, rollups })
+                Some(UnflushedPart { first_seq: *part.seqs.first()?, rows: copy(&part.derived)? })
             })
             .collect();
         Unflushed { parts }
     }
+
+    /// Copies of the minute latency rollups that `wanted` picks.
+    fn latency(&self, wanted: impl Fn(&SeriesKey, i64) -> bool) -> Unflushed<LatencyRows> {
+        self.unflushed(|derived| {
+            let rows: LatencyRows = derived
+                .rollups
+                .iter()
+                .filter(|((key, minute), _)| wanted(key, *minute))
+                .map(|((key, minute), sketch)| (key.clone(), *minute, sketch.clone()))
+                .collect();
+            (!rows.is_empty()).then_some(rows)
+        })
+    }
+
+    /// The unflushed latency a read of `filter` over `range` merges.
+    pub fn latency_of(&self, filter: &LatencyFilter, range: TimeRange) -> Unflushed<LatencyRows> {
+        let given = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+        self.latency(|key, minute| {
+            key.component == filter.component
+                && key.source == filter.source
+                && range.contains(minute)
+                && given(&filter.tenant_id, &key.tenant_id)
+                && given(&filter.agent_id, &key.agent_id)
+                && given(&filter.provider, &key.provider)
+                && given(&filter.model, &key.model)
+        })
+    }
+
+    /// The unflushed latency a by-tenant read of `component` over `range` merges.
+    pub fn latency_by_tenant(
+        &self,
+        component: Component,
+        range: TimeRange,
+        by_provider: bool,
+    ) -> Unflushed<LatencyRows> {
+        let source = if by_provider { Source::Usage } else { Source::Turn };
+        self.latency(|key, minute| {
+            key.component == component && key.source == source && range.contains(minute)
+        })
+    }
+
+    /// The unflushed provider minutes and errors of `tenant` (or every tenant) from the
+    /// minute `since_ms` falls in, as the provider reads take rows.
+    pub fn providers(&self, tenant: Option<&str>, since_ms: i64) -> Unflushed<ProviderDeltas> {
+        let wanted = |t: &str, minute: i64| tenant.is_none_or(|wanted| wanted == t) && minute >= since_ms;
+        self.unflushed(|derived| {
+            let all = &derived.providers;
+            let deltas = ProviderDeltas {
+                minutes: all.minutes.iter().filter(|((t, _, m), _)| wanted(t, *m)).map(cloned).collect(),
+                errors: all.errors.iter().filter(|((t, _, m, _), _)| wanted(t, *m)).map(cloned).collect(),
+            };
+            (!deltas.minutes.is_empty() || !deltas.errors.is_empty()).then_some(deltas)
+        })
+    }
+}
+
+fn cloned<K: Clone, V: Clone>((key, value): (&K, &V)) -> (K, V) {
+    (key.clone(), value.clone())
 }
 
 /// What a flush under way took ([`PendingDerived::take`]).
@@ -189,20 +239,23 @@ pub fn overlay_workers(rows: Vec<WorkerRow>, pending: Vec<((String, String), Wor
     latest.into_values().collect()
 }
 
-/// Latency rollups not flushed when a read began, by the commits they came from.
-#[derive(Debug, Default)]
-pub struct Unflushed {
-    parts: Vec<UnflushedPart>,
+/// Minute latency rollups: series, minute, sketch.
+pub type LatencyRows = Vec<(SeriesKey, i64, LatencySketch)>;
+
+/// Derived rows (`R`) not flushed when a read began, by the commits they came from.
+#[derive(Debug)]
+pub struct Unflushed<R> {
+    parts: Vec<UnflushedPart<R>>,
 }
 
 #[derive(Debug)]
-struct UnflushedPart {
+struct UnflushedPart<R> {
     /// The first journal row of the part's commits: all go in one flush.
     first_seq: i64,
-    rollups: Vec<(SeriesKey, i64, LatencySketch)>,
+    rows: R,
 }
 
-impl Unflushed {
+impl<R> Unflushed<R> {
     /// Whether nothing was pending: the read needs no snapshot of its own.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
@@ -213,45 +266,14 @@ impl Unflushed {
         self.parts.iter().map(|part| part.first_seq).collect()
     }
 
-    /// The rollups of the parts whose journal row the read's snapshot holds (`present`):
-    /// those not in its rollup tables.
-    fn merged<'a>(
-        &'a self,
-        present: &'a [i64],
-    ) -> impl Iterator<Item = &'a (SeriesKey, i64, LatencySketch)> + 'a {
-        self.parts
-            .iter()
-            .filter(move |part| present.contains(&part.first_seq))
-            .flat_map(|part| part.rollups.iter())
+    /// The rows of the parts whose journal row the read's snapshot holds (`present`):
+    /// those not in its tables.
+    fn merged<'a>(&'a self, present: &'a [i64]) -> impl Iterator<Item = &'a R> + 'a {
+        self.parts.iter().filter(move |part| present.contains(&part.first_seq)).map(|part| &part.rows)
     }
+}
 
-    /// [`PendingDerived::latency`] for a read of `filter` over `range`.
-    pub fn of_filter(pending: &PendingDerived, filter: &LatencyFilter, range: TimeRange) -> Unflushed {
-        let given = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
-        pending.latency(|key, minute| {
-            key.component == filter.component
-                && key.source == filter.source
-                && range.contains(minute)
-                && given(&filter.tenant_id, &key.tenant_id)
-                && given(&filter.agent_id, &key.agent_id)
-                && given(&filter.provider, &key.provider)
-                && given(&filter.model, &key.model)
-        })
-    }
-
-    /// [`PendingDerived::latency`] for a by-tenant read of `component` over `range`.
-    pub fn of_component(
-        pending: &PendingDerived,
-        component: Component,
-        range: TimeRange,
-        by_provider: bool,
-    ) -> Unflushed {
-        let source = if by_provider { Source::Usage } else { Source::Turn };
-        pending.latency(|key, minute| {
-            key.component == component && key.source == source && range.contains(minute)
-        })
-    }
-
+impl Unflushed<LatencyRows> {
     /// Adds to `sketches` the unflushed minutes of the parts in `present` as a read of
     /// `range` at `resolution` takes rows from the tables: one (period start, sketch) per
     /// series and period (a period that also has a flushed row has two; the caller merges).
@@ -264,7 +286,7 @@ impl Unflushed {
     ) {
         let plan = read_plan(range, resolution);
         let mut periods: BTreeMap<(&SeriesKey, i64), LatencySketch> = BTreeMap::new();
-        for (key, minute, sketch) in self.merged(present) {
+        for (key, minute, sketch) in self.merged(present).flatten() {
             let Some((period, _)) = plan.iter().find(|(_, part)| part.contains(*minute)) else { continue };
             let start = match period {
                 Period::Minute => *minute,
@@ -285,11 +307,64 @@ impl Unflushed {
     ) -> Vec<(String, String, LatencySketch)> {
         let mut merged: BTreeMap<(String, String), LatencySketch> =
             rows.into_iter().map(|(tenant, provider, sketch)| ((tenant, provider), sketch)).collect();
-        for (key, _, sketch) in self.merged(present) {
+        for (key, _, sketch) in self.merged(present).flatten() {
             let provider = if by_provider { key.provider.clone() } else { String::new() };
             merged.entry((key.tenant_id.clone(), provider)).or_default().merge(sketch);
         }
         merged.into_iter().map(|((tenant, provider), sketch)| (tenant, provider, sketch)).collect()
+    }
+}
+
+impl Unflushed<ProviderDeltas> {
+    /// Merges into `rows` (requests and errors by provider and minute, every tenant asked
+    /// for summed, as the table gives them) the unflushed minutes of the parts in `present`.
+    pub fn add_minutes(&self, present: &[i64], rows: Vec<ProviderMinuteRow>) -> Vec<ProviderMinuteRow> {
+        let mut merged: BTreeMap<(String, i64), ProviderMinuteRow> =
+            rows.into_iter().map(|row| ((row.provider.clone(), row.start_ms), row)).collect();
+        for ((_, provider, start_ms), minute) in self.merged(present).flat_map(|deltas| &deltas.minutes) {
+            let row = merged.entry((provider.clone(), *start_ms)).or_insert_with(|| ProviderMinuteRow {
+                provider: provider.clone(),
+                start_ms: *start_ms,
+                requests: 0,
+                errors: 0,
+            });
+            row.requests += minute.requests.max(0) as u64;
+            row.errors += minute.errors.max(0) as u64;
+        }
+        merged.into_values().collect()
+    }
+
+    /// Merges into `rows` (one latency sketch a provider) the unflushed minutes of the
+    /// parts in `present`.
+    pub fn add_latency(
+        &self,
+        present: &[i64],
+        rows: Vec<(String, LatencySketch)>,
+    ) -> Vec<(String, LatencySketch)> {
+        let mut merged: BTreeMap<String, LatencySketch> = rows.into_iter().collect();
+        for ((_, provider, _), minute) in self.merged(present).flat_map(|deltas| &deltas.minutes) {
+            merged.entry(provider.clone()).or_default().merge(&minute.latency);
+        }
+        merged.into_iter().collect()
+    }
+
+    /// Merges into `rows` (counts by provider and error) the unflushed errors of the parts
+    /// in `present`; by provider, the most frequent error first, as the table gives them.
+    pub fn add_errors(&self, present: &[i64], rows: Vec<ProviderErrorCount>) -> Vec<ProviderErrorCount> {
+        if self.merged(present).next().is_none() {
+            return rows;
+        }
+        let mut merged: BTreeMap<(String, String), u64> =
+            rows.into_iter().map(|row| ((row.provider, row.error), row.count)).collect();
+        for ((_, provider, _, error), count) in self.merged(present).flat_map(|deltas| &deltas.errors) {
+            *merged.entry((provider.clone(), error.clone())).or_default() += (*count).max(0) as u64;
+        }
+        let mut counts: Vec<ProviderErrorCount> = merged
+            .into_iter()
+            .map(|((provider, error), count)| ProviderErrorCount { provider, error, count })
+            .collect();
+        counts.sort_by(|a, b| a.provider.cmp(&b.provider).then(b.count.cmp(&a.count)));
+        counts
     }
 }
 
@@ -316,12 +391,12 @@ mod tests {
         derived
     }
 
-    fn all(pending: &PendingDerived) -> Unflushed {
+    fn all(pending: &PendingDerived) -> Unflushed<LatencyRows> {
         pending.latency(|_, _| true)
     }
 
-    fn counts(unflushed: &Unflushed, present: &[i64]) -> u64 {
-        unflushed.merged(present).map(|(_, _, sketch)| sketch.count()).sum()
+    fn counts(unflushed: &Unflushed<LatencyRows>, present: &[i64]) -> u64 {
+        unflushed.merged(present).flatten().map(|(_, _, sketch)| sketch.count()).sum()
     }
 
     #[test]
@@ -363,9 +438,9 @@ mod tests {
             provider: None,
             model: None,
         };
-        let acme = Unflushed::of_filter(&pending, &filter, TimeRange { from_ms: 0, to_ms: HOUR_MS });
+        let acme = pending.latency_of(&filter, TimeRange { from_ms: 0, to_ms: HOUR_MS });
         assert_eq!(acme.seqs(), [2], "globex's part holds nothing for acme");
-        let later = Unflushed::of_filter(&pending, &filter, TimeRange { from_ms: MINUTE_MS, to_ms: HOUR_MS });
+        let later = pending.latency_of(&filter, TimeRange { from_ms: MINUTE_MS, to_ms: HOUR_MS });
         assert!(later.is_empty(), "nothing of acme's in the range");
     }
 

@@ -1,6 +1,6 @@
 //! The write plan: the raw-fact row one stored event becomes, built once from the event
 //! and its costing whatever the backend. SQLite binds each row to a prepared statement;
-//! PostgreSQL gathers rows into column arrays for `unnest`. What the event adds to derived
+//! PostgreSQL streams rows into a binary `COPY` per table. What the event adds to derived
 //! data is [`crate::derived`]'s part.
 
 use voicemon_core::event::{Body, Envelope, Event};

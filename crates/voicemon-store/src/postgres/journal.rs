@@ -159,14 +159,15 @@ impl PostgresStore {
         let minutes = taken.derived.rollups.keys().map(|(_, minute)| *minute);
         self.ensure_partitions_at(minutes).await?;
         let batch = Arc::clone(taken.part());
+        let firsts = Arc::new(self.known_firsts.moving(&batch.derived.calls));
         let started = std::time::Instant::now();
         let result = self
-            .transaction_retrying(move |tx| {
-                let batch = Arc::clone(&batch);
+            .transaction_retrying(|tx| {
+                let (batch, firsts) = (Arc::clone(&batch), Arc::clone(&firsts));
                 Box::pin(async move {
                     let still_there = write::claim_journal(tx, &batch.seqs).await.map_err(map_error)?;
                     if still_there == batch.seqs.len() {
-                        write::flush(tx, &batch.derived).await.map_err(map_error)
+                        write::flush(tx, &batch.derived, &firsts).await.map_err(map_error)
                     } else {
                         // Some rows were folded by another instance: fold what is left, from the rows.
                         Err(StoreError::Unavailable(FOLDED_ELSEWHERE.into()))
@@ -183,6 +184,7 @@ impl PostgresStore {
         match result {
             Ok(()) => {
                 taken.flushed();
+                self.known_firsts.learn(firsts.iter().copied());
                 Ok(written)
             }
             Err(StoreError::Unavailable(message)) if message == FOLDED_ELSEWHERE => {
@@ -264,15 +266,18 @@ impl PostgresStore {
         self.ensure_partitions_at(derived.rollups.keys().map(|(_, minute)| *minute)).await?;
         let found: Vec<i64> = rows.iter().map(|(seq, _)| *seq).collect();
         let count = found.len();
+        let firsts = self.known_firsts.moving(&derived.calls);
+        let written = firsts.clone();
         self.transaction(move |tx| {
             Box::pin(async move {
                 if write::claim_journal(tx, &found).await.map_err(map_error)? != found.len() {
                     return Err(StoreError::Unavailable(FOLDED_ELSEWHERE.into()));
                 }
-                write::flush(tx, &derived).await.map_err(map_error)
+                write::flush(tx, &derived, &firsts).await.map_err(map_error)
             })
         })
         .await?;
+        self.known_firsts.learn(written);
         Ok(count)
     }
 }

@@ -20,6 +20,7 @@ mod write;
 
 pub use schema::{latest_version, partitions, Partitioning, TimescaleDecision, TimescaleReport, PARTITIONED};
 
+use crate::derived::KnownFirsts;
 use crate::pending::{overlay_workers, Unflushed};
 use crate::pool::LastError;
 use crate::{
@@ -100,6 +101,8 @@ pub struct PostgresStore {
     derived: Arc<journal::DerivedState>,
     /// Call row ids this instance has seen committed.
     known_calls: write::CallCache,
+    /// First-event times of call rows this instance has seen committed.
+    known_firsts: Arc<KnownFirsts>,
 }
 
 impl PostgresStore {
@@ -124,6 +127,7 @@ impl PostgresStore {
             errors: Arc::default(),
             derived: Arc::new(journal::DerivedState::new()),
             known_calls: Arc::default(),
+            known_firsts: Arc::default(),
         };
         store.hold_owner_lock().await?;
         store.maintain(SystemClock.now_ms()).await?;
@@ -166,6 +170,29 @@ impl PostgresStore {
         let result = work(&client).await.map_err(map_error);
         release(client, &result);
         self.record(result)
+    }
+
+    /// Reads derived rows with `work` and merges into them with `merge` what `unflushed`
+    /// holds of the commits not flushed when the read began, both in one snapshot
+    /// ([`crate::pending`]): the read waits for no flush.
+    async fn read_merging<R, T>(
+        &self,
+        unflushed: Unflushed<R>,
+        work: impl for<'c> FnOnce(&'c Object) -> BoxFuture<'c, Result<T, tokio_postgres::Error>> + Send + 'static,
+        merge: impl FnOnce(&Unflushed<R>, &[i64], T) -> T + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        R: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.read(move |client| {
+            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
+                let rows = work(client).await?;
+                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
+                Ok(merge(&unflushed, &present, rows))
+            }))
+        })
+        .await
     }
 
     /// Runs `work` in one transaction on a pooled connection.
@@ -372,16 +399,15 @@ impl LatencyStore for PostgresStore {
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
         // Unflushed data is merged, not flushed first: a read waits for no flush.
-        let unflushed = Unflushed::of_filter(&self.derived.pending, filter, range);
         let filter = filter.clone();
-        self.read(move |client| {
-            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
-                let mut sketches = read::latency_sketches(client, filter, range, resolution).await?;
-                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
-                unflushed.add_periods(&present, range, resolution, &mut sketches);
-                Ok(sketches)
-            }))
-        })
+        self.read_merging(
+            self.derived.pending.latency_of(&filter, range),
+            move |client| Box::pin(read::latency_sketches(client, filter, range, resolution)),
+            move |unflushed, present, mut sketches| {
+                unflushed.add_periods(present, range, resolution, &mut sketches);
+                sketches
+            },
+        )
         .await
     }
 
@@ -391,14 +417,11 @@ impl LatencyStore for PostgresStore {
         range: TimeRange,
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        let unflushed = Unflushed::of_component(&self.derived.pending, component, range, by_provider);
-        self.read(move |client| {
-            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
-                let rows = read::latency_by_tenant(client, component, range, by_provider).await?;
-                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
-                Ok(unflushed.add_by_tenant(&present, by_provider, rows))
-            }))
-        })
+        self.read_merging(
+            self.derived.pending.latency_by_tenant(component, range, by_provider),
+            move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)),
+            move |unflushed, present, rows| unflushed.add_by_tenant(present, by_provider, rows),
+        )
         .await
     }
 }
@@ -513,7 +536,9 @@ impl RepriceStore for PostgresStore {
 #[async_trait]
 impl HealthStore for PostgresStore {
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
-        // Heartbeats not flushed yet are put over the rows, not flushed first.
+        // Heartbeats not flushed yet are put over the rows, not flushed first; commits under
+        // way first, so that a report that saw their raw facts sees their heartbeats.
+        self.derived.settle().await;
         let pending = self.derived.pending.workers(tenant_id);
         let tenant = tenant_id.map(str::to_owned);
         let rows = self.read(move |client| Box::pin(health::workers(client, tenant))).await?;
@@ -534,9 +559,16 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
-        self.fresh().await?;
+        // No wait for the commits under way: the health report reads workers (which waits)
+        // between the breaker changes (raw facts) and providers.
+        let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
-        self.read(move |client| Box::pin(health::provider_minutes(client, tenant, since_ms))).await
+        self.read_merging(
+            unflushed,
+            move |client| Box::pin(health::provider_minutes(client, tenant, since_ms)),
+            Unflushed::add_minutes,
+        )
+        .await
     }
 
     async fn provider_latency(
@@ -544,9 +576,16 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
-        self.fresh().await?;
+        // No wait for the commits under way: the health report reads workers (which waits)
+        // between the breaker changes (raw facts) and providers.
+        let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
-        self.read(move |client| Box::pin(health::provider_latency(client, tenant, since_ms))).await
+        self.read_merging(
+            unflushed,
+            move |client| Box::pin(health::provider_latency(client, tenant, since_ms)),
+            Unflushed::add_latency,
+        )
+        .await
     }
 
     async fn provider_errors(
@@ -554,9 +593,16 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderErrorCount>, StoreError> {
-        self.fresh().await?;
+        // No wait for the commits under way: the health report reads workers (which waits)
+        // between the breaker changes (raw facts) and providers.
+        let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
-        self.read(move |client| Box::pin(health::provider_errors(client, tenant, since_ms))).await
+        self.read_merging(
+            unflushed,
+            move |client| Box::pin(health::provider_errors(client, tenant, since_ms)),
+            Unflushed::add_errors,
+        )
+        .await
     }
 
     async fn put_health_sample(

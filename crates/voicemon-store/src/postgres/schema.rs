@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("derived data journal", include_str!("migrations/0002_derived_journal.sql")),
     ("leases and outbox claims", include_str!("migrations/0003_leases.sql")),
     ("call explorer", include_str!("migrations/0004_call_explorer.sql")),
+    ("calls updated in place", include_str!("migrations/0005_calls_fillfactor.sql")),
 ];
 
 /// The TimescaleDB-only part: hypertables instead of native partitions. `{chunk}` is the

@@ -187,6 +187,29 @@ impl SqliteStore {
         self.pool.errors.record(result)
     }
 
+    /// Reads derived rows with `work` and merges into them with `merge` what `unflushed`
+    /// holds of the commits not flushed when the read began, both in one snapshot
+    /// ([`crate::pending`]): the read waits for no flush.
+    async fn read_merging<R, T>(
+        &self,
+        unflushed: Unflushed<R>,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        merge: impl FnOnce(&Unflushed<R>, &[i64], T) -> T + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+    {
+        self.read(move |conn| {
+            read::in_snapshot(conn, !unflushed.is_empty(), || {
+                let rows = work(conn)?;
+                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+                Ok(merge(&unflushed, &present, rows))
+            })
+        })
+        .await
+    }
+
     /// [`SqliteStore::read`] after flushing pending derived data, so the answer counts
     /// every event acknowledged so far.
     async fn read_fresh<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -335,16 +358,15 @@ impl LatencyStore for SqliteStore {
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
         // Unflushed data is merged, not flushed first: a read waits for no flush.
-        let unflushed = Unflushed::of_filter(&self.unflushed, filter, range);
         let filter = filter.clone();
-        self.read(move |conn| {
-            read::in_snapshot(conn, !unflushed.is_empty(), || {
-                let mut sketches = read::latency_sketches(conn, &filter, range, resolution)?;
-                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
-                unflushed.add_periods(&present, range, resolution, &mut sketches);
-                Ok(sketches)
-            })
-        })
+        self.read_merging(
+            self.unflushed.latency_of(&filter, range),
+            move |conn| read::latency_sketches(conn, &filter, range, resolution),
+            move |unflushed, present, mut sketches| {
+                unflushed.add_periods(present, range, resolution, &mut sketches);
+                sketches
+            },
+        )
         .await
     }
 
@@ -354,14 +376,11 @@ impl LatencyStore for SqliteStore {
         range: TimeRange,
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
-        let unflushed = Unflushed::of_component(&self.unflushed, component, range, by_provider);
-        self.read(move |conn| {
-            read::in_snapshot(conn, !unflushed.is_empty(), || {
-                let rows = read::latency_by_tenant(conn, component, range, by_provider)?;
-                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
-                Ok(unflushed.add_by_tenant(&present, by_provider, rows))
-            })
-        })
+        self.read_merging(
+            self.unflushed.latency_by_tenant(component, range, by_provider),
+            move |conn| read::latency_by_tenant(conn, component, range, by_provider),
+            move |unflushed, present, rows| unflushed.add_by_tenant(present, by_provider, rows),
+        )
         .await
     }
 }
@@ -489,8 +508,14 @@ impl HealthStore for SqliteStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
+        let unflushed = self.unflushed.providers(tenant_id, since_ms);
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms)).await
+        self.read_merging(
+            unflushed,
+            move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms),
+            Unflushed::add_minutes,
+        )
+        .await
     }
 
     async fn provider_latency(
@@ -498,8 +523,14 @@ impl HealthStore for SqliteStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
+        let unflushed = self.unflushed.providers(tenant_id, since_ms);
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms)).await
+        self.read_merging(
+            unflushed,
+            move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms),
+            Unflushed::add_latency,
+        )
+        .await
     }
 
     async fn provider_errors(
@@ -507,8 +538,14 @@ impl HealthStore for SqliteStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderErrorCount>, StoreError> {
+        let unflushed = self.unflushed.providers(tenant_id, since_ms);
         let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms)).await
+        self.read_merging(
+            unflushed,
+            move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms),
+            Unflushed::add_errors,
+        )
+        .await
     }
 
     async fn put_health_sample(

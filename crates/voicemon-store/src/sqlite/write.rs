@@ -12,7 +12,7 @@ use voicemon_core::access::event_key;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
-use crate::derived::{CallTotals, Derived, WorkerBeat};
+use crate::derived::{CallTotals, Derived, KnownFirsts, WorkerBeat};
 use crate::pending::PendingDerived;
 use crate::plan::{note_of, Fact};
 use crate::rollup::{hours_of, in_key_order, Period, ProviderDeltas, Rollups};
@@ -31,9 +31,11 @@ pub struct Writer {
     call_rows: HashMap<(String, String), i64>,
     /// `cost_notes` ids by (price_ref, detail).
     cost_notes: HashMap<(String, String), i64>,
-    /// Derived data of the commits not flushed yet, shared with the latency reads that
-    /// merge it ([`crate::pending`]).
+    /// Derived data of the commits not flushed yet, shared with the reads that merge it
+    /// ([`crate::pending`]).
     pending: Arc<PendingDerived>,
+    /// First-event times of call rows (a flush writes only those that move earlier).
+    firsts: KnownFirsts,
 }
 
 /// Latencies in raw fact tables are integer tenths of a millisecond.
@@ -61,7 +63,13 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 
 impl Writer {
     pub fn new(conn: Connection, pending: Arc<PendingDerived>) -> Writer {
-        Writer { conn, call_rows: HashMap::new(), cost_notes: HashMap::new(), pending }
+        Writer {
+            conn,
+            call_rows: HashMap::new(),
+            cost_notes: HashMap::new(),
+            pending,
+            firsts: KnownFirsts::default(),
+        }
     }
 
     /// Whether derived data waits for a flush.
@@ -97,9 +105,10 @@ impl Writer {
         }
         let taken = self.pending.take();
         let written = taken.derived.len();
+        let firsts = self.firsts.moving(&taken.derived.calls);
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
-            update_calls(&tx, &taken.derived.calls)?;
+            update_calls(&tx, &taken.derived.calls, &firsts)?;
             upsert_workers(&tx, &taken.derived.workers)?;
             upsert_providers(&tx, &taken.derived.providers)?;
             upsert_rollups(&tx, &taken.derived.rollups)?;
@@ -113,6 +122,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 taken.flushed();
+                self.firsts.learn(firsts);
                 Ok(written)
             }
             // Dropped unflushed, the taken part is pending again.
@@ -210,11 +220,13 @@ fn upsert_providers(tx: &Transaction<'_>, deltas: &ProviderDeltas) -> rusqlite::
     Ok(())
 }
 
-/// Call totals: the first event's time only where it moves earlier (so the two indexes
-/// on it are touched once per call, not once per flush), cost only where usage came.
+/// Call totals: cost where usage came, and the first times `firsts` that may move earlier
+/// ([`KnownFirsts::moving`]); the statement writes one only where it does (so the two
+/// indexes on it are touched only when it changes).
 fn update_calls(
     tx: &Transaction<'_>,
     calls: &std::collections::BTreeMap<i64, CallTotals>,
+    firsts: &[(i64, i64)],
 ) -> rusqlite::Result<()> {
     let mut first = tx.prepare_cached(
         "UPDATE calls SET first_ms = ?2 WHERE id = ?1 AND (first_ms IS NULL OR first_ms > ?2)",
@@ -223,11 +235,11 @@ fn update_calls(
         "UPDATE calls SET cost_nano = cost_nano + ?2, usage_lines = usage_lines + ?3,
          unpriced_lines = unpriced_lines + ?4 WHERE id = ?1",
     )?;
-    for (call, totals) in calls {
-        first.execute(params![call, totals.first_ms])?;
-        if totals.usage_lines != 0 {
-            cost.execute(params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines])?;
-        }
+    for (call, first_ms) in firsts {
+        first.execute(params![call, first_ms])?;
+    }
+    for (call, totals) in calls.iter().filter(|(_, totals)| totals.usage_lines != 0) {
+        cost.execute(params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines])?;
     }
     Ok(())
 }

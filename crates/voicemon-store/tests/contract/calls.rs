@@ -2,7 +2,7 @@
 //! batch or across batches; started and ended counts by time and tenant.
 
 use crate::backends::on_both_backends;
-use crate::events::{at, call_ended, call_started, event, range};
+use crate::events::{at, call_ended, call_started, event, range, turn};
 use crate::transcript::Transcript;
 use serde_json::json;
 use std::sync::Arc;
@@ -89,6 +89,64 @@ async fn start_and_end_in_any_order(store: Arc<dyn Store>) -> Transcript {
     );
     let c4 = store.call_cost(None, &CallRef::CallId("c4".into())).await.unwrap().expect("c4 exists");
     t.check("an open call has no status yet", (c4.duration_s, c4.status), (None, None));
+    t
+}
+
+#[tokio::test]
+async fn a_calls_first_time_is_its_earliest_event_whatever_the_order_and_the_flushes() {
+    on_both_backends(first_times).await;
+}
+
+/// A call's events arrive out of order across batches and flushes (a flush writes a first
+/// time only where it moves earlier than the one the store is known to hold): its first
+/// time is always its earliest event's, and cost ranges find it there.
+async fn first_times(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let first_of = |call: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let found = store.call_cost(Some("acme"), &CallRef::CallId(call.into())).await.expect("read");
+            found.expect("the call exists").first_ms
+        }
+    };
+    let mut n = 0;
+    let mut write = |call: &str, minutes: &[i64]| {
+        let batch: Vec<_> = minutes
+            .iter()
+            .map(|minute| {
+                n += 1;
+                turn(&format!("ft{n}"), "acme", call, at(10, *minute), 500.0)
+            })
+            .collect();
+        let store = Arc::clone(&store);
+        async move { store.write_batch(batch).await.expect("stored") }
+    };
+    write("f1", &[5]).await;
+    store.flush_derived().await.expect("flushed");
+    t.check("a new call starts at its event", first_of("f1").await, Some(at(10, 5)));
+    write("f1", &[7]).await;
+    store.flush_derived().await.expect("flushed");
+    t.check("a later event leaves it", first_of("f1").await, Some(at(10, 5)));
+    write("f1", &[3]).await;
+    t.check("an earlier one moves it, before a flush", first_of("f1").await, Some(at(10, 3)));
+    write("f1", &[4, 9]).await;
+    store.flush_derived().await.expect("flushed");
+    t.check("and it stays there", first_of("f1").await, Some(at(10, 3)));
+    write("f2", &[20, 15, 18]).await;
+    t.check("a new call's earliest event of its first batch", first_of("f2").await, Some(at(10, 15)));
+    let ids = |calls: Vec<voicemon_store::CallCostTotal>| {
+        let mut ids: Vec<String> = calls.into_iter().map(|call| call.call_id).collect();
+        ids.sort();
+        ids
+    };
+    t.check(
+        "cost ranges find each call at its first time",
+        (
+            ids(store.call_costs(Some("acme"), range(at(10, 3), at(10, 4))).await.expect("read")),
+            ids(store.call_costs(Some("acme"), range(at(10, 4), at(10, 16))).await.expect("read")),
+        ),
+        (vec!["f1".to_owned()], vec!["f2".to_owned()]),
+    );
     t
 }
 

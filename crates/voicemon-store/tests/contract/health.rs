@@ -8,6 +8,7 @@ use crate::transcript::Transcript;
 use serde_json::json;
 use std::sync::Arc;
 use voicemon_core::event::BreakerState;
+use voicemon_core::sketch::LatencySketch;
 use voicemon_store::{BreakerRow, IngestEvent, ProviderErrorCount, ProviderMinuteRow, Store, WorkerRow};
 
 fn heartbeat(
@@ -206,8 +207,33 @@ fn errors(provider: &str, error: &str, count: u64) -> ProviderErrorCount {
     ProviderErrorCount { provider: provider.into(), error: error.into(), count }
 }
 
-/// Provider requests in two batches, both touching minute 10:00; heartbeats; samples.
-async fn write_provider_requests(store: &dyn Store) {
+/// The minutes of [`provider_batches`] from 10:00, every tenant's.
+fn every_tenants_minutes() -> Vec<ProviderMinuteRow> {
+    vec![
+        minute("deepgram", at(10, 1), 1, 0),
+        minute("openai", at(10, 0), 4, 2),
+        minute("openai", at(10, 1), 2, 2),
+        minute("openai", at(10, 2), 2, 2),
+        minute("openai", at(10, 3), 1, 1),
+    ]
+}
+
+/// The latency of [`provider_batches`] from 10:00 by provider, every tenant's.
+fn every_providers_latency() -> Vec<(String, LatencySketch)> {
+    vec![("deepgram".into(), sketch_of(&[80.0])), ("openai".into(), sketch_of(&[300.0, 5000.0, 250.0]))]
+}
+
+/// The errors of [`provider_batches`] from 10:00, every tenant's.
+fn every_tenants_errors() -> Vec<ProviderErrorCount> {
+    vec![
+        errors("openai", "timeout", 4),
+        errors("openai", "rate_limited", 2),
+        errors("openai", "unspecified", 1),
+    ]
+}
+
+/// Provider requests in two batches, both touching minute 10:00; heartbeats.
+fn provider_batches() -> [Vec<IngestEvent>; 2] {
     let s = 1_000;
     let first = vec![
         request("r1", "acme", "openai", at(10, 0) + 10 * s, None, Some(300.0)),
@@ -225,7 +251,11 @@ async fn write_provider_requests(store: &dyn Store) {
         request("r10", "globex", "openai", at(10, 0) + 50 * s, Some("timeout"), None),
         heartbeat("h2", "acme", "w1", at(10, 5), 20.0, 2),
     ];
-    for batch in [first, second] {
+    [first, second]
+}
+
+async fn write_provider_requests(store: &dyn Store) {
+    for batch in provider_batches() {
         store.write_batch(batch).await.expect("the requests are stored");
     }
 }
@@ -241,13 +271,7 @@ async fn providers(store: Arc<dyn Store>) -> Transcript {
     t.check(
         "every tenant's minutes, by provider and time",
         store.provider_minutes(None, at(10, 0)).await.unwrap(),
-        vec![
-            minute("deepgram", at(10, 1), 1, 0),
-            minute("openai", at(10, 0), 4, 2),
-            minute("openai", at(10, 1), 2, 2),
-            minute("openai", at(10, 2), 2, 2),
-            minute("openai", at(10, 3), 1, 1),
-        ],
+        every_tenants_minutes(),
     );
     t.check(
         "one tenant's",
@@ -262,7 +286,7 @@ async fn providers(store: Arc<dyn Store>) -> Transcript {
     t.check(
         "each provider's latency",
         store.provider_latency(None, at(10, 0)).await.unwrap(),
-        vec![("deepgram".into(), sketch_of(&[80.0])), ("openai".into(), sketch_of(&[300.0, 5000.0, 250.0]))],
+        every_providers_latency(),
     );
     t.check(
         "a provider with requests but no latency in the window",
@@ -272,11 +296,7 @@ async fn providers(store: Arc<dyn Store>) -> Transcript {
     t.check(
         "errors by kind, most frequent first; a failure without a kind is `unspecified`",
         store.provider_errors(None, at(10, 0)).await.unwrap(),
-        vec![
-            errors("openai", "timeout", 4),
-            errors("openai", "rate_limited", 2),
-            errors("openai", "unspecified", 1),
-        ],
+        every_tenants_errors(),
     );
     t.check(
         "one tenant's errors",
@@ -287,6 +307,51 @@ async fn providers(store: Arc<dyn Store>) -> Transcript {
             errors("openai", "unspecified", 1),
         ],
     );
+    t
+}
+
+#[tokio::test]
+async fn provider_reads_merge_unflushed_requests_with_flushed_ones_without_flushing() {
+    on_both_backends(providers_half_flushed).await;
+}
+
+/// The first batch flushed, the second pending: each provider read adds the pending minutes
+/// and errors to the flushed rows (minute 10:00 has rows in both), flushes nothing, and
+/// answers the same once all is flushed.
+async fn providers_half_flushed(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let [first, second] = provider_batches();
+    store.write_batch(first).await.expect("stored");
+    t.check("the first batch is flushed", store.flush_derived().await.expect("flushed") > 0, true);
+    store.write_batch(second).await.expect("stored");
+    let answers = || async {
+        (
+            store.provider_minutes(None, at(10, 0)).await.expect("read"),
+            store.provider_minutes(Some("acme"), at(10, 2)).await.expect("read"),
+            store.provider_latency(None, at(10, 0)).await.expect("read"),
+            store.provider_errors(None, at(10, 0)).await.expect("read"),
+        )
+    };
+    let before = answers().await;
+    t.check(
+        "minutes: flushed and pending requests of 10:00 summed",
+        before.0.clone(),
+        every_tenants_minutes(),
+    );
+    t.check(
+        "one tenant's pending minutes from `since`",
+        before.1.clone(),
+        vec![minute("openai", at(10, 2), 2, 2), minute("openai", at(10, 3), 1, 1)],
+    );
+    t.check("latency: flushed and pending sketches merged", before.2.clone(), every_providers_latency());
+    t.check(
+        "errors: flushed and pending counts summed, most frequent first",
+        before.3.clone(),
+        every_tenants_errors(),
+    );
+    let flushed = store.flush_derived().await.expect("flushed");
+    t.check("the reads flushed nothing", flushed > 0, true);
+    t.check("the same answers after the flush", answers().await, before);
     t
 }
 

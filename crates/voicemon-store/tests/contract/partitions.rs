@@ -234,21 +234,22 @@ async fn migrations_run_once_and_a_database_from_a_newer_voicemon_is_refused() {
             (1, "initial schema".to_owned()),
             (2, "derived data journal".to_owned()),
             (3, "leases and outbox claims".to_owned()),
-            (4, "call explorer".to_owned())
+            (4, "call explorer".to_owned()),
+            (5, "calls updated in place".to_owned())
         ]
     );
-    assert_eq!(latest_version(), 4);
+    assert_eq!(latest_version(), 5);
 
     client
         .execute(
             "INSERT INTO voicemon_migrations (version, description) VALUES ($1, 'from the future')",
-            &[&5i32],
+            &[&6i32],
         )
         .await
         .unwrap();
     match PostgresStore::connect(schema.config()).await {
         Err(StoreError::Internal(message)) => assert!(
-            message.contains("schema version 5, newer than this voicemon (4); upgrade voicemon"),
+            message.contains("schema version 6, newer than this voicemon (5); upgrade voicemon"),
             "{message}"
         ),
         other => panic!("a newer schema must be refused with a clear error, got {other:?}"),

@@ -215,8 +215,10 @@ impl Facts {
         };
         // Raw facts (breaker changes) before derived data (workers, provider minutes): a
         // commit landing between two reads is then in both or in the derived ones only
-        // (each derived read flushes what was committed before it), never in the raw
-        // facts alone, so a report never shows a batch's breakers without its workers.
+        // (the workers read counts what was committed before it; on PostgreSQL it waits
+        // for the commits under way, which covers the provider reads after it), never in
+        // the raw facts alone, so a report never shows a batch's breakers without its
+        // workers.
         let breakers = store.breaker_changes(tenant, now_ms - DAY_MS).await?;
         Ok(Facts {
             workers: store.workers(tenant).await?,
