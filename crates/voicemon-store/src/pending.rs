@@ -155,8 +155,8 @@ impl PendingDerived {
         })
     }
 
-    /// The unflushed provider minutes and errors of `tenant` (or every tenant) from the
-    /// minute `since_ms` falls in, as the provider reads take rows.
+    /// The unflushed provider minutes and errors of `tenant` (or every tenant) in the
+    /// minutes that start at or after `since_ms`, as the provider reads take rows.
     pub fn providers(&self, tenant: Option<&str>, since_ms: i64) -> Unflushed<ProviderDeltas> {
         let wanted = |t: &str, minute: i64| tenant.is_none_or(|wanted| wanted == t) && minute >= since_ms;
         self.unflushed(|derived| {

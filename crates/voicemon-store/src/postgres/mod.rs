@@ -101,7 +101,7 @@ pub struct PostgresStore {
     derived: Arc<journal::DerivedState>,
     /// Call row ids this instance has seen committed.
     known_calls: write::CallCache,
-    /// First-event times of call rows this instance has seen committed.
+    /// First-event times of call rows that this instance's flushes wrote.
     known_firsts: Arc<KnownFirsts>,
 }
 
