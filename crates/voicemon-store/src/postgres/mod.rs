@@ -536,9 +536,9 @@ impl RepriceStore for PostgresStore {
 #[async_trait]
 impl HealthStore for PostgresStore {
     async fn workers(&self, tenant_id: Option<&str>) -> Result<Vec<WorkerRow>, StoreError> {
-        // Heartbeats not flushed yet are put over the rows, not flushed first; commits under
-        // way first, so that a report that saw their raw facts sees their heartbeats.
-        self.derived.settle().await;
+        // Heartbeats not flushed yet are put over the rows, not flushed first. No wait for the
+        // commits under way (the live view reads workers every tick): the health report
+        // reads provider minutes, which waits, between breaker changes and workers.
         let pending = self.derived.pending.workers(tenant_id);
         let tenant = tenant_id.map(str::to_owned);
         let rows = self.read(move |client| Box::pin(health::workers(client, tenant))).await?;
@@ -559,8 +559,9 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
-        // No wait for the commits under way: the health report reads workers (which waits)
-        // between the breaker changes (raw facts) and providers.
+        // Commits under way first, so that a health report that saw their breaker changes
+        // (raw facts) sees their providers and, read after this, their workers.
+        self.derived.settle().await;
         let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging(
@@ -576,8 +577,8 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
-        // No wait for the commits under way: the health report reads workers (which waits)
-        // between the breaker changes (raw facts) and providers.
+        // No wait for the commits under way: the health report reads provider minutes
+        // (which waits) first.
         let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging(
@@ -593,8 +594,8 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderErrorCount>, StoreError> {
-        // No wait for the commits under way: the health report reads workers (which waits)
-        // between the breaker changes (raw facts) and providers.
+        // No wait for the commits under way: the health report reads provider minutes
+        // (which waits) first.
         let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging(

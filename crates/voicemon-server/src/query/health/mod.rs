@@ -213,17 +213,18 @@ impl Facts {
             Depth::Full => 7 * DAY_MS,
             Depth::Recent => HOUR_MS,
         };
-        // Raw facts (breaker changes) before derived data (workers, provider minutes): a
-        // commit landing between two reads is then in both or in the derived ones only
-        // (the workers read counts what was committed before it; on PostgreSQL it waits
-        // for the commits under way, which covers the provider reads after it), never in
-        // the raw facts alone, so a report never shows a batch's breakers without its
-        // workers.
+        // Raw facts (breaker changes) before derived data (provider minutes, then the rest):
+        // a commit landing between two reads is then in both or in the derived ones only
+        // (each derived read counts what was committed before it; on PostgreSQL the
+        // provider minutes read first waits for the commits under way, which covers the
+        // reads after it), never in the raw facts alone, so a report never shows a batch's
+        // breakers without its workers.
         let breakers = store.breaker_changes(tenant, now_ms - DAY_MS).await?;
+        let minutes = store.provider_minutes(tenant, now_ms - lookback).await?;
         Ok(Facts {
             workers: store.workers(tenant).await?,
             breakers,
-            minutes: store.provider_minutes(tenant, now_ms - lookback).await?,
+            minutes,
             latency: store.provider_latency(tenant, now_ms - HOUR_MS).await?,
             errors: store.provider_errors(tenant, now_ms - DAY_MS).await?,
         })
