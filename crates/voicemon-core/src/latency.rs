@@ -1,6 +1,6 @@
 //! Latency components and the observations each event contributes to them.
 
-use crate::event::{Body, Event};
+use crate::event::{Body, Envelope, Event};
 use serde::Serialize;
 
 /// A latency the API answers for.
@@ -71,55 +71,114 @@ pub struct SeriesKey {
     pub model: String,
 }
 
-/// One latency value at one time for one series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub key: SeriesKey,
+/// A [`SeriesKey`] borrowed from an event. It hashes like the owned key (the same fields
+/// in the same order, `&str` hashing as `String` does), so a map keyed by `SeriesKey` can
+/// be searched with it and the owned key is built only for a series it does not hold yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeriesKeyRef<'a> {
+    pub tenant_id: &'a str,
+    pub component: Component,
+    pub source: Source,
+    /// Empty when the event named none.
+    pub agent_id: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
+impl<'a> SeriesKeyRef<'a> {
+    fn of(
+        envelope: &'a Envelope,
+        component: Component,
+        source: Source,
+        provider: &'a str,
+        model: Option<&'a str>,
+    ) -> SeriesKeyRef<'a> {
+        SeriesKeyRef {
+            tenant_id: &envelope.tenant_id,
+            component,
+            source,
+            agent_id: envelope.agent_id.as_deref().unwrap_or_default(),
+            provider,
+            model: model.unwrap_or_default(),
+        }
+    }
+
+    pub fn to_key(&self) -> SeriesKey {
+        SeriesKey {
+            tenant_id: self.tenant_id.to_owned(),
+            component: self.component,
+            source: self.source,
+            agent_id: self.agent_id.to_owned(),
+            provider: self.provider.to_owned(),
+            model: self.model.to_owned(),
+        }
+    }
+
+    /// Whether `key` is this series.
+    pub fn is(&self, key: &SeriesKey) -> bool {
+        self.component == key.component
+            && self.source == key.source
+            && self.tenant_id == key.tenant_id
+            && self.agent_id == key.agent_id
+            && self.provider == key.provider
+            && self.model == key.model
+    }
+}
+
+/// One latency value at one time for one series, borrowed from its event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation<'a> {
+    pub key: SeriesKeyRef<'a>,
     pub timestamp_ms: i64,
     pub value_ms: f64,
 }
 
-/// The latency observations an event contributes (none for most types).
-pub fn observations(event: &Event) -> Vec<Observation> {
+/// The latency observations an event contributes (none for most types), without copying
+/// any of its text.
+pub fn observations(event: &Event) -> impl Iterator<Item = Observation<'_>> {
     let envelope = &event.envelope;
-    let make = |component, source, provider: &str, model: Option<&str>, value_ms| Observation {
-        key: SeriesKey {
-            tenant_id: envelope.tenant_id.clone(),
-            component,
-            source,
-            agent_id: envelope.agent_id.clone().unwrap_or_default(),
-            provider: provider.to_owned(),
-            model: model.unwrap_or_default().to_owned(),
-        },
-        timestamp_ms: envelope.timestamp_ms,
-        value_ms,
+    let make = |component, source, provider, model, value_ms| {
+        observation(envelope, SeriesKeyRef::of(envelope, component, source, provider, model), value_ms)
     };
-    match &event.body {
-        Body::TurnCompleted(turn) => [
-            (Component::TurnE2e, Some(turn.e2e_ms)),
-            (Component::Stt, turn.stt_ms),
-            (Component::Eou, turn.eou_ms),
-            (Component::LlmTtft, turn.llm_ttft_ms),
-            (Component::TtsTtfb, turn.tts_ttfb_ms),
-        ]
-        .into_iter()
-        .filter_map(|(component, value)| Some(make(component, Source::Turn, "", None, value?)))
-        .collect(),
-        Body::SttUsage(usage) => usage
-            .latency_ms
-            .map(|v| make(Component::Stt, Source::Usage, &usage.provider, usage.model.as_deref(), v))
-            .into_iter()
-            .collect(),
-        Body::LlmUsage(usage) => usage
-            .ttft_ms
-            .map(|v| make(Component::LlmTtft, Source::Usage, &usage.provider, Some(&usage.model), v))
-            .into_iter()
-            .collect(),
-        Body::TtsUsage(usage) => usage
-            .ttfb_ms
-            .map(|v| make(Component::TtsTtfb, Source::Usage, &usage.provider, usage.model.as_deref(), v))
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
-    }
+    let turn = |component, value| make(component, Source::Turn, "", None, value);
+    let found = match &event.body {
+        Body::TurnCompleted(t) => [
+            turn(Component::TurnE2e, Some(t.e2e_ms)),
+            turn(Component::Stt, t.stt_ms),
+            turn(Component::Eou, t.eou_ms),
+            turn(Component::LlmTtft, t.llm_ttft_ms),
+            turn(Component::TtsTtfb, t.tts_ttfb_ms),
+        ],
+        Body::SttUsage(u) => [
+            make(Component::Stt, Source::Usage, &u.provider, u.model.as_deref(), u.latency_ms),
+            None,
+            None,
+            None,
+            None,
+        ],
+        Body::LlmUsage(u) => [
+            make(Component::LlmTtft, Source::Usage, &u.provider, Some(&u.model), u.ttft_ms),
+            None,
+            None,
+            None,
+            None,
+        ],
+        Body::TtsUsage(u) => [
+            make(Component::TtsTtfb, Source::Usage, &u.provider, u.model.as_deref(), u.ttfb_ms),
+            None,
+            None,
+            None,
+            None,
+        ],
+        _ => [None; 5],
+    };
+    found.into_iter().flatten()
+}
+
+fn observation<'a>(
+    envelope: &Envelope,
+    key: SeriesKeyRef<'a>,
+    value_ms: Option<f64>,
+) -> Option<Observation<'a>> {
+    Some(Observation { key, timestamp_ms: envelope.timestamp_ms, value_ms: value_ms? })
 }

@@ -24,7 +24,7 @@ use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::minute_of;
 
-use crate::rollup::{in_key_order, ProviderDeltas, ProviderMinute, Rollups};
+use crate::rollup::{add_value, in_key_order, ProviderDeltas, ProviderMinute, Rollups};
 
 /// One call's totals from the usage lines and events folded so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct CallTotals {
 }
 
 impl CallTotals {
-    fn absorb(&mut self, other: CallTotals) {
+    pub(crate) fn absorb(&mut self, other: CallTotals) {
         self.first_ms = self.first_ms.min(other.first_ms);
         self.cost_nano += other.cost_nano;
         self.usage_lines += other.usage_lines;
@@ -149,8 +149,12 @@ impl Derived {
             _ => {}
         }
         for observation in observations(event) {
-            let minute = minute_of(observation.timestamp_ms);
-            self.rollups.entry((observation.key, minute)).or_default().add(observation.value_ms);
+            add_value(
+                &mut self.rollups,
+                observation.key,
+                minute_of(observation.timestamp_ms),
+                observation.value_ms,
+            );
         }
     }
 
@@ -226,7 +230,7 @@ impl Derived {
         self.encode_rollups_in(in_key_order(&self.rollups))
     }
 
-    fn encode_rollups_in(&self, rollups: Vec<(&(SeriesKey, i64), &LatencySketch)>) -> Vec<u8> {
+    fn encode_rollups_in<'a>(&'a self, rollups: Vec<(&'a (SeriesKey, i64), &'a LatencySketch)>) -> Vec<u8> {
         let mut out = Encoder::default();
         out.varint(FORMAT);
         out.varint(rollups.len() as u64);
@@ -346,15 +350,16 @@ const FORMAT: u64 = 1;
 #[error("unreadable derived-data journal row: {0}")]
 pub struct DecodeError(String);
 
-/// Writes varints and interned strings; the string table goes first in the output.
+/// Writes varints and interned strings; the string table goes first in the output. The
+/// strings are borrowed from what is encoded: interning one copies nothing.
 #[derive(Default)]
-struct Encoder {
-    strings: Vec<String>,
-    index: std::collections::HashMap<String, u64>,
+struct Encoder<'a> {
+    strings: Vec<&'a str>,
+    index: hashbrown::HashMap<&'a str, u64>,
     body: Vec<u8>,
 }
 
-impl Encoder {
+impl<'a> Encoder<'a> {
     fn varint(&mut self, value: u64) {
         put_varint(&mut self.body, value);
     }
@@ -363,11 +368,11 @@ impl Encoder {
         self.varint(((value << 1) ^ (value >> 63)) as u64);
     }
 
-    fn text(&mut self, text: &str) {
+    fn text(&mut self, text: &'a str) {
         let next = self.strings.len() as u64;
-        let id = *self.index.entry(text.to_owned()).or_insert_with(|| next);
+        let id = *self.index.entry(text).or_insert(next);
         if id == next {
-            self.strings.push(text.to_owned());
+            self.strings.push(text);
         }
         self.varint(id);
     }

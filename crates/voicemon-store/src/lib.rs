@@ -24,6 +24,7 @@
 //!   any arrival order; nothing here assumes events arrive in time order. An hour rollup
 //!   always equals the merge of its sixty minute rollups.
 
+pub mod call_ids;
 mod column;
 pub mod contract;
 pub mod delivery;

@@ -3,9 +3,10 @@
 //! backend upserts rows in one order (concurrent writers never deadlock on PostgreSQL).
 //! And which rollup table a latency read takes each part of its range from.
 
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::{Equivalent, HashMap};
+use std::collections::BTreeMap;
 use voicemon_core::event::ProviderRequest;
-use voicemon_core::latency::SeriesKey;
+use voicemon_core::latency::{SeriesKey, SeriesKeyRef};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{hour_of, minute_of, TimeRange, HOUR_MS};
 
@@ -50,6 +51,26 @@ impl ProviderDeltas {
 /// Latency rollups by series and period start. A hash map: batches fold into it many
 /// times a second; whoever writes rows takes them in key order with [`in_key_order`].
 pub type Rollups = HashMap<(SeriesKey, i64), LatencySketch>;
+
+/// A rollup key borrowed from an event: hashes like `(SeriesKey, i64)` (a tuple hashes
+/// its fields in order, as this derive does).
+#[derive(Hash)]
+struct BorrowedKey<'a>(SeriesKeyRef<'a>, i64);
+
+impl Equivalent<(SeriesKey, i64)> for BorrowedKey<'_> {
+    fn equivalent(&self, (key, start): &(SeriesKey, i64)) -> bool {
+        self.1 == *start && self.0.is(key)
+    }
+}
+
+/// Adds `value_ms` to the sketch of `key` starting at `start`; the owned key is built only
+/// when the rollups have no such sketch yet.
+pub fn add_value(rollups: &mut Rollups, key: SeriesKeyRef<'_>, start: i64, value_ms: f64) {
+    match rollups.get_mut(&BorrowedKey(key, start)) {
+        Some(sketch) => sketch.add(value_ms),
+        None => rollups.entry((key.to_key(), start)).or_default().add(value_ms),
+    }
+}
 
 /// Rollups in key order, so a backend upserts rows in one order (concurrent writers never
 /// deadlock on PostgreSQL, and SQLite's B-tree inserts stay local).
@@ -114,6 +135,41 @@ mod tests {
             .into_iter()
             .map(|(period, part)| (period, part.from_ms, part.to_ms))
             .collect()
+    }
+
+    #[test]
+    fn a_value_goes_into_the_sketch_of_its_series_and_start_whatever_key_built_it() {
+        use voicemon_core::latency::{Component, Source};
+        let series = |tenant_id, agent_id, model| SeriesKeyRef {
+            tenant_id,
+            component: Component::Stt,
+            source: Source::Usage,
+            agent_id,
+            provider: "deepgram",
+            model,
+        };
+        let mut rollups = Rollups::new();
+        add_value(&mut rollups, series("acme", "bot", "nova-3"), M, 100.0);
+        // Found by the borrowed key: the same sketch, not a second one.
+        add_value(&mut rollups, series("acme", "bot", "nova-3"), M, 200.0);
+        // Fields that differ, or that split text differently across fields, are other series.
+        add_value(&mut rollups, series("acme", "bot", "nova-2"), M, 300.0);
+        add_value(&mut rollups, series("acme", "botnova-3", ""), M, 300.0);
+        add_value(&mut rollups, series("acme", "bot", "nova-3"), 2 * M, 400.0);
+        assert_eq!(rollups.len(), 4, "one sketch a series and start");
+        let counts: BTreeMap<_, _> = rollups
+            .iter()
+            .map(|((key, start), sketch)| ((key.model.clone(), key.agent_id.clone(), *start), sketch.count()))
+            .collect();
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                (("".into(), "botnova-3".into(), M), 1),
+                (("nova-2".into(), "bot".into(), M), 1),
+                (("nova-3".into(), "bot".into(), M), 2),
+                (("nova-3".into(), "bot".into(), 2 * M), 1),
+            ])
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! and rollups at once take row locks in one order and never deadlock.
 
 use super::{at, map_error, PostgresStore};
+use crate::call_ids::CallIds;
 use crate::derived::{CallTotals, Derived, WorkerBeat};
 use crate::plan::{BreakerChangeRow, CallFields, Fact, HeartbeatRow, RequestRow, TurnRow, UsageRow};
 use crate::{IngestEvent, StoreError, WriteOutcome};
@@ -73,7 +74,7 @@ pub type Learned = Vec<((String, String), i64)>;
 /// Call row ids by (tenant, call id), remembered across batches so that the events of a
 /// live call cost no round trip. Rows are never deleted, so a remembered id stays right;
 /// ids are remembered only once the transaction that made them has committed.
-pub type CallCache = Arc<Mutex<HashMap<(String, String), i64>>>;
+pub type CallCache = Arc<Mutex<CallIds>>;
 
 /// Remembered call ids past which the cache starts again (it is only a cache).
 const MAX_KNOWN_CALLS: usize = 200_000;
@@ -147,30 +148,26 @@ async fn call_rows(
     tx: &Transaction<'_>,
     events: &[&IngestEvent],
     known_calls: &CallCache,
-) -> Result<(HashMap<(String, String), i64>, Learned), StoreError> {
+) -> Result<(CallIds, Learned), StoreError> {
     let wanted: std::collections::BTreeSet<(&str, &str)> = events
         .iter()
         .filter_map(|e| Some((e.event.envelope.tenant_id.as_str(), e.event.envelope.call_id.as_deref()?)))
         .collect();
-    let mut found = HashMap::with_capacity(wanted.len());
+    let mut found = CallIds::with_capacity(wanted.len());
     let mut missing = Vec::new();
     {
         let known = known_calls.lock().map_err(|_| StoreError::Internal("poisoned call cache".into()))?;
         for (tenant, call) in wanted {
-            let key = (tenant.to_owned(), call.to_owned());
-            match known.get(&key) {
-                Some(&id) => {
-                    found.insert(key, id);
-                }
-                None => missing.push(key),
+            match known.get(tenant, call) {
+                Some(id) => found.insert(tenant, call, id),
+                None => missing.push((tenant, call)),
             }
         }
     }
     if missing.is_empty() {
         return Ok((found, Learned::new()));
     }
-    let tenants: Vec<&str> = missing.iter().map(|k| k.0.as_str()).collect();
-    let ids: Vec<&str> = missing.iter().map(|k| k.1.as_str()).collect();
+    let (tenants, ids): (Vec<&str>, Vec<&str>) = missing.into_iter().unzip();
     let rows = query_cached(
         tx,
         "INSERT INTO calls (tenant_id, call_id) SELECT * FROM unnest($1::text[], $2::text[])
@@ -290,15 +287,12 @@ impl<'e> Batch<'e> {
     fn add(
         &mut self,
         ingest: &'e IngestEvent,
-        calls: &HashMap<(String, String), i64>,
+        calls: &CallIds,
         notes: &HashMap<(String, String), i64>,
     ) -> Option<i64> {
         let event = &ingest.event;
         let envelope = &event.envelope;
-        let call = envelope
-            .call_id
-            .as_ref()
-            .and_then(|call_id| calls.get(&(envelope.tenant_id.clone(), call_id.clone())).copied());
+        let call = envelope.call_id.as_ref().and_then(|call_id| calls.get(&envelope.tenant_id, call_id));
         let note = note_key(&ingest.costing).and_then(|key| notes.get(&key).copied());
         self.add_fact(&envelope.tenant_id, Fact::of(event, &ingest.costing), call, note);
         call

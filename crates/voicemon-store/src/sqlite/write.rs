@@ -12,6 +12,7 @@ use voicemon_core::access::event_key;
 use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
+use crate::call_ids::CallIds;
 use crate::derived::{CallTotals, Derived, KnownFirsts, WorkerBeat};
 use crate::pending::PendingDerived;
 use crate::plan::{note_of, Fact};
@@ -28,7 +29,7 @@ const MAX_PENDING: usize = 200_000;
 #[derive(Debug)]
 pub struct Writer {
     conn: Connection,
-    call_rows: HashMap<(String, String), i64>,
+    call_rows: CallIds,
     /// `cost_notes` ids by (price_ref, detail).
     cost_notes: HashMap<(String, String), i64>,
     /// Derived data of the commits not flushed yet, shared with the reads that merge it
@@ -65,7 +66,7 @@ impl Writer {
     pub fn new(conn: Connection, pending: Arc<PendingDerived>) -> Writer {
         Writer {
             conn,
-            call_rows: HashMap::new(),
+            call_rows: CallIds::default(),
             cost_notes: HashMap::new(),
             pending,
             firsts: KnownFirsts::default(),
@@ -319,12 +320,11 @@ fn cost_note(
 
 fn call_row(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<(String, String), i64>,
+    cache: &mut CallIds,
     tenant_id: &str,
     call_id: &str,
 ) -> rusqlite::Result<i64> {
-    let key = (tenant_id.to_owned(), call_id.to_owned());
-    if let Some(&row) = cache.get(&key) {
+    if let Some(row) = cache.get(tenant_id, call_id) {
         return Ok(row);
     }
     let row = tx
@@ -334,7 +334,7 @@ fn call_row(
              RETURNING id",
         )?
         .query_row([tenant_id, call_id], |row| row.get(0))?;
-    cache.insert(key, row);
+    cache.insert(tenant_id, call_id, row);
     Ok(row)
 }
 
