@@ -26,9 +26,11 @@ use voicemon_core::window::minute_of;
 
 use crate::rollup::{add_value, in_key_order, ProviderDeltas, ProviderMinute, Rollups};
 
-/// One call's totals from the usage lines and events folded so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One call's totals from the usage lines and events folded so far, and its tenant (so
+/// that a read of one tenant's costs merges only that tenant's pending totals).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallTotals {
+    pub tenant_id: String,
     /// The earliest event's time.
     pub first_ms: i64,
     pub cost_nano: i64,
@@ -37,7 +39,8 @@ pub struct CallTotals {
 }
 
 impl CallTotals {
-    pub(crate) fn absorb(&mut self, other: CallTotals) {
+    /// Folds in `other`, of the same call.
+    pub(crate) fn absorb(&mut self, other: &CallTotals) {
         self.first_ms = self.first_ms.min(other.first_ms);
         self.cost_nano += other.cost_nano;
         self.usage_lines += other.usage_lines;
@@ -117,19 +120,25 @@ impl Derived {
     pub fn add(&mut self, event: &Event, costing: &Costing, call: Option<i64>) {
         let at_ms = event.envelope.timestamp_ms;
         if let Some(call) = call {
-            let mut totals = CallTotals { first_ms: at_ms, cost_nano: 0, usage_lines: 0, unpriced_lines: 0 };
-            match costing {
-                Costing::NotUsage => {}
-                Costing::Priced(line) => {
-                    totals.usage_lines = 1;
-                    totals.cost_nano = line.cost.0;
+            let (cost_nano, usage_lines, unpriced_lines) = match costing {
+                Costing::NotUsage => (0, 0, 0),
+                Costing::Priced(line) => (line.cost.0, 1, 0),
+                Costing::Unpriced { .. } => (0, 1, 1),
+            };
+            match self.calls.get_mut(&call) {
+                Some(known) => {
+                    known.first_ms = known.first_ms.min(at_ms);
+                    known.cost_nano += cost_nano;
+                    known.usage_lines += usage_lines;
+                    known.unpriced_lines += unpriced_lines;
                 }
-                Costing::Unpriced { .. } => {
-                    totals.usage_lines = 1;
-                    totals.unpriced_lines = 1;
+                None => {
+                    let tenant_id = event.envelope.tenant_id.clone();
+                    let totals =
+                        CallTotals { tenant_id, first_ms: at_ms, cost_nano, usage_lines, unpriced_lines };
+                    self.calls.insert(call, totals);
                 }
             }
-            self.add_call(call, totals);
         }
         match &event.body {
             Body::ProviderRequest(request) => self.providers.add(&event.envelope.tenant_id, at_ms, request),
@@ -160,7 +169,7 @@ impl Derived {
 
     fn add_call(&mut self, call: i64, totals: CallTotals) {
         match self.calls.get_mut(&call) {
-            Some(known) => known.absorb(totals),
+            Some(known) => known.absorb(&totals),
             None => {
                 self.calls.insert(call, totals);
             }
@@ -264,8 +273,9 @@ impl Derived {
         }
         out.varint(self.calls.len() as u64);
         for (call, totals) in &self.calls {
-            for value in [*call, totals.first_ms, totals.cost_nano, totals.usage_lines, totals.unpriced_lines]
-            {
+            out.signed(*call);
+            out.text(&totals.tenant_id);
+            for value in [totals.first_ms, totals.cost_nano, totals.usage_lines, totals.unpriced_lines] {
                 out.signed(value);
             }
         }
@@ -284,7 +294,8 @@ impl Derived {
     /// Reads what [`Derived::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<Derived, DecodeError> {
         let mut input = Decoder::new(bytes)?;
-        if input.varint()? != FORMAT {
+        let format = input.varint()?;
+        if !(1..=FORMAT).contains(&format) {
             return Err(DecodeError("unknown journal format".into()));
         }
         let mut derived = Derived::default();
@@ -317,7 +328,11 @@ impl Derived {
         }
         for _ in 0..input.varint()? {
             let call = input.signed()?;
+            // Format 1 (before 2026-12) kept no tenant: such rows are folded and flushed at
+            // start, before any read.
+            let tenant_id = if format == 1 { String::new() } else { input.text()? };
             let totals = CallTotals {
+                tenant_id,
                 first_ms: input.signed()?,
                 cost_nano: input.signed()?,
                 usage_lines: input.signed()?,
@@ -342,8 +357,8 @@ impl Derived {
     }
 }
 
-/// The journal body's format version.
-const FORMAT: u64 = 1;
+/// The journal body's format version: 2 gives each call's tenant; 1 is still read.
+const FORMAT: u64 = 2;
 
 /// A journal row that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -535,7 +550,7 @@ mod tests {
     #[test]
     fn what_events_add_is_counted_per_call_provider_worker_and_series() {
         let derived = all_at_once();
-        let totals = derived.calls[&7];
+        let totals = &derived.calls[&7];
         assert_eq!((totals.first_ms, totals.usage_lines, totals.unpriced_lines), (NOW_MS - 540_000, 2, 1));
         assert!(totals.cost_nano > 0, "gpt-4o is priced: {totals:?}");
         assert_eq!(
@@ -549,6 +564,23 @@ mod tests {
         // e2e and stt of the turn, TTFT of the priced LLM line.
         assert_eq!(derived.rollups.len(), 3);
         assert_eq!(derived.len(), 3 + 2 + 2 + 1 + 1);
+    }
+
+    #[test]
+    fn a_journal_row_of_format_1_still_reads_back_its_calls_without_a_tenant() {
+        // No strings; format 1; no rollups, provider minutes or errors; call 7 (first 5,
+        // cost 3, one line, none unpriced), zigzag-encoded; no workers.
+        let row = [0, 1, 0, 0, 0, 1, 14, 10, 6, 2, 0, 0];
+        let decoded = Derived::decode(&row).expect("it decodes");
+        let totals = CallTotals {
+            tenant_id: String::new(),
+            first_ms: 5,
+            cost_nano: 3,
+            usage_lines: 1,
+            unpriced_lines: 0,
+        };
+        assert_eq!(decoded.calls, BTreeMap::from([(7, totals)]));
+        assert!(Derived::decode(&[0, 3, 0, 0, 0, 0, 0]).is_err(), "a later format is refused");
     }
 
     #[test]
@@ -569,7 +601,13 @@ mod tests {
 
     #[test]
     fn a_flush_writes_only_first_times_earlier_than_the_known_ones() {
-        let totals = |first_ms| CallTotals { first_ms, cost_nano: 0, usage_lines: 0, unpriced_lines: 0 };
+        let totals = |first_ms| CallTotals {
+            tenant_id: "acme".into(),
+            first_ms,
+            cost_nano: 0,
+            usage_lines: 0,
+            unpriced_lines: 0,
+        };
         let firsts = KnownFirsts::default();
         let calls: BTreeMap<i64, CallTotals> = [(1, totals(500)), (2, totals(700))].into();
         assert_eq!(firsts.moving(&calls), [(1, 500), (2, 700)], "nothing known: every call is written");

@@ -18,7 +18,7 @@ use voicemon_core::latency::{Component, SeriesKey, Source};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::{hour_of, TimeRange};
 
-use crate::derived::{Derived, WorkerBeat};
+use crate::derived::{CallTotals, Derived, WorkerBeat};
 use crate::rollup::{read_plan, Period, ProviderDeltas};
 use crate::{LatencyFilter, ProviderErrorCount, ProviderMinuteRow, Resolution, WorkerRow};
 
@@ -168,6 +168,20 @@ impl PendingDerived {
             (!deltas.minutes.is_empty() || !deltas.errors.is_empty()).then_some(deltas)
         })
     }
+
+    /// Copies of the pending call totals of `tenant` (or of every tenant), for the cost
+    /// reads that merge them.
+    pub fn calls(&self, tenant: Option<&str>) -> Unflushed<CallRows> {
+        self.unflushed(|derived| {
+            let calls: CallRows = derived
+                .calls
+                .iter()
+                .filter(|(_, totals)| tenant.is_none_or(|wanted| wanted == totals.tenant_id))
+                .map(cloned)
+                .collect();
+            (!calls.is_empty()).then_some(calls)
+        })
+    }
 }
 
 fn cloned<K: Clone, V: Clone>((key, value): (&K, &V)) -> (K, V) {
@@ -238,6 +252,9 @@ pub fn overlay_workers(rows: Vec<WorkerRow>, pending: Vec<((String, String), Wor
     }
     latest.into_values().collect()
 }
+
+/// Call totals by call row id: what flushes add to each call's first time and cost.
+pub type CallRows = BTreeMap<i64, CallTotals>;
 
 /// Minute latency rollups: series, minute, sketch.
 pub type LatencyRows = Vec<(SeriesKey, i64, LatencySketch)>;
@@ -312,6 +329,23 @@ impl Unflushed<LatencyRows> {
             merged.entry((key.tenant_id.clone(), provider)).or_default().merge(sketch);
         }
         merged.into_iter().map(|((tenant, provider), sketch)| (tenant, provider, sketch)).collect()
+    }
+}
+
+impl Unflushed<CallRows> {
+    /// The totals of the parts in `present`, summed by call (the earliest first time):
+    /// what the flushes to come add to each call row.
+    pub fn totals(&self, present: &[i64]) -> CallRows {
+        let mut all = CallRows::new();
+        for (call, totals) in self.merged(present).flatten() {
+            match all.get_mut(call) {
+                Some(known) => known.absorb(totals),
+                None => {
+                    all.insert(*call, totals.clone());
+                }
+            }
+        }
+        all
     }
 }
 

@@ -4,6 +4,7 @@ use super::read::query_range;
 use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
 use crate::column::Stored;
+use crate::pending::CallRows;
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -97,19 +98,94 @@ pub async fn call_tenants(client: &Client, call: CallRef, limit: usize) -> Resul
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// The calls of a cost read: those whose first event falls in the range ($1, $2) once the
+/// call totals not flushed yet ($3 – $7, [`PendingCalls`]) are merged, with their merged
+/// first time and totals. `{tenant}` marks where the tenant clause goes ($8).
+/// [`merged_calls`] puts it before the query that reads `merged`.
+const MERGED_CALLS: &str = "
+    WITH pending AS (
+        SELECT * FROM unnest($3::bigint[], $4::timestamptz[], $5::bigint[], $6::integer[], $7::integer[])
+            AS p (id, first_at, cost_nano, usage_lines, unpriced_lines)),
+    wanted AS (
+        SELECT id FROM calls WHERE first_at >= $1 AND first_at < $2 {tenant}
+        UNION SELECT id FROM pending WHERE first_at >= $1 AND first_at < $2),
+    merged AS (
+        SELECT c.id, c.tenant_id, c.call_id, c.duration_s, least(c.first_at, p.first_at) AS first_at,
+               c.cost_nano + coalesce(p.cost_nano, 0) AS cost_nano,
+               c.usage_lines + coalesce(p.usage_lines, 0) AS usage_lines,
+               c.unpriced_lines + coalesce(p.unpriced_lines, 0) AS unpriced_lines
+        FROM wanted JOIN calls c ON c.id = wanted.id LEFT JOIN pending p ON p.id = c.id
+        WHERE true {tenant})
+    ";
+
+/// [`MERGED_CALLS`] when nothing is pending: the calls' own rows ($1, $2; tenant $3).
+const FLUSHED_CALLS: &str = "
+    WITH merged AS (
+        SELECT id, tenant_id, call_id, duration_s, first_at, cost_nano, usage_lines, unpriced_lines
+        FROM calls WHERE first_at >= $1 AND first_at < $2 {tenant})
+    ";
+
+/// The call totals not flushed yet, as the arrays [`MERGED_CALLS`] takes.
+#[derive(Debug, Default)]
+pub struct PendingCalls {
+    ids: Vec<i64>,
+    firsts: Vec<DateTime<Utc>>,
+    costs: Vec<i64>,
+    lines: Vec<i32>,
+    unpriced: Vec<i32>,
+}
+
+impl PendingCalls {
+    pub fn of(totals: &CallRows) -> PendingCalls {
+        let mut calls = PendingCalls::default();
+        for (call, t) in totals {
+            calls.ids.push(*call);
+            calls.firsts.push(at(t.first_ms));
+            calls.costs.push(t.cost_nano);
+            calls.lines.push(i32::try_from(t.usage_lines).unwrap_or(i32::MAX));
+            calls.unpriced.push(i32::try_from(t.unpriced_lines).unwrap_or(i32::MAX));
+        }
+        calls
+    }
+}
+
+/// Runs `select` (which reads the CTE `merged`) over the calls of `range`, `pending`
+/// merged ([`MERGED_CALLS`]; [`FLUSHED_CALLS`] when none is), for `tenant` or all.
+async fn merged_calls(
+    client: &Client,
+    select: &str,
+    range: TimeRange,
+    tenant: Option<&str>,
+    pending: &PendingCalls,
+) -> Result<Vec<Row>, Error> {
+    let (from, to) = (at(range.from_ms), at(range.to_ms));
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&from, &to];
+    let calls = if pending.ids.is_empty() {
+        FLUSHED_CALLS
+    } else {
+        params.push(&pending.ids);
+        params.push(&pending.firsts);
+        params.push(&pending.costs);
+        params.push(&pending.lines);
+        params.push(&pending.unpriced);
+        MERGED_CALLS
+    };
+    let sql = scoped(&format!("{calls} {select}"), "tenant_id", tenant, params.len());
+    if let Some(tenant) = &tenant {
+        params.push(tenant);
+    }
+    client.query(&sql, &params).await
+}
+
 pub async fn call_costs(
     client: &Client,
     tenant: Option<String>,
     range: TimeRange,
+    pending: PendingCalls,
 ) -> Result<Vec<CallCostTotal>, Error> {
-    let sql = scoped(
-        "SELECT call_id, first_at, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id FROM calls
-         WHERE first_at >= $1 AND first_at < $2 {tenant}",
-        "tenant_id",
-        tenant.as_deref(),
-        2,
-    );
-    let rows = query_range(client, &sql, range, tenant.as_deref()).await?;
+    let select = "SELECT call_id, first_at, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id
+         FROM merged WHERE first_at >= $1 AND first_at < $2";
+    let rows = merged_calls(client, select, range, tenant.as_deref(), &pending).await?;
     Ok(rows
         .iter()
         .map(|row| CallCostTotal {
@@ -129,6 +205,7 @@ pub async fn cost_breakdown(
     tenant: Option<String>,
     range: TimeRange,
     group: CostGroup,
+    pending: PendingCalls,
 ) -> Result<Vec<CostGroupRow>, Error> {
     let key = match group {
         CostGroup::Provider => "u.provider",
@@ -136,19 +213,14 @@ pub async fn cost_breakdown(
         CostGroup::Model => "coalesce(u.model, '')",
         CostGroup::Day => "(floor(extract(epoch FROM c.first_at) / 86400) * 86400000)::bigint::text",
     };
-    let sql = scoped(
-        &format!(
-            "SELECT ({key}) COLLATE \"C\" AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*),
-                    count(*) - count(u.cost_nano)
-             FROM calls c JOIN usage u ON u.call = c.id
-             WHERE c.first_at >= $1 AND c.first_at < $2 {{tenant}}
-             GROUP BY k ORDER BY k"
-        ),
-        "c.tenant_id",
-        tenant.as_deref(),
-        2,
+    let select = format!(
+        "SELECT ({key}) COLLATE \"C\" AS k, coalesce(sum(u.cost_nano), 0)::bigint, count(*),
+                count(*) - count(u.cost_nano)
+         FROM merged c JOIN usage u ON u.call = c.id
+         WHERE c.first_at >= $1 AND c.first_at < $2
+         GROUP BY k ORDER BY k"
     );
-    let rows = query_range(client, &sql, range, tenant.as_deref()).await?;
+    let rows = merged_calls(client, &select, range, tenant.as_deref(), &pending).await?;
     Ok(rows
         .iter()
         .map(|row| CostGroupRow {

@@ -195,6 +195,31 @@ impl PostgresStore {
         .await
     }
 
+    /// Runs a cost read with the call totals not flushed yet for it to merge
+    /// ([`cost::PendingCalls`]), in one snapshot: the read waits for no flush, only for the
+    /// group commits under way when it began (so that it never sees their raw facts —
+    /// usage lines — without their call totals).
+    async fn read_merging_calls<T>(
+        &self,
+        tenant: Option<&str>,
+        work: impl for<'c> FnOnce(&'c Object, cost::PendingCalls) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>
+            + Send
+            + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+    {
+        self.derived.settle().await;
+        let unflushed = self.derived.pending.calls(tenant);
+        self.read(move |client| {
+            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
+                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
+                work(client, cost::PendingCalls::of(&unflushed.totals(&present))).await
+            }))
+        })
+        .await
+    }
+
     /// Runs `work` in one transaction on a pooled connection.
     async fn transaction<T>(
         &self,
@@ -487,9 +512,11 @@ impl CostStore for PostgresStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<CallCostTotal>, StoreError> {
-        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
-        self.read(move |client| Box::pin(cost::call_costs(client, tenant, range))).await
+        self.read_merging_calls(tenant_id, move |client, pending| {
+            Box::pin(cost::call_costs(client, tenant, range, pending))
+        })
+        .await
     }
 
     async fn cost_breakdown(
@@ -498,9 +525,11 @@ impl CostStore for PostgresStore {
         range: TimeRange,
         group: CostGroup,
     ) -> Result<Vec<CostGroupRow>, StoreError> {
-        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
-        self.read(move |client| Box::pin(cost::cost_breakdown(client, tenant, range, group))).await
+        self.read_merging_calls(tenant_id, move |client, pending| {
+            Box::pin(cost::cost_breakdown(client, tenant, range, group, pending))
+        })
+        .await
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::write::{CostColumns, Writer};
 use crate::column::Stored;
+use crate::pending::CallRows;
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, UsageLine};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
@@ -92,15 +93,70 @@ pub fn call_tenants(conn: &Connection, call: &CallRef, limit: usize) -> rusqlite
     tenants
 }
 
+/// The calls of a cost read: those whose first event falls in the range once the call
+/// totals not flushed yet (`temp.pending_calls`, [`stage_pending_calls`]) are merged, with
+/// their merged first time and totals. `{tenant}` marks where the tenant clause goes.
+const MERGED_CALLS: &str = "
+    WITH wanted(id) AS (
+        SELECT id FROM calls WHERE first_ms >= ?1 AND first_ms < ?2 {tenant}
+        UNION SELECT id FROM temp.pending_calls WHERE first_ms >= ?1 AND first_ms < ?2),
+    merged AS (
+        SELECT c.id, c.tenant_id, c.call_id, c.duration_s,
+               min(coalesce(c.first_ms, p.first_ms), coalesce(p.first_ms, c.first_ms)) AS first_ms,
+               c.cost_nano + coalesce(p.cost_nano, 0) AS cost_nano,
+               c.usage_lines + coalesce(p.usage_lines, 0) AS usage_lines,
+               c.unpriced_lines + coalesce(p.unpriced_lines, 0) AS unpriced_lines
+        FROM wanted JOIN calls c ON c.id = wanted.id LEFT JOIN temp.pending_calls p ON p.id = c.id
+        WHERE 1 {tenant})
+    ";
+
+/// [`MERGED_CALLS`] when nothing is pending: the calls' own rows.
+const FLUSHED_CALLS: &str = "
+    WITH merged AS (
+        SELECT id, tenant_id, call_id, duration_s, first_ms, cost_nano, usage_lines, unpriced_lines
+        FROM calls WHERE first_ms >= ?1 AND first_ms < ?2 {tenant})
+    ";
+
+/// The calls a cost read takes: [`MERGED_CALLS`], or [`FLUSHED_CALLS`] when `pending` is
+/// empty.
+fn calls_cte(pending: bool) -> &'static str {
+    if pending {
+        MERGED_CALLS
+    } else {
+        FLUSHED_CALLS
+    }
+}
+
+/// Puts `totals` in this connection's `temp.pending_calls`, which the cost reads merge
+/// ([`MERGED_CALLS`]): what the flushes to come add to each call. In the read's snapshot.
+pub fn stage_pending_calls(conn: &Connection, totals: &CallRows) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS pending_calls (id INTEGER PRIMARY KEY, first_ms INTEGER NOT NULL,
+           cost_nano INTEGER NOT NULL, usage_lines INTEGER NOT NULL, unpriced_lines INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS temp.pending_calls_by_first ON pending_calls (first_ms);
+         DELETE FROM temp.pending_calls;",
+    )?;
+    let mut insert = conn.prepare_cached("INSERT INTO temp.pending_calls VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for (call, t) in totals {
+        insert.execute([*call, t.first_ms, t.cost_nano, t.usage_lines, t.unpriced_lines])?;
+    }
+    Ok(())
+}
+
+/// Cost totals of the calls whose first event falls in `range`, the call totals staged in
+/// `temp.pending_calls` merged when `pending`.
 pub fn call_costs(
     conn: &Connection,
     tenant_id: Option<&str>,
     range: TimeRange,
+    pending: bool,
 ) -> rusqlite::Result<Vec<CallCostTotal>> {
-    let sql =
-        "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id FROM calls
-               WHERE first_ms >= ?1 AND first_ms < ?2";
-    calls_in_range(conn, sql, "tenant_id", tenant_id, range, |row| {
+    let sql = format!(
+        "{} SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id
+         FROM merged WHERE first_ms >= ?1 AND first_ms < ?2",
+        calls_cte(pending)
+    );
+    calls_in_range(conn, &sql, "tenant_id", tenant_id, range, |row| {
         Ok(CallCostTotal {
             call_id: row.get(0)?,
             first_ms: row.get(1)?,
@@ -135,11 +191,14 @@ fn calls_in_range<T>(
     rows
 }
 
+/// The usage cost of the calls whose first event falls in `range`, by `group`, the call
+/// totals staged in `temp.pending_calls` merged when `pending`.
 pub fn cost_breakdown(
     conn: &Connection,
     tenant_id: Option<&str>,
     range: TimeRange,
     group: CostGroup,
+    pending: bool,
 ) -> rusqlite::Result<Vec<CostGroupRow>> {
     let key = match group {
         CostGroup::Provider => "u.provider",
@@ -148,12 +207,13 @@ pub fn cost_breakdown(
         CostGroup::Day => "CAST((c.first_ms / 86400000) * 86400000 AS TEXT)",
     };
     let sql = format!(
-        "SELECT {key} AS k, coalesce(sum(u.cost_nano), 0), count(*), count(*) - count(u.cost_nano)
-         FROM calls c JOIN usage u ON u.call = c.id
-         WHERE c.first_ms >= ?1 AND c.first_ms < ?2 {{tenant}}
-         GROUP BY k ORDER BY k"
+        "{} SELECT {key} AS k, coalesce(sum(u.cost_nano), 0), count(*), count(*) - count(u.cost_nano)
+         FROM merged c JOIN usage u ON u.call = c.id
+         WHERE c.first_ms >= ?1 AND c.first_ms < ?2
+         GROUP BY k ORDER BY k",
+        calls_cte(pending)
     );
-    calls_in_range(conn, &sql, "c.tenant_id", tenant_id, range, |row| {
+    calls_in_range(conn, &sql, "tenant_id", tenant_id, range, |row| {
         Ok(CostGroupRow {
             key: row.get(0)?,
             cost_nano: row.get(1)?,

@@ -210,6 +210,31 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs a cost read with the call totals of `tenant_id` (or every tenant) not flushed
+    /// yet staged for it to merge ([`cost::stage_pending_calls`]; `work` is told whether
+    /// any are), in one snapshot: the read waits for no flush.
+    async fn read_merging_calls<T>(
+        &self,
+        tenant_id: Option<&str>,
+        work: impl FnOnce(&Connection, bool) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+    {
+        let unflushed = self.unflushed.calls(tenant_id);
+        self.read(move |conn| {
+            read::in_snapshot(conn, !unflushed.is_empty(), || {
+                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+                let totals = unflushed.totals(&present);
+                if !totals.is_empty() {
+                    cost::stage_pending_calls(conn, &totals)?;
+                }
+                work(conn, !totals.is_empty())
+            })
+        })
+        .await
+    }
+
     /// [`SqliteStore::read`] after flushing pending derived data, so the answer counts
     /// every event acknowledged so far.
     async fn read_fresh<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -443,8 +468,11 @@ impl CostStore for SqliteStore {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<CallCostTotal>, StoreError> {
-        let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| cost::call_costs(conn, tenant_id.as_deref(), range)).await
+        let tenant = tenant_id.map(str::to_owned);
+        self.read_merging_calls(tenant_id, move |conn, pending| {
+            cost::call_costs(conn, tenant.as_deref(), range, pending)
+        })
+        .await
     }
 
     async fn cost_breakdown(
@@ -453,8 +481,11 @@ impl CostStore for SqliteStore {
         range: TimeRange,
         group: CostGroup,
     ) -> Result<Vec<CostGroupRow>, StoreError> {
-        let tenant_id = tenant_id.map(str::to_owned);
-        self.read_fresh(move |conn| cost::cost_breakdown(conn, tenant_id.as_deref(), range, group)).await
+        let tenant = tenant_id.map(str::to_owned);
+        self.read_merging_calls(tenant_id, move |conn, pending| {
+            cost::cost_breakdown(conn, tenant.as_deref(), range, group, pending)
+        })
+        .await
     }
 }
 

@@ -430,3 +430,93 @@ async fn repricing(store: Arc<dyn Store>) -> Transcript {
     );
     t
 }
+
+#[tokio::test]
+async fn cost_reads_merge_unflushed_call_totals_with_flushed_ones_without_flushing() {
+    on_both_backends(cost_half_flushed).await;
+}
+
+/// The first batch flushed, the second pending. Pending usage adds to a flushed call's
+/// totals (c1), moves a call's first event into the hour (c2) or out of it (c3), and makes
+/// a call of its own (c4, and globex's g1). The cost reads merge all of it, flush
+/// nothing, and answer the same once all is flushed.
+async fn cost_half_flushed(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let mini = |id: &str, tenant: &str, call: &str, at_ms: i64| {
+        let fields = json!({"call_id": call, "provider": "openai", "model": "gpt-4o-mini",
+            "input_tokens": 1000, "output_tokens": 100});
+        event("llm.usage", id, tenant, at_ms, fields)
+    };
+    let voice = |id: &str, call: &str, at_ms: i64| {
+        let fields = json!({"call_id": call, "provider": "cartesia", "model": "sonic-2", "characters": 300});
+        event("tts.usage", id, "acme", at_ms, fields)
+    };
+    let first = [
+        mini("f1", "acme", "c1", at(10, 5)),
+        mini("f2", "acme", "c2", at(11, 10)),
+        mini("f3", "acme", "c3", at(10, 30)),
+    ];
+    let second = [
+        voice("s1", "c1", at(10, 20)),
+        mini("s2", "acme", "c2", at(10, 40)),
+        mini("s3", "acme", "c3", at(9, 50)),
+        voice("s4", "c4", at(10, 50)),
+        mini("s5", "globex", "g1", at(10, 15)),
+    ];
+    let (line, tts) = (nanos(&first[0]), nanos(&second[0]));
+    store.write_batch(first.to_vec()).await.expect("stored");
+    t.check("the first batch is flushed", store.flush_derived().await.expect("flushed") > 0, true);
+    store.write_batch(second.to_vec()).await.expect("stored");
+
+    let hour = range(at(10, 0), at(11, 0));
+    let answers = || async {
+        let mut totals: Vec<_> = store
+            .call_costs(None, hour)
+            .await
+            .expect("call costs read")
+            .into_iter()
+            .map(|c| (c.tenant_id, c.call_id, c.first_ms, c.cost_nano, c.usage_lines))
+            .collect();
+        totals.sort();
+        let mut acme: Vec<_> = store
+            .call_costs(Some("acme"), hour)
+            .await
+            .expect("call costs read")
+            .into_iter()
+            .map(|c| c.call_id)
+            .collect();
+        acme.sort();
+        (
+            totals,
+            acme,
+            store.cost_breakdown(Some("acme"), hour, CostGroup::Component).await.expect("read"),
+            store.cost_breakdown(None, hour, CostGroup::Day).await.expect("read"),
+        )
+    };
+    let before = answers().await;
+    t.check(
+        "totals: pending lines added, first times moved in and out of the hour, new calls",
+        before.0.clone(),
+        vec![
+            ("acme".into(), "c1".into(), at(10, 5), line + tts, 2),
+            ("acme".into(), "c2".into(), at(10, 40), 2 * line, 2),
+            ("acme".into(), "c4".into(), at(10, 50), tts, 1),
+            ("globex".into(), "g1".into(), at(10, 15), line, 1),
+        ],
+    );
+    t.check("one tenant's calls only", before.1.clone(), vec!["c1".to_owned(), "c2".into(), "c4".into()]);
+    t.check(
+        "the lines of the calls whose merged first event is in the hour",
+        before.2.clone(),
+        vec![row("llm", 3 * line, 3, 0), row("tts", 2 * tts, 2, 0)],
+    );
+    t.check(
+        "by day, every tenant",
+        before.3.clone(),
+        vec![row(&TODAY_MS.to_string(), 4 * line + 2 * tts, 6, 0)],
+    );
+    let flushed = store.flush_derived().await.expect("flushed");
+    t.check("the reads flushed nothing", flushed > 0, true);
+    t.check("the same answers after the flush", answers().await, before);
+    t
+}
