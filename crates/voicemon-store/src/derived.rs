@@ -26,11 +26,9 @@ use voicemon_core::window::minute_of;
 
 use crate::rollup::{add_value, in_key_order, ProviderDeltas, ProviderMinute, Rollups};
 
-/// One call's totals from the usage lines and events folded so far, and its tenant (so
-/// that a read of one tenant's costs merges only that tenant's pending totals).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One call's totals from the usage lines and events folded so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallTotals {
-    pub tenant_id: String,
     /// The earliest event's time.
     pub first_ms: i64,
     pub cost_nano: i64,
@@ -40,12 +38,20 @@ pub struct CallTotals {
 
 impl CallTotals {
     /// Folds in `other`, of the same call.
-    pub(crate) fn absorb(&mut self, other: &CallTotals) {
+    pub(crate) fn absorb(&mut self, other: CallTotals) {
         self.first_ms = self.first_ms.min(other.first_ms);
         self.cost_nano += other.cost_nano;
         self.usage_lines += other.usage_lines;
         self.unpriced_lines += other.unpriced_lines;
     }
+}
+
+/// A call's totals and its tenant (so that a read of one tenant's costs merges only that
+/// tenant's pending totals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEntry {
+    pub tenant_id: String,
+    pub totals: CallTotals,
 }
 
 /// The first-event time of call rows as the store holds them, or a later one (it only
@@ -69,12 +75,12 @@ impl KnownFirsts {
     }
 
     /// (call, first time) of the calls in `calls` whose stored first time may be later.
-    pub fn moving(&self, calls: &BTreeMap<i64, CallTotals>) -> Vec<(i64, i64)> {
+    pub fn moving(&self, calls: &BTreeMap<i64, CallEntry>) -> Vec<(i64, i64)> {
         let known = self.known();
         calls
             .iter()
-            .filter(|(call, totals)| known.get(call).is_none_or(|&stored| totals.first_ms < stored))
-            .map(|(call, totals)| (*call, totals.first_ms))
+            .filter(|(call, entry)| known.get(call).is_none_or(|&stored| entry.totals.first_ms < stored))
+            .map(|(call, entry)| (*call, entry.totals.first_ms))
             .collect()
     }
 
@@ -110,7 +116,7 @@ pub struct Derived {
     pub rollups: Rollups,
     pub providers: ProviderDeltas,
     /// By call row id.
-    pub calls: BTreeMap<i64, CallTotals>,
+    pub calls: BTreeMap<i64, CallEntry>,
     /// By (tenant, worker): the latest heartbeat; of two at the same time, the later stored.
     pub workers: BTreeMap<(String, String), WorkerBeat>,
 }
@@ -125,18 +131,12 @@ impl Derived {
                 Costing::Priced(line) => (line.cost.0, 1, 0),
                 Costing::Unpriced { .. } => (0, 1, 1),
             };
+            let totals = CallTotals { first_ms: at_ms, cost_nano, usage_lines, unpriced_lines };
             match self.calls.get_mut(&call) {
-                Some(known) => {
-                    known.first_ms = known.first_ms.min(at_ms);
-                    known.cost_nano += cost_nano;
-                    known.usage_lines += usage_lines;
-                    known.unpriced_lines += unpriced_lines;
-                }
+                Some(known) => known.totals.absorb(totals),
                 None => {
                     let tenant_id = event.envelope.tenant_id.clone();
-                    let totals =
-                        CallTotals { tenant_id, first_ms: at_ms, cost_nano, usage_lines, unpriced_lines };
-                    self.calls.insert(call, totals);
+                    self.calls.insert(call, CallEntry { tenant_id, totals });
                 }
             }
         }
@@ -167,11 +167,11 @@ impl Derived {
         }
     }
 
-    fn add_call(&mut self, call: i64, totals: CallTotals) {
+    fn add_call(&mut self, call: i64, entry: CallEntry) {
         match self.calls.get_mut(&call) {
-            Some(known) => known.absorb(&totals),
+            Some(known) => known.totals.absorb(entry.totals),
             None => {
-                self.calls.insert(call, totals);
+                self.calls.insert(call, entry);
             }
         }
     }
@@ -272,9 +272,9 @@ impl Derived {
             out.signed(*count);
         }
         out.varint(self.calls.len() as u64);
-        for (call, totals) in &self.calls {
+        for (call, CallEntry { tenant_id, totals }) in &self.calls {
             out.signed(*call);
-            out.text(&totals.tenant_id);
+            out.text(tenant_id);
             for value in [totals.first_ms, totals.cost_nano, totals.usage_lines, totals.unpriced_lines] {
                 out.signed(value);
             }
@@ -332,13 +332,12 @@ impl Derived {
             // start, before any read.
             let tenant_id = if format == 1 { String::new() } else { input.text()? };
             let totals = CallTotals {
-                tenant_id,
                 first_ms: input.signed()?,
                 cost_nano: input.signed()?,
                 usage_lines: input.signed()?,
                 unpriced_lines: input.signed()?,
             };
-            derived.calls.insert(call, totals);
+            derived.calls.insert(call, CallEntry { tenant_id, totals });
         }
         for _ in 0..input.varint()? {
             let key = (input.text()?, input.text()?);
@@ -550,7 +549,7 @@ mod tests {
     #[test]
     fn what_events_add_is_counted_per_call_provider_worker_and_series() {
         let derived = all_at_once();
-        let totals = &derived.calls[&7];
+        let totals = derived.calls[&7].totals;
         assert_eq!((totals.first_ms, totals.usage_lines, totals.unpriced_lines), (NOW_MS - 540_000, 2, 1));
         assert!(totals.cost_nano > 0, "gpt-4o is priced: {totals:?}");
         assert_eq!(
@@ -572,14 +571,8 @@ mod tests {
         // cost 3, one line, none unpriced), zigzag-encoded; no workers.
         let row = [0, 1, 0, 0, 0, 1, 14, 10, 6, 2, 0, 0];
         let decoded = Derived::decode(&row).expect("it decodes");
-        let totals = CallTotals {
-            tenant_id: String::new(),
-            first_ms: 5,
-            cost_nano: 3,
-            usage_lines: 1,
-            unpriced_lines: 0,
-        };
-        assert_eq!(decoded.calls, BTreeMap::from([(7, totals)]));
+        let totals = CallTotals { first_ms: 5, cost_nano: 3, usage_lines: 1, unpriced_lines: 0 };
+        assert_eq!(decoded.calls, BTreeMap::from([(7, CallEntry { tenant_id: String::new(), totals })]));
         assert!(Derived::decode(&[0, 3, 0, 0, 0, 0, 0]).is_err(), "a later format is refused");
     }
 
@@ -601,18 +594,15 @@ mod tests {
 
     #[test]
     fn a_flush_writes_only_first_times_earlier_than_the_known_ones() {
-        let totals = |first_ms| CallTotals {
+        let totals = |first_ms| CallEntry {
             tenant_id: "acme".into(),
-            first_ms,
-            cost_nano: 0,
-            usage_lines: 0,
-            unpriced_lines: 0,
+            totals: CallTotals { first_ms, cost_nano: 0, usage_lines: 0, unpriced_lines: 0 },
         };
         let firsts = KnownFirsts::default();
-        let calls: BTreeMap<i64, CallTotals> = [(1, totals(500)), (2, totals(700))].into();
+        let calls: BTreeMap<i64, CallEntry> = [(1, totals(500)), (2, totals(700))].into();
         assert_eq!(firsts.moving(&calls), [(1, 500), (2, 700)], "nothing known: every call is written");
         firsts.learn([(1, 500), (2, 700)]);
-        let calls: BTreeMap<i64, CallTotals> = [(1, totals(600)), (2, totals(650)), (3, totals(900))].into();
+        let calls: BTreeMap<i64, CallEntry> = [(1, totals(600)), (2, totals(650)), (3, totals(900))].into();
         assert_eq!(firsts.moving(&calls), [(2, 650), (3, 900)], "a later or equal time is not written");
         firsts.learn([(2, 800)]);
         assert_eq!(

@@ -176,8 +176,8 @@ impl PendingDerived {
             let calls: CallRows = derived
                 .calls
                 .iter()
-                .filter(|(_, totals)| tenant.is_none_or(|wanted| wanted == totals.tenant_id))
-                .map(cloned)
+                .filter(|(_, entry)| tenant.is_none_or(|wanted| wanted == entry.tenant_id))
+                .map(|(call, entry)| (*call, entry.totals))
                 .collect();
             (!calls.is_empty()).then_some(calls)
         })
@@ -338,12 +338,7 @@ impl Unflushed<CallRows> {
     pub fn totals(&self, present: &[i64]) -> CallRows {
         let mut all = CallRows::new();
         for (call, totals) in self.merged(present).flatten() {
-            match all.get_mut(call) {
-                Some(known) => known.absorb(totals),
-                None => {
-                    all.insert(*call, totals.clone());
-                }
-            }
+            all.entry(*call).and_modify(|known| known.absorb(*totals)).or_insert(*totals);
         }
         all
     }

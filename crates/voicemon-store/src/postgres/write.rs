@@ -10,7 +10,7 @@
 
 use super::{at, map_error, PostgresStore};
 use crate::call_ids::CallIds;
-use crate::derived::{CallTotals, Derived, WorkerBeat};
+use crate::derived::{CallEntry, CallTotals, Derived, WorkerBeat};
 use crate::plan::{BreakerChangeRow, CallFields, Fact, HeartbeatRow, RequestRow, TurnRow, UsageRow};
 use crate::{IngestEvent, StoreError, WriteOutcome};
 use chrono::{DateTime, Utc};
@@ -679,9 +679,9 @@ async fn update_first_times(
 /// Call cost totals, only where usage came.
 async fn update_call_totals(
     tx: &Transaction<'_>,
-    calls: &BTreeMap<i64, CallTotals>,
+    calls: &BTreeMap<i64, CallEntry>,
 ) -> Result<(), tokio_postgres::Error> {
-    let calls: Vec<(&i64, &CallTotals)> = calls.iter().collect();
+    let calls: Vec<(&i64, &CallTotals)> = calls.iter().map(|(id, entry)| (id, &entry.totals)).collect();
     for chunk in calls.chunks(FLUSH_ROWS) {
         let costed: Vec<&(&i64, &CallTotals)> = chunk.iter().filter(|(_, t)| t.usage_lines != 0).collect();
         if costed.is_empty() {

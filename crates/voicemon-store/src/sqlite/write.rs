@@ -13,7 +13,7 @@ use voicemon_core::pricing::Costing;
 use voicemon_core::sketch::LatencySketch;
 
 use crate::call_ids::CallIds;
-use crate::derived::{CallTotals, Derived, KnownFirsts, WorkerBeat};
+use crate::derived::{CallEntry, Derived, KnownFirsts, WorkerBeat};
 use crate::pending::PendingDerived;
 use crate::plan::{note_of, Fact};
 use crate::rollup::{hours_of, in_key_order, Period, ProviderDeltas, Rollups};
@@ -226,7 +226,7 @@ fn upsert_providers(tx: &Transaction<'_>, deltas: &ProviderDeltas) -> rusqlite::
 /// indexes on it are touched only when it changes).
 fn update_calls(
     tx: &Transaction<'_>,
-    calls: &std::collections::BTreeMap<i64, CallTotals>,
+    calls: &std::collections::BTreeMap<i64, CallEntry>,
     firsts: &[(i64, i64)],
 ) -> rusqlite::Result<()> {
     let mut first = tx.prepare_cached(
@@ -239,7 +239,7 @@ fn update_calls(
     for (call, first_ms) in firsts {
         first.execute(params![call, first_ms])?;
     }
-    for (call, totals) in calls.iter().filter(|(_, totals)| totals.usage_lines != 0) {
+    for (call, CallEntry { totals, .. }) in calls.iter().filter(|(_, entry)| entry.totals.usage_lines != 0) {
         cost.execute(params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines])?;
     }
     Ok(())
