@@ -1,7 +1,8 @@
 //! Derived data committed and not flushed yet ([`crate::derived`]), shared by the writer
 //! that absorbs and flushes it and by the reads that merge it with the flushed rows
-//! (latency sketches, provider minutes and errors, workers' latest heartbeats), so that
-//! such a read neither waits for a flush nor misses an acknowledged event.
+//! (latency sketches, provider minutes and errors, workers' latest heartbeats, and the call
+//! totals that cost reads stage for their SQL), so that such a read neither waits for a
+//! flush nor misses an acknowledged event.
 //!
 //! What is pending is one [`Pending`] (many commits folded together) and, while a flush
 //! writes it, the one it took. A read copies the rows it wants from both, each with
