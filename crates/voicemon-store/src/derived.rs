@@ -132,13 +132,7 @@ impl Derived {
                 Costing::Unpriced { .. } => (0, 1, 1),
             };
             let totals = CallTotals { first_ms: at_ms, cost_nano, usage_lines, unpriced_lines };
-            match self.calls.get_mut(&call) {
-                Some(known) => known.totals.absorb(totals),
-                None => {
-                    let tenant_id = event.envelope.tenant_id.clone();
-                    self.calls.insert(call, CallEntry { tenant_id, totals });
-                }
-            }
+            self.add_call(call, totals, || event.envelope.tenant_id.clone());
         }
         match &event.body {
             Body::ProviderRequest(request) => self.providers.add(&event.envelope.tenant_id, at_ms, request),
@@ -167,11 +161,13 @@ impl Derived {
         }
     }
 
-    fn add_call(&mut self, call: i64, entry: CallEntry) {
+    /// Adds `totals` to call `call`'s; its tenant is asked for only when the call is new
+    /// here (most events are of a call already folded: no copy of the tenant).
+    fn add_call(&mut self, call: i64, totals: CallTotals, tenant_id: impl FnOnce() -> String) {
         match self.calls.get_mut(&call) {
-            Some(known) => known.totals.absorb(entry.totals),
+            Some(known) => known.totals.absorb(totals),
             None => {
-                self.calls.insert(call, entry);
+                self.calls.insert(call, CallEntry { tenant_id: tenant_id(), totals });
             }
         }
     }
@@ -205,8 +201,8 @@ impl Derived {
         for (key, count) in later.providers.errors {
             *self.providers.errors.entry(key).or_default() += count;
         }
-        for (call, totals) in later.calls {
-            self.add_call(call, totals);
+        for (call, CallEntry { tenant_id, totals }) in later.calls {
+            self.add_call(call, totals, || tenant_id);
         }
         for (key, beat) in later.workers {
             self.add_worker(key, beat);

@@ -172,9 +172,36 @@ impl PostgresStore {
         self.record(result)
     }
 
+    /// Runs `work` in one REPEATABLE READ snapshot with `unflushed` (copied from what is
+    /// pending before it opens) and which of its parts' journal rows the snapshot still
+    /// holds: their data is not in the tables in it ([`crate::pending`]). The read waits
+    /// for no flush.
+    async fn read_unflushed<R, T>(
+        &self,
+        unflushed: Unflushed<R>,
+        work: impl for<'c> FnOnce(
+                &'c Object,
+                &'c Unflushed<R>,
+                &'c [i64],
+            ) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>
+            + Send
+            + 'static,
+    ) -> Result<T, StoreError>
+    where
+        R: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.read(move |client| {
+            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
+                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
+                work(client, &unflushed, &present).await
+            }))
+        })
+        .await
+    }
+
     /// Reads derived rows with `work` and merges into them with `merge` what `unflushed`
-    /// holds of the commits not flushed when the read began, both in one snapshot
-    /// ([`crate::pending`]): the read waits for no flush.
+    /// holds of the commits not flushed when the read began ([`PostgresStore::read_unflushed`]).
     async fn read_merging<R, T>(
         &self,
         unflushed: Unflushed<R>,
@@ -185,20 +212,19 @@ impl PostgresStore {
         R: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.read(move |client| {
-            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
+        self.read_unflushed(unflushed, move |client, unflushed, present| {
+            Box::pin(async move {
                 let rows = work(client).await?;
-                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
-                Ok(merge(&unflushed, &present, rows))
-            }))
+                Ok(merge(unflushed, present, rows))
+            })
         })
         .await
     }
 
     /// Runs a cost read with the call totals not flushed yet for it to merge
-    /// ([`cost::PendingCalls`]), in one snapshot: the read waits for no flush, only for the
-    /// group commits under way when it began (so that it never sees their raw facts —
-    /// usage lines — without their call totals).
+    /// ([`cost::PendingCalls`], [`PostgresStore::read_unflushed`]). It waits for the group
+    /// commits under way when it began, so that it never sees their raw facts (usage lines)
+    /// without their call totals.
     async fn read_merging_calls<T>(
         &self,
         tenant: Option<&str>,
@@ -210,12 +236,8 @@ impl PostgresStore {
         T: Send + 'static,
     {
         self.derived.settle().await;
-        let unflushed = self.derived.pending.calls(tenant);
-        self.read(move |client| {
-            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
-                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
-                work(client, cost::PendingCalls::of(&unflushed.totals(&present))).await
-            }))
+        self.read_unflushed(self.derived.pending.calls(tenant), move |client, unflushed, present| {
+            work(client, cost::PendingCalls::of(&unflushed.totals(present)))
         })
         .await
     }

@@ -117,16 +117,6 @@ const FLUSHED_CALLS: &str = "
         FROM calls WHERE first_ms >= ?1 AND first_ms < ?2 {tenant})
     ";
 
-/// The calls a cost read takes: [`MERGED_CALLS`], or [`FLUSHED_CALLS`] when `pending` is
-/// empty.
-fn calls_cte(pending: bool) -> &'static str {
-    if pending {
-        MERGED_CALLS
-    } else {
-        FLUSHED_CALLS
-    }
-}
-
 /// Puts `totals` in this connection's `temp.pending_calls`, which the cost reads merge
 /// ([`MERGED_CALLS`]): what the flushes to come add to each call. In the read's snapshot.
 pub fn stage_pending_calls(conn: &Connection, totals: &CallRows) -> rusqlite::Result<()> {
@@ -151,12 +141,9 @@ pub fn call_costs(
     range: TimeRange,
     pending: bool,
 ) -> rusqlite::Result<Vec<CallCostTotal>> {
-    let sql = format!(
-        "{} SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id
-         FROM merged WHERE first_ms >= ?1 AND first_ms < ?2",
-        calls_cte(pending)
-    );
-    calls_in_range(conn, &sql, "tenant_id", tenant_id, range, |row| {
+    let select = "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id
+         FROM merged WHERE first_ms >= ?1 AND first_ms < ?2";
+    merged_calls(conn, select, tenant_id, range, pending, |row| {
         Ok(CallCostTotal {
             call_id: row.get(0)?,
             first_ms: row.get(1)?,
@@ -169,20 +156,21 @@ pub fn call_costs(
     })
 }
 
-/// Runs `sql` (whose WHERE takes the range as ?1 and ?2) over calls, adding
-/// `AND {tenant_column} = ?3` when a tenant is given, so the tenant index serves it.
-/// `{tenant}` in `sql` marks where that clause goes; without it, it is appended.
-fn calls_in_range<T>(
+/// Runs `select` (which reads the CTE `merged`, the range as ?1 and ?2) over the calls of
+/// `range`, those staged merged when `pending` ([`MERGED_CALLS`]; [`FLUSHED_CALLS`]
+/// otherwise), with `AND tenant_id = ?3` when a tenant is given, so the tenant index
+/// serves it.
+fn merged_calls<T>(
     conn: &Connection,
-    sql: &str,
-    tenant_column: &str,
+    select: &str,
     tenant_id: Option<&str>,
     range: TimeRange,
+    pending: bool,
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    let clause = if tenant_id.is_some() { format!(" AND {tenant_column} = ?3") } else { String::new() };
-    let sql =
-        if sql.contains("{tenant}") { sql.replace("{tenant}", &clause) } else { format!("{sql}{clause}") };
+    let calls = if pending { MERGED_CALLS } else { FLUSHED_CALLS };
+    let clause = if tenant_id.is_some() { " AND tenant_id = ?3" } else { "" };
+    let sql = format!("{calls} {select}").replace("{tenant}", clause);
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = match tenant_id {
         Some(tenant) => statement.query_map(params![range.from_ms, range.to_ms, tenant], map)?.collect(),
@@ -206,14 +194,13 @@ pub fn cost_breakdown(
         CostGroup::Model => "coalesce(u.model, '')",
         CostGroup::Day => "CAST((c.first_ms / 86400000) * 86400000 AS TEXT)",
     };
-    let sql = format!(
-        "{} SELECT {key} AS k, coalesce(sum(u.cost_nano), 0), count(*), count(*) - count(u.cost_nano)
+    let select = format!(
+        "SELECT {key} AS k, coalesce(sum(u.cost_nano), 0), count(*), count(*) - count(u.cost_nano)
          FROM merged c JOIN usage u ON u.call = c.id
          WHERE c.first_ms >= ?1 AND c.first_ms < ?2
-         GROUP BY k ORDER BY k",
-        calls_cte(pending)
+         GROUP BY k ORDER BY k"
     );
-    calls_in_range(conn, &sql, "tenant_id", tenant_id, range, |row| {
+    merged_calls(conn, &select, tenant_id, range, pending, |row| {
         Ok(CostGroupRow {
             key: row.get(0)?,
             cost_nano: row.get(1)?,

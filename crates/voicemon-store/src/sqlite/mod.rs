@@ -187,9 +187,29 @@ impl SqliteStore {
         self.pool.errors.record(result)
     }
 
+    /// Runs `work` in one snapshot with `unflushed` (copied from what is pending before it
+    /// opens) and which of its parts' journal rows the snapshot still holds: their data is
+    /// not in the tables in it ([`crate::pending`]). The read waits for no flush.
+    async fn read_unflushed<R, T>(
+        &self,
+        unflushed: Unflushed<R>,
+        work: impl FnOnce(&Connection, &Unflushed<R>, &[i64]) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+    {
+        self.read(move |conn| {
+            read::in_snapshot(conn, !unflushed.is_empty(), || {
+                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+                work(conn, &unflushed, &present)
+            })
+        })
+        .await
+    }
+
     /// Reads derived rows with `work` and merges into them with `merge` what `unflushed`
-    /// holds of the commits not flushed when the read began, both in one snapshot
-    /// ([`crate::pending`]): the read waits for no flush.
+    /// holds of the commits not flushed when the read began ([`SqliteStore::read_unflushed`]).
     async fn read_merging<R, T>(
         &self,
         unflushed: Unflushed<R>,
@@ -200,19 +220,15 @@ impl SqliteStore {
         R: Send + 'static,
         T: Send + 'static,
     {
-        self.read(move |conn| {
-            read::in_snapshot(conn, !unflushed.is_empty(), || {
-                let rows = work(conn)?;
-                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
-                Ok(merge(&unflushed, &present, rows))
-            })
+        self.read_unflushed(unflushed, move |conn, unflushed, present| {
+            Ok(merge(unflushed, present, work(conn)?))
         })
         .await
     }
 
     /// Runs a cost read with the call totals of `tenant_id` (or every tenant) not flushed
     /// yet staged for it to merge ([`cost::stage_pending_calls`]; `work` is told whether
-    /// any are), in one snapshot: the read waits for no flush.
+    /// any are) ([`SqliteStore::read_unflushed`]).
     async fn read_merging_calls<T>(
         &self,
         tenant_id: Option<&str>,
@@ -221,16 +237,13 @@ impl SqliteStore {
     where
         T: Send + 'static,
     {
-        let unflushed = self.unflushed.calls(tenant_id);
-        self.read(move |conn| {
-            read::in_snapshot(conn, !unflushed.is_empty(), || {
-                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
-                let totals = unflushed.totals(&present);
-                if !totals.is_empty() {
-                    cost::stage_pending_calls(conn, &totals)?;
-                }
-                work(conn, !totals.is_empty())
-            })
+        self.read_unflushed(self.unflushed.calls(tenant_id), move |conn, unflushed, present| {
+            let totals = unflushed.totals(present);
+            let pending = !totals.is_empty();
+            if pending {
+                cost::stage_pending_calls(conn, &totals)?;
+            }
+            work(conn, pending)
         })
         .await
     }
