@@ -38,6 +38,10 @@ pub fn in_snapshot<T>(
 /// Which of the journal rows `seqs` the snapshot holds (their derived data is not in the
 /// tables in it).
 pub fn journal_rows_present(conn: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<i64>> {
+    if seqs.is_empty() {
+        // Nothing pending: no statement (a read's first touch of the store is its own).
+        return Ok(Vec::new());
+    }
     let mut statement = conn.prepare_cached("SELECT 1 FROM derived_journal WHERE seq = ?1")?;
     let mut present = Vec::new();
     for seq in seqs {
