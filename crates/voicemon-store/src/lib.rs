@@ -244,6 +244,18 @@ pub struct CallTurns {
     pub turns: Vec<TurnRow>,
 }
 
+impl CallTurns {
+    /// Puts over the call's own columns (`stored_first`: its row's first time, `None`
+    /// until its first flush) what the flushes to come add to them (`pending`).
+    pub(crate) fn merge_pending(&mut self, stored_first: Option<i64>, pending: Option<&derived::CallTotals>) {
+        let Some(totals) = pending else { return };
+        self.first_ms = pending::merged_first(stored_first, Some(totals)).unwrap_or_default();
+        self.cost_nano += totals.cost_nano;
+        let unpriced = u32::try_from(totals.unpriced_lines).unwrap_or(u32::MAX);
+        self.unpriced_lines = self.unpriced_lines.saturating_add(unpriced);
+    }
+}
+
 /// Calls with their turns, gathered from rows of a call joined to its turns (ordered by
 /// call, one row per turn, a call without turns once with none), as both backends read
 /// a window of calls.

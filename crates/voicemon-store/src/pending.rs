@@ -34,6 +34,8 @@ pub struct Pending {
 #[derive(Debug, Default)]
 pub struct PendingDerived {
     state: Mutex<State>,
+    /// [`PendingDerived::gate`].
+    gate: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +48,15 @@ impl PendingDerived {
     fn state(&self) -> MutexGuard<'_, State> {
         // The state is left whole by every holder (no holder panics mid-change).
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Held by a writer from before its commit until the batch's derived data is pending
+    /// (absorbed), and by a read from before it copies what is pending until its snapshot
+    /// is open: no commit lands in between, so every commit a read's snapshot holds is
+    /// either flushed in it or in the read's copy (for a writer that commits one batch
+    /// at a time, as SQLite's does).
+    pub fn gate(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a committed batch's derived data, journalled as row `seq`.
@@ -256,6 +267,15 @@ pub fn overlay_workers(rows: Vec<WorkerRow>, pending: Vec<((String, String), Wor
 
 /// Call totals by call row id: what flushes add to each call's first time and cost.
 pub type CallRows = BTreeMap<i64, CallTotals>;
+
+/// A call's first time once its totals not flushed yet (`pending`, if any) are merged
+/// into `stored`, its row's (`None` until its first flush).
+pub fn merged_first(stored: Option<i64>, pending: Option<&CallTotals>) -> Option<i64> {
+    match (stored, pending.map(|totals| totals.first_ms)) {
+        (Some(stored), Some(pending)) => Some(stored.min(pending)),
+        (stored, pending) => stored.or(pending),
+    }
+}
 
 /// Minute latency rollups: series, minute, sketch.
 pub type LatencyRows = Vec<(SeriesKey, i64, LatencySketch)>;

@@ -4,11 +4,12 @@ use super::read::query_range;
 use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
 use crate::column::Stored;
-use crate::pending::CallRows;
+use crate::pending::{merged_first, CallRows};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use std::collections::BTreeMap;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Row};
 use voicemon_core::pricing::Costing;
 use voicemon_core::window::TimeRange;
@@ -41,10 +42,14 @@ fn line_from_row(row: &Row) -> Result<UsageLine, Error> {
     })
 }
 
+/// One call's usage lines, by call id or trace id (of those found, the call whose first
+/// event is the latest), its first time merged with `pending`, the call totals not
+/// flushed yet.
 pub async fn call_cost(
     client: &Client,
     tenant: Option<String>,
     call: CallRef,
+    pending: CallRows,
 ) -> Result<Option<CallCost>, Error> {
     let (column, value) = match &call {
         CallRef::CallId(id) => ("call_id", id),
@@ -53,23 +58,30 @@ pub async fn call_cost(
     let sql = scoped(
         &format!(
             "SELECT id, tenant_id, call_id, trace_id, first_at, duration_s, status FROM calls
-             WHERE {column} = $1 {{tenant}} ORDER BY first_at DESC NULLS LAST LIMIT 1"
+             WHERE {column} = $1 {{tenant}}"
         ),
         "tenant_id",
         tenant.as_deref(),
         1,
     );
     let found = match &tenant {
-        Some(tenant) => client.query_opt(&sql, &[value, tenant]).await?,
-        None => client.query_opt(&sql, &[value]).await?,
+        Some(tenant) => client.query(&sql, &[value, tenant]).await?,
+        None => client.query(&sql, &[value]).await?,
     };
-    let Some(row) = found else { return Ok(None) };
-    let row_id: i64 = row.get(0);
+    let latest = found
+        .iter()
+        .map(|row| {
+            let id: i64 = row.get(0);
+            let stored = row.get::<_, Option<DateTime<Utc>>>(4).map(ms);
+            (id, row, merged_first(stored, pending.get(&id)))
+        })
+        .max_by_key(|(_, _, first)| *first);
+    let Some((row_id, row, first_ms)) = latest else { return Ok(None) };
     let mut cost = CallCost {
         tenant_id: row.get(1),
         call_id: row.get(2),
         trace_id: row.get(3),
-        first_ms: row.get::<_, Option<DateTime<Utc>>>(4).map(ms),
+        first_ms,
         duration_s: row.get(5),
         status: row.get(6),
         lines: Vec::new(),
@@ -98,10 +110,11 @@ pub async fn call_tenants(client: &Client, call: CallRef, limit: usize) -> Resul
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// The calls of a cost read: those whose first event falls in the range ($1, $2) once the
-/// call totals not flushed yet ($3 – $7, [`PendingCalls`]) are merged, with their merged
-/// first time and totals. `{tenant}` marks where the tenant clause goes ($8).
-/// [`merged_calls`] puts it before the query that reads `merged`.
+/// The calls of a read by first time (cost, the explorer's window): those whose first
+/// event falls in the range ($1, $2) once the call totals not flushed yet ($3 – $7,
+/// [`PendingCalls`]) are merged, with their own columns and their merged first time and
+/// totals. `{tenant}` marks where the tenant clause goes ($8). [`merged_calls`] puts it
+/// before the query that reads `merged`.
 const MERGED_CALLS: &str = "
     WITH pending AS (
         SELECT * FROM unnest($3::bigint[], $4::timestamptz[], $5::bigint[], $6::integer[], $7::integer[])
@@ -110,7 +123,9 @@ const MERGED_CALLS: &str = "
         SELECT id FROM calls WHERE first_at >= $1 AND first_at < $2 {tenant}
         UNION SELECT id FROM pending WHERE first_at >= $1 AND first_at < $2),
     merged AS (
-        SELECT c.id, c.tenant_id, c.call_id, c.duration_s, least(c.first_at, p.first_at) AS first_at,
+        SELECT c.id, c.tenant_id, c.call_id, c.agent_id, c.objective, c.trace_id,
+               least(c.first_at, p.first_at) AS first_at, c.started_at, c.ended_at, c.duration_s,
+               c.status, c.ended_reason,
                c.cost_nano + coalesce(p.cost_nano, 0) AS cost_nano,
                c.usage_lines + coalesce(p.usage_lines, 0) AS usage_lines,
                c.unpriced_lines + coalesce(p.unpriced_lines, 0) AS unpriced_lines
@@ -121,7 +136,8 @@ const MERGED_CALLS: &str = "
 /// [`MERGED_CALLS`] when nothing is pending: the calls' own rows ($1, $2; tenant $3).
 const FLUSHED_CALLS: &str = "
     WITH merged AS (
-        SELECT id, tenant_id, call_id, duration_s, first_at, cost_nano, usage_lines, unpriced_lines
+        SELECT id, tenant_id, call_id, agent_id, objective, trace_id, first_at, started_at, ended_at,
+               duration_s, status, ended_reason, cost_nano, usage_lines, unpriced_lines
         FROM calls WHERE first_at >= $1 AND first_at < $2 {tenant})
     ";
 
@@ -151,15 +167,17 @@ impl PendingCalls {
 
 /// Runs `select` (which reads the CTE `merged`) over the calls of `range`, `pending`
 /// merged ([`MERGED_CALLS`]; [`FLUSHED_CALLS`] when none is), for `tenant` or all.
-async fn merged_calls(
+/// `extra` parameters follow the others; `select` names them `{1}`, `{2}`, ….
+pub(super) async fn merged_calls(
     client: &Client,
     select: &str,
     range: TimeRange,
     tenant: Option<&str>,
     pending: &PendingCalls,
+    extra: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, Error> {
     let (from, to) = (at(range.from_ms), at(range.to_ms));
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&from, &to];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &to];
     let calls = if pending.ids.is_empty() {
         FLUSHED_CALLS
     } else {
@@ -170,10 +188,14 @@ async fn merged_calls(
         params.push(&pending.unpriced);
         MERGED_CALLS
     };
-    let sql = scoped(&format!("{calls} {select}"), "tenant_id", tenant, params.len());
+    let mut sql = scoped(&format!("{calls} {select}"), "tenant_id", tenant, params.len());
     if let Some(tenant) = &tenant {
         params.push(tenant);
     }
+    for n in 1..=extra.len() {
+        sql = sql.replace(&format!("{{{n}}}"), &format!("${}", params.len() + n));
+    }
+    params.extend_from_slice(extra);
     client.query(&sql, &params).await
 }
 
@@ -185,7 +207,7 @@ pub async fn call_costs(
 ) -> Result<Vec<CallCostTotal>, Error> {
     let select = "SELECT call_id, first_at, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id
          FROM merged WHERE first_at >= $1 AND first_at < $2";
-    let rows = merged_calls(client, select, range, tenant.as_deref(), &pending).await?;
+    let rows = merged_calls(client, select, range, tenant.as_deref(), &pending, &[]).await?;
     Ok(rows
         .iter()
         .map(|row| CallCostTotal {
@@ -220,7 +242,7 @@ pub async fn cost_breakdown(
          WHERE c.first_at >= $1 AND c.first_at < $2
          GROUP BY k ORDER BY k"
     );
-    let rows = merged_calls(client, &select, range, tenant.as_deref(), &pending).await?;
+    let rows = merged_calls(client, &select, range, tenant.as_deref(), &pending, &[]).await?;
     Ok(rows
         .iter()
         .map(|row| CostGroupRow {

@@ -14,7 +14,6 @@ use crate::pending::PendingDerived;
 use crate::StoreError;
 use deadpool_postgres::ClientWrapper;
 use std::sync::Arc;
-use std::sync::Mutex;
 
 /// What this instance has journalled and not flushed yet.
 #[derive(Debug)]
@@ -29,34 +28,15 @@ pub struct DerivedState {
     /// The connection holding the advisory lock on `owner`; also used to try the locks of
     /// other owners.
     lock: tokio::sync::Mutex<Option<ClientWrapper>>,
-    /// Group commits under way: from before their transaction to after their derived
-    /// data is absorbed. Between the two, their raw facts are visible and their derived
-    /// data is not pending yet; a read waits for them ([`DerivedState::settle`]).
-    commits: Mutex<Commits>,
-    committed: tokio::sync::Notify,
+    /// Held shared by each group commit, from before its transaction to after its derived
+    /// data is absorbed (between the two its raw facts may be visible while its derived
+    /// data is not pending yet), and alone by a read that merges what is pending, from
+    /// before it copies until its snapshot is open ([`DerivedState::hold_commits`]).
+    gate: Arc<tokio::sync::RwLock<()>>,
 }
 
-#[derive(Debug, Default)]
-struct Commits {
-    next: u64,
-    in_flight: std::collections::BTreeSet<u64>,
-}
-
-/// A group commit under way; dropping it (after the absorb, or on failure) ends it.
-#[derive(Debug)]
-pub struct CommitTicket<'a> {
-    state: &'a DerivedState,
-    seq: u64,
-}
-
-impl Drop for CommitTicket<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut commits) = self.state.commits.lock() {
-            commits.in_flight.remove(&self.seq);
-        }
-        self.state.committed.notify_waiters();
-    }
-}
+/// Group commits held off by a read ([`DerivedState::hold_commits`]) until it is dropped.
+pub type HeldCommits = tokio::sync::OwnedRwLockWriteGuard<()>;
 
 /// How long a read waits for the group commits under way when it began, at most: a
 /// commit stuck on a lock or an outage must not hold every read (they then read what is
@@ -74,47 +54,28 @@ impl DerivedState {
             pending: PendingDerived::default(),
             flushing: tokio::sync::Mutex::new(()),
             lock: tokio::sync::Mutex::new(None),
-            commits: Mutex::default(),
-            committed: tokio::sync::Notify::new(),
+            gate: Arc::default(),
         }
     }
 
-    /// Marks a group commit under way until the ticket is dropped.
-    pub fn begin_commit(&self) -> CommitTicket<'_> {
-        let seq = match self.commits.lock() {
-            Ok(mut commits) => {
-                let seq = commits.next;
-                commits.next += 1;
-                commits.in_flight.insert(seq);
-                seq
-            }
-            Err(_) => u64::MAX,
-        };
-        CommitTicket { state: self, seq }
+    /// Marks a group commit under way until the guard is dropped. It waits while a read
+    /// holds commits off ([`DerivedState::hold_commits`]).
+    pub async fn begin_commit(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        Arc::clone(&self.gate).read_owned().await
     }
 
-    /// Waits until every group commit under way when it is called has absorbed its
-    /// derived data (or failed), so that a read after it never sees a batch's raw facts
-    /// without its derived data pending; at most [`SETTLE_AT_MOST`].
+    /// Waits until every group commit under way has absorbed its derived data (or failed),
+    /// then holds new ones off until the guard is dropped: a read that copies what is
+    /// pending and opens its snapshot meanwhile never sees a batch's raw facts without
+    /// its derived data. After [`SETTLE_AT_MOST`] it gives up (`None`).
+    pub async fn hold_commits(&self) -> Option<HeldCommits> {
+        tokio::time::timeout(SETTLE_AT_MOST, Arc::clone(&self.gate).write_owned()).await.ok()
+    }
+
+    /// Waits until every group commit under way has absorbed its derived data (or failed);
+    /// at most [`SETTLE_AT_MOST`].
     pub async fn settle(&self) {
-        let upto = match self.commits.lock() {
-            Ok(commits) if !commits.in_flight.is_empty() => commits.next,
-            _ => return,
-        };
-        let wait = async {
-            loop {
-                let notified = self.committed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let done =
-                    self.commits.lock().map(|c| c.in_flight.range(..upto).next().is_none()).unwrap_or(true);
-                if done {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        let _ = tokio::time::timeout(SETTLE_AT_MOST, wait).await;
+        drop(self.hold_commits().await);
     }
 
     /// Whether a flush holds data it took from memory and has not merged yet.
@@ -288,31 +249,37 @@ mod settle_tests {
     use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
-    async fn a_read_waits_for_the_commits_under_way_when_it_began_and_no_others() {
+    async fn a_read_waits_for_the_commits_under_way_and_holds_later_ones_off() {
         let state = std::sync::Arc::new(DerivedState::new());
         // Nothing under way: no wait.
         tokio::time::timeout(Duration::from_millis(1), state.settle()).await.expect("no wait");
 
-        let first = state.begin_commit();
-        let settled = {
+        let first = state.begin_commit().await;
+        let read = {
             let state = std::sync::Arc::clone(&state);
-            tokio::spawn(async move { state.settle().await })
+            tokio::spawn(async move {
+                let held = state.hold_commits().await.expect("held");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(held);
+            })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!settled.is_finished(), "the read waits for the commit under way");
-        // A commit that begins after the read does not hold it.
-        let later = state.begin_commit();
+        assert!(!read.is_finished(), "the read waits for the commit under way");
+        let later = {
+            let state = std::sync::Arc::clone(&state);
+            tokio::spawn(async move { drop(state.begin_commit().await) })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
         drop(first);
-        tokio::time::timeout(Duration::from_millis(100), settled)
-            .await
-            .expect("settled")
-            .expect("the task ends");
-        drop(later);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!later.is_finished(), "a commit that begins after the read waits while it holds commits off");
+        tokio::time::timeout(Duration::from_millis(100), read).await.expect("read").expect("the task ends");
+        tokio::time::timeout(Duration::from_millis(1), later).await.expect("then it goes on").expect("ends");
 
         // A commit that never ends holds a read only so long.
-        let stuck = state.begin_commit();
+        let stuck = state.begin_commit().await;
         let started = tokio::time::Instant::now();
-        state.settle().await;
+        assert!(state.hold_commits().await.is_none(), "given up");
         assert_eq!(started.elapsed(), super::SETTLE_AT_MOST);
         drop(stuck);
     }

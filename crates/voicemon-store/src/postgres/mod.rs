@@ -21,7 +21,7 @@ mod write;
 pub use schema::{latest_version, partitions, Partitioning, TimescaleDecision, TimescaleReport, PARTITIONED};
 
 use crate::derived::KnownFirsts;
-use crate::pending::{overlay_workers, Unflushed};
+use crate::pending::{overlay_workers, CallRows, Unflushed};
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
@@ -36,6 +36,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use journal::HeldCommits;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -175,9 +176,12 @@ impl PostgresStore {
     /// Runs `work` in one REPEATABLE READ snapshot with `unflushed` (copied from what is
     /// pending before it opens) and which of its parts' journal rows the snapshot still
     /// holds: their data is not in the tables in it ([`crate::pending`]). The read waits
-    /// for no flush.
+    /// for no flush. A read that also reads raw facts copies while it holds commits off
+    /// (`held`, [`journal::DerivedState::hold_commits`]), which it does until its snapshot is open: every
+    /// commit in the snapshot is then flushed in it or copied.
     async fn read_unflushed<R, T>(
         &self,
+        held: Option<HeldCommits>,
         unflushed: Unflushed<R>,
         work: impl for<'c> FnOnce(
                 &'c Object,
@@ -192,8 +196,14 @@ impl PostgresStore {
         T: Send + 'static,
     {
         self.read(move |client| {
-            Box::pin(read::in_snapshot(client, !unflushed.is_empty(), async move {
-                let present = read::journal_rows_present(client, &unflushed.seqs()).await?;
+            let needed = held.is_some() || !unflushed.is_empty();
+            Box::pin(read::in_snapshot(client, needed, async move {
+                // The first statement: the snapshot is open after it.
+                let present = match needed {
+                    true => read::journal_rows_present(client, &unflushed.seqs()).await?,
+                    false => Vec::new(),
+                };
+                drop(held);
                 work(client, &unflushed, &present).await
             }))
         })
@@ -204,6 +214,7 @@ impl PostgresStore {
     /// holds of the commits not flushed when the read began ([`PostgresStore::read_unflushed`]).
     async fn read_merging<R, T>(
         &self,
+        held: Option<HeldCommits>,
         unflushed: Unflushed<R>,
         work: impl for<'c> FnOnce(&'c Object) -> BoxFuture<'c, Result<T, tokio_postgres::Error>> + Send + 'static,
         merge: impl FnOnce(&Unflushed<R>, &[i64], T) -> T + Send + 'static,
@@ -212,7 +223,7 @@ impl PostgresStore {
         R: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.read_unflushed(unflushed, move |client, unflushed, present| {
+        self.read_unflushed(held, unflushed, move |client, unflushed, present| {
             Box::pin(async move {
                 let rows = work(client).await?;
                 Ok(merge(unflushed, present, rows))
@@ -221,10 +232,29 @@ impl PostgresStore {
         .await
     }
 
-    /// Runs a cost read with the call totals not flushed yet for it to merge
-    /// ([`cost::PendingCalls`], [`PostgresStore::read_unflushed`]). It waits for the group
-    /// commits under way when it began, so that it never sees their raw facts (usage lines)
-    /// without their call totals.
+    /// Runs `work` with the call totals of `tenant` (or of every tenant) not flushed yet,
+    /// in its snapshot ([`PostgresStore::read_unflushed`]), copied while it holds commits
+    /// off, so that it never sees a batch's raw facts (turns, usage lines) without its
+    /// call totals.
+    async fn read_with_call_totals<T>(
+        &self,
+        tenant: Option<&str>,
+        work: impl for<'c> FnOnce(&'c Object, CallRows) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>
+            + Send
+            + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+    {
+        let held = self.derived.hold_commits().await;
+        self.read_unflushed(held, self.derived.pending.calls(tenant), move |client, unflushed, present| {
+            work(client, unflushed.totals(present))
+        })
+        .await
+    }
+
+    /// Runs a read of calls by first time with the call totals not flushed yet for it to
+    /// merge in its statement ([`cost::PendingCalls`], [`PostgresStore::read_with_call_totals`]).
     async fn read_merging_calls<T>(
         &self,
         tenant: Option<&str>,
@@ -235,9 +265,8 @@ impl PostgresStore {
     where
         T: Send + 'static,
     {
-        self.derived.settle().await;
-        self.read_unflushed(self.derived.pending.calls(tenant), move |client, unflushed, present| {
-            work(client, cost::PendingCalls::of(&unflushed.totals(present)))
+        self.read_with_call_totals(tenant, move |client, totals| {
+            work(client, cost::PendingCalls::of(&totals))
         })
         .await
     }
@@ -448,6 +477,7 @@ impl LatencyStore for PostgresStore {
         // Unflushed data is merged, not flushed first: a read waits for no flush.
         let filter = filter.clone();
         self.read_merging(
+            None,
             self.derived.pending.latency_of(&filter, range),
             move |client| Box::pin(read::latency_sketches(client, filter, range, resolution)),
             move |unflushed, present, mut sketches| {
@@ -465,6 +495,7 @@ impl LatencyStore for PostgresStore {
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
         self.read_merging(
+            None,
             self.derived.pending.latency_by_tenant(component, range, by_provider),
             move |client| Box::pin(read::latency_by_tenant(client, component, range, by_provider)),
             move |unflushed, present, rows| unflushed.add_by_tenant(present, by_provider, rows),
@@ -496,8 +527,11 @@ impl CallStore for PostgresStore {
     }
 
     async fn window_calls(&self, window: CallWindow) -> Result<Vec<CallTurns>, StoreError> {
-        self.fresh().await?;
-        self.read(move |client| Box::pin(read::window_calls(client, window.clone()))).await
+        let tenant = window.tenant_id.clone();
+        self.read_merging_calls(Some(&tenant), move |client, pending| {
+            Box::pin(read::window_calls(client, window, pending))
+        })
+        .await
     }
 
     async fn call_record(
@@ -505,9 +539,11 @@ impl CallStore for PostgresStore {
         tenant_id: &str,
         call_id: &str,
     ) -> Result<Option<(CallTurns, Vec<CallRequest>)>, StoreError> {
-        self.fresh().await?;
-        let (tenant_id, call_id) = (tenant_id.to_owned(), call_id.to_owned());
-        self.read(move |client| Box::pin(read::call_record(client, tenant_id.clone(), call_id.clone()))).await
+        let (tenant, call_id) = (tenant_id.to_owned(), call_id.to_owned());
+        self.read_with_call_totals(Some(tenant_id), move |client, pending| {
+            Box::pin(read::call_record(client, tenant, call_id, pending))
+        })
+        .await
     }
 }
 
@@ -518,10 +554,12 @@ impl CostStore for PostgresStore {
         tenant_id: Option<&str>,
         call: &CallRef,
     ) -> Result<Option<CallCost>, StoreError> {
-        self.fresh().await?;
         let tenant = tenant_id.map(str::to_owned);
         let call = call.clone();
-        self.read(move |client| Box::pin(cost::call_cost(client, tenant, call))).await
+        self.read_with_call_totals(tenant_id, move |client, pending| {
+            Box::pin(cost::call_cost(client, tenant, call, pending))
+        })
+        .await
     }
 
     async fn call_tenants(&self, call: &CallRef, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -610,12 +648,13 @@ impl HealthStore for PostgresStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
-        // Commits under way first, so that a health report that saw their breaker changes
-        // (raw facts) sees their providers and, read after this, their workers.
-        self.derived.settle().await;
+        // Commits held off, so that a health report that saw their breaker changes (raw
+        // facts) sees their providers and, read after this, their workers.
+        let held = self.derived.hold_commits().await;
         let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging(
+            held,
             unflushed,
             move |client| Box::pin(health::provider_minutes(client, tenant, since_ms)),
             Unflushed::add_minutes,
@@ -633,6 +672,7 @@ impl HealthStore for PostgresStore {
         let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging(
+            None,
             unflushed,
             move |client| Box::pin(health::provider_latency(client, tenant, since_ms)),
             Unflushed::add_latency,
@@ -650,6 +690,7 @@ impl HealthStore for PostgresStore {
         let unflushed = self.derived.pending.providers(tenant_id, since_ms);
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging(
+            None,
             unflushed,
             move |client| Box::pin(health::provider_errors(client, tenant, since_ms)),
             Unflushed::add_errors,

@@ -1,7 +1,9 @@
 //! The read path: latency rollups and call facts for the metrics endpoints.
 
+use super::cost::{self, PendingCalls};
 use super::{at, ms, scoped, sketch_of};
 use crate::column::Stored;
+use crate::pending::CallRows;
 use crate::rollup::read_plan;
 use crate::{
     CallRequest, CallTurns, CallWindow, CallsGathered, EndedCall, LatencyFilter, Resolution, TurnRow,
@@ -40,11 +42,8 @@ pub async fn in_snapshot<T>(
 }
 
 /// Which of the journal rows `seqs` the snapshot holds (their derived data is not in the
-/// tables in it).
+/// tables in it). First in a transaction, its statement opens the snapshot.
 pub async fn journal_rows_present(client: &Client, seqs: &[i64]) -> Result<Vec<i64>, Error> {
-    if seqs.is_empty() {
-        return Ok(Vec::new());
-    }
     let rows = client.query("SELECT seq FROM derived_journal WHERE seq = ANY($1)", &[&seqs]).await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
@@ -223,32 +222,32 @@ fn turn_row(row: &Row, at: usize) -> Option<TurnRow> {
 /// the bound lets PostgreSQL skip the partitions of other days.
 const CALL_SPAN: &str = "interval '1 day 1 hour'";
 
-/// The calls of `window` (by `calls_by_first`), each joined to its turns (`turns_by_call`).
+/// The calls of `window` (by `calls_by_first`), each joined to its turns (`turns_by_call`),
+/// with `pending` (the call totals not flushed yet) merged ([`cost::merged_calls`]).
 /// The turns are a lateral subquery (`OFFSET 0` keeps the planner from flattening it
 /// into a join), so each call's are read through the index whatever the statistics say: right after a burst, before `ANALYZE` has seen it, a plain join
 /// was planned as a scan of the whole day's turns (measured: 104 ms against 31 ms for
 /// one tenant's busiest hour, BENCHMARKS.md).
-pub async fn window_calls(client: &ClientWrapper, window: CallWindow) -> Result<Vec<CallTurns>, Error> {
-    let sql = format!(
+pub async fn window_calls(
+    client: &ClientWrapper,
+    window: CallWindow,
+    pending: PendingCalls,
+) -> Result<Vec<CallTurns>, Error> {
+    let select = format!(
         "SELECT {CALL_COLUMNS}, {TURN_COLUMNS}
-         FROM (SELECT * FROM calls WHERE tenant_id = $1 AND first_at >= $2 AND first_at < $3
-                 AND ($4::text IS NULL OR agent_id = $4) AND ($5::text IS NULL OR objective = $5)
-                 AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM usage u WHERE u.call = calls.id AND u.provider = $6
-                                                  AND u.ts >= $2 AND u.ts < $3 + {CALL_SPAN}))
-               ORDER BY first_at, id LIMIT $7) c
-         LEFT JOIN LATERAL (SELECT * FROM turns WHERE turns.call = c.id AND turns.ts >= $2 AND turns.ts < $3 + {CALL_SPAN}
+         FROM (SELECT * FROM merged WHERE first_at >= $1 AND first_at < $2
+                 AND ({{1}}::text IS NULL OR agent_id = {{1}}) AND ({{2}}::text IS NULL OR objective = {{2}})
+                 AND ({{3}}::text IS NULL OR EXISTS (SELECT 1 FROM usage u WHERE u.call = merged.id AND u.provider = {{3}}
+                                                  AND u.ts >= $1 AND u.ts < $2 + {CALL_SPAN}))
+               ORDER BY first_at, id LIMIT {{4}}) c
+         LEFT JOIN LATERAL (SELECT * FROM turns WHERE turns.call = c.id AND turns.ts >= $1 AND turns.ts < $2 + {CALL_SPAN}
                             OFFSET 0) t ON true
          ORDER BY c.first_at, c.id, t.turn_index, t.ts"
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let (from, to) = (at(window.range.from_ms), at(window.range.to_ms));
     let limit = window.limit as i64;
-    let rows = client
-        .query(
-            &statement,
-            &[&window.tenant_id, &from, &to, &window.agent_id, &window.objective, &window.provider, &limit],
-        )
-        .await?;
+    let extra: [&(dyn ToSql + Sync); 4] = [&window.agent_id, &window.objective, &window.provider, &limit];
+    let rows =
+        cost::merged_calls(client, &select, window.range, Some(&window.tenant_id), &pending, &extra).await?;
     let mut calls = CallsGathered::default();
     for row in &rows {
         calls.row(row.get(0), || call_turns(row).map(|(_, call)| call), turn_row(row, 13))?;
@@ -256,11 +255,13 @@ pub async fn window_calls(client: &ClientWrapper, window: CallWindow) -> Result<
     Ok(calls.into_calls())
 }
 
-/// One call with its turns and provider requests.
+/// One call with its turns and provider requests, the call totals not flushed yet
+/// (`pending`) merged into its own.
 pub async fn call_record(
     client: &ClientWrapper,
     tenant_id: String,
     call_id: String,
+    pending: CallRows,
 ) -> Result<Option<(CallTurns, Vec<CallRequest>)>, Error> {
     let sql = format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.tenant_id = $1 AND c.call_id = $2");
     let Some(row) = client.query_opt(&client.prepare_cached(&sql).await?, &[&tenant_id, &call_id]).await?
@@ -268,6 +269,7 @@ pub async fn call_record(
         return Ok(None);
     };
     let (id, mut call) = call_turns(&row)?;
+    call.merge_pending(row.get::<_, Option<DateTime<Utc>>>(5).map(ms), pending.get(&id));
     let since = at(call.first_ms);
     let sql = format!(
         "SELECT {TURN_COLUMNS} FROM turns t WHERE t.call = $1 AND t.ts >= $2 AND t.ts < $2 + {CALL_SPAN}

@@ -36,7 +36,7 @@ impl PostgresStore {
     ) -> Result<WriteOutcome, StoreError> {
         // Ends once the derived data is absorbed (or the write failed): a read meanwhile
         // waits for it rather than see raw facts without their derived data.
-        let _under_way = self.derived.begin_commit();
+        let _under_way = self.derived.begin_commit().await;
         let notes = Arc::clone(&self.cost_notes);
         let known_calls = Arc::clone(&self.known_calls);
         let owner = self.derived.owner.clone();

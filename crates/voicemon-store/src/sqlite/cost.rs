@@ -2,9 +2,9 @@
 
 use super::write::{CostColumns, Writer};
 use crate::column::Stored;
-use crate::pending::CallRows;
+use crate::pending::{merged_first, CallRows};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, UsageLine};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
 use std::collections::BTreeMap;
 use voicemon_core::window::TimeRange;
 
@@ -38,40 +38,43 @@ fn line_from_row(row: &Row<'_>) -> rusqlite::Result<UsageLine> {
     })
 }
 
+/// One call's usage lines, by call id or trace id (of those found, the call whose first
+/// event is the latest), its first time merged with `pending`, the call totals not
+/// flushed yet.
 pub fn call_cost(
     conn: &Connection,
     tenant_id: Option<&str>,
     call: &CallRef,
+    pending: &CallRows,
 ) -> rusqlite::Result<Option<CallCost>> {
     let (column, value) = match call {
         CallRef::CallId(id) => ("call_id", id),
         CallRef::TraceId(id) => ("trace_id", id),
     };
-    let found = conn
-        .query_row(
-            &format!(
-                "SELECT id, tenant_id, call_id, trace_id, first_ms, duration_s, status FROM calls
-                 WHERE {column} = ?1 {} ORDER BY first_ms DESC LIMIT 1",
-                if tenant_id.is_some() { "AND tenant_id = ?2" } else { "AND ?2 IS NULL" }
-            ),
-            params![value, tenant_id],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    CallCost {
-                        tenant_id: row.get(1)?,
-                        call_id: row.get(2)?,
-                        trace_id: row.get(3)?,
-                        first_ms: row.get(4)?,
-                        duration_s: row.get(5)?,
-                        status: row.get(6)?,
-                        lines: Vec::new(),
-                    },
-                ))
-            },
-        )
-        .optional()?;
-    let Some((row_id, mut call)) = found else { return Ok(None) };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT id, tenant_id, call_id, trace_id, first_ms, duration_s, status FROM calls WHERE {column} = ?1 {}",
+        if tenant_id.is_some() { "AND tenant_id = ?2" } else { "AND ?2 IS NULL" }
+    ))?;
+    let found = statement
+        .query_map(params![value, tenant_id], |row| {
+            let id = row.get::<_, i64>(0)?;
+            Ok((
+                id,
+                CallCost {
+                    tenant_id: row.get(1)?,
+                    call_id: row.get(2)?,
+                    trace_id: row.get(3)?,
+                    first_ms: merged_first(row.get(4)?, pending.get(&id)),
+                    duration_s: row.get(5)?,
+                    status: row.get(6)?,
+                    lines: Vec::new(),
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some((row_id, mut call)) = found.into_iter().max_by_key(|(_, call)| call.first_ms) else {
+        return Ok(None);
+    };
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {LINE_COLUMNS} FROM usage u JOIN calls c ON c.id = u.call JOIN cost_notes n ON n.id = u.cost_note
          WHERE u.call = ?1 ORDER BY u.ts_ms, u.rowid"
@@ -93,16 +96,18 @@ pub fn call_tenants(conn: &Connection, call: &CallRef, limit: usize) -> rusqlite
     tenants
 }
 
-/// The calls of a cost read: those whose first event falls in the range once the call
-/// totals not flushed yet (`temp.pending_calls`, [`stage_pending_calls`]) are merged, with
+/// The calls of a read by first time (cost, the explorer's window): those whose first
+/// event falls in the range (?1, ?2) once the call totals not flushed yet
+/// (`temp.pending_calls`, [`stage_pending_calls`]) are merged, with their own columns and
 /// their merged first time and totals. `{tenant}` marks where the tenant clause goes.
 const MERGED_CALLS: &str = "
     WITH wanted(id) AS (
         SELECT id FROM calls WHERE first_ms >= ?1 AND first_ms < ?2 {tenant}
         UNION SELECT id FROM temp.pending_calls WHERE first_ms >= ?1 AND first_ms < ?2),
     merged AS (
-        SELECT c.id, c.tenant_id, c.call_id, c.duration_s,
+        SELECT c.id, c.tenant_id, c.call_id, c.agent_id, c.objective, c.trace_id,
                min(coalesce(c.first_ms, p.first_ms), coalesce(p.first_ms, c.first_ms)) AS first_ms,
+               c.started_ms, c.ended_ms, c.duration_s, c.status, c.ended_reason,
                c.cost_nano + coalesce(p.cost_nano, 0) AS cost_nano,
                c.usage_lines + coalesce(p.usage_lines, 0) AS usage_lines,
                c.unpriced_lines + coalesce(p.unpriced_lines, 0) AS unpriced_lines
@@ -113,7 +118,8 @@ const MERGED_CALLS: &str = "
 /// [`MERGED_CALLS`] when nothing is pending: the calls' own rows.
 const FLUSHED_CALLS: &str = "
     WITH merged AS (
-        SELECT id, tenant_id, call_id, duration_s, first_ms, cost_nano, usage_lines, unpriced_lines
+        SELECT id, tenant_id, call_id, agent_id, objective, trace_id, first_ms, started_ms, ended_ms,
+               duration_s, status, ended_reason, cost_nano, usage_lines, unpriced_lines
         FROM calls WHERE first_ms >= ?1 AND first_ms < ?2 {tenant})
     ";
 
@@ -143,7 +149,7 @@ pub fn call_costs(
 ) -> rusqlite::Result<Vec<CallCostTotal>> {
     let select = "SELECT call_id, first_ms, cost_nano, usage_lines, unpriced_lines, duration_s, tenant_id
          FROM merged WHERE first_ms >= ?1 AND first_ms < ?2";
-    merged_calls(conn, select, tenant_id, range, pending, |row| {
+    merged_calls(conn, select, tenant_id, range, pending, &[], |row| {
         Ok(CallCostTotal {
             call_id: row.get(0)?,
             first_ms: row.get(1)?,
@@ -159,23 +165,26 @@ pub fn call_costs(
 /// Runs `select` (which reads the CTE `merged`, the range as ?1 and ?2) over the calls of
 /// `range`, those staged merged when `pending` ([`MERGED_CALLS`]; [`FLUSHED_CALLS`]
 /// otherwise), with `AND tenant_id = ?3` when a tenant is given, so the tenant index
-/// serves it.
-fn merged_calls<T>(
+/// serves it; `extra` parameters follow (from ?4 with a tenant, ?3 without).
+pub(super) fn merged_calls<T>(
     conn: &Connection,
     select: &str,
     tenant_id: Option<&str>,
     range: TimeRange,
     pending: bool,
+    extra: &[&dyn ToSql],
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let calls = if pending { MERGED_CALLS } else { FLUSHED_CALLS };
     let clause = if tenant_id.is_some() { " AND tenant_id = ?3" } else { "" };
     let sql = format!("{calls} {select}").replace("{tenant}", clause);
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = match tenant_id {
-        Some(tenant) => statement.query_map(params![range.from_ms, range.to_ms, tenant], map)?.collect(),
-        None => statement.query_map(params![range.from_ms, range.to_ms], map)?.collect(),
-    };
+    let mut params: Vec<&dyn ToSql> = vec![&range.from_ms, &range.to_ms];
+    if let Some(tenant) = &tenant_id {
+        params.push(tenant);
+    }
+    params.extend_from_slice(extra);
+    let rows = statement.query_map(params.as_slice(), map)?.collect();
     rows
 }
 
@@ -200,7 +209,7 @@ pub fn cost_breakdown(
          WHERE c.first_ms >= ?1 AND c.first_ms < ?2
          GROUP BY k ORDER BY k"
     );
-    merged_calls(conn, &select, tenant_id, range, pending, |row| {
+    merged_calls(conn, &select, tenant_id, range, pending, &[], |row| {
         Ok(CostGroupRow {
             key: row.get(0)?,
             cost_nano: row.get(1)?,

@@ -14,7 +14,7 @@ mod read;
 mod schema;
 mod write;
 
-use crate::pending::{overlay_workers, PendingDerived, Unflushed};
+use crate::pending::{overlay_workers, CallRows, PendingDerived, Unflushed};
 use crate::pool::LastError;
 use crate::{
     AdminStore, AlertStore, AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal,
@@ -187,21 +187,28 @@ impl SqliteStore {
         self.pool.errors.record(result)
     }
 
-    /// Runs `work` in one snapshot with `unflushed` (copied from what is pending before it
-    /// opens) and which of its parts' journal rows the snapshot still holds: their data is
-    /// not in the tables in it ([`crate::pending`]). The read waits for no flush.
+    /// Runs `work` in one snapshot with what `copy` takes of what is pending (before the
+    /// snapshot opens) and which of its parts' journal rows the snapshot still holds:
+    /// their data is not in the tables in it ([`crate::pending`]). The copy and the
+    /// snapshot's opening are behind [`PendingDerived::gate`], so that no commit lands
+    /// between them: every commit in the snapshot is flushed in it or copied. The read
+    /// waits for no flush.
     async fn read_unflushed<R, T>(
         &self,
-        unflushed: Unflushed<R>,
+        copy: impl FnOnce(&PendingDerived) -> Unflushed<R> + Send + 'static,
         work: impl FnOnce(&Connection, &Unflushed<R>, &[i64]) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError>
     where
         R: Send + 'static,
         T: Send + 'static,
     {
+        let pending = Arc::clone(&self.unflushed);
         self.read(move |conn| {
-            read::in_snapshot(conn, !unflushed.is_empty(), || {
+            let gate = pending.gate();
+            let unflushed = copy(&pending);
+            read::in_snapshot(conn, || {
                 let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+                drop(gate);
                 work(conn, &unflushed, &present)
             })
         })
@@ -212,7 +219,7 @@ impl SqliteStore {
     /// holds of the commits not flushed when the read began ([`SqliteStore::read_unflushed`]).
     async fn read_merging<R, T>(
         &self,
-        unflushed: Unflushed<R>,
+        copy: impl FnOnce(&PendingDerived) -> Unflushed<R> + Send + 'static,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         merge: impl FnOnce(&Unflushed<R>, &[i64], T) -> T + Send + 'static,
     ) -> Result<T, StoreError>
@@ -220,15 +227,31 @@ impl SqliteStore {
         R: Send + 'static,
         T: Send + 'static,
     {
-        self.read_unflushed(unflushed, move |conn, unflushed, present| {
-            Ok(merge(unflushed, present, work(conn)?))
-        })
+        self.read_unflushed(copy, move |conn, unflushed, present| Ok(merge(unflushed, present, work(conn)?)))
+            .await
+    }
+
+    /// Runs `work` with the call totals of `tenant_id` (or of every tenant) not flushed
+    /// yet, in its snapshot ([`SqliteStore::read_unflushed`]).
+    async fn read_with_call_totals<T>(
+        &self,
+        tenant_id: Option<&str>,
+        work: impl FnOnce(&Connection, &CallRows) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+    {
+        let tenant = tenant_id.map(str::to_owned);
+        self.read_unflushed(
+            move |pending| pending.calls(tenant.as_deref()),
+            move |conn, unflushed, present| work(conn, &unflushed.totals(present)),
+        )
         .await
     }
 
-    /// Runs a cost read with the call totals of `tenant_id` (or every tenant) not flushed
-    /// yet staged for it to merge ([`cost::stage_pending_calls`]; `work` is told whether
-    /// any are) ([`SqliteStore::read_unflushed`]).
+    /// Runs a read of calls by first time with the call totals of `tenant_id` (or every
+    /// tenant) not flushed yet staged for it to merge ([`cost::stage_pending_calls`];
+    /// `work` is told whether any are) ([`SqliteStore::read_unflushed`]).
     async fn read_merging_calls<T>(
         &self,
         tenant_id: Option<&str>,
@@ -237,11 +260,10 @@ impl SqliteStore {
     where
         T: Send + 'static,
     {
-        self.read_unflushed(self.unflushed.calls(tenant_id), move |conn, unflushed, present| {
-            let totals = unflushed.totals(present);
+        self.read_with_call_totals(tenant_id, move |conn, totals| {
             let pending = !totals.is_empty();
             if pending {
-                cost::stage_pending_calls(conn, &totals)?;
+                cost::stage_pending_calls(conn, totals)?;
             }
             work(conn, pending)
         })
@@ -396,9 +418,9 @@ impl LatencyStore for SqliteStore {
         resolution: Resolution,
     ) -> Result<Vec<(i64, LatencySketch)>, StoreError> {
         // Unflushed data is merged, not flushed first: a read waits for no flush.
-        let filter = filter.clone();
+        let (filter, wanted) = (filter.clone(), filter.clone());
         self.read_merging(
-            self.unflushed.latency_of(&filter, range),
+            move |pending| pending.latency_of(&wanted, range),
             move |conn| read::latency_sketches(conn, &filter, range, resolution),
             move |unflushed, present, mut sketches| {
                 unflushed.add_periods(present, range, resolution, &mut sketches);
@@ -415,7 +437,7 @@ impl LatencyStore for SqliteStore {
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
         self.read_merging(
-            self.unflushed.latency_by_tenant(component, range, by_provider),
+            move |pending| pending.latency_by_tenant(component, range, by_provider),
             move |conn| read::latency_by_tenant(conn, component, range, by_provider),
             move |unflushed, present, rows| unflushed.add_by_tenant(present, by_provider, rows),
         )
@@ -446,7 +468,11 @@ impl CallStore for SqliteStore {
     }
 
     async fn window_calls(&self, window: CallWindow) -> Result<Vec<CallTurns>, StoreError> {
-        self.read_fresh(move |conn| read::window_calls(conn, &window)).await
+        let tenant = window.tenant_id.clone();
+        self.read_merging_calls(Some(&tenant), move |conn, pending| {
+            read::window_calls(conn, &window, pending)
+        })
+        .await
     }
 
     async fn call_record(
@@ -454,8 +480,11 @@ impl CallStore for SqliteStore {
         tenant_id: &str,
         call_id: &str,
     ) -> Result<Option<(CallTurns, Vec<CallRequest>)>, StoreError> {
-        let (tenant_id, call_id) = (tenant_id.to_owned(), call_id.to_owned());
-        self.read_fresh(move |conn| read::call_record(conn, &tenant_id, &call_id)).await
+        let (tenant, call_id) = (tenant_id.to_owned(), call_id.to_owned());
+        self.read_with_call_totals(Some(tenant_id), move |conn, pending| {
+            read::call_record(conn, &tenant, &call_id, pending)
+        })
+        .await
     }
 }
 
@@ -466,9 +495,12 @@ impl CostStore for SqliteStore {
         tenant_id: Option<&str>,
         call: &CallRef,
     ) -> Result<Option<CallCost>, StoreError> {
-        let tenant_id = tenant_id.map(str::to_owned);
+        let tenant = tenant_id.map(str::to_owned);
         let call = call.clone();
-        self.read_fresh(move |conn| cost::call_cost(conn, tenant_id.as_deref(), &call)).await
+        self.read_with_call_totals(tenant_id, move |conn, pending| {
+            cost::call_cost(conn, tenant.as_deref(), &call, pending)
+        })
+        .await
     }
 
     async fn call_tenants(&self, call: &CallRef, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -552,10 +584,10 @@ impl HealthStore for SqliteStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
-        let unflushed = self.unflushed.providers(tenant_id, since_ms);
         let tenant_id = tenant_id.map(str::to_owned);
+        let tenant = tenant_id.clone();
         self.read_merging(
-            unflushed,
+            move |pending| pending.providers(tenant.as_deref(), since_ms),
             move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms),
             Unflushed::add_minutes,
         )
@@ -567,10 +599,10 @@ impl HealthStore for SqliteStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<(String, LatencySketch)>, StoreError> {
-        let unflushed = self.unflushed.providers(tenant_id, since_ms);
         let tenant_id = tenant_id.map(str::to_owned);
+        let tenant = tenant_id.clone();
         self.read_merging(
-            unflushed,
+            move |pending| pending.providers(tenant.as_deref(), since_ms),
             move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms),
             Unflushed::add_latency,
         )
@@ -582,10 +614,10 @@ impl HealthStore for SqliteStore {
         tenant_id: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<ProviderErrorCount>, StoreError> {
-        let unflushed = self.unflushed.providers(tenant_id, since_ms);
         let tenant_id = tenant_id.map(str::to_owned);
+        let tenant = tenant_id.clone();
         self.read_merging(
-            unflushed,
+            move |pending| pending.providers(tenant.as_deref(), since_ms),
             move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms),
             Unflushed::add_errors,
         )

@@ -1,27 +1,22 @@
 //! The read path: rollups and call facts for the metrics endpoints.
 
 use crate::column::Stored;
+use crate::pending::CallRows;
 use crate::rollup::read_plan;
 use crate::{
     CallRequest, CallTurns, CallWindow, CallsGathered, EndedCall, LatencyFilter, Resolution, TurnRow,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use voicemon_core::sketch::LatencySketch;
 use voicemon_core::window::TimeRange;
 
+use super::cost;
 use super::health::tenant_scoped;
 
-/// Runs `work` in one read transaction (one snapshot of the WAL) when `needed`, so that
-/// the rollup rows it reads and the journal rows it looks for agree ([`crate::pending`]);
-/// with nothing unflushed to look for, as it is.
-pub fn in_snapshot<T>(
-    conn: &Connection,
-    needed: bool,
-    work: impl FnOnce() -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    if !needed {
-        return work();
-    }
+/// Runs `work` in one read transaction (one snapshot of the WAL), so that the rows it
+/// reads and the journal rows it looks for agree ([`crate::pending`]). The snapshot opens
+/// with `work`'s first statement.
+pub fn in_snapshot<T>(conn: &Connection, work: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     conn.execute_batch("BEGIN")?;
     match work() {
         Ok(answer) => {
@@ -36,13 +31,14 @@ pub fn in_snapshot<T>(
 }
 
 /// Which of the journal rows `seqs` the snapshot holds (their derived data is not in the
-/// tables in it).
+/// tables in it). It runs a statement even for none, so that, first in a transaction, it
+/// opens the snapshot ([`in_snapshot`]).
 pub fn journal_rows_present(conn: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<i64>> {
-    if seqs.is_empty() {
-        // Nothing pending: no statement (a read's first touch of the store is its own).
-        return Ok(Vec::new());
-    }
     let mut statement = conn.prepare_cached("SELECT 1 FROM derived_journal WHERE seq = ?1")?;
+    if seqs.is_empty() {
+        // No journal row has seq 0 (they count from 1).
+        statement.exists([0])?;
+    }
     let mut present = Vec::new();
     for seq in seqs {
         if statement.exists([seq])? {
@@ -206,47 +202,50 @@ fn turn_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<TurnR
     }))
 }
 
-/// The calls of `window` (by `calls_by_first`), each joined to its turns (`turns_by_call`).
-pub fn window_calls(conn: &Connection, window: &CallWindow) -> rusqlite::Result<Vec<CallTurns>> {
-    let sql = format!(
+/// The calls of `window` (by `calls_by_first`), each joined to its turns (`turns_by_call`),
+/// with the call totals staged in `temp.pending_calls` merged when `pending`
+/// ([`cost::merged_calls`]).
+pub fn window_calls(
+    conn: &Connection,
+    window: &CallWindow,
+    pending: bool,
+) -> rusqlite::Result<Vec<CallTurns>> {
+    let select = format!(
         "SELECT {CALL_COLUMNS}, {TURN_COLUMNS}
-         FROM (SELECT * FROM calls WHERE tenant_id = ?1 AND first_ms >= ?2 AND first_ms < ?3
+         FROM (SELECT * FROM merged WHERE first_ms >= ?1 AND first_ms < ?2
                  AND (?4 IS NULL OR agent_id = ?4) AND (?5 IS NULL OR objective = ?5)
-                 AND (?6 IS NULL OR EXISTS (SELECT 1 FROM usage u WHERE u.call = calls.id AND u.provider = ?6))
+                 AND (?6 IS NULL OR EXISTS (SELECT 1 FROM usage u WHERE u.call = merged.id AND u.provider = ?6))
                ORDER BY first_ms, id LIMIT ?7) c
          LEFT JOIN turns t ON t.call = c.id
          ORDER BY c.first_ms, c.id, t.turn_index, t.ts_ms"
     );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(params![
-        window.tenant_id,
-        window.range.from_ms,
-        window.range.to_ms,
-        window.agent_id,
-        window.objective,
-        window.provider,
-        window.limit as i64,
-    ])?;
+    let limit = window.limit as i64;
+    let extra: [&dyn ToSql; 4] = [&window.agent_id, &window.objective, &window.provider, &limit];
     let mut calls = CallsGathered::default();
-    while let Some(row) = rows.next()? {
-        calls.row(row.get(0)?, || call_turns(row).map(|(_, call)| call), turn_row(row, 13)?)?;
-    }
+    cost::merged_calls(conn, &select, Some(&window.tenant_id), window.range, pending, &extra, |row| {
+        calls.row(row.get(0)?, || call_turns(row).map(|(_, call)| call), turn_row(row, 13)?)
+    })?;
     Ok(calls.into_calls())
 }
 
-/// One call with its turns and provider requests.
+/// One call with its turns and provider requests, the call totals not flushed yet
+/// (`pending`) merged into its own.
 pub fn call_record(
     conn: &Connection,
     tenant_id: &str,
     call_id: &str,
+    pending: &CallRows,
 ) -> rusqlite::Result<Option<(CallTurns, Vec<CallRequest>)>> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {CALL_COLUMNS} FROM calls c WHERE c.tenant_id = ?1 AND c.call_id = ?2"
     ))?;
-    let Some((id, mut call)) = statement.query_row(params![tenant_id, call_id], call_turns).optional()?
-    else {
+    let found = statement
+        .query_row(params![tenant_id, call_id], |row| Ok((call_turns(row)?, row.get::<_, Option<i64>>(5)?)))
+        .optional()?;
+    let Some(((id, mut call), stored_first)) = found else {
         return Ok(None);
     };
+    call.merge_pending(stored_first, pending.get(&id));
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {TURN_COLUMNS} FROM turns t WHERE t.call = ?1 ORDER BY t.turn_index, t.ts_ms"
     ))?;

@@ -147,10 +147,7 @@ impl Writer {
             self.call_rows.clear();
             self.cost_notes.clear();
         }
-        let (outcome, derived, seq) = result?;
-        if let Some(seq) = seq {
-            self.pending.absorb(seq, derived);
-        }
+        let outcome = result?;
         if self.pending.rows() > MAX_PENDING {
             // The batch is durable whatever happens here: its journal row stays until a flush works.
             if let Err(err) = self.flush() {
@@ -160,11 +157,10 @@ impl Writer {
         Ok(outcome)
     }
 
-    fn try_write_batch(
-        &mut self,
-        events: &[IngestEvent],
-    ) -> rusqlite::Result<(WriteOutcome, Derived, Option<i64>)> {
-        let Writer { conn, call_rows, cost_notes, .. } = self;
+    /// Stores the batch's raw facts and journal row in one transaction; its derived data
+    /// is pending once it has committed, behind [`PendingDerived::gate`].
+    fn try_write_batch(&mut self, events: &[IngestEvent]) -> rusqlite::Result<WriteOutcome> {
+        let Writer { conn, call_rows, cost_notes, pending, .. } = self;
         let tx = conn.transaction()?;
         let mut stored = Vec::with_capacity(events.len());
         let mut derived = Derived::default();
@@ -193,8 +189,12 @@ impl Writer {
                 .execute([derived.encode()])?;
             Some(tx.last_insert_rowid())
         };
+        let _gate = pending.gate();
         tx.commit()?;
-        Ok((WriteOutcome { stored }, derived, seq))
+        if let Some(seq) = seq {
+            pending.absorb(seq, derived);
+        }
+        Ok(WriteOutcome { stored })
     }
 }
 

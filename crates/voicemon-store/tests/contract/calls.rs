@@ -291,40 +291,151 @@ async fn call_explorer(store: Arc<dyn Store>) -> Transcript {
     t
 }
 
+#[tokio::test]
+async fn the_call_explorer_and_one_calls_cost_merge_unflushed_call_totals_without_flushing() {
+    on_both_backends(explorer_half_flushed).await;
+}
+
+/// The first batch flushed, the second pending. Pending events add cost to a flushed call
+/// (c1), move a call's first event into the hour (c2) or out of it (c3), and make a call
+/// of its own (c4). The explorer's window, one call whole and one call's cost merge all of
+/// it, flush nothing, and answer the same once all is flushed.
+async fn explorer_half_flushed(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let llm = |id: &str, call: &str, at_ms: i64| {
+        let fields = json!({"call_id": call, "provider": "openai", "model": "gpt-4o-mini",
+            "input_tokens": 1000, "output_tokens": 100});
+        event("llm.usage", id, "acme", at_ms, fields)
+    };
+    let tts = |id: &str, call: &str, at_ms: i64| {
+        let fields = json!({"call_id": call, "provider": "cartesia", "model": "sonic-2", "characters": 300});
+        event("tts.usage", id, "acme", at_ms, fields)
+    };
+    let first = vec![
+        turn("f1", "acme", "c1", at(10, 5), 700.0),
+        llm("f2", "c1", at(10, 6)),
+        turn("f3", "acme", "c2", at(11, 10), 800.0),
+        llm("f4", "c2", at(11, 10)),
+        turn("f5", "acme", "c3", at(10, 30), 900.0),
+        llm("f6", "c3", at(10, 30)),
+    ];
+    let second = vec![
+        tts("s1", "c1", at(10, 20)),
+        turn("s2", "acme", "c2", at(10, 40), 1000.0),
+        llm("s3", "c3", at(9, 50)),
+        turn("s4", "acme", "c4", at(10, 50), 1100.0),
+        tts("s5", "c4", at(10, 50)),
+        turn("s6", "globex", "g1", at(10, 15), 1200.0),
+    ];
+    let (line, voice) = (crate::cost::nanos(&first[1]), crate::cost::nanos(&second[0]));
+    store.write_batch(first).await.expect("stored");
+    t.check("the first batch is flushed", store.flush_derived().await.expect("flushed") > 0, true);
+    store.write_batch(second).await.expect("stored");
+
+    let window = |limit: usize| CallWindow {
+        tenant_id: "acme".into(),
+        range: range(at(10, 0), at(11, 0)),
+        agent_id: None,
+        objective: None,
+        provider: None,
+        limit,
+    };
+    let summary = |call: &CallTurns| {
+        let turns: Vec<f64> = call.turns.iter().map(|turn| turn.e2e_ms).collect();
+        (call.call_id.clone(), call.first_ms, call.cost_nano, turns)
+    };
+    let answers = || async {
+        let all = store.window_calls(window(100)).await.expect("a window read");
+        let two = store.window_calls(window(2)).await.expect("a window read");
+        let whole = |call: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                let (call, _) = store.call_record("acme", call).await.expect("read").expect("the call");
+                summary(&call)
+            }
+        };
+        let cost_first = |tenant: Option<&'static str>, call: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                let found = store.call_cost(tenant, &CallRef::CallId(call.into())).await.expect("read");
+                found.map(|cost| (cost.first_ms, cost.lines.len()))
+            }
+        };
+        (
+            all.iter().map(summary).collect::<Vec<_>>(),
+            two.iter().map(|call| call.call_id.clone()).collect::<Vec<_>>(),
+            (whole("c3").await, whole("c4").await),
+            (cost_first(Some("acme"), "c4").await, cost_first(None, "c3").await),
+        )
+    };
+    let before = answers().await;
+    t.check(
+        "the window: pending cost added, first times moved in and out of the hour, a new call",
+        before.0.clone(),
+        vec![
+            ("c1".to_owned(), at(10, 5), line + voice, vec![700.0]),
+            ("c2".to_owned(), at(10, 40), line, vec![1000.0, 800.0]),
+            ("c4".to_owned(), at(10, 50), voice, vec![1100.0]),
+        ],
+    );
+    t.check("at most `limit`, by merged first time", before.1.clone(), vec!["c1".to_owned(), "c2".into()]);
+    t.check(
+        "one call whole: a flushed call moved earlier, a call only pending",
+        before.2.clone(),
+        (
+            ("c3".to_owned(), at(9, 50), 2 * line, vec![900.0]),
+            ("c4".to_owned(), at(10, 50), voice, vec![1100.0]),
+        ),
+    );
+    t.check(
+        "one call's cost: its merged first time and its lines",
+        before.3,
+        (Some((Some(at(10, 50)), 1)), Some((Some(at(9, 50)), 2))),
+    );
+    t.check("the reads flushed nothing", store.flush_derived().await.expect("flushed") > 0, true);
+    t.check("the same answers after the flush", answers().await, before);
+    t
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_read_during_group_commits_never_sees_raw_facts_without_their_derived_data() {
     on_both_backends(reads_during_commits).await;
 }
 
-/// Two writers commit calls (a turn and a priced LLM line in one batch each) while a
-/// reader lists them again and again: a call whose turn is visible (raw) must already
-/// have its cost (derived, flushed before derived reads).
+/// Two writers commit batches of 20 calls (a turn and a priced LLM line of one call in
+/// each batch, ten batches a call) while a reader lists the calls again and again: every
+/// call it sees has exactly the cost of the turns it sees (a turn is raw, written by its
+/// commit; cost is derived, merged from what is pending).
 async fn reads_during_commits(store: Arc<dyn Store>) -> Transcript {
     let mut t = Transcript::of(&*store);
-    const CALLS: usize = 200;
+    const BATCHES: usize = 200;
+    const CALLS: usize = 20;
+    let batch = |n: usize| {
+        let call = format!("c{}", n % CALLS);
+        vec![
+            event(
+                "turn.completed",
+                &format!("t{n}"),
+                "acme",
+                at(10, 0) + n as i64,
+                json!({"call_id": call, "turn_index": n / CALLS, "e2e_ms": 900.0}),
+            ),
+            event(
+                "llm.usage",
+                &format!("u{n}"),
+                "acme",
+                at(10, 0) + n as i64,
+                json!({"call_id": call, "provider": "openai", "model": "gpt-4o-mini",
+                       "input_tokens": 1000, "output_tokens": 100}),
+            ),
+        ]
+    };
+    let line = crate::cost::nanos(&batch(0)[1]);
     let writer = |offset: usize| {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
-            for n in (offset..CALLS).step_by(2) {
-                let call = format!("c{n}");
-                let batch = vec![
-                    event(
-                        "turn.completed",
-                        &format!("t{n}"),
-                        "acme",
-                        at(10, 0) + n as i64,
-                        json!({"call_id": call, "turn_index": 0, "e2e_ms": 900.0}),
-                    ),
-                    event(
-                        "llm.usage",
-                        &format!("u{n}"),
-                        "acme",
-                        at(10, 0) + n as i64,
-                        json!({"call_id": call, "provider": "openai", "model": "gpt-4o-mini",
-                               "input_tokens": 1000, "output_tokens": 100}),
-                    ),
-                ];
-                store.write_batch(batch).await.expect("stored");
+            for n in (offset..BATCHES).step_by(2) {
+                store.write_batch(batch(n)).await.expect("stored");
             }
         })
     };
@@ -342,15 +453,22 @@ async fn reads_during_commits(store: Arc<dyn Store>) -> Transcript {
     while writers.iter().any(|w| !w.is_finished()) || reads == 0 {
         let calls = store.window_calls(window.clone()).await.expect("read");
         torn.extend(
-            calls.iter().filter(|c| !c.turns.is_empty() && c.cost_nano == 0).map(|c| c.call_id.clone()),
+            calls
+                .iter()
+                .filter(|c| c.cost_nano != line * c.turns.len() as i64)
+                .map(|c| (c.call_id.clone(), c.turns.len(), c.cost_nano / line)),
         );
         reads += 1;
     }
     for writer in writers {
         writer.await.expect("the writer ends");
     }
-    t.check("calls seen with their turn but not yet their cost", torn, Vec::<String>::new());
+    t.check("calls seen with turns and cost that disagree", torn, Vec::new());
     let calls = store.window_calls(window).await.expect("read");
-    t.check("every call stored, each with its cost", calls.iter().filter(|c| c.cost_nano > 0).count(), CALLS);
+    t.check(
+        "every call stored, each with its ten turns and their cost",
+        calls.iter().filter(|c| c.turns.len() == 10 && c.cost_nano == 10 * line).count(),
+        CALLS,
+    );
     t
 }
