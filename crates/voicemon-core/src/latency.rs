@@ -141,6 +141,10 @@ pub fn observations(event: &Event) -> impl Iterator<Item = Observation<'_>> {
         observation(envelope, SeriesKeyRef::of(envelope, component, source, provider, model), value_ms)
     };
     let turn = |component, value| make(component, Source::Turn, "", None, value);
+    // A usage line has one latency; the array keeps a turn's five.
+    let usage = |component, provider, model, value| {
+        [make(component, Source::Usage, provider, model, value), None, None, None, None]
+    };
     let found = match &event.body {
         Body::TurnCompleted(t) => [
             turn(Component::TurnE2e, Some(t.e2e_ms)),
@@ -149,27 +153,9 @@ pub fn observations(event: &Event) -> impl Iterator<Item = Observation<'_>> {
             turn(Component::LlmTtft, t.llm_ttft_ms),
             turn(Component::TtsTtfb, t.tts_ttfb_ms),
         ],
-        Body::SttUsage(u) => [
-            make(Component::Stt, Source::Usage, &u.provider, u.model.as_deref(), u.latency_ms),
-            None,
-            None,
-            None,
-            None,
-        ],
-        Body::LlmUsage(u) => [
-            make(Component::LlmTtft, Source::Usage, &u.provider, Some(&u.model), u.ttft_ms),
-            None,
-            None,
-            None,
-            None,
-        ],
-        Body::TtsUsage(u) => [
-            make(Component::TtsTtfb, Source::Usage, &u.provider, u.model.as_deref(), u.ttfb_ms),
-            None,
-            None,
-            None,
-            None,
-        ],
+        Body::SttUsage(u) => usage(Component::Stt, &u.provider, u.model.as_deref(), u.latency_ms),
+        Body::LlmUsage(u) => usage(Component::LlmTtft, &u.provider, Some(&u.model), u.ttft_ms),
+        Body::TtsUsage(u) => usage(Component::TtsTtfb, &u.provider, u.model.as_deref(), u.ttfb_ms),
         _ => [None; 5],
     };
     found.into_iter().flatten()

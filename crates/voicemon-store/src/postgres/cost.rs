@@ -7,7 +7,7 @@ use crate::column::Stored;
 use crate::pending::{merged_first, CallRows};
 use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{ClientWrapper, Transaction};
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Row};
@@ -169,7 +169,7 @@ impl PendingCalls {
 /// merged ([`MERGED_CALLS`]; [`FLUSHED_CALLS`] when none is), for `tenant` or all.
 /// `extra` parameters follow the others; `select` names them `{1}`, `{2}`, ….
 pub(super) async fn merged_calls(
-    client: &Client,
+    client: &ClientWrapper,
     select: &str,
     range: TimeRange,
     tenant: Option<&str>,
@@ -196,11 +196,11 @@ pub(super) async fn merged_calls(
         sql = sql.replace(&format!("{{{n}}}"), &format!("${}", params.len() + n));
     }
     params.extend_from_slice(extra);
-    client.query(&sql, &params).await
+    client.query(&client.prepare_cached(&sql).await?, &params).await
 }
 
 pub async fn call_costs(
-    client: &Client,
+    client: &ClientWrapper,
     tenant: Option<String>,
     range: TimeRange,
     pending: PendingCalls,
@@ -223,7 +223,7 @@ pub async fn call_costs(
 }
 
 pub async fn cost_breakdown(
-    client: &Client,
+    client: &ClientWrapper,
     tenant: Option<String>,
     range: TimeRange,
     group: CostGroup,
