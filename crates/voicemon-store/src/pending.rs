@@ -51,10 +51,11 @@ impl PendingDerived {
     }
 
     /// Held by a writer from before its commit until the batch's derived data is pending
-    /// (absorbed), and by a read from before it copies what is pending until its snapshot
-    /// is open: no commit lands in between, so every commit a read's snapshot holds is
-    /// either flushed in it or in the read's copy (for a writer that commits one batch
-    /// at a time, as SQLite's does).
+    /// (absorbed), and by a read that also reads raw facts from before it copies what is
+    /// pending until its snapshot is open: no commit lands in between, so every commit
+    /// the read's snapshot holds is either flushed in it or in the read's copy (for a
+    /// writer that commits one batch at a time, as SQLite's does). A read of derived data
+    /// alone needs no gate: a commit it does not copy counts from the next read on.
     pub fn gate(&self) -> MutexGuard<'_, ()> {
         self.gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -189,12 +189,13 @@ impl SqliteStore {
 
     /// Runs `work` in one snapshot with what `copy` takes of what is pending (before the
     /// snapshot opens) and which of its parts' journal rows the snapshot still holds:
-    /// their data is not in the tables in it ([`crate::pending`]). The copy and the
-    /// snapshot's opening are behind [`PendingDerived::gate`], so that no commit lands
-    /// between them: every commit in the snapshot is flushed in it or copied. The read
-    /// waits for no flush.
+    /// their data is not in the tables in it ([`crate::pending`]). The read waits for no
+    /// flush. A read that also reads raw facts holds commits off (`hold_commits`:
+    /// [`PendingDerived::gate`]) from before its copy until its snapshot is open, so that
+    /// no commit lands in between: every commit in the snapshot is flushed in it or copied.
     async fn read_unflushed<R, T>(
         &self,
+        hold_commits: bool,
         copy: impl FnOnce(&PendingDerived) -> Unflushed<R> + Send + 'static,
         work: impl FnOnce(&Connection, &Unflushed<R>, &[i64]) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError>
@@ -204,10 +205,15 @@ impl SqliteStore {
     {
         let pending = Arc::clone(&self.unflushed);
         self.read(move |conn| {
-            let gate = pending.gate();
+            let gate = hold_commits.then(|| pending.gate());
             let unflushed = copy(&pending);
-            read::in_snapshot(conn, || {
-                let present = read::journal_rows_present(conn, &unflushed.seqs())?;
+            let needed = gate.is_some() || !unflushed.is_empty();
+            read::in_snapshot(conn, needed, || {
+                // The first statement: the snapshot is open after it.
+                let present = match needed {
+                    true => read::journal_rows_present(conn, &unflushed.seqs())?,
+                    false => Vec::new(),
+                };
                 drop(gate);
                 work(conn, &unflushed, &present)
             })
@@ -219,6 +225,7 @@ impl SqliteStore {
     /// holds of the commits not flushed when the read began ([`SqliteStore::read_unflushed`]).
     async fn read_merging<R, T>(
         &self,
+        hold_commits: bool,
         copy: impl FnOnce(&PendingDerived) -> Unflushed<R> + Send + 'static,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         merge: impl FnOnce(&Unflushed<R>, &[i64], T) -> T + Send + 'static,
@@ -227,12 +234,16 @@ impl SqliteStore {
         R: Send + 'static,
         T: Send + 'static,
     {
-        self.read_unflushed(copy, move |conn, unflushed, present| Ok(merge(unflushed, present, work(conn)?)))
-            .await
+        self.read_unflushed(hold_commits, copy, move |conn, unflushed, present| {
+            Ok(merge(unflushed, present, work(conn)?))
+        })
+        .await
     }
 
     /// Runs `work` with the call totals of `tenant_id` (or of every tenant) not flushed
-    /// yet, in its snapshot ([`SqliteStore::read_unflushed`]).
+    /// yet, in its snapshot, copied while commits are held off, so that it never sees a
+    /// batch's raw facts (turns, usage lines) without its call totals
+    /// ([`SqliteStore::read_unflushed`]).
     async fn read_with_call_totals<T>(
         &self,
         tenant_id: Option<&str>,
@@ -243,6 +254,7 @@ impl SqliteStore {
     {
         let tenant = tenant_id.map(str::to_owned);
         self.read_unflushed(
+            true,
             move |pending| pending.calls(tenant.as_deref()),
             move |conn, unflushed, present| work(conn, &unflushed.totals(present)),
         )
@@ -420,6 +432,7 @@ impl LatencyStore for SqliteStore {
         // Unflushed data is merged, not flushed first: a read waits for no flush.
         let (filter, wanted) = (filter.clone(), filter.clone());
         self.read_merging(
+            false,
             move |pending| pending.latency_of(&wanted, range),
             move |conn| read::latency_sketches(conn, &filter, range, resolution),
             move |unflushed, present, mut sketches| {
@@ -437,6 +450,7 @@ impl LatencyStore for SqliteStore {
         by_provider: bool,
     ) -> Result<Vec<(String, String, LatencySketch)>, StoreError> {
         self.read_merging(
+            false,
             move |pending| pending.latency_by_tenant(component, range, by_provider),
             move |conn| read::latency_by_tenant(conn, component, range, by_provider),
             move |unflushed, present, rows| unflushed.add_by_tenant(present, by_provider, rows),
@@ -586,7 +600,10 @@ impl HealthStore for SqliteStore {
     ) -> Result<Vec<ProviderMinuteRow>, StoreError> {
         let tenant_id = tenant_id.map(str::to_owned);
         let tenant = tenant_id.clone();
+        // Commits held off, so that a health report that saw their breaker changes (raw
+        // facts) sees their providers and, read after this, their workers.
         self.read_merging(
+            true,
             move |pending| pending.providers(tenant.as_deref(), since_ms),
             move |conn| health::provider_minutes(conn, tenant_id.as_deref(), since_ms),
             Unflushed::add_minutes,
@@ -602,6 +619,7 @@ impl HealthStore for SqliteStore {
         let tenant_id = tenant_id.map(str::to_owned);
         let tenant = tenant_id.clone();
         self.read_merging(
+            false,
             move |pending| pending.providers(tenant.as_deref(), since_ms),
             move |conn| health::provider_latency(conn, tenant_id.as_deref(), since_ms),
             Unflushed::add_latency,
@@ -617,6 +635,7 @@ impl HealthStore for SqliteStore {
         let tenant_id = tenant_id.map(str::to_owned);
         let tenant = tenant_id.clone();
         self.read_merging(
+            false,
             move |pending| pending.providers(tenant.as_deref(), since_ms),
             move |conn| health::provider_errors(conn, tenant_id.as_deref(), since_ms),
             Unflushed::add_errors,

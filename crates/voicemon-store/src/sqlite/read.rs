@@ -13,10 +13,17 @@ use voicemon_core::window::TimeRange;
 use super::cost;
 use super::health::tenant_scoped;
 
-/// Runs `work` in one read transaction (one snapshot of the WAL), so that the rows it
-/// reads and the journal rows it looks for agree ([`crate::pending`]). The snapshot opens
-/// with `work`'s first statement.
-pub fn in_snapshot<T>(conn: &Connection, work: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+/// Runs `work` in one read transaction (one snapshot of the WAL) when `needed`, so that
+/// the rows it reads and the journal rows it looks for agree ([`crate::pending`]); the
+/// snapshot opens with `work`'s first statement. Otherwise as it is.
+pub fn in_snapshot<T>(
+    conn: &Connection,
+    needed: bool,
+    work: impl FnOnce() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    if !needed {
+        return work();
+    }
     conn.execute_batch("BEGIN")?;
     match work() {
         Ok(answer) => {
