@@ -2,11 +2,14 @@
 # BENCHMARKS.md, issue 12: ingest of live-shaped traffic (examples/loadgen.rs --shape live:
 # 50 tenants, 100 000 interleaved calls, 60 % turn.completed and the rest usage and
 # provider requests, NDJSON bodies of 1 000 events from 8 connections), measured in ONE run
-# on this machine three ways:
+# on this machine four ways:
 #   a. the seed's design on PostgreSQL: the same turns as 4 raw rows each in one
 #      metrics_latency table (scripts/seed-design.sql), 100-row INSERTs, 8 connections,
 #      once with the values bound to a prepared INSERT (the ratios are to this one) and
 #      once with the values in the SQL text (as client-side interpolating drivers send);
+#   f. the storage floor on PostgreSQL: every event as its idempotency key and one raw row,
+#      binary COPY, 1 000 events a transaction, 8 connections, nothing else (loadgen
+#      --storage-floor): the least any durable, idempotent store of these events writes;
 #   b. voicemon release on SQLite, fresh data directory;
 #   c. voicemon release on PostgreSQL, fresh schema;
 # then a table of rates with ratios voicemon / seed and voicemon's RSS after each run.
@@ -16,7 +19,8 @@
 #   scripts/ingest-bench.sh [events=600000] [spread=minute|hour|30d] [database url]
 #
 # The database URL defaults to postgres://postgres@127.0.0.1:5432/test; the run makes the
-# schemas seed_ingest_bench_<pid> and vm_ingest_bench_<pid> and drops them at exit.
+# schemas seed_ingest_bench_<pid>, floor_ingest_bench_<pid> and vm_ingest_bench_<pid> and
+# drops them at exit.
 # Environment: VOICEMON_BIN, LOADGEN_BIN (default target/release/…), VOICEMON_BENCH_PORT
 # (first port tried, 3461; the next free one is used), VOICEMON_CONFIG (passed on).
 set -euo pipefail
@@ -28,6 +32,7 @@ DB=${3:-postgres://postgres@127.0.0.1:5432/test}
 # Schemas of this run only, so that two runs on one database do not drop each other's.
 SEED_SCHEMA=seed_ingest_bench_$$
 VM_SCHEMA=vm_ingest_bench_$$
+FLOOR_SCHEMA=floor_ingest_bench_$$
 # in_schema, free_port, start_voicemon, stop_server, bench_binaries
 source scripts/bench-lib.sh
 bench_binaries
@@ -36,7 +41,7 @@ server=
 
 drop_schemas() {
   psql "$DB" -q -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS $SEED_SCHEMA CASCADE" \
-    -c "DROP SCHEMA IF EXISTS $VM_SCHEMA CASCADE"
+    -c "DROP SCHEMA IF EXISTS $VM_SCHEMA CASCADE" -c "DROP SCHEMA IF EXISTS $FLOOR_SCHEMA CASCADE"
 }
 cleanup() {
   stop_server
@@ -105,6 +110,12 @@ echo "== a'. the seed's design on PostgreSQL, values in the SQL text"
 bench_seed seed-literal --seed-values literal
 
 echo
+echo "== f. the storage floor on PostgreSQL: a key and a raw row per event, binary COPY"
+psql "$DB" -qc "CREATE SCHEMA $FLOOR_SCHEMA"
+run_loadgen floor --storage-floor "$(in_schema $FLOOR_SCHEMA)"
+psql "$DB" -q -c "SET client_min_messages = warning" -c "DROP SCHEMA $FLOOR_SCHEMA CASCADE"
+
+echo
 echo "== b. voicemon on SQLite (fresh data directory)"
 bench_voicemon sqlite
 
@@ -115,15 +126,17 @@ bench_voicemon postgres DATABASE_URL="$(in_schema $VM_SCHEMA)"
 
 seed_rows=$(rate_of seed)
 seed_turns=$(turns_of seed)
-row() { printf '| %-23s | %-15s | %-7s | %-13s | %-14s | %-17s | %-10s |\n' "$@"; }
+row() { printf '| %-26s | %-15s | %-7s | %-13s | %-14s | %-17s | %-10s |\n' "$@"; }
 echo
 echo "== $EVENTS events, spread $SPREAD, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 row what rate turns/s "/ seed rows/s" "/ seed turns/s" "server RSS after" "server CPU"
-row ----------------------- --------------- ------- ------------- -------------- ----------------- ----------
+row -------------------------- --------------- ------- ------------- -------------- ----------------- ----------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a && b) printf "%.2f", a / b; else print "?"}'; }
 row "seed design, PostgreSQL" "${seed_rows:-?} rows/s" "${seed_turns:-?}" 1.00 1.00 "-" "-"
 row "seed, literal SQL" "$(rate_of seed-literal) rows/s" "$(turns_of seed-literal)" \
   "$(ratio "$(rate_of seed-literal)" "$seed_rows")" "$(ratio "$(turns_of seed-literal)" "$seed_turns")" "-" "-"
+row "storage floor, PostgreSQL" "$(rate_of floor) events/s" "$(turns_of floor)" \
+  "$(ratio "$(rate_of floor)" "$seed_rows")" "$(ratio "$(turns_of floor)" "$seed_turns")" "-" "-"
 for name in sqlite postgres; do
   r=$(rate_of "$name")
   t=$(turns_of "$name")
@@ -133,6 +146,8 @@ done
 echo "voicemon / the literal-SQL seed: SQLite $(ratio "$(rate_of sqlite)" "$(rate_of seed-literal)") (events/rows)," \
   "$(ratio "$(turns_of sqlite)" "$(turns_of seed-literal)") (turns); PostgreSQL" \
   "$(ratio "$(rate_of postgres)" "$(rate_of seed-literal)"), $(ratio "$(turns_of postgres)" "$(turns_of seed-literal)")"
+echo "voicemon / the storage floor: SQLite $(ratio "$(rate_of sqlite)" "$(rate_of floor)")," \
+  "PostgreSQL $(ratio "$(rate_of postgres)" "$(rate_of floor)") (events/s)"
 
 if ((${#failed[@]})); then
   echo "FAILED runs: ${failed[*]} (their rates are not valid)" >&2

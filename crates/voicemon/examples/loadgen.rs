@@ -53,8 +53,16 @@
 //! loadgen --shape live --spread hour --seed-design \
 //!   'postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dseed_bench' 600000
 //! ```
-//! `scripts/ingest-bench.sh` runs the seed design and voicemon on SQLite and PostgreSQL in
-//! one go.
+//! **`--storage-floor`** (live shape only): URL is a PostgreSQL URL whose search path is an
+//! empty schema. The least any durable, idempotent store of these events writes, with no
+//! HTTP, parsing, validation, calls, costs or derived data: each event's idempotency key
+//! (`event_ids`, primary key `(ts, key)`) and one raw row (a `turns` row for a turn, a
+//! `facts` row for the rest; no secondary index), by binary `COPY`, one body of 1 000
+//! events a transaction from 8 connections. The last line is
+//! `rate: <events/s> events/s, <turns/s> turns/s`.
+//!
+//! `scripts/ingest-bench.sh` runs the seed design, the storage floor and voicemon on SQLite
+//! and PostgreSQL in one go.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -97,6 +105,10 @@ struct Args {
     /// Live shape: write the turns as the seed's raw rows into PostgreSQL at URL instead.
     #[arg(long)]
     seed_design: bool,
+    /// Live shape: write each event as its key and one raw row into PostgreSQL at URL, the
+    /// least a durable, idempotent store writes (binary COPY, a body a transaction).
+    #[arg(long, conflicts_with = "seed_design")]
+    storage_floor: bool,
     /// Seed design: rows per multi-VALUES INSERT.
     #[arg(long, default_value_t = 100)]
     rows_per_insert: usize,
@@ -159,7 +171,10 @@ async fn main() {
     let now_ms = voicemon_core::clock::Clock::now_ms(&voicemon_core::clock::SystemClock);
     let ok = match args.shape {
         ShapeKind::Monotonic => {
-            assert!(!args.seed_design, "--seed-design needs --shape live");
+            assert!(
+                !args.seed_design && !args.storage_floor,
+                "--seed-design and --storage-floor need --shape live"
+            );
             monotonic::run(&args, now_ms - 60_000).await
         }
         ShapeKind::Live => {
@@ -170,6 +185,8 @@ async fn main() {
                 nats::publish(&args, &live, subject).await
             } else if args.seed_design {
                 seed::run(&args, &live).await
+            } else if args.storage_floor {
+                floor::run(&args, &live).await
             } else {
                 live.run_http(&args).await
             }
@@ -523,7 +540,7 @@ mod live {
         }
 
         /// The call of event `n`: round `n / calls` visits every call once, in its own order.
-        fn call_of(&self, n: usize) -> usize {
+        pub fn call_of(&self, n: usize) -> usize {
             let (round, slot) = (n / self.calls, n % self.calls);
             (slot * self.stride + round * 7919) % self.calls
         }
@@ -1069,5 +1086,162 @@ mod seed {
             workload.spread_label(),
             median_ms(times)
         );
+    }
+}
+
+/// The storage floor: what any durable, idempotent store of every event writes at least.
+mod floor {
+    use super::live::{Detail, Workload};
+    use super::*;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    use tokio_postgres::Client;
+
+    const SCHEMA: &str = "
+        CREATE TABLE event_ids (ts timestamptz NOT NULL, key bigint NOT NULL, PRIMARY KEY (ts, key));
+        CREATE TABLE turns (call bigint NOT NULL, tenant_id text NOT NULL, ts timestamptz NOT NULL,
+          turn_index integer NOT NULL, e2e_ms real NOT NULL, stt_ms real, eou_ms real, llm_ttft_ms real,
+          tts_ttfb_ms real, agent_id text);
+        CREATE TABLE facts (call bigint NOT NULL, tenant_id text NOT NULL, ts timestamptz NOT NULL,
+          kind text NOT NULL, quantity double precision NOT NULL, latency_ms real NOT NULL)";
+
+    /// One body's rows: every event's key, the turns' rows and the other events' rows.
+    #[derive(Default)]
+    struct Batch {
+        keys: Vec<(DateTime<Utc>, i64)>,
+        turns: Vec<(i64, String, DateTime<Utc>, i32, [f32; 5], &'static str)>,
+        facts: Vec<(i64, String, DateTime<Utc>, &'static str, f64, f32)>,
+    }
+
+    fn batches(workload: &Workload, per_batch: usize) -> Vec<Batch> {
+        (0..workload.events)
+            .step_by(per_batch)
+            .map(|from| {
+                let mut batch = Batch::default();
+                for n in from..(from + per_batch).min(workload.events) {
+                    let event = workload.event(n);
+                    let ts = DateTime::from_timestamp_millis(event.ts_ms).expect("a valid time");
+                    // The call's number as voicemon's `calls.id` would give it; the key a
+                    // hash of the event's id, as voicemon's idempotency key is.
+                    let call = workload.call_of(n) as i64;
+                    batch.keys.push((ts, (mix(event.n as u64 ^ 0x1d) >> 1) as i64));
+                    let tenant = event.call.tenant;
+                    let (kind, quantity, latency) = match event.detail {
+                        Detail::Turn(turn) => {
+                            let ms = [turn.e2e, turn.stt, turn.eou, turn.llm, turn.tts].map(|v| v as f32);
+                            batch.turns.push((call, tenant, ts, turn.index as i32, ms, event.call.agent));
+                            continue;
+                        }
+                        Detail::SttUsage { audio_s, latency } => ("stt", audio_s, latency),
+                        Detail::LlmUsage { input, ttft, .. } => ("llm", input as f64, ttft),
+                        Detail::TtsUsage { characters, ttfb, .. } => ("tts", characters as f64, ttfb),
+                        Detail::Request { component, latency, .. } => (component, 1.0, latency),
+                    };
+                    batch.facts.push((call, tenant, ts, kind, quantity, latency as f32));
+                }
+                batch
+            })
+            .collect()
+    }
+
+    /// One body in one transaction: a COPY per table.
+    async fn write(client: &mut Client, batch: &Batch) -> Result<(), tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        let sink = tx.copy_in("COPY event_ids (ts, key) FROM STDIN (FORMAT binary)").await?;
+        let mut keys = std::pin::pin!(BinaryCopyInWriter::new(sink, &[Type::TIMESTAMPTZ, Type::INT8]));
+        for (ts, key) in &batch.keys {
+            keys.as_mut().write(&[ts, key]).await?;
+        }
+        keys.finish().await?;
+        let sink = tx
+            .copy_in(
+                "COPY turns (call, tenant_id, ts, turn_index, e2e_ms, stt_ms, eou_ms, llm_ttft_ms,
+                 tts_ttfb_ms, agent_id) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::INT8,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::INT4,
+            Type::FLOAT4,
+            Type::FLOAT4,
+            Type::FLOAT4,
+            Type::FLOAT4,
+            Type::FLOAT4,
+            Type::TEXT,
+        ];
+        let mut turns = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for (call, tenant, ts, index, ms, agent) in &batch.turns {
+            turns
+                .as_mut()
+                .write(&[call, tenant, ts, index, &ms[0], &ms[1], &ms[2], &ms[3], &ms[4], agent])
+                .await?;
+        }
+        turns.finish().await?;
+        let sink = tx
+            .copy_in(
+                "COPY facts (call, tenant_id, ts, kind, quantity, latency_ms) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [Type::INT8, Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT, Type::FLOAT8, Type::FLOAT4];
+        let mut facts = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for (call, tenant, ts, kind, quantity, latency) in &batch.facts {
+            facts.as_mut().write(&[call, tenant, ts, kind, quantity, latency]).await?;
+        }
+        facts.finish().await?;
+        tx.commit().await
+    }
+
+    pub async fn run(args: &Args, workload: &Workload) -> bool {
+        let connections = args.connections.unwrap_or(8);
+        let per_batch = args.batch.unwrap_or(1_000);
+        eprintln!("generating the storage floor's rows of {}…", workload.describe());
+        let batches = batches(workload, per_batch);
+        let turns = batches.iter().map(|b| b.turns.len() as u64).sum::<u64>();
+        let mut clients = Vec::new();
+        for _ in 0..connections {
+            let (client, connection) =
+                tokio_postgres::connect(&args.url, tokio_postgres::NoTls).await.expect("PostgreSQL connects");
+            tokio::spawn(connection);
+            clients.push(client);
+        }
+        clients[0].batch_execute(SCHEMA).await.expect("the floor's tables are made");
+
+        let queue = Arc::new(Mutex::new(batches.into_iter()));
+        let started = Instant::now();
+        let workers: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    let mut written = 0u64;
+                    loop {
+                        let Some(batch) = queue.lock().expect("queue").next() else { break };
+                        write(&mut client, &batch).await.expect("the batch is written");
+                        written += batch.keys.len() as u64;
+                    }
+                    written
+                })
+            })
+            .collect();
+        let mut written = 0;
+        for worker in workers {
+            written += worker.await.expect("worker");
+        }
+        let took = started.elapsed();
+        println!(
+            "storage floor: {written} events (a key and a raw row each; {turns} turns) in {:.2} s = {:.0} events/s, {:.0} rows/s ({connections} connections, {per_batch} events a transaction, binary COPY)",
+            took.as_secs_f64(),
+            rate(written, took),
+            rate(written * 2, took)
+        );
+        let ok = written == workload.events as u64;
+        if ok {
+            println!("rate: {:.0} events/s, {:.0} turns/s", rate(written, took), rate(turns, took));
+        } else {
+            eprintln!("FAILED: {written} events written of {}", workload.events);
+        }
+        ok
     }
 }

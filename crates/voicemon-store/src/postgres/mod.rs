@@ -104,6 +104,8 @@ pub struct PostgresStore {
     known_calls: write::CallCache,
     /// First-event times of call rows that this instance's flushes wrote.
     known_firsts: Arc<KnownFirsts>,
+    /// How group commits claim idempotency keys (by `COPY` unless one was met stored).
+    claims: Arc<write::Claims>,
 }
 
 impl PostgresStore {
@@ -129,6 +131,7 @@ impl PostgresStore {
             derived: Arc::new(journal::DerivedState::new()),
             known_calls: Arc::default(),
             known_firsts: Arc::default(),
+            claims: Arc::default(),
         };
         store.hold_owner_lock().await?;
         store.maintain(SystemClock.now_ms()).await?;

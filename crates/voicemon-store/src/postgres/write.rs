@@ -16,8 +16,10 @@ use crate::{IngestEvent, StoreError, WriteOutcome};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use voicemon_core::access::event_key;
 
@@ -39,20 +41,23 @@ impl PostgresStore {
         let _under_way = self.derived.begin_commit().await;
         let notes = Arc::clone(&self.cost_notes);
         let known_calls = Arc::clone(&self.known_calls);
+        let claims = Arc::clone(&self.claims);
         let owner = self.derived.owner.clone();
         let (outcome, learned, new_calls, journalled) = self
             .transaction_retrying(move |tx| {
-                let (notes, known_calls) = (Arc::clone(&notes), Arc::clone(&known_calls));
-                Box::pin(write_batch(tx, notes, known_calls, owner.clone(), Arc::clone(&events)))
+                let (claims, notes, known_calls) =
+                    (Arc::clone(&claims), Arc::clone(&notes), Arc::clone(&known_calls));
+                Box::pin(write_batch(tx, claims, notes, known_calls, owner.clone(), Arc::clone(&events)))
             })
             .await?;
         self.learn_notes(learned);
         if let Ok(mut known) = self.known_calls.lock() {
-            if known.len() + new_calls.len() > MAX_KNOWN_CALLS {
+            if known.len() + new_calls.ids.len() > MAX_KNOWN_CALLS {
                 known.clear();
             }
-            known.extend(new_calls);
+            known.extend(new_calls.ids);
         }
+        self.known_firsts.learn(new_calls.firsts);
         if let Some((seq, derived)) = journalled {
             self.derived.pending.absorb(seq, derived);
         }
@@ -82,17 +87,26 @@ const MAX_KNOWN_CALLS: usize = 200_000;
 /// A batch's journal row: its `seq` and what it adds to derived data.
 type Journalled = Option<(i64, Derived)>;
 
+/// The call rows a transaction made or found, to remember once it commits: their ids, and
+/// the first-event times their rows then hold (or earlier ones).
+#[derive(Default)]
+struct NewCalls {
+    ids: Learned,
+    firsts: Vec<(i64, i64)>,
+}
+
 async fn write_batch(
     tx: &Transaction<'_>,
+    claims: Arc<Claims>,
     notes: NoteCache,
     known_calls: CallCache,
     owner: String,
     events: Arc<Vec<IngestEvent>>,
-) -> Result<(WriteOutcome, Learned, Learned, Journalled), StoreError> {
-    let stored = claim_ids(tx, &events).await?;
+) -> Result<(WriteOutcome, Learned, NewCalls, Journalled), StoreError> {
+    let stored = claim_ids(tx, &events, &claims).await?;
     let fresh: Vec<&IngestEvent> = events.iter().zip(&stored).filter(|(_, s)| **s).map(|(e, _)| e).collect();
     if fresh.is_empty() {
-        return Ok((WriteOutcome { stored }, Learned::new(), Learned::new(), None));
+        return Ok((WriteOutcome { stored }, Learned::new(), NewCalls::default(), None));
     }
     let (calls, new_calls) = call_rows(tx, &fresh, &known_calls).await?;
     let (note_ids, learned) = cost_note_ids(tx, &notes, fresh.iter().map(|e| &e.costing)).await?;
@@ -117,15 +131,62 @@ async fn write_batch(
     Ok((WriteOutcome { stored }, learned, new_calls, Some((seq, derived))))
 }
 
+/// How group commits claim their idempotency keys. A binary `COPY` of the keys is several
+/// times cheaper than `INSERT … ON CONFLICT DO NOTHING RETURNING` (BENCHMARKS.md), but
+/// fails on a key already stored; then the commit rolls back to a savepoint taken before
+/// it and claims with `ON CONFLICT`, which finds the stored keys. After such a failure
+/// (a client retrying, a redelivery) the next [`ON_CONFLICT_AFTER_STORED_KEY`] commits
+/// go straight to `ON CONFLICT`, as more duplicates tend to follow.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    on_conflict_left: AtomicU32,
+}
+
+/// Commits that claim with `ON CONFLICT` after a `COPY` of keys met one already stored.
+const ON_CONFLICT_AFTER_STORED_KEY: u32 = 64;
+
+impl Claims {
+    /// Whether this commit tries `COPY` first (counting down the commits after a failure).
+    fn by_copy(&self) -> bool {
+        self.on_conflict_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .is_err()
+    }
+
+    fn met_stored_key(&self) {
+        self.on_conflict_left.store(ON_CONFLICT_AFTER_STORED_KEY, Ordering::Relaxed);
+    }
+}
+
 /// Inserts every event's idempotency key; an event is fresh when its key was new and it
-/// is the first of the batch with that key.
-async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<bool>, StoreError> {
+/// is the first of the batch with that key. Keys go in in their order, so that commits
+/// beside one another wait for each other's keys in one order and never deadlock.
+async fn claim_ids(
+    tx: &Transaction<'_>,
+    events: &[IngestEvent],
+    claims: &Claims,
+) -> Result<Vec<bool>, StoreError> {
     let keys: Vec<(i64, i64)> = events
         .iter()
         .map(|e| {
             (e.event.envelope.timestamp_ms, event_key(&e.event.envelope.tenant_id, &e.event.envelope.id))
         })
         .collect();
+    if claims.by_copy() {
+        let mut distinct = HashSet::with_capacity(keys.len());
+        let first_of_batch: Vec<bool> = keys.iter().map(|key| distinct.insert(*key)).collect();
+        let mut sorted: Vec<(i64, i64)> = distinct.into_iter().collect();
+        sorted.sort_unstable();
+        tx.batch_execute("SAVEPOINT claim").await.map_err(map_error)?;
+        match copy_keys(tx, &sorted).await {
+            Ok(()) => return Ok(first_of_batch),
+            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT claim").await.map_err(map_error)?;
+                claims.met_stored_key();
+            }
+            Err(err) => return Err(map_error(err)),
+        }
+    }
     let times: Vec<DateTime<Utc>> = keys.iter().map(|(ts, _)| at(*ts)).collect();
     let digests: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
     let rows = query_cached(
@@ -142,44 +203,67 @@ async fn claim_ids(tx: &Transaction<'_>, events: &[IngestEvent]) -> Result<Vec<b
     Ok(keys.iter().map(|key| new.remove(key)).collect())
 }
 
+/// The keys, distinct and sorted, by binary `COPY`: fails on one already stored.
+async fn copy_keys(tx: &Transaction<'_>, sorted: &[(i64, i64)]) -> Result<(), tokio_postgres::Error> {
+    let copy = copy_in(tx, "event_ids (ts, key)", &[Type::TIMESTAMPTZ, Type::INT8]).await?;
+    let mut copy = std::pin::pin!(copy);
+    for (ts, key) in sorted {
+        copy.as_mut().write(&[&at(*ts), key]).await?;
+    }
+    copy.finish().await.map(|_| ())
+}
+
 /// Row ids of the calls the events belong to, creating the rows that do not exist, and
-/// the ids this transaction looked up (to remember once it commits).
+/// the ids this transaction looked up (to remember once it commits). A new row gets its
+/// first-event time from the batch (the earliest of its events here), which the flush of
+/// the batch's derived data would otherwise write in a second version of the row.
 async fn call_rows(
     tx: &Transaction<'_>,
     events: &[&IngestEvent],
     known_calls: &CallCache,
-) -> Result<(CallIds, Learned), StoreError> {
-    let wanted: std::collections::BTreeSet<(&str, &str)> = events
-        .iter()
-        .filter_map(|e| Some((e.event.envelope.tenant_id.as_str(), e.event.envelope.call_id.as_deref()?)))
-        .collect();
+) -> Result<(CallIds, NewCalls), StoreError> {
+    let mut wanted: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for event in events {
+        let envelope = &event.event.envelope;
+        let Some(call) = envelope.call_id.as_deref() else { continue };
+        let first = wanted.entry((envelope.tenant_id.as_str(), call)).or_insert(envelope.timestamp_ms);
+        *first = (*first).min(envelope.timestamp_ms);
+    }
     let mut found = CallIds::with_capacity(wanted.len());
     let mut missing = Vec::new();
     {
         let known = known_calls.lock().map_err(|_| StoreError::Internal("poisoned call cache".into()))?;
-        for (tenant, call) in wanted {
+        for ((tenant, call), first_ms) in wanted {
             match known.get(tenant, call) {
                 Some(id) => found.insert(tenant, call, id),
-                None => missing.push((tenant, call)),
+                None => missing.push((tenant, call, at(first_ms))),
             }
         }
     }
     if missing.is_empty() {
-        return Ok((found, Learned::new()));
+        return Ok((found, NewCalls::default()));
     }
-    let (tenants, ids): (Vec<&str>, Vec<&str>) = missing.into_iter().unzip();
+    let tenants: Vec<&str> = missing.iter().map(|(tenant, _, _)| *tenant).collect();
+    let ids: Vec<&str> = missing.iter().map(|(_, call, _)| *call).collect();
+    let firsts: Vec<DateTime<Utc>> = missing.iter().map(|(_, _, first)| *first).collect();
     let rows = query_cached(
         tx,
-        "INSERT INTO calls (tenant_id, call_id) SELECT * FROM unnest($1::text[], $2::text[])
-             ON CONFLICT (tenant_id, call_id) DO UPDATE SET tenant_id = excluded.tenant_id
-             RETURNING id, tenant_id, call_id",
-        &[&tenants, &ids],
+        "INSERT INTO calls (tenant_id, call_id, first_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+             ON CONFLICT (tenant_id, call_id) DO UPDATE SET first_at = least(calls.first_at, excluded.first_at)
+             RETURNING id, tenant_id, call_id, first_at",
+        &[&tenants, &ids, &firsts],
     )
     .await
     .map_err(map_error)?;
-    let learned: Learned = rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect();
-    found.extend(learned.iter().cloned());
-    Ok((found, learned))
+    let mut new = NewCalls::default();
+    for row in rows {
+        let id: i64 = row.get(0);
+        new.ids.push(((row.get(1), row.get(2)), id));
+        new.firsts.push((id, row.get::<_, DateTime<Utc>>(3).timestamp_millis()));
+    }
+    found.extend(new.ids.iter().cloned());
+    Ok((found, new))
 }
 
 /// The price entry (or unpriced reason) a costing is filed under.
@@ -648,57 +732,45 @@ pub(super) async fn flush(
     // would hash the whole table for each statement (seen: 100 000 calls scanned to update
     // 4 000, twice the time of looking each id up in the primary key).
     tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off").await?;
-    update_first_times(tx, firsts).await?;
-    update_call_totals(tx, &derived.calls).await?;
+    update_call_totals(tx, &derived.calls, firsts).await?;
     upsert_workers(tx, &derived.workers).await?;
     upsert_providers(tx, &derived.providers).await?;
     upsert_rollups(tx, &derived.rollups).await
 }
 
-/// The calls' first-event times, only where they move earlier (a row is rewritten only
-/// when something changes).
-async fn update_first_times(
-    tx: &Transaction<'_>,
-    firsts: &[(i64, i64)],
-) -> Result<(), tokio_postgres::Error> {
-    for chunk in firsts.chunks(FLUSH_ROWS) {
-        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
-        let first: Vec<DateTime<Utc>> = chunk.iter().map(|(_, first_ms)| at(*first_ms)).collect();
-        run_cached(
-            tx,
-            "UPDATE calls AS c SET first_at = v.first_at
-             FROM unnest($1::bigint[], $2::timestamptz[]) AS v (id, first_at)
-             WHERE c.id = v.id AND (c.first_at IS NULL OR c.first_at > v.first_at)",
-            &[&ids, &first],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Call cost totals, only where usage came.
+/// The calls' totals in one statement per [`FLUSH_ROWS`] calls: the first-event time
+/// where it moves earlier (`firsts`, sorted by call like `calls`) and the cost where usage
+/// came. A call with both is rewritten once, and a row is rewritten only when something
+/// changes.
 async fn update_call_totals(
     tx: &Transaction<'_>,
     calls: &BTreeMap<i64, CallEntry>,
+    firsts: &[(i64, i64)],
 ) -> Result<(), tokio_postgres::Error> {
-    let calls: Vec<(&i64, &CallTotals)> = calls.iter().map(|(id, entry)| (id, &entry.totals)).collect();
-    for chunk in calls.chunks(FLUSH_ROWS) {
-        let costed: Vec<&(&i64, &CallTotals)> = chunk.iter().filter(|(_, t)| t.usage_lines != 0).collect();
-        if costed.is_empty() {
-            continue;
-        }
-        let ids: Vec<i64> = costed.iter().map(|(id, _)| **id).collect();
-        let cost: Vec<i64> = costed.iter().map(|(_, t)| t.cost_nano).collect();
-        let lines: Vec<i32> = costed.iter().map(|(_, t)| t.usage_lines as i32).collect();
-        let unpriced: Vec<i32> = costed.iter().map(|(_, t)| t.unpriced_lines as i32).collect();
+    let mut firsts = firsts.iter().peekable();
+    let changed: Vec<(i64, Option<i64>, &CallTotals)> = calls
+        .iter()
+        .filter_map(|(&id, entry)| {
+            let first = firsts.next_if(|(call, _)| *call == id).map(|(_, first_ms)| *first_ms);
+            (first.is_some() || entry.totals.usage_lines != 0).then_some((id, first, &entry.totals))
+        })
+        .collect();
+    for chunk in changed.chunks(FLUSH_ROWS) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _, _)| *id).collect();
+        let first: Vec<Option<DateTime<Utc>>> = chunk.iter().map(|(_, first, _)| first.map(at)).collect();
+        let cost: Vec<i64> = chunk.iter().map(|(_, _, t)| t.cost_nano).collect();
+        let lines: Vec<i32> = chunk.iter().map(|(_, _, t)| t.usage_lines as i32).collect();
+        let unpriced: Vec<i32> = chunk.iter().map(|(_, _, t)| t.unpriced_lines as i32).collect();
+        // least() skips a NULL: a call whose first time does not move keeps its own.
         run_cached(
             tx,
-            "UPDATE calls AS c SET cost_nano = c.cost_nano + v.cost_nano,
-               usage_lines = c.usage_lines + v.usage_lines, unpriced_lines = c.unpriced_lines + v.unpriced_lines
-             FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::integer[])
-               AS v (id, cost_nano, usage_lines, unpriced_lines)
-             WHERE c.id = v.id",
-            &[&ids, &cost, &lines, &unpriced],
+            "UPDATE calls AS c SET first_at = least(c.first_at, v.first_at),
+               cost_nano = c.cost_nano + v.cost_nano, usage_lines = c.usage_lines + v.usage_lines,
+               unpriced_lines = c.unpriced_lines + v.unpriced_lines
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[], $4::integer[], $5::integer[])
+               AS v (id, first_at, cost_nano, usage_lines, unpriced_lines)
+             WHERE c.id = v.id AND (v.usage_lines <> 0 OR c.first_at IS NULL OR c.first_at > v.first_at)",
+            &[&ids, &first, &cost, &lines, &unpriced],
         )
         .await?;
     }
@@ -876,4 +948,20 @@ async fn upsert_chunk(
         &[tenant, component, source, &start, agent, provider, model, &sketches.zero, &sketches.keys, &sketches.counts],
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Claims, ON_CONFLICT_AFTER_STORED_KEY};
+
+    #[test]
+    fn keys_are_claimed_by_copy_until_one_is_met_stored_then_by_on_conflict_for_a_while() {
+        let claims = Claims::default();
+        assert!(claims.by_copy() && claims.by_copy(), "COPY while no stored key was met");
+        claims.met_stored_key();
+        let after: Vec<bool> = (0..ON_CONFLICT_AFTER_STORED_KEY + 2).map(|_| claims.by_copy()).collect();
+        let expected: Vec<bool> =
+            (0..ON_CONFLICT_AFTER_STORED_KEY + 2).map(|n| n >= ON_CONFLICT_AFTER_STORED_KEY).collect();
+        assert_eq!(after, expected, "ON CONFLICT for the next commits, then COPY again");
+    }
 }

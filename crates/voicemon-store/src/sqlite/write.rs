@@ -160,9 +160,10 @@ impl Writer {
     /// Stores the batch's raw facts and journal row in one transaction; its derived data
     /// is pending once it has committed, behind [`PendingDerived::gate`].
     fn try_write_batch(&mut self, events: &[IngestEvent]) -> rusqlite::Result<WriteOutcome> {
-        let Writer { conn, call_rows, cost_notes, pending, .. } = self;
+        let Writer { conn, call_rows, cost_notes, pending, firsts } = self;
         let tx = conn.transaction()?;
         let mut stored = Vec::with_capacity(events.len());
+        let mut new_firsts = Vec::new();
         let mut derived = Derived::default();
         for IngestEvent { event, costing } in events {
             let key = event_key(&event.envelope.tenant_id, &event.envelope.id);
@@ -175,7 +176,14 @@ impl Writer {
                 continue;
             }
             let call = match &event.envelope.call_id {
-                Some(call_id) => Some(call_row(&tx, call_rows, &event.envelope.tenant_id, call_id)?),
+                Some(call_id) => {
+                    let new_call = NewCall {
+                        tenant_id: &event.envelope.tenant_id,
+                        call_id,
+                        at_ms: event.envelope.timestamp_ms,
+                    };
+                    Some(call_row(&tx, call_rows, new_call, &mut new_firsts)?)
+                }
                 None => None,
             };
             let cost = CostColumns::of(&tx, cost_notes, costing)?;
@@ -191,6 +199,7 @@ impl Writer {
         };
         let _gate = pending.gate();
         tx.commit()?;
+        firsts.learn(new_firsts);
         if let Some(seq) = seq {
             pending.absorb(seq, derived);
         }
@@ -221,9 +230,10 @@ fn upsert_providers(tx: &Transaction<'_>, deltas: &ProviderDeltas) -> rusqlite::
     Ok(())
 }
 
-/// Call totals: cost where usage came, and the first times `firsts` that may move earlier
-/// ([`KnownFirsts::moving`]); the statement writes one only where it does (so the two
-/// indexes on it are touched only when it changes).
+/// Call totals: cost where usage came, and the first times `firsts` (sorted by call, like
+/// `calls`) that may move earlier ([`KnownFirsts::moving`]); a first time is written only
+/// where it does move (so the two indexes on it are touched only when it changes), and a
+/// call with both is updated once.
 fn update_calls(
     tx: &Transaction<'_>,
     calls: &std::collections::BTreeMap<i64, CallEntry>,
@@ -236,11 +246,27 @@ fn update_calls(
         "UPDATE calls SET cost_nano = cost_nano + ?2, usage_lines = usage_lines + ?3,
          unpriced_lines = unpriced_lines + ?4 WHERE id = ?1",
     )?;
-    for (call, first_ms) in firsts {
-        first.execute(params![call, first_ms])?;
-    }
-    for (call, CallEntry { totals, .. }) in calls.iter().filter(|(_, entry)| entry.totals.usage_lines != 0) {
-        cost.execute(params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines])?;
+    let mut both = tx.prepare_cached(
+        "UPDATE calls SET first_ms = CASE WHEN first_ms IS NULL OR first_ms > ?5 THEN ?5 ELSE first_ms END,
+         cost_nano = cost_nano + ?2, usage_lines = usage_lines + ?3, unpriced_lines = unpriced_lines + ?4
+         WHERE id = ?1",
+    )?;
+    let mut firsts = firsts.iter().peekable();
+    for (call, CallEntry { totals, .. }) in calls {
+        let moving = firsts.next_if(|(id, _)| id == call).map(|(_, first_ms)| *first_ms);
+        let costs = params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines];
+        match (moving, totals.usage_lines != 0) {
+            (Some(first_ms), true) => both.execute(params![
+                call,
+                totals.cost_nano,
+                totals.usage_lines,
+                totals.unpriced_lines,
+                first_ms
+            ])?,
+            (Some(first_ms), false) => first.execute(params![call, first_ms])?,
+            (None, true) => cost.execute(costs)?,
+            (None, false) => 0,
+        };
     }
     Ok(())
 }
@@ -318,23 +344,34 @@ fn cost_note(
     Ok(id)
 }
 
+/// The call of an event, and the event's time.
+struct NewCall<'e> {
+    tenant_id: &'e str,
+    call_id: &'e str,
+    at_ms: i64,
+}
+
+/// The row id of the event's call. A row made here gets the event's time as its first
+/// time, which the flush would otherwise write in a second version of the row; its (id,
+/// first time) goes into `new_firsts`, to remember once the transaction commits.
 fn call_row(
     tx: &Transaction<'_>,
     cache: &mut CallIds,
-    tenant_id: &str,
-    call_id: &str,
+    call: NewCall<'_>,
+    new_firsts: &mut Vec<(i64, i64)>,
 ) -> rusqlite::Result<i64> {
-    if let Some(row) = cache.get(tenant_id, call_id) {
+    if let Some(row) = cache.get(call.tenant_id, call.call_id) {
         return Ok(row);
     }
-    let row = tx
+    let (row, first_ms) = tx
         .prepare_cached(
-            "INSERT INTO calls (tenant_id, call_id) VALUES (?1, ?2)
-             ON CONFLICT (tenant_id, call_id) DO UPDATE SET tenant_id = excluded.tenant_id
-             RETURNING id",
+            "INSERT INTO calls (tenant_id, call_id, first_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, call_id) DO UPDATE SET first_ms = min(coalesce(first_ms, ?3), ?3)
+             RETURNING id, first_ms",
         )?
-        .query_row([tenant_id, call_id], |row| row.get(0))?;
-    cache.insert(tenant_id, call_id, row);
+        .query_row(params![call.tenant_id, call.call_id, call.at_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    cache.insert(call.tenant_id, call.call_id, row);
+    new_firsts.push((row, first_ms));
     Ok(row)
 }
 

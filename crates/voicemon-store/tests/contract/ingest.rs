@@ -55,6 +55,50 @@ async fn same_event_twice(store: Arc<dyn Store>) -> Transcript {
     t
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_events_from_two_writers_at_once_are_stored_once() {
+    on_both_backends(two_writers).await;
+}
+
+/// Two writers send the same batches at the same moment (a client retrying while its first
+/// request is still being written, or two instances given one redelivered message). Every
+/// event is stored by exactly one of them, and counted once. A store's first batch holds
+/// an event twice, as the first batch of a fresh instance may.
+async fn two_writers(store: Arc<dyn Store>) -> Transcript {
+    let mut t = Transcript::of(&*store);
+    let first = vec![turn("d1", "acme", "c1", at(10, 0), 500.0), turn("d1", "acme", "c1", at(10, 0), 500.0)];
+    t.check(
+        "a first batch with an event twice stores it once",
+        store.write_batch(first).await.expect("the batch is stored").stored,
+        vec![true, false],
+    );
+    let mut stored_once = Vec::new();
+    for round in 0..6_i64 {
+        let batch = || -> Vec<_> {
+            (0..50)
+                .map(|n| {
+                    turn(&format!("r{round}-{n}"), "acme", &format!("c{}", n % 7), at(10, round) + n, 600.0)
+                })
+                .collect()
+        };
+        let (a, b) = (Arc::clone(&store), Arc::clone(&store));
+        let (batch_a, batch_b) = (batch(), batch());
+        let (one, other) = tokio::join!(
+            tokio::spawn(async move { a.write_batch(batch_a).await.expect("one writer's batch").stored }),
+            tokio::spawn(async move { b.write_batch(batch_b).await.expect("the other's batch").stored }),
+        );
+        let (one, other) = (one.expect("the task ends"), other.expect("the task ends"));
+        stored_once.push(one.iter().zip(&other).all(|(x, y)| x != y));
+    }
+    t.check("in each round every event is stored by exactly one writer", stored_once, vec![true; 6]);
+    let stored = store
+        .latency_sketches(&turn_e2e(Some("acme")), range(at(10, 0), at(11, 0)), Resolution::Minute)
+        .await
+        .unwrap();
+    t.check("each event counts once", merged(&stored).count(), 1 + 6 * 50);
+    t
+}
+
 #[tokio::test]
 async fn a_usage_line_sent_twice_is_costed_once() {
     on_both_backends(usage_twice).await;
