@@ -41,12 +41,17 @@ pub fn bucket_value(index: i32) -> f64 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LatencySketch {
     zero_count: u64,
-    /// Index of `counts[0]`.
-    offset: i32,
-    /// Dense counts from `offset`; empty when no value ≥ MIN_INDEXABLE_MS was added.
-    counts: Vec<u64>,
+    /// The non-empty buckets as `(index, count)`, ascending by index. Sparse: a minute's
+    /// sketch of a series holds a handful of values spread over the hundred or so buckets
+    /// between its fastest and slowest, and ingest keeps tens of thousands of such sketches
+    /// pending; a dense array over that span was mostly zeros (BENCHMARKS.md).
+    buckets: Vec<(i32, u64)>,
     count: u64,
 }
+
+/// Below this many buckets, a merge adds the other sketch's buckets one by one (a search
+/// each); from it on, it merges the two ascending lists in one pass into a new one.
+const MERGE_BY_SEARCH: usize = 8;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -90,25 +95,27 @@ impl LatencySketch {
         self.add_to_bucket(index, times);
     }
 
+    /// Adds `times` (> 0) to bucket `index` (clamped like added values).
     fn add_to_bucket(&mut self, index: i32, times: u64) {
-        let position = self.bucket_slot(index);
-        self.counts[position] = self.counts[position].saturating_add(times);
+        let slot = self.bucket_slot(index);
+        *slot = slot.saturating_add(times);
     }
 
-    /// The position of bucket `index` in `counts`, growing `counts` to hold it.
-    fn bucket_slot(&mut self, index: i32) -> usize {
+    /// The count of bucket `index` (clamped), made (at 0) when it is not there yet; the
+    /// caller adds to it at once, so no bucket stays at 0.
+    fn bucket_slot(&mut self, index: i32) -> &mut u64 {
         let index = index.clamp(-MAX_INDEX, MAX_INDEX);
-        if self.counts.is_empty() {
-            self.offset = index;
-            self.counts.push(0);
-        } else if index < self.offset {
-            let grow = (self.offset - index) as usize;
-            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
-            self.offset = index;
-        } else if index >= self.offset + self.counts.len() as i32 {
-            self.counts.resize((index - self.offset) as usize + 1, 0);
-        }
-        (index - self.offset) as usize
+        let position = match self.buckets.last() {
+            // Values of one series often come in rising runs: appending needs no search.
+            None => 0,
+            Some(&(last, _)) if last < index => self.buckets.len(),
+            _ => match self.buckets.binary_search_by_key(&index, |&(i, _)| i) {
+                Ok(found) => return &mut self.buckets[found].1,
+                Err(position) => position,
+            },
+        };
+        self.buckets.insert(position, (index, 0));
+        &mut self.buckets[position].1
     }
 
     /// A sketch from its zero-bucket count and `(index, count)` buckets in any order (as
@@ -129,11 +136,17 @@ impl LatencySketch {
     pub fn merge(&mut self, other: &LatencySketch) {
         self.zero_count = self.zero_count.saturating_add(other.zero_count);
         self.count = self.count.saturating_add(other.zero_count);
-        for (position, &times) in other.counts.iter().enumerate() {
-            if times > 0 {
-                self.count = self.count.saturating_add(times);
-                self.add_to_bucket(other.offset + position as i32, times);
+        for &(_, times) in &other.buckets {
+            self.count = self.count.saturating_add(times);
+        }
+        if self.buckets.is_empty() {
+            self.buckets.clone_from(&other.buckets);
+        } else if other.buckets.len() < MERGE_BY_SEARCH {
+            for &(index, times) in &other.buckets {
+                self.add_to_bucket(index, times);
             }
+        } else {
+            self.buckets = merge_ascending(&self.buckets, &other.buckets);
         }
     }
 
@@ -148,22 +161,18 @@ impl LatencySketch {
         if seen as f64 > rank {
             return Some(0.0);
         }
-        for (position, &times) in self.counts.iter().enumerate() {
+        for &(index, times) in &self.buckets {
             seen += times;
             if seen as f64 > rank {
-                return Some(bucket_value(self.offset + position as i32));
+                return Some(bucket_value(index));
             }
         }
-        self.counts.len().checked_sub(1).map(|last| bucket_value(self.offset + last as i32))
+        self.buckets.last().map(|&(index, _)| bucket_value(index))
     }
 
     /// Non-empty buckets as `(index, count)`, ascending; the zero bucket is separate.
     pub fn buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
-        self.counts
-            .iter()
-            .enumerate()
-            .filter(|(_, &times)| times > 0)
-            .map(|(position, &times)| (self.offset + position as i32, times))
+        self.buckets.iter().copied()
     }
 
     pub fn zero_count(&self) -> u64 {
@@ -173,10 +182,10 @@ impl LatencySketch {
     /// Compact encoding: version byte, zero count, bucket count, then per non-empty
     /// bucket the index delta (zig-zag) and the count, all LEB128 varints.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.counts.len() * 2);
+        let mut out = Vec::with_capacity(8 + self.buckets.len() * 3);
         out.push(ENCODING_VERSION);
         put_varint(&mut out, self.zero_count);
-        put_varint(&mut out, self.buckets().count() as u64);
+        put_varint(&mut out, self.buckets.len() as u64);
         let mut previous = 0i64;
         for (index, times) in self.buckets() {
             let delta = index as i64 - previous;
@@ -208,8 +217,7 @@ impl LatencySketch {
             }
             sketch.count = sketch.count.checked_add(times).ok_or(DecodeError::Corrupt("count overflows"))?;
             if times > 0 {
-                let position = sketch.bucket_slot(index as i32);
-                let slot = &mut sketch.counts[position];
+                let slot = sketch.bucket_slot(index as i32);
                 *slot = slot.checked_add(times).ok_or(DecodeError::Corrupt("count overflows"))?;
             }
         }
@@ -217,6 +225,26 @@ impl LatencySketch {
             return Err(DecodeError::Corrupt("trailing bytes"));
         }
         Ok(sketch)
+    }
+}
+
+/// Two ascending bucket lists as one, the counts of a bucket in both added (saturating).
+fn merge_ascending(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(&&(i, x)), Some(&&(j, y))) if i == j => {
+                a.next();
+                b.next();
+                (i, x.saturating_add(y))
+            }
+            (Some(&&(i, _)), Some(&&(j, _))) if j < i => *b.next().expect("peeked"),
+            (Some(_), _) => *a.next().expect("peeked"),
+            (None, Some(_)) => *b.next().expect("peeked"),
+            (None, None) => return merged,
+        };
+        merged.push(next);
     }
 }
 
