@@ -1105,12 +1105,17 @@ mod floor {
         CREATE TABLE facts (call bigint NOT NULL, tenant_id text NOT NULL, ts timestamptz NOT NULL,
           kind text NOT NULL, quantity double precision NOT NULL, latency_ms real NOT NULL)";
 
+    /// A `turns` row: call, tenant, time, turn index, e2e/stt/eou/llm/tts ms, agent.
+    type TurnRow = (i64, String, DateTime<Utc>, i32, [f32; 5], &'static str);
+    /// A `facts` row: call, tenant, time, kind, quantity, latency ms.
+    type FactRow = (i64, String, DateTime<Utc>, &'static str, f64, f32);
+
     /// One body's rows: every event's key, the turns' rows and the other events' rows.
     #[derive(Default)]
     struct Batch {
         keys: Vec<(DateTime<Utc>, i64)>,
-        turns: Vec<(i64, String, DateTime<Utc>, i32, [f32; 5], &'static str)>,
-        facts: Vec<(i64, String, DateTime<Utc>, &'static str, f64, f32)>,
+        turns: Vec<TurnRow>,
+        facts: Vec<FactRow>,
     }
 
     fn batches(workload: &Workload, per_batch: usize) -> Vec<Batch> {
