@@ -274,6 +274,11 @@ pub fn parse_event(json: &str, now_ms: i64) -> Result<Event, EventError> {
             Err(err) => not_json(&err),
         });
     }
+    // Most events are valid: read them without tracking the path (which costs on every
+    // field), and read a failing one again with it, for the error's field name.
+    if let Ok(wire) = WireEvent::deserialize(&mut serde_json::Deserializer::from_str(json)) {
+        return validate(wire, now_ms);
+    }
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let wire: WireEvent = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
