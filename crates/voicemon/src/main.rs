@@ -20,6 +20,18 @@ use voicemon_server::config::Layers;
 use voicemon_server::startup::Application;
 use voicemon_simulate::SimulateOptions;
 
+/// jemalloc, not the system's allocator: ingest allocates and frees many small strings and
+/// sketches on every thread, and glibc's malloc took a quarter of the server's CPU and held
+/// more memory (BENCHMARKS.md, session 11).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start: a background thread returns freed pages to the
+/// system after a second instead of on later allocations (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them).
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 /// Production monitoring for voice AI agents: turn latency as the caller hears it,
 /// calls, and more, from the events your voice workers send.
 #[derive(Parser, Debug)]
