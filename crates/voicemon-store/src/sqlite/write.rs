@@ -254,17 +254,11 @@ fn update_calls(
     let mut firsts = firsts.iter().peekable();
     for (call, CallEntry { totals, .. }) in calls {
         let moving = firsts.next_if(|(id, _)| id == call).map(|(_, first_ms)| *first_ms);
-        let costs = params![call, totals.cost_nano, totals.usage_lines, totals.unpriced_lines];
-        match (moving, totals.usage_lines != 0) {
-            (Some(first_ms), true) => both.execute(params![
-                call,
-                totals.cost_nano,
-                totals.usage_lines,
-                totals.unpriced_lines,
-                first_ms
-            ])?,
+        let (cost_nano, lines, unpriced) = (totals.cost_nano, totals.usage_lines, totals.unpriced_lines);
+        match (moving, lines != 0) {
+            (Some(first_ms), true) => both.execute(params![call, cost_nano, lines, unpriced, first_ms])?,
             (Some(first_ms), false) => first.execute(params![call, first_ms])?,
-            (None, true) => cost.execute(costs)?,
+            (None, true) => cost.execute(params![call, cost_nano, lines, unpriced])?,
             (None, false) => 0,
         };
     }
