@@ -239,14 +239,23 @@ impl Derived {
         let mut out = Encoder::default();
         out.varint(FORMAT);
         out.varint(rollups.len() as u64);
+        // A series has many minutes: its six strings are looked up in the table once.
+        let mut series: hashbrown::HashMap<&SeriesKey, [u64; 6]> = hashbrown::HashMap::new();
         for ((key, minute), sketch) in rollups {
-            for text in
-                [key.tenant_id.as_str(), key.component.as_str(), key.source.as_str(), key.agent_id.as_str()]
-            {
-                out.text(text);
+            let ids = series.entry(key).or_insert_with(|| {
+                [
+                    key.tenant_id.as_str(),
+                    key.component.as_str(),
+                    key.source.as_str(),
+                    key.agent_id.as_str(),
+                    key.provider.as_str(),
+                    key.model.as_str(),
+                ]
+                .map(|text| out.string(text))
+            });
+            for id in *ids {
+                out.varint(id);
             }
-            out.text(&key.provider);
-            out.text(&key.model);
             out.signed(*minute);
             out.bytes(&sketch.encode());
         }
@@ -298,15 +307,14 @@ impl Derived {
         for _ in 0..input.varint()? {
             let (tenant_id, component, source, agent_id) =
                 (input.text()?, input.text()?, input.text()?, input.text()?);
-            let key = SeriesKey {
-                tenant_id,
-                component: Component::parse(&component)
-                    .ok_or_else(|| DecodeError(format!("component {component}")))?,
-                source: Source::parse(&source).ok_or_else(|| DecodeError(format!("source {source}")))?,
-                agent_id,
-                provider: input.text()?,
-                model: input.text()?,
-            };
+            let key = SeriesKey::new(
+                &tenant_id,
+                Component::parse(&component).ok_or_else(|| DecodeError(format!("component {component}")))?,
+                Source::parse(&source).ok_or_else(|| DecodeError(format!("source {source}")))?,
+                &agent_id,
+                &input.text()?,
+                &input.text()?,
+            );
             let minute = input.signed()?;
             derived.rollups.insert((key, minute), input.sketch()?);
         }
@@ -378,12 +386,18 @@ impl<'a> Encoder<'a> {
         self.varint(((value << 1) ^ (value >> 63)) as u64);
     }
 
-    fn text(&mut self, text: &'a str) {
+    /// `text`'s number in the string table.
+    fn string(&mut self, text: &'a str) -> u64 {
         let next = self.strings.len() as u64;
         let id = *self.index.entry(text).or_insert(next);
         if id == next {
             self.strings.push(text);
         }
+        id
+    }
+
+    fn text(&mut self, text: &'a str) {
+        let id = self.string(text);
         self.varint(id);
     }
 

@@ -425,14 +425,7 @@ mod tests {
     use voicemon_core::window::{HOUR_MS, MINUTE_MS};
 
     fn key(tenant: &str) -> SeriesKey {
-        SeriesKey {
-            tenant_id: tenant.into(),
-            component: Component::TurnE2e,
-            source: Source::Turn,
-            agent_id: String::new(),
-            provider: String::new(),
-            model: String::new(),
-        }
+        SeriesKey::new(tenant, Component::TurnE2e, Source::Turn, "", "", "")
     }
 
     /// Derived data of one turn of `tenant` at `minute`, of `value` ms.

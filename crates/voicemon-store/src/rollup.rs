@@ -3,7 +3,7 @@
 //! backend upserts rows in one order (concurrent writers never deadlock on PostgreSQL).
 //! And which rollup table a latency read takes each part of its range from.
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use std::collections::BTreeMap;
 use voicemon_core::event::ProviderRequest;
 use voicemon_core::latency::{SeriesKey, SeriesKeyRef};
@@ -52,24 +52,9 @@ impl ProviderDeltas {
 /// times a second; whoever writes rows takes them in key order with [`in_key_order`].
 pub type Rollups = HashMap<(SeriesKey, i64), LatencySketch>;
 
-/// A rollup key borrowed from an event: hashes like `(SeriesKey, i64)` (a tuple hashes
-/// its fields in order, as this derive does).
-#[derive(Hash)]
-struct BorrowedKey<'a>(SeriesKeyRef<'a>, i64);
-
-impl Equivalent<(SeriesKey, i64)> for BorrowedKey<'_> {
-    fn equivalent(&self, (key, start): &(SeriesKey, i64)) -> bool {
-        self.1 == *start && self.0.is(key)
-    }
-}
-
-/// Adds `value_ms` to the sketch of `key` starting at `start`; the owned key is built only
-/// when the rollups have no such sketch yet.
+/// Adds `value_ms` to the sketch of `key` starting at `start`.
 pub fn add_value(rollups: &mut Rollups, key: SeriesKeyRef<'_>, start: i64, value_ms: f64) {
-    match rollups.get_mut(&BorrowedKey(key, start)) {
-        Some(sketch) => sketch.add(value_ms),
-        None => rollups.entry((key.to_key(), start)).or_default().add(value_ms),
-    }
+    rollups.entry((key.to_key(), start)).or_default().add(value_ms);
 }
 
 /// Rollups in key order, so a backend upserts rows in one order (concurrent writers never
