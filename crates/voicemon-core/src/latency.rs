@@ -4,7 +4,7 @@ use crate::event::{Body, Envelope, Event};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::Serialize;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 /// A latency the API answers for.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -201,9 +201,10 @@ impl<'a> SeriesKeyRef<'a> {
     }
 }
 
-/// The one table of live series keys: weak references, so that a series no one holds any
-/// more (no pending data, no read) is freed; dead entries are swept when the table has
-/// doubled since the last sweep, so it holds at most about twice the live series.
+/// The one table of series keys. A key only the table holds (no pending data, no read
+/// holds it) is freed by a sweep when the table has doubled since the last one, so it
+/// holds at most about twice the live series. (Strong references, not weak ones: a lookup
+/// compares fields without touching a reference count.)
 static INTERNER: Interner = Interner { table: Mutex::new(None) };
 
 struct Interner {
@@ -211,8 +212,7 @@ struct Interner {
 }
 
 struct Table {
-    /// (hash, key): a dead key's hash is still known when the table grows.
-    keys: HashTable<(u64, Weak<Interned>)>,
+    keys: HashTable<Arc<Interned>>,
     hasher: DefaultHashBuilder,
     sweep_at: usize,
 }
@@ -230,11 +230,8 @@ impl Interner {
             sweep_at: FIRST_SWEEP,
         });
         let hash = table.hasher.hash_one(fields);
-        let live = table.keys.find(hash, |(known, weak)| {
-            *known == hash && weak.upgrade().is_some_and(|live| fields.is(&live.fields))
-        });
-        if let Some(live) = live.and_then(|(_, weak)| weak.upgrade()) {
-            return SeriesKey(live);
+        if let Some(live) = table.keys.find(hash, |live| live.hash == hash && fields.is(&live.fields)) {
+            return SeriesKey(Arc::clone(live));
         }
         let key = Arc::new(Interned {
             fields: SeriesFields {
@@ -248,10 +245,11 @@ impl Interner {
             hash,
         });
         if table.keys.len() >= table.sweep_at {
-            table.keys.retain(|(_, weak)| weak.strong_count() > 0);
+            // Under the lock, a key only the table holds cannot be cloned by anyone else.
+            table.keys.retain(|key| Arc::strong_count(key) > 1);
             table.sweep_at = (table.keys.len() * 2).max(FIRST_SWEEP);
         }
-        table.keys.insert_unique(hash, (hash, Arc::downgrade(&key)), |(hash, _)| *hash);
+        table.keys.insert_unique(hash, Arc::clone(&key), |key| key.hash);
         SeriesKey(key)
     }
 }
