@@ -139,8 +139,9 @@ impl Engine {
         let health =
             report(self.facts.as_ref(), &self.redis, &self.health_rules, None, now_ms, Depth::Recent).await;
         let mut changes = Vec::new();
+        let mut reads = samples::TickReads::default();
         for rule in &self.config.rules {
-            match samples::samples(self.facts.as_ref(), rule, &health, now_ms).await {
+            match samples::samples(self.facts.as_ref(), rule, &health, now_ms, &mut reads).await {
                 Ok(samples) => changes.extend(self.evaluator.evaluate(rule, &samples, now_ms)),
                 Err(err) => tracing::warn!(rule = %rule.name, error = %err, "rule not evaluated this time"),
             }
