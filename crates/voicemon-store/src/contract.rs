@@ -10,7 +10,7 @@ use crate::{
     AlertingState, AlertingTick, ApiKey, BreakerRow, CallCost, CallCostTotal, CallRef, CallRequest,
     CallTurns, CallWindow, CostGroup, CostGroupRow, CostUpdate, Delivery, EndedCall, HistoryEntry,
     IngestEvent, LatencyFilter, LeaseRow, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount,
-    ProviderMinuteRow, ReceiverState, Resolution, StoreError, UsageLine, WorkerRow, WriteOutcome,
+    ProviderMinuteRow, ReceiverState, Resolution, StoreError, TenantCost, UsageLine, WorkerRow, WriteOutcome,
 };
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -109,6 +109,10 @@ pub trait CostStore: Debug + Send + Sync + 'static {
         tenant_id: Option<&str>,
         range: TimeRange,
     ) -> Result<Vec<CallCostTotal>, StoreError>;
+
+    /// Each tenant's cost totals over the calls whose first event falls in `range` (what
+    /// [`CostStore::call_costs`] gives, summed by tenant in the store), in tenant order.
+    async fn tenant_costs(&self, range: TimeRange) -> Result<Vec<TenantCost>, StoreError>;
 
     /// The usage cost of the calls whose first event falls in `range`, split by `group`.
     async fn cost_breakdown(

@@ -369,6 +369,17 @@ pub struct CallCostTotal {
     pub duration_s: Option<f64>,
 }
 
+/// One tenant's cost totals over the calls of a range ([`CostStore::tenant_costs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantCost {
+    pub tenant_id: String,
+    pub calls: u64,
+    pub cost_nano: i64,
+    /// Of the calls that ended: their cost and their durations, summed.
+    pub ended_cost_nano: i64,
+    pub ended_seconds: f64,
+}
+
 /// How to split cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(rename_all = "snake_case"))]

@@ -1,7 +1,7 @@
 //! The current value of each rule's metric, per label set, from the store and the
 //! health report.
 
-use crate::query::cost::{signals_of, CostSignals};
+use crate::query::cost::CostSignals;
 use crate::query::health::HealthReport;
 use std::collections::hash_map::{Entry, HashMap};
 use voicemon_core::alerting::evaluator::Sample;
@@ -10,7 +10,7 @@ use voicemon_core::alerting::Labels;
 use voicemon_core::event::BreakerState;
 use voicemon_core::health::{ProviderStatus, WorkerStatus};
 use voicemon_core::window::{minute_of, TimeRange, MINUTE_MS};
-use voicemon_store::{Store, StoreError};
+use voicemon_store::{Store, StoreError, TenantCost};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
@@ -34,14 +34,12 @@ impl TickReads {
         let by_tenant = match self.cost.entry(window.to_ms - window.from_ms) {
             Entry::Occupied(read) => read.into_mut(),
             Entry::Vacant(unread) => {
-                let mut calls = store.call_costs(None, window).await?;
-                calls.sort_unstable_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
-                unread.insert(
-                    calls
-                        .chunk_by(|a, b| a.tenant_id == b.tenant_id)
-                        .map(|calls| (calls[0].tenant_id.clone(), signals_of(calls)))
-                        .collect(),
-                )
+                let tenants = store.tenant_costs(window).await?;
+                let signals = |tenant: TenantCost| {
+                    let signals = CostSignals::of(&tenant);
+                    (tenant.tenant_id, signals)
+                };
+                unread.insert(tenants.into_iter().map(signals).collect())
             }
         };
         Ok(by_tenant)

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use voicemon_core::money::{Amount, Nanos};
 use voicemon_core::window::{format_time, TimeRange};
 use voicemon_store::{
-    CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostStore, StoreError, UsageLine,
+    CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostStore, StoreError, TenantCost, UsageLine,
 };
 
 /// One itemised line of a call.
@@ -166,16 +166,27 @@ pub async fn cost_signals(
 
 /// Cost signals of a set of calls.
 pub fn signals_of(calls: &[CallCostTotal]) -> CostSignals {
-    let total: i64 = calls.iter().map(|c| c.cost_nano).sum();
     let ended = calls.iter().filter(|c| c.duration_s.is_some());
-    let ended_cost: i64 = ended.clone().map(|c| c.cost_nano).sum();
-    let ended_seconds = ended.filter_map(|c| c.duration_s).fold(0.0, |sum, d| sum + d);
-    CostSignals {
-        calls: calls.len(),
-        total: Nanos(total),
-        mean_per_call: (!calls.is_empty())
-            .then(|| voicemon_core::money::prorate(total, Nanos(1), calls.len() as i64)),
-        per_minute: per_minute(Nanos(ended_cost), ended_seconds),
+    CostSignals::of(&TenantCost {
+        tenant_id: String::new(),
+        calls: calls.len() as u64,
+        cost_nano: calls.iter().map(|c| c.cost_nano).sum(),
+        ended_cost_nano: ended.clone().map(|c| c.cost_nano).sum(),
+        ended_seconds: ended.filter_map(|c| c.duration_s).fold(0.0, |sum, d| sum + d),
+    })
+}
+
+impl CostSignals {
+    /// The signals of calls' summed totals.
+    pub fn of(totals: &TenantCost) -> CostSignals {
+        let calls = totals.calls as usize;
+        CostSignals {
+            calls,
+            total: Nanos(totals.cost_nano),
+            mean_per_call: (calls > 0)
+                .then(|| voicemon_core::money::prorate(totals.cost_nano, Nanos(1), totals.calls as i64)),
+            per_minute: per_minute(Nanos(totals.ended_cost_nano), totals.ended_seconds),
+        }
     }
 }
 

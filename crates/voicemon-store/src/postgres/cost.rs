@@ -5,7 +5,9 @@ use super::write::{cost_note_ids, note_key, Learned, NoteCache};
 use super::{at, map_error, ms, scoped};
 use crate::column::Stored;
 use crate::pending::{merged_first, CallRows};
-use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, UsageLine};
+use crate::{
+    CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, StoreError, TenantCost, UsageLine,
+};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{ClientWrapper, Transaction};
 use std::collections::BTreeMap;
@@ -218,6 +220,28 @@ pub async fn call_costs(
             unpriced_lines: row.get::<_, i32>(4) as u64,
             duration_s: row.get(5),
             tenant_id: row.get(6),
+        })
+        .collect())
+}
+
+pub async fn tenant_costs(
+    client: &ClientWrapper,
+    range: TimeRange,
+    pending: PendingCalls,
+) -> Result<Vec<TenantCost>, Error> {
+    let select = "SELECT tenant_id, count(*), coalesce(sum(cost_nano), 0)::bigint,
+                coalesce(sum(cost_nano) FILTER (WHERE duration_s IS NOT NULL), 0)::bigint,
+                coalesce(sum(duration_s), 0)::float8
+         FROM merged WHERE first_at >= $1 AND first_at < $2 GROUP BY tenant_id ORDER BY tenant_id COLLATE \"C\"";
+    let rows = merged_calls(client, select, range, None, &pending, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| TenantCost {
+            tenant_id: row.get(0),
+            calls: row.get::<_, i64>(1) as u64,
+            cost_nano: row.get(2),
+            ended_cost_nano: row.get(3),
+            ended_seconds: row.get(4),
         })
         .collect())
 }

@@ -28,7 +28,7 @@ use crate::{
     CallRef, CallRequest, CallStore, CallTurns, CallWindow, CostGroup, CostGroupRow, CostStore, CostUpdate,
     Delivery, EndedCall, Fault, HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter,
     LatencyStore, LeaseRow, LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount,
-    ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError, UsageLine, WorkerRow,
+    ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError, TenantCost, UsageLine, WorkerRow,
     WriteOutcome,
 };
 use async_trait::async_trait;
@@ -578,6 +578,13 @@ impl CostStore for PostgresStore {
         let tenant = tenant_id.map(str::to_owned);
         self.read_merging_calls(tenant_id, move |client, pending| {
             Box::pin(cost::call_costs(client, tenant, range, pending))
+        })
+        .await
+    }
+
+    async fn tenant_costs(&self, range: TimeRange) -> Result<Vec<TenantCost>, StoreError> {
+        self.read_merging_calls(None, move |client, pending| {
+            Box::pin(cost::tenant_costs(client, range, pending))
         })
         .await
     }

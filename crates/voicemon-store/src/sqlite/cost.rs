@@ -3,7 +3,7 @@
 use super::write::{CostColumns, Writer};
 use crate::column::Stored;
 use crate::pending::{merged_first, CallRows};
-use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, UsageLine};
+use crate::{CallCost, CallCostTotal, CallRef, CostGroup, CostGroupRow, CostUpdate, TenantCost, UsageLine};
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
 use std::collections::BTreeMap;
 use voicemon_core::window::TimeRange;
@@ -158,6 +158,23 @@ pub fn call_costs(
             unpriced_lines: row.get::<_, i64>(4)? as u64,
             duration_s: row.get(5)?,
             tenant_id: row.get(6)?,
+        })
+    })
+}
+
+/// Each tenant's totals over the calls whose first event falls in `range`, the call totals
+/// staged in `temp.pending_calls` merged when `pending`.
+pub fn tenant_costs(conn: &Connection, range: TimeRange, pending: bool) -> rusqlite::Result<Vec<TenantCost>> {
+    let select = "SELECT tenant_id, count(*), coalesce(sum(cost_nano), 0),
+                coalesce(sum(cost_nano) FILTER (WHERE duration_s IS NOT NULL), 0), coalesce(sum(duration_s), 0.0)
+         FROM merged WHERE first_ms >= ?1 AND first_ms < ?2 GROUP BY tenant_id ORDER BY tenant_id";
+    merged_calls(conn, select, None, range, pending, &[], |row| {
+        Ok(TenantCost {
+            tenant_id: row.get(0)?,
+            calls: row.get::<_, i64>(1)? as u64,
+            cost_nano: row.get(2)?,
+            ended_cost_nano: row.get(3)?,
+            ended_seconds: row.get(4)?,
         })
     })
 }

@@ -21,7 +21,7 @@ use crate::{
     CallRef, CallRequest, CallStore, CallTurns, CallWindow, CostGroup, CostGroupRow, CostStore, CostUpdate,
     Delivery, EndedCall, Fault, HealthStore, HistoryEntry, IngestEvent, IngestStore, KeyStore, LatencyFilter,
     LatencyStore, LeaseRow, LeaseStore, NewApiKey, OutboxItem, PoolStats, ProviderErrorCount,
-    ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError, UsageLine, WorkerRow,
+    ProviderMinuteRow, ReceiverState, RepriceStore, Resolution, StoreError, TenantCost, UsageLine, WorkerRow,
     WriteOutcome,
 };
 use async_trait::async_trait;
@@ -532,6 +532,10 @@ impl CostStore for SqliteStore {
             cost::call_costs(conn, tenant.as_deref(), range, pending)
         })
         .await
+    }
+
+    async fn tenant_costs(&self, range: TimeRange) -> Result<Vec<TenantCost>, StoreError> {
+        self.read_merging_calls(None, move |conn, pending| cost::tenant_costs(conn, range, pending)).await
     }
 
     async fn cost_breakdown(

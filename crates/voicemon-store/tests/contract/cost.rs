@@ -9,7 +9,9 @@ use std::sync::Arc;
 use voicemon_core::money::Nanos;
 use voicemon_core::pricing::{Costing, PricedLine};
 use voicemon_core::window::{DAY_MS, MINUTE_MS};
-use voicemon_store::{CallRef, CostGroup, CostGroupRow, CostUpdate, IngestEvent, Store, UsageLine};
+use voicemon_store::{
+    CallRef, CostGroup, CostGroupRow, CostUpdate, IngestEvent, Store, TenantCost, UsageLine,
+};
 
 /// The cost of a priced usage event.
 pub fn nanos(event: &IngestEvent) -> i64 {
@@ -280,6 +282,26 @@ async fn totals_and_breakdowns(store: Arc<dyn Store>) -> Transcript {
             ("globex".into(), "c1".into(), globex_stt),
         ],
     );
+    t.check(
+        "each tenant's totals, summed in the store (ended calls apart)",
+        store.tenant_costs(hour).await.expect("tenant costs read"),
+        vec![
+            TenantCost {
+                tenant_id: "acme".into(),
+                calls: 2,
+                cost_nano: stt + llm + tts + mini,
+                ended_cost_nano: stt + llm + tts + mini,
+                ended_seconds: 420.0,
+            },
+            TenantCost {
+                tenant_id: "globex".into(),
+                calls: 1,
+                cost_nano: globex_stt,
+                ended_cost_nano: 0,
+                ended_seconds: 0.0,
+            },
+        ],
+    );
 
     let two_days = range(YESTERDAY_MS, TODAY_MS + DAY_MS);
     let breakdown = |tenant, group| {
@@ -491,6 +513,13 @@ async fn cost_half_flushed(store: Arc<dyn Store>) -> Transcript {
             acme,
             store.cost_breakdown(Some("acme"), hour, CostGroup::Component).await.expect("read"),
             store.cost_breakdown(None, hour, CostGroup::Day).await.expect("read"),
+            store
+                .tenant_costs(hour)
+                .await
+                .expect("read")
+                .into_iter()
+                .map(|tenant| (tenant.tenant_id, tenant.calls, tenant.cost_nano))
+                .collect::<Vec<_>>(),
         )
     };
     let before = answers().await;
@@ -514,6 +543,11 @@ async fn cost_half_flushed(store: Arc<dyn Store>) -> Transcript {
         "by day, every tenant",
         before.3.clone(),
         vec![row(&TODAY_MS.to_string(), 4 * line + 2 * tts, 6, 0)],
+    );
+    t.check(
+        "each tenant's totals, the same calls",
+        before.4.clone(),
+        vec![("acme".into(), 3, 3 * line + 2 * tts), ("globex".into(), 1, line)],
     );
     let flushed = store.flush_derived().await.expect("flushed");
     t.check("the reads flushed nothing", flushed > 0, true);
