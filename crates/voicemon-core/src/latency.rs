@@ -86,6 +86,21 @@ pub struct SeriesFields {
     pub model: String,
 }
 
+impl SeriesFields {
+    /// The fields as text, in this order: tenant, component, source, agent, provider,
+    /// model (the rollup tables' key columns; the journal's).
+    pub fn texts(&self) -> [&str; 6] {
+        [
+            &self.tenant_id,
+            self.component.as_str(),
+            self.source.as_str(),
+            &self.agent_id,
+            &self.provider,
+            &self.model,
+        ]
+    }
+}
+
 /// The interned fields: the fields and their hash, computed once.
 struct Interned {
     fields: SeriesFields,

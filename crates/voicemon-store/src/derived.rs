@@ -242,17 +242,7 @@ impl Derived {
         // A series has many minutes: its six strings are looked up in the table once.
         let mut series: hashbrown::HashMap<&SeriesKey, [u64; 6]> = hashbrown::HashMap::new();
         for ((key, minute), sketch) in rollups {
-            let ids = series.entry(key).or_insert_with(|| {
-                [
-                    key.tenant_id.as_str(),
-                    key.component.as_str(),
-                    key.source.as_str(),
-                    key.agent_id.as_str(),
-                    key.provider.as_str(),
-                    key.model.as_str(),
-                ]
-                .map(|text| out.string(text))
-            });
+            let ids = series.entry(key).or_insert_with(|| key.texts().map(|text| out.string(text)));
             for id in *ids {
                 out.varint(id);
             }

@@ -920,15 +920,7 @@ async fn upsert_chunk(
     let mut start = Vec::new();
     let mut sketches = SketchColumns::default();
     for ((key, at_ms), sketch) in rollups {
-        let values = [
-            key.tenant_id.as_str(),
-            key.component.as_str(),
-            key.source.as_str(),
-            key.agent_id.as_str(),
-            key.provider.as_str(),
-            key.model.as_str(),
-        ];
-        for (column, value) in columns.iter_mut().zip(values) {
+        for (column, value) in columns.iter_mut().zip(key.texts()) {
             column.push(value.to_owned());
         }
         start.push(at(*at_ms));
