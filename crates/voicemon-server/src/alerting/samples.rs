@@ -17,7 +17,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 /// What the rules of one tick read once and share: each tenant's cost signals, by window
-/// (the shipped cost-per-call and cost-per-minute rules both read every call of the last
+/// (the shipped cost-per-call and cost-per-minute rules both sum every call of the last
 /// hour, 100 000 calls on a busy fleet).
 #[derive(Debug, Default)]
 pub struct TickReads {
